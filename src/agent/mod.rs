@@ -1,0 +1,39 @@
+//! Planning an answer. [`Planner`] is the seam: the deterministic [`offline::OfflinePlanner`]
+//! is always available (and is the fallback when a remote LLM fails); LLM planners plug in
+//! behind the same trait.
+
+pub mod offline;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::model::{Citation, Inbound};
+use crate::store::Turn;
+
+/// Everything a planner gets for one message.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanRequest<'a> {
+    /// The message to answer.
+    pub inbound: &'a Inbound,
+    /// Earlier turns of the conversation, oldest first (the current message excluded).
+    pub history: &'a [Turn],
+}
+
+/// A planner's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply {
+    /// Markdown text with `[n]` citation markers.
+    pub text: String,
+    /// The sources the markers point at.
+    pub citations: Vec<Citation>,
+}
+
+/// Something that answers messages.
+#[async_trait]
+pub trait Planner: Send + Sync {
+    /// Short name reported with every answer (`offline`, `openai`, …).
+    fn name(&self) -> &'static str;
+    /// Answers one message.
+    async fn answer(&self, req: PlanRequest<'_>) -> Result<Reply>;
+}

@@ -1,0 +1,282 @@
+//! The path of one inbound message, whatever surface it came from:
+//!
+//! 1. the ingress ledger claims the idempotency key (a repeat gets the first recorded answer,
+//!    and a concurrent repeat waits for it: the planner never runs twice for one key, across
+//!    processes and restarts too, because the claim lives in the store);
+//! 2. rate limits per user and per conversation;
+//! 3. the conversation's lock, so its messages are answered in order;
+//! 4. the message is stored, the last turns are loaded, the planner answers, the answer is
+//!    stored and recorded in the ledger against the key.
+
+pub mod order;
+pub mod ratelimit;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::agent::{PlanRequest, Planner};
+use crate::config::{GatewayConfig, LimitsConfig};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::model::{Inbound, Outbound};
+use crate::store::{Claim, NewMessage, Role, Store};
+use order::ConversationLocks;
+use ratelimit::KeyedLimit;
+
+/// Longest accepted message text, in characters.
+pub const MAX_TEXT_CHARS: usize = 8_000;
+
+/// Handles inbound messages.
+pub struct Gateway {
+    store: Store,
+    planner: Arc<dyn Planner>,
+    metrics: Arc<Metrics>,
+    config: GatewayConfig,
+    per_user: KeyedLimit,
+    per_conversation: KeyedLimit,
+    locks: ConversationLocks,
+}
+
+impl Gateway {
+    /// Wires a gateway.
+    pub fn new(
+        store: Store,
+        planner: Arc<dyn Planner>,
+        metrics: Arc<Metrics>,
+        config: GatewayConfig,
+        limits: &LimitsConfig,
+    ) -> Self {
+        Self {
+            store,
+            planner,
+            metrics,
+            config,
+            per_user: KeyedLimit::new(limits.per_user),
+            per_conversation: KeyedLimit::new(limits.per_conversation),
+            locks: ConversationLocks::default(),
+        }
+    }
+
+    /// The planner's name, for surfaces that show it.
+    pub fn planner_name(&self) -> &'static str {
+        self.planner.name()
+    }
+
+    /// Answers one message exactly once per idempotency key.
+    pub async fn handle(&self, inbound: Inbound) -> Result<Outbound> {
+        let started = Instant::now();
+        let channel = inbound.conversation.channel;
+        let span = tracing::info_span!(
+            "message",
+            channel = %channel,
+            conversation = %inbound.conversation.id,
+        );
+        let result = tracing::Instrument::instrument(self.handle_inner(inbound), span).await;
+        let outcome = match &result {
+            Ok((_, true)) => "duplicate",
+            Ok((_, false)) => "ok",
+            Err(Error::RateLimited { .. }) => "rate_limited",
+            Err(Error::BadInput(_) | Error::TooLarge(_)) => "bad_input",
+            Err(_) => "error",
+        };
+        self.metrics
+            .message(channel.as_str(), outcome, started.elapsed());
+        result.map(|(out, _)| out)
+    }
+
+    /// Returns the answer and whether it came from the ledger.
+    async fn handle_inner(&self, inbound: Inbound) -> Result<(Outbound, bool)> {
+        validate(&inbound)?;
+        let conversation = inbound.conversation.as_storage_key();
+        let key = format!(
+            "{}:{}",
+            inbound.conversation.channel, inbound.idempotency_key
+        );
+        let request_hash = request_hash(&inbound);
+
+        if let Some(recorded) = self.claim(&key, &request_hash).await? {
+            self.metrics.duplicate();
+            return Ok((recorded, true));
+        }
+
+        // We own the key now: anything that stops us must release it so a retry can run.
+        if let Err(wait) = self.per_user.check(&format!(
+            "{}:{}",
+            inbound.conversation.channel, inbound.user.id
+        )) {
+            return self
+                .refuse(&key, wait, "you are sending messages faster than allowed")
+                .await;
+        }
+        if let Err(wait) = self.per_conversation.check(&conversation) {
+            return self
+                .refuse(
+                    &key,
+                    wait,
+                    "this conversation is receiving messages faster than allowed",
+                )
+                .await;
+        }
+
+        let _turn = self.locks.lock(&conversation).await;
+        match self.process(&inbound, &conversation).await {
+            Ok(out) => {
+                let json = serde_json::to_string(&out)
+                    .map_err(|e| Error::internal("encoding the answer", e))?;
+                self.store.ingress_complete(&key, &json).await?;
+                Ok((out, false))
+            }
+            Err(e) => {
+                if let Err(release) = self.store.ingress_release(&key).await {
+                    tracing::warn!(error = %release, "could not release the ingress claim");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn refuse(&self, key: &str, wait: Duration, why: &str) -> Result<(Outbound, bool)> {
+        self.store.ingress_release(key).await?;
+        self.metrics.rate_limited();
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        Err(Error::RateLimited {
+            retry_after: Duration::from_secs(secs),
+            message: format!(
+                "Sorry, {why}. Please try again in {secs} second{}.",
+                if secs == 1 { "" } else { "s" }
+            ),
+        })
+    }
+
+    /// Claims `key`: `None` when it is ours to process, or the recorded answer of an earlier
+    /// delivery. A duplicate that arrives while the first is being answered waits for it.
+    async fn claim(&self, key: &str, request_hash: &str) -> Result<Option<Outbound>> {
+        let deadline = Instant::now() + self.config.duplicate_wait.0;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match self
+                .store
+                .ingress_claim(key, request_hash, self.config.ingress_lease.0)
+                .await?
+            {
+                Claim::Owned => return Ok(None),
+                Claim::Done {
+                    response,
+                    request_hash: first,
+                } => {
+                    same_request(&first, request_hash)?;
+                    return serde_json::from_str(&response)
+                        .map(Some)
+                        .map_err(|e| Error::internal("reading a recorded answer", e));
+                }
+                Claim::Busy {
+                    request_hash: first,
+                } => {
+                    same_request(&first, request_hash)?;
+                    if Instant::now() >= deadline {
+                        return Err(Error::Conflict(
+                            "A request with the same idempotency key is still being answered; retry in a few seconds to get its answer.".into(),
+                        ));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    async fn process(&self, inbound: &Inbound, conversation: &str) -> Result<Outbound> {
+        let history = self
+            .store
+            .recent_turns(conversation, self.config.history_turns)
+            .await?;
+        let reply_to = self
+            .store
+            .append_message(&NewMessage {
+                conversation: conversation.to_string(),
+                channel: inbound.conversation.channel.as_str().to_string(),
+                role: Role::User,
+                user_id: inbound.user.id.clone(),
+                text: inbound.text.clone(),
+                meta: serde_json::json!({ "idempotency_key": inbound.idempotency_key }),
+            })
+            .await?;
+        let reply = self
+            .planner
+            .answer(PlanRequest {
+                inbound,
+                history: &history,
+            })
+            .await?;
+        let message_id = self
+            .store
+            .append_message(&NewMessage {
+                conversation: conversation.to_string(),
+                channel: inbound.conversation.channel.as_str().to_string(),
+                role: Role::Assistant,
+                user_id: self.planner.name().to_string(),
+                text: reply.text.clone(),
+                meta: serde_json::json!({ "citations": reply.citations, "reply_to": reply_to }),
+            })
+            .await?;
+        Ok(Outbound {
+            conversation: inbound.conversation.clone(),
+            reply_to,
+            message_id,
+            text: reply.text,
+            citations: reply.citations,
+            planner: self.planner.name().to_string(),
+        })
+    }
+
+    /// Drops limiter state of idle keys; call now and then.
+    pub fn housekeeping(&self) {
+        self.per_user.shrink();
+        self.per_conversation.shrink();
+    }
+}
+
+fn validate(inbound: &Inbound) -> Result<()> {
+    if inbound.text.trim().is_empty() {
+        return Err(Error::BadInput(
+            "the message text is empty; send some text to get an answer".into(),
+        ));
+    }
+    let chars = inbound.text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(Error::TooLarge(format!(
+            "the message has {chars} characters; the limit is {MAX_TEXT_CHARS}: shorten it"
+        )));
+    }
+    if inbound.idempotency_key.is_empty() || inbound.idempotency_key.len() > 255 {
+        return Err(Error::BadInput(
+            "the idempotency key must have 1 to 255 characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn request_hash(inbound: &Inbound) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        inbound.conversation.as_storage_key().as_str(),
+        inbound.user.id.as_str(),
+        inbound.text.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    hex::encode(h.finalize())
+}
+
+fn same_request(first: &str, this: &str) -> Result<()> {
+    if first == this {
+        Ok(())
+    } else {
+        Err(Error::BadInput(
+            "this idempotency key was already used for a different message; use a new key for a new message".into(),
+        ))
+    }
+}

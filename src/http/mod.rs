@@ -1,0 +1,323 @@
+//! The HTTP surface: the `/v1` API, health and metrics endpoints, and the web chat page.
+//!
+//! Errors become responses in exactly one place, [`ApiError`]'s `IntoResponse`: each
+//! [`Error`] kind has one status code, the body is always
+//! `{"error": {"kind", "message"}}`, and internal errors are logged here, once.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::channels::web;
+use crate::error::Error;
+use crate::model::{Channel, Citation, ConversationKey, Inbound, Outbound, UserRef};
+
+/// An [`Error`] on its way to becoming a response.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    kind: &'a str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind) = match &self.0 {
+            Error::BadInput(_) => (StatusCode::BAD_REQUEST, "bad_input"),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::Upstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "upstream"),
+            Error::Config(_) | Error::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let message = match &self.0 {
+            Error::Internal(_) | Error::Config(_) => {
+                tracing::error!(error = %self.0, "request failed");
+                "Something went wrong inside conveyor; the details are in the server log.".into()
+            }
+            Error::Upstream(_) => {
+                tracing::warn!(error = %self.0, "a backend is unavailable");
+                self.0.to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: ErrorDetail { kind, message },
+            }),
+        )
+            .into_response();
+        if let Error::RateLimited { retry_after, .. } = &self.0 {
+            let secs = retry_after.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+/// Builds the router.
+pub fn router(app: App) -> Router {
+    let limit = app.config.server.max_body_bytes;
+    Router::new()
+        .route("/", get(web_page))
+        .route("/sources/{chunk_id}", get(source_page))
+        .route("/v1/messages", post(post_message))
+        .route("/v1/chunks/{chunk_id}", get(get_chunk))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// Serves until `shutdown` fires, then stops accepting and drains in-flight requests for at
+/// most the configured drain timeout.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> crate::Result<()> {
+    let drain = app.config.server.drain_timeout.0;
+    let router = router(app);
+    let signal = shutdown.clone();
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { signal.cancelled().await });
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        result = server => result.map_err(|e| Error::upstream("HTTP server", e)),
+        () = deadline => {
+            tracing::warn!(?drain, "drain deadline passed; closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
+/// Body of `POST /v1/messages`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    /// The client's id for the conversation.
+    pub conversation_id: String,
+    /// The client's id for the user.
+    pub user: String,
+    /// The question.
+    pub text: String,
+}
+
+/// Answer of `POST /v1/messages`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MessageResponse {
+    /// The conversation.
+    pub conversation_id: String,
+    /// Id of the stored answer.
+    pub message_id: String,
+    /// Id of the stored question.
+    pub reply_to: String,
+    /// The key the answer is recorded under.
+    pub idempotency_key: String,
+    /// The answer, Markdown with `[n]` markers.
+    pub text: String,
+    /// Sources behind the markers.
+    pub citations: Vec<Citation>,
+    /// Which planner answered.
+    pub planner: String,
+}
+
+impl MessageResponse {
+    fn new(out: Outbound, idempotency_key: String) -> Self {
+        Self {
+            conversation_id: out.conversation.id,
+            message_id: out.message_id,
+            reply_to: out.reply_to,
+            idempotency_key,
+            text: out.text,
+            citations: out.citations,
+            planner: out.planner,
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> Error {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return Error::TooLarge(
+            "the request body is larger than server.max_body_bytes allows; send a shorter message"
+                .into(),
+        );
+    }
+    match r {
+        JsonRejection::MissingJsonContentType(_) => Error::BadInput(
+            "send the body as JSON with the header Content-Type: application/json".into(),
+        ),
+        JsonRejection::JsonSyntaxError(e) => Error::BadInput(format!(
+            "the body is not valid JSON ({}); expected {{\"conversation_id\": \"…\", \"user\": \"…\", \"text\": \"…\"}}",
+            e.body_text()
+                .trim_start_matches("Failed to parse the request body as JSON: ")
+        )),
+        JsonRejection::JsonDataError(e) => Error::BadInput(format!(
+            "the JSON body does not have the expected fields ({}); expected {{\"conversation_id\": \"…\", \"user\": \"…\", \"text\": \"…\"}}",
+            e.body_text()
+                .trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+        )),
+        other => Error::BadInput(other.body_text()),
+    }
+}
+
+fn field(name: &str, value: &str) -> Result<(), Error> {
+    if value.trim().is_empty() {
+        return Err(Error::BadInput(format!("{name} is empty; give it a value")));
+    }
+    if value.len() > 200 {
+        return Err(Error::BadInput(format!(
+            "{name} is longer than 200 bytes; use a shorter id"
+        )));
+    }
+    Ok(())
+}
+
+async fn post_message(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Json<MessageRequest>, JsonRejection>,
+) -> Result<Json<MessageResponse>, ApiError> {
+    let Json(req) = body.map_err(json_rejection)?;
+    field("conversation_id", &req.conversation_id)?;
+    field("user", &req.user)?;
+    let key = match headers.get("idempotency-key") {
+        Some(v) => v
+            .to_str()
+            .map_err(|_| {
+                Error::BadInput("the Idempotency-Key header must be plain ASCII text".into())
+            })?
+            .trim()
+            .to_string(),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let inbound = Inbound {
+        idempotency_key: key.clone(),
+        conversation: ConversationKey::new(Channel::Api, req.conversation_id),
+        user: UserRef {
+            id: req.user,
+            name: None,
+        },
+        text: req.text,
+        attachments: Vec::new(),
+    };
+    let timeout = app.config.server.request_timeout.0;
+    let out = tokio::time::timeout(timeout, app.gateway.handle(inbound))
+        .await
+        .map_err(|_| {
+            Error::Upstream(format!(
+                "answering took longer than server.request_timeout ({}s); retry with the same Idempotency-Key to get the answer once it is ready",
+                timeout.as_secs()
+            ))
+        })??;
+    Ok(Json(MessageResponse::new(out, key)))
+}
+
+async fn get_chunk(
+    State(app): State<App>,
+    Path(chunk_id): Path<String>,
+) -> Result<Json<crate::knowledge::SearchHit>, ApiError> {
+    match app.knowledge.index.get(&chunk_id).await? {
+        Some(hit) => Ok(Json(hit)),
+        None => Err(Error::NotFound(format!("no chunk with id {chunk_id} in the index")).into()),
+    }
+}
+
+async fn source_page(
+    State(app): State<App>,
+    Path(chunk_id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    match app.knowledge.index.get(&chunk_id).await? {
+        Some(hit) => Ok(Html(web::source_page(&hit.payload))),
+        None => Err(Error::NotFound(format!(
+            "no chunk with id {chunk_id} in the index; it may have been re-indexed since"
+        ))
+        .into()),
+    }
+}
+
+async fn web_page() -> Html<&'static str> {
+    Html(web::PAGE)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    let store = app.store.ping().await;
+    let index = app.knowledge.index.count().await;
+    match (store, index) {
+        (Ok(()), Ok(chunks)) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"status": "ready", "index_chunks": chunks})),
+        )
+            .into_response(),
+        (s, i) => {
+            let mut problems = Vec::new();
+            if let Err(e) = s {
+                problems.push(format!("store: {e}"));
+            }
+            if let Err(e) = i {
+                problems.push(format!("index: {e}"));
+            }
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "not ready", "problems": problems})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    if let Ok(n) = app.knowledge.index.count().await {
+        app.metrics.set_index_chunks(n);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError(Error::NotFound(
+        "no such endpoint; see the README for the API (POST /v1/messages, GET /healthz, GET /readyz, GET /metrics)".into(),
+    ))
+}

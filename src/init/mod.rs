@@ -1,0 +1,85 @@
+//! `conveyor init DIR`: a working starter project — config with embedded defaults, prompt and
+//! tool folders, a small demo knowledge base about a fictional company, already indexed.
+
+use std::path::{Path, PathBuf};
+
+use crate::app::Knowledge;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::knowledge::indexer::{IndexOptions, IndexReport};
+
+/// The files written, relative to the project folder, and their contents.
+const FILES: &[(&str, &str)] = &[
+    ("conveyor.toml", include_str!("conveyor.toml")),
+    ("prompts/README.md", include_str!("prompts-README.md")),
+    ("prompts/system.md.j2", include_str!("prompts-system.md.j2")),
+    ("tools/README.md", include_str!("tools-README.md")),
+    (
+        "docs/plans-and-pricing.md",
+        include_str!("demo/plans-and-pricing.md"),
+    ),
+    (
+        "docs/refund-policy.md",
+        include_str!("demo/refund-policy.md"),
+    ),
+    ("docs/account-help.md", include_str!("demo/account-help.md")),
+    (
+        "docs/security-and-privacy.md",
+        include_str!("demo/security-and-privacy.md"),
+    ),
+    ("docs/support.md", include_str!("demo/support.md")),
+];
+
+/// What `init` did.
+#[derive(Debug)]
+pub struct InitReport {
+    /// The project folder.
+    pub dir: PathBuf,
+    /// Files written.
+    pub written: Vec<PathBuf>,
+    /// The indexing of the demo documents.
+    pub index: IndexReport,
+}
+
+/// Writes the starter project into `dir` and indexes its documents. Refuses to overwrite an
+/// existing `conveyor.toml` unless `force`.
+pub async fn init(dir: &Path, force: bool) -> Result<InitReport> {
+    let config_path = dir.join("conveyor.toml");
+    if config_path.exists() && !force {
+        return Err(Error::BadInput(format!(
+            "{} already exists; choose another folder, or pass --force to overwrite the starter files",
+            config_path.display()
+        )));
+    }
+    let mut written = Vec::new();
+    for (rel, content) in FILES {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::BadInput(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        std::fs::write(&path, content)
+            .map_err(|e| Error::BadInput(format!("cannot write {}: {e}", path.display())))?;
+        written.push(path);
+    }
+    let config = Config::load(&config_path)?;
+    let knowledge = Knowledge::open(&config)?;
+    let index_dir = config.index_path();
+    let report = knowledge
+        .indexer()
+        .index_paths(
+            &index_dir,
+            &[config.resolve(Path::new("docs"))],
+            IndexOptions {
+                prune: true,
+                progress: false,
+                force: false,
+            },
+        )
+        .await?;
+    Ok(InitReport {
+        dir: dir.to_path_buf(),
+        written,
+        index: report,
+    })
+}

@@ -1,0 +1,118 @@
+//! The knowledge index: documents become chunks, chunks become sparse lexical vectors, and the
+//! vectors live in a [`VectorIndex`].
+//!
+//! Two seams live here. [`Embedder`] turns text into vectors (built in: sparse BM25 terms;
+//! later: dense vectors from a provider). [`VectorIndex`] stores and searches them (built in:
+//! Qdrant's engine in-process, [`edge::EdgeIndex`]; later: a Qdrant server). Both are
+//! object-safe so the composition root can hold `Arc<dyn …>`.
+
+pub mod chunker;
+pub mod document;
+pub mod edge;
+pub mod eval;
+pub mod indexer;
+pub mod sparse;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// A sparse vector: term ids and their weights. Term ids are unique within one vector.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SparseVector {
+    /// Term ids.
+    pub indices: Vec<u32>,
+    /// Weights, one per id.
+    pub values: Vec<f32>,
+}
+
+/// What is stored with every chunk, and returned with every hit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkPayload {
+    /// The document the chunk belongs to.
+    pub doc_id: String,
+    /// The document's title.
+    pub title: String,
+    /// Where the document came from, as shown to users: a path or a URL.
+    pub source: String,
+    /// The file the document was read from; re-indexing or pruning a file replaces all of it.
+    pub file: String,
+    /// Headings above the chunk, joined with " > ".
+    pub heading: String,
+    /// The chunk's text.
+    pub text: String,
+    /// 0-based position of the chunk within its document.
+    pub position: usize,
+    /// When the document last changed (unix milliseconds).
+    pub updated_at: i64,
+}
+
+/// A chunk ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexPoint {
+    /// Stable id: the same document and position always give the same id.
+    pub id: uuid::Uuid,
+    /// Lexical vector.
+    pub sparse: SparseVector,
+    /// The chunk and where it came from.
+    pub payload: ChunkPayload,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    /// The chunk id.
+    pub id: String,
+    /// Relevance score; higher is better; comparable only within one search.
+    pub score: f32,
+    /// The chunk.
+    pub payload: ChunkPayload,
+}
+
+/// A store of chunk vectors that can be searched.
+#[async_trait]
+pub trait VectorIndex: Send + Sync {
+    /// Inserts or replaces points by id.
+    async fn upsert(&self, points: Vec<IndexPoint>) -> Result<()>;
+    /// Removes every chunk whose payload `file` equals `file`.
+    async fn delete_file(&self, file: &str) -> Result<()>;
+    /// The `limit` best chunks for a sparse query vector.
+    async fn search(&self, query: &SparseVector, limit: usize) -> Result<Vec<SearchHit>>;
+    /// One chunk by id.
+    async fn get(&self, id: &str) -> Result<Option<SearchHit>>;
+    /// How many chunks are stored.
+    async fn count(&self) -> Result<u64>;
+    /// Makes everything written so far durable and compacts for fast search.
+    async fn flush(&self) -> Result<()>;
+}
+
+/// Turns text into sparse lexical vectors.
+pub trait Embedder: Send + Sync {
+    /// Vector of a document chunk (term frequencies, BM25-saturated).
+    fn embed_document(&self, text: &str) -> SparseVector;
+    /// Vector of a query (each distinct term once).
+    fn embed_query(&self, text: &str) -> SparseVector;
+}
+
+/// Retrieval: embeds a question and searches the index.
+#[derive(Clone)]
+pub struct Retriever {
+    /// The index searched.
+    pub index: Arc<dyn VectorIndex>,
+    /// The embedder used for queries (the same one used when indexing).
+    pub embedder: Arc<dyn Embedder>,
+}
+
+impl Retriever {
+    /// The `k` best chunks for `question`; empty when the question has no indexable terms.
+    pub async fn retrieve(&self, question: &str, k: usize) -> Result<Vec<SearchHit>> {
+        let q = self.embedder.embed_query(question);
+        if q.indices.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.index.search(&q, k).await
+    }
+}

@@ -1,0 +1,33 @@
+//! conveyor: a chat-first agent gateway in one binary.
+//!
+//! # Layout
+//!
+//! - [`config`]: one TOML file plus `CONVEYOR__SECTION__KEY` overrides, every problem reported at once.
+//! - [`model`]: plain data shared by every part (`Inbound`, `Outbound`, `ConversationKey`).
+//! - [`error`]: the one error enum, by kind; mapped to HTTP status in [`http`] only.
+//! - [`store`]: sqlx on SQLite or PostgreSQL: ingress and egress ledgers, conversations, audit log.
+//! - [`knowledge`]: documents → chunks → sparse BM25 vectors → the `VectorIndex` (Qdrant's engine
+//!   in-process), retrieval and retrieval evaluation.
+//! - [`agent`]: the `Planner` trait and the deterministic offline planner.
+//! - [`gateway`]: the path of one inbound message: ledger, rate limits, per-conversation order,
+//!   history, planner, recorded reply.
+//! - [`metrics`]: counters and the latency histogram behind `/metrics`.
+//! - [`http`]: the axum router: `/v1` API, health, metrics, the web chat page.
+//! - [`channels`]: the surfaces: terminal chat and the web page.
+//! - [`app`]: the composition root that picks backends from config and wires them.
+//! - [`init`]: the starter project written by `conveyor init`.
+
+pub mod agent;
+pub mod app;
+pub mod channels;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod init;
+pub mod knowledge;
+pub mod metrics;
+pub mod model;
+pub mod store;
+
+pub use error::{Error, Result};

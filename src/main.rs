@@ -1,0 +1,354 @@
+//! The `conveyor` command line: parse arguments, set up logging, load the config, and call into
+//! the library. Nothing else lives here.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use conveyor::app::{App, Knowledge, chunker_config};
+use conveyor::channels::cli::{self, Target};
+use conveyor::config::Config;
+use conveyor::knowledge::indexer::IndexOptions;
+use conveyor::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "conveyor",
+    version,
+    about = "A chat-first agent gateway: ask your documents from the web, the API and the terminal"
+)]
+struct Cli {
+    /// Config file.
+    #[arg(
+        long,
+        global = true,
+        env = "CONVEYOR_CONFIG",
+        default_value = "conveyor.toml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a starter project (config, prompts, tools, demo documents) into DIR and index it.
+    Init {
+        /// Folder to create the project in.
+        dir: PathBuf,
+        /// Overwrite the starter files if DIR already has a conveyor.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Ingest Markdown, text, HTML and JSON/JSONL files or folders into the knowledge index.
+    Index {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Also remove chunks of previously indexed files that no longer exist.
+        #[arg(long)]
+        prune: bool,
+        /// Re-ingest files even when they did not change.
+        #[arg(long)]
+        force: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the HTTP server: API, web chat page, health and metrics.
+    Serve,
+    /// Chat in the terminal.
+    Chat {
+        /// Continue this conversation instead of starting a new one.
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Talk to a running server (e.g. http://127.0.0.1:8080) instead of in-process.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Ask one question and print the answer.
+    Ask {
+        /// The question.
+        question: String,
+        /// Print the answer as JSON (text, citations, ids).
+        #[arg(long)]
+        json: bool,
+        /// Talk to a running server (e.g. http://127.0.0.1:8080) instead of in-process.
+        #[arg(long)]
+        server: Option<String>,
+        /// Conversation id (a new one by default).
+        #[arg(long)]
+        conversation: Option<String>,
+    },
+    /// Evaluate things conveyor does.
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Retrieval quality (nDCG@10, Recall@100) on a BEIR-layout collection.
+    Retrieval {
+        /// Folder with corpus.jsonl, queries.jsonl and qrels/test.tsv.
+        dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve);
+    init_tracing(serving);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                Error::Config(_) | Error::BadInput(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+fn init_tracing(serving: bool) {
+    // qdrant-edge warns about an mmap capability probe on every start; it is noise for users.
+    let default = if serving {
+        "info,qdrant_edge=error"
+    } else {
+        "warn,qdrant_edge=error"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init { dir, force } => {
+            let report = conveyor::init::init(&dir, force).await?;
+            println!(
+                "Created a conveyor project in {} ({} files) and indexed {} documents into {} chunks.",
+                report.dir.display(),
+                report.written.len(),
+                report.index.documents,
+                report.index.chunks
+            );
+            let cfg = report.dir.join("conveyor.toml");
+            println!("\nNext:");
+            println!(
+                "  conveyor --config {} serve        # web chat on http://127.0.0.1:8080",
+                cfg.display()
+            );
+            println!(
+                "  conveyor --config {} ask \"How do I request a refund?\"",
+                cfg.display()
+            );
+            println!("  conveyor --config {} chat", cfg.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Index {
+            paths,
+            prune,
+            force,
+            json,
+        } => {
+            let config = Config::load(&cli.config)?;
+            let knowledge = Knowledge::open(&config)?;
+            let report = knowledge
+                .indexer()
+                .index_paths(
+                    &config.index_path(),
+                    &paths,
+                    IndexOptions {
+                        prune,
+                        progress: !json,
+                        force,
+                    },
+                )
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                let secs = report.elapsed.as_secs_f64();
+                println!(
+                    "Indexed {} of {} files ({} unchanged, {} pruned): {} documents, {} chunks in {:.2}s ({:.0} chunks/s).",
+                    report.files_indexed,
+                    report.files_seen,
+                    report.files_unchanged,
+                    report.files_pruned,
+                    report.documents,
+                    report.chunks,
+                    secs,
+                    report.chunks as f64 / secs.max(1e-9)
+                );
+                for e in &report.errors {
+                    eprintln!("not indexed: {e}");
+                }
+            }
+            Ok(if report.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Serve => serve(&cli.config).await.map(|()| ExitCode::SUCCESS),
+        Command::Chat {
+            conversation,
+            server,
+        } => {
+            let target = target(&cli.config, server.as_deref()).await?;
+            let id = conversation.unwrap_or_else(|| format!("cli-{}", uuid::Uuid::new_v4()));
+            cli::chat(&target, &id).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ask {
+            question,
+            json,
+            server,
+            conversation,
+        } => {
+            let target = target(&cli.config, server.as_deref()).await?;
+            let id = conversation.unwrap_or_else(|| format!("ask-{}", uuid::Uuid::new_v4()));
+            let answer = target.ask(&id, &cli::local_user(), &question).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&answer).unwrap_or_default()
+                );
+            } else {
+                println!("{}", answer.text);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval {
+            what: EvalCommand::Retrieval { dir, json },
+        } => {
+            // The configured pipeline when there is a config, the defaults otherwise.
+            let config = if cli.config.exists() {
+                Config::load(&cli.config)?
+            } else {
+                Config::from_toml("", "defaults", Path::new("."), &[])?
+            };
+            let embedder = std::sync::Arc::new(conveyor::knowledge::sparse::Bm25Embedder::new(
+                &config.index.bm25,
+            )?);
+            let r = conveyor::knowledge::eval::run(&dir, embedder, chunker_config(&config)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!(
+                    "{} documents → {} chunks indexed in {:.2}s ({:.0} chunks/s)",
+                    r.documents,
+                    r.chunks,
+                    r.index_seconds,
+                    r.chunks as f64 / r.index_seconds.max(1e-9)
+                );
+                println!("{} queries with judgements", r.queries);
+                println!("nDCG@10     {:.4}", r.ndcg_at_10);
+                println!("Recall@100  {:.4}", r.recall_at_100);
+                println!(
+                    "retrieval latency p50 {:.2} ms, p99 {:.2} ms",
+                    r.latency_p50_ms, r.latency_p99_ms
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn target(config: &Path, server: Option<&str>) -> Result<Target> {
+    match server {
+        Some(url) => Target::server(url),
+        None => Ok(Target::Local(App::build(Config::load(config)?).await?)),
+    }
+}
+
+async fn serve(config_path: &Path) -> Result<()> {
+    let config = Config::load(config_path)?;
+    let listen = config.server.listen;
+    let app = App::build(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        Error::Upstream(format!(
+            "cannot listen on {listen}: {e}; choose another address with server.listen or CONVEYOR__SERVER__LISTEN"
+        ))
+    })?;
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(watch_signals(shutdown.clone()));
+    let housekeeping_app = app.clone();
+    let housekeeping_stop = shutdown.clone();
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                () = housekeeping_stop.cancelled() => break,
+                _ = tick.tick() => housekeeping_app.gateway.housekeeping(),
+            }
+        }
+    });
+    tracker.close();
+    tracing::info!(
+        address = %listen,
+        planner = app.gateway.planner_name(),
+        "conveyor is listening: web chat at http://{listen}/"
+    );
+    let store = app.store.clone();
+    let drain = app.config.server.drain_timeout.0;
+    let result = conveyor::http::serve(app, listener, shutdown.clone()).await;
+    shutdown.cancel();
+    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+        tracing::warn!("background tasks did not stop within the drain timeout");
+    }
+    store.close().await;
+    tracing::info!("conveyor stopped");
+    result
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn watch_signals(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received; draining"),
+        () = term => tracing::info!("SIGTERM received; draining"),
+        () = shutdown.cancelled() => return,
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,138 @@
+//! Plain data shared by every part: what comes in (`Inbound`), what goes out (`Outbound`), and
+//! the keys that name conversations and users. No I/O lives here, and no platform types.
+
+use serde::{Deserialize, Serialize};
+
+/// The surface a message arrived on. Surfaces are closed: every platform maps to one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// The HTTP API (`POST /v1/messages`) and the web chat page that uses it.
+    Api,
+    /// The terminal (`conveyor chat`, `conveyor ask`).
+    Cli,
+    /// Slack Events API.
+    Slack,
+    /// Discord gateway and interactions.
+    Discord,
+    /// Telegram Bot API.
+    Telegram,
+    /// Generic signed webhooks.
+    Webhook,
+}
+
+impl Channel {
+    /// Stable lowercase name, used in keys, logs and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Cli => "cli",
+            Self::Slack => "slack",
+            Self::Discord => "discord",
+            Self::Telegram => "telegram",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Names one conversation: the channel plus the channel's own id for it (a thread, a chat, a
+/// client-chosen id on the API).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConversationKey {
+    /// The surface the conversation lives on.
+    pub channel: Channel,
+    /// The surface's id for the conversation.
+    pub id: String,
+}
+
+impl ConversationKey {
+    /// Builds a key.
+    pub fn new(channel: Channel, id: impl Into<String>) -> Self {
+        Self {
+            channel,
+            id: id.into(),
+        }
+    }
+
+    /// One string for storage and logs: `channel:id`.
+    pub fn as_storage_key(&self) -> String {
+        format!("{}:{}", self.channel, self.id)
+    }
+}
+
+/// Who sent a message, as the channel knows them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserRef {
+    /// The channel's stable id for the user.
+    pub id: String,
+    /// A display name, when the channel gives one.
+    pub name: Option<String>,
+}
+
+/// A file that came with a message. Surfaces that do not support attachments never set any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// File name as the user gave it.
+    pub name: String,
+    /// MIME type, when known.
+    pub mime: Option<String>,
+    /// Where to fetch it, when it is not inline.
+    pub url: Option<String>,
+}
+
+/// A message that arrived from any surface, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inbound {
+    /// The key that makes processing idempotent: the platform's event id, or the API's
+    /// `Idempotency-Key`, or a fresh id when the surface gives none. Scoped by channel.
+    pub idempotency_key: String,
+    /// The conversation the message belongs to.
+    pub conversation: ConversationKey,
+    /// Who sent it.
+    pub user: UserRef,
+    /// The text, as typed.
+    pub text: String,
+    /// Files that came with it.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A numbered source behind an answer: `[n]` in the text points at `n` here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Citation {
+    /// The number used in the answer text, starting at 1.
+    pub n: usize,
+    /// The document's title.
+    pub title: String,
+    /// Where the document came from: a file path or a URL.
+    pub source: String,
+    /// The id of the document in the index.
+    pub doc_id: String,
+    /// The id of the cited chunk in the index.
+    pub chunk_id: String,
+    /// The passage that was cited.
+    pub snippet: String,
+}
+
+/// A reply to send back, normalised. Surfaces turn it into their own format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outbound {
+    /// The conversation it belongs to.
+    pub conversation: ConversationKey,
+    /// The stored id of the inbound message this answers.
+    pub reply_to: String,
+    /// The stored id of this reply.
+    pub message_id: String,
+    /// The answer, in Markdown, with `[n]` citation markers.
+    pub text: String,
+    /// The sources the markers point at.
+    pub citations: Vec<Citation>,
+    /// Which planner produced the answer (`offline`, or an LLM provider name).
+    pub planner: String,
+}

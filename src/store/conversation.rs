@@ -1,0 +1,81 @@
+//! Conversations and their messages.
+
+use super::{NewMessage, Role, Store, Turn, db_err, get, new_id, now_ms};
+use crate::error::Result;
+
+impl Store {
+    /// Appends a message, creating the conversation row on its first message, and returns the
+    /// new message id (uuid v7).
+    pub async fn append_message(&self, m: &NewMessage) -> Result<String> {
+        let id = new_id();
+        let now = now_ms();
+        // One transaction, so a message never exists without its conversation row.
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO conversations (conv_key, channel, created_at, updated_at) \
+             VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (conv_key) DO UPDATE SET updated_at = excluded.updated_at",
+        )
+        .bind(&m.conversation)
+        .bind(&m.channel)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("saving a conversation"))?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation, role, user_id, body, meta, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(&m.conversation)
+        .bind(m.role.as_str())
+        .bind(&m.user_id)
+        .bind(&m.text)
+        .bind(m.meta.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("saving a message"))?;
+        tx.commit().await.map_err(db_err("saving a message"))?;
+        Ok(id)
+    }
+
+    /// The last `n` messages of `conversation`, oldest first.
+    pub async fn recent_turns(&self, conversation: &str, n: usize) -> Result<Vec<Turn>> {
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        // uuid v7 ids are time-ordered and monotonic within a process, so they order messages
+        // even when several share a millisecond.
+        let rows = sqlx::query(
+            "SELECT id, role, user_id, body, created_at FROM messages \
+             WHERE conversation = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(conversation)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("reading conversation history"))?;
+        let mut turns = rows
+            .iter()
+            .map(|row| {
+                let role: String = get(row, "role")?;
+                Ok(Turn {
+                    id: get(row, "id")?,
+                    role: Role::parse(&role)?,
+                    user_id: get(row, "user_id")?,
+                    text: get(row, "body")?,
+                    created_at: get(row, "created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        turns.reverse();
+        Ok(turns)
+    }
+
+    /// How many messages are stored, across conversations.
+    pub async fn message_count(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err("counting messages"))
+    }
+}

@@ -1,0 +1,245 @@
+//! The ingress and egress ledgers.
+//!
+//! Every state change is a single statement that the database makes atomic (`INSERT … ON
+//! CONFLICT DO NOTHING`, a conditional `UPDATE`), never a read followed by a write, so the
+//! ledgers stay correct with many workers and many processes on one database.
+
+use std::time::Duration;
+
+use super::{Claim, EgressRow, NewEgress, Store, db_err, get, new_id, now_ms, parse_json};
+use crate::error::{Error, Result};
+
+/// How often a claim re-reads a row that changed under it before giving up. Each retry means
+/// another worker made progress (inserted, released or took over the row), so a handful is
+/// plenty; the bound only keeps a pathological race from looping forever.
+const CLAIM_ATTEMPTS: usize = 8;
+
+impl Store {
+    /// Tries to take ownership of processing `key`.
+    ///
+    /// - no row: inserts it as `processing`, owned by a fresh token → [`Claim::Owned`];
+    /// - a `done` row → [`Claim::Done`] with the recorded response;
+    /// - a `processing` row older than `lease` (its owner crashed) → taken over → [`Claim::Owned`];
+    /// - a `processing` row within its lease → [`Claim::Busy`].
+    ///
+    /// Race-free across tasks and processes: exactly one concurrent caller gets `Owned`.
+    pub async fn ingress_claim(
+        &self,
+        key: &str,
+        request_hash: &str,
+        lease: Duration,
+    ) -> Result<Claim> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        for _ in 0..CLAIM_ATTEMPTS {
+            let now = now_ms();
+            let owner = new_id();
+            let inserted = sqlx::query(
+                "INSERT INTO ingress (idem_key, request_hash, state, owner, claimed_at, created_at) \
+                 VALUES ($1, $2, 'processing', $3, $4, $4) \
+                 ON CONFLICT (idem_key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(request_hash)
+            .bind(&owner)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("claiming an ingress key"))?;
+            if inserted.rows_affected() == 1 {
+                return Ok(Claim::Owned);
+            }
+
+            let row = sqlx::query(
+                "SELECT state, request_hash, response, claimed_at FROM ingress WHERE idem_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("reading an ingress key"))?;
+            // Released between our insert and this read: try to insert again.
+            let Some(row) = row else { continue };
+
+            let state: String = get(&row, "state")?;
+            let stored_hash: String = get(&row, "request_hash")?;
+            if state == "done" {
+                let response: Option<String> = get(&row, "response")?;
+                return Ok(Claim::Done {
+                    response: response.unwrap_or_default(),
+                    request_hash: stored_hash,
+                });
+            }
+            let claimed_at: i64 = get(&row, "claimed_at")?;
+            let cutoff = now.saturating_sub(lease_ms);
+            if claimed_at >= cutoff {
+                return Ok(Claim::Busy {
+                    request_hash: stored_hash,
+                });
+            }
+
+            // The owner's lease ran out. The WHERE clause repeats the conditions we just read,
+            // so of several callers racing to take over, exactly one updates the row.
+            let taken = sqlx::query(
+                "UPDATE ingress SET owner = $2, claimed_at = $3, request_hash = $4 \
+                 WHERE idem_key = $1 AND state = 'processing' AND claimed_at < $5",
+            )
+            .bind(key)
+            .bind(&owner)
+            .bind(now)
+            .bind(request_hash)
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("taking over an expired ingress key"))?;
+            if taken.rows_affected() == 1 {
+                tracing::info!(key, "took over an ingress key whose owner's lease expired");
+                return Ok(Claim::Owned);
+            }
+            // Someone else took it over or completed it; read again to report what they did.
+        }
+        Err(Error::Upstream(format!(
+            "store: the ingress key `{key}` kept changing while it was being claimed; try again"
+        )))
+    }
+
+    /// Records the response (a JSON string) for `key` and marks it `done`.
+    ///
+    /// Completing a key that is already `done` keeps the first response, so every retry sees
+    /// the same reply. Completing a key that has no row is an internal error: it means the
+    /// lease was shorter than the processing and another worker released the key.
+    pub async fn ingress_complete(&self, key: &str, response: &str) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE ingress SET state = 'done', response = $2, completed_at = $3 \
+             WHERE idem_key = $1 AND state = 'processing'",
+        )
+        .bind(key)
+        .bind(response)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err("completing an ingress key"))?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM ingress WHERE idem_key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("reading an ingress key"))?;
+        match state.as_deref() {
+            Some("done") => Ok(()),
+            _ => Err(Error::Internal(format!(
+                "the ingress key `{key}` was completed but is no longer in the ledger (its lease \
+                 expired and it was released); the response was not recorded"
+            ))),
+        }
+    }
+
+    /// Deletes a `processing` row so that a later retry can run (processing failed or was
+    /// rate-limited). A `done` row is never deleted.
+    pub async fn ingress_release(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ingress WHERE idem_key = $1 AND state = 'processing'")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("releasing an ingress key"))?;
+        Ok(())
+    }
+
+    /// How many keys the ingress ledger holds.
+    pub async fn ingress_count(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM ingress")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err("counting ingress keys"))
+    }
+
+    /// Records a reply as `pending` before it is sent and returns its id. Recording the same
+    /// `dedupe_key` again returns the existing row's id and changes nothing.
+    pub async fn egress_record(&self, e: &NewEgress) -> Result<String> {
+        let inserted: Option<String> = sqlx::query_scalar(
+            "INSERT INTO egress (id, channel, conversation, dedupe_key, payload, state, attempts, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6) \
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(new_id())
+        .bind(&e.channel)
+        .bind(&e.conversation)
+        .bind(&e.dedupe_key)
+        .bind(e.payload.to_string())
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("recording an outbound message"))?;
+        if let Some(id) = inserted {
+            return Ok(id);
+        }
+        // Rows are never deleted, so the conflicting row is still there.
+        sqlx::query_scalar("SELECT id FROM egress WHERE dedupe_key = $1")
+            .bind(&e.dedupe_key)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err("reading an outbound message"))
+    }
+
+    /// Counts one send attempt of a pending reply and returns the new count, so a channel can
+    /// give up on a reply that keeps failing.
+    pub async fn egress_attempt(&self, id: &str) -> Result<i64> {
+        let attempts: Option<i64> = sqlx::query_scalar(
+            "UPDATE egress SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("counting a send attempt"))?;
+        attempts.ok_or_else(|| Error::NotFound(format!("no outbound message with id `{id}`")))
+    }
+
+    /// Marks a reply as sent; `remote_id` is the platform's id for it, when there is one.
+    /// Confirming twice is harmless.
+    pub async fn egress_confirm(&self, id: &str, remote_id: Option<&str>) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE egress SET state = 'confirmed', remote_id = COALESCE($2, remote_id), \
+             confirmed_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(remote_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err("confirming an outbound message"))?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::NotFound(format!(
+                "no outbound message with id `{id}`"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Replies of `channel` recorded but not confirmed, oldest first: what to send again after
+    /// a crash.
+    pub async fn egress_pending(&self, channel: &str) -> Result<Vec<EgressRow>> {
+        let rows = sqlx::query(
+            "SELECT id, channel, conversation, dedupe_key, payload, attempts, created_at \
+             FROM egress WHERE channel = $1 AND state = 'pending' ORDER BY created_at, id",
+        )
+        .bind(channel)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("listing pending outbound messages"))?;
+        rows.iter()
+            .map(|row| {
+                let payload: String = get(row, "payload")?;
+                Ok(EgressRow {
+                    id: get(row, "id")?,
+                    channel: get(row, "channel")?,
+                    conversation: get(row, "conversation")?,
+                    dedupe_key: get(row, "dedupe_key")?,
+                    payload: parse_json("egress", "payload", &payload)?,
+                    attempts: get(row, "attempts")?,
+                    created_at: get(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,536 @@
+//! The store, through its public API, on SQLite and (when `CONVEYOR_TEST_POSTGRES_URL` is set)
+//! on PostgreSQL. Each test body is written once and run by [`each_backend`].
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use conveyor::Error;
+use conveyor::store::{
+    AuditEntry, AuditVerdict, Backend, Claim, NewEgress, NewMessage, Role, Store,
+};
+use serde_json::json;
+use sqlx::Connection;
+
+const LONG_LEASE: Duration = Duration::from_secs(60);
+
+/// One database to run a test body against.
+#[derive(Clone)]
+struct Db {
+    url: String,
+    backend: Backend,
+}
+
+impl Db {
+    async fn store(&self) -> Store {
+        Store::connect(&self.url).await.expect("connect")
+    }
+
+    /// Runs a statement on a connection of its own, behind the store's back (to tamper).
+    async fn raw_execute(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+}
+
+/// Runs `body` on a fresh SQLite file, then on a fresh PostgreSQL schema when
+/// `CONVEYOR_TEST_POSTGRES_URL` is set. A panic in the body fails the test after cleanup.
+async fn each_backend<F, Fut>(body: F)
+where
+    F: Fn(Db) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("conveyor.db").display());
+    let outcome = tokio::spawn(body(Db {
+        url,
+        backend: Backend::Sqlite,
+    }))
+    .await;
+    if let Err(e) = outcome {
+        eprintln!("failed on sqlite");
+        std::panic::resume_unwind(e.into_panic());
+    }
+
+    let Ok(base) = std::env::var("CONVEYOR_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: CONVEYOR_TEST_POSTGRES_URL not set");
+        return;
+    };
+    // Tests run in parallel in one database, so each gets a schema of its own, selected
+    // through the `options` startup parameter that every pooled connection sends.
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+    let outcome = tokio::spawn(body(Db {
+        url,
+        backend: Backend::Postgres,
+    }))
+    .await;
+    // Best effort: a leftover schema is harmless.
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&mut admin)
+    .await;
+    let _ = admin.close().await;
+    if let Err(e) = outcome {
+        eprintln!("failed on postgres");
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+fn message(conversation: &str, role: Role, text: &str) -> NewMessage {
+    NewMessage {
+        conversation: conversation.into(),
+        channel: "api".into(),
+        role,
+        user_id: "u1".into(),
+        text: text.into(),
+        meta: json!({"source": "test"}),
+    }
+}
+
+fn egress(channel: &str, dedupe_key: &str) -> NewEgress {
+    NewEgress {
+        channel: channel.into(),
+        conversation: "api:c1".into(),
+        dedupe_key: dedupe_key.into(),
+        payload: json!({"text": format!("reply {dedupe_key}"), "n": 1}),
+    }
+}
+
+fn audit_entry(n: i64) -> AuditEntry {
+    AuditEntry {
+        user_id: format!("user{n}"),
+        channel: "slack".into(),
+        conversation: "slack:T1:C1".into(),
+        action: "sql_query".into(),
+        // Keys out of order and a float: the chain must not depend on either.
+        arguments: json!({"sql": "select 1", "limit": 100, "a": {"z": 0.1, "b": [n, null]}}),
+        result: json!({"rows": n, "ok": true}),
+        outcome: "ok".into(),
+        duration_ms: 10 + n,
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_twice_and_ping_works() {
+    each_backend(|db| async move {
+        let first = db.store().await;
+        assert_eq!(first.backend(), db.backend);
+        first.ping().await.unwrap();
+        first
+            .append_message(&message("api:a", Role::User, "hi"))
+            .await
+            .unwrap();
+        first.close().await;
+
+        // A second connect runs the migrator again over the existing schema and keeps data.
+        let second = db.store().await;
+        second.ping().await.unwrap();
+        assert_eq!(second.message_count().await.unwrap(), 1);
+        second.close().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_file_and_parent_folders_are_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a").join("b").join("conveyor.db");
+    let store = Store::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    store.ping().await.unwrap();
+    assert!(file.exists());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_keeps_data_across_calls() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    store
+        .append_message(&message("api:m", Role::User, "one"))
+        .await
+        .unwrap();
+    store
+        .append_message(&message("api:m", Role::Assistant, "two"))
+        .await
+        .unwrap();
+    assert_eq!(store.recent_turns("api:m", 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn ingress_claim_then_complete_returns_the_recorded_response() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        assert_eq!(
+            store.ingress_claim("ev-1", "h1", LONG_LEASE).await.unwrap(),
+            Claim::Owned
+        );
+        // While it is being processed, a retry is told so, with the hash to compare.
+        assert_eq!(
+            store.ingress_claim("ev-1", "h1", LONG_LEASE).await.unwrap(),
+            Claim::Busy {
+                request_hash: "h1".into()
+            }
+        );
+        let response = r#"{"reply":"hello"}"#;
+        store.ingress_complete("ev-1", response).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                store.ingress_claim("ev-1", "h2", LONG_LEASE).await.unwrap(),
+                Claim::Done {
+                    response: response.into(),
+                    request_hash: "h1".into()
+                }
+            );
+        }
+        // Completing again keeps the first response.
+        store
+            .ingress_complete("ev-1", r#"{"reply":"other"}"#)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.ingress_claim("ev-1", "h1", LONG_LEASE).await.unwrap(),
+            Claim::Done { response: r, .. } if r == response
+        ));
+        assert_eq!(store.ingress_count().await.unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_claims_yield_exactly_one_owner() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let store = store.clone();
+            tasks.spawn(async move { store.ingress_claim("race", "h", LONG_LEASE).await });
+        }
+        let mut owned = 0;
+        let mut busy = 0;
+        while let Some(claim) = tasks.join_next().await {
+            match claim.unwrap().unwrap() {
+                Claim::Owned => owned += 1,
+                Claim::Busy { request_hash } => {
+                    assert_eq!(request_hash, "h");
+                    busy += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((owned, busy), (1, 19));
+        assert_eq!(store.ingress_count().await.unwrap(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        assert_eq!(
+            store
+                .ingress_claim("ev-crash", "h1", LONG_LEASE)
+                .await
+                .unwrap(),
+            Claim::Owned
+        );
+        assert!(matches!(
+            store
+                .ingress_claim("ev-crash", "h1", LONG_LEASE)
+                .await
+                .unwrap(),
+            Claim::Busy { .. }
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The first owner "crashed": with a 1 ms lease its claim is stale now.
+        assert_eq!(
+            store
+                .ingress_claim("ev-crash", "h1", Duration::from_millis(1))
+                .await
+                .unwrap(),
+            Claim::Owned
+        );
+        // The new owner holds a fresh lease.
+        assert!(matches!(
+            store
+                .ingress_claim("ev-crash", "h1", LONG_LEASE)
+                .await
+                .unwrap(),
+            Claim::Busy { .. }
+        ));
+        store.ingress_complete("ev-crash", "\"ok\"").await.unwrap();
+        // A done row is never taken over, however short the lease.
+        assert!(matches!(
+            store
+                .ingress_claim("ev-crash", "h1", Duration::ZERO)
+                .await
+                .unwrap(),
+            Claim::Done { .. }
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn release_lets_a_retry_run_but_never_deletes_a_done_row() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        assert_eq!(
+            store.ingress_claim("ev-2", "h", LONG_LEASE).await.unwrap(),
+            Claim::Owned
+        );
+        store.ingress_release("ev-2").await.unwrap();
+        assert_eq!(store.ingress_count().await.unwrap(), 0);
+        assert_eq!(
+            store.ingress_claim("ev-2", "h", LONG_LEASE).await.unwrap(),
+            Claim::Owned
+        );
+        store.ingress_complete("ev-2", "\"done\"").await.unwrap();
+        store.ingress_release("ev-2").await.unwrap();
+        assert_eq!(store.ingress_count().await.unwrap(), 1);
+        assert_eq!(
+            store.ingress_claim("ev-2", "h", LONG_LEASE).await.unwrap(),
+            Claim::Done {
+                response: "\"done\"".into(),
+                request_hash: "h".into()
+            }
+        );
+        // Releasing a key nobody claimed is a no-op.
+        store.ingress_release("never-seen").await.unwrap();
+        // Completing a key that is not in the ledger is reported, not silently dropped.
+        assert!(matches!(
+            store.ingress_complete("never-seen", "\"x\"").await,
+            Err(Error::Internal(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn recent_turns_are_the_last_n_oldest_first() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let mut ids = Vec::new();
+        for i in 1..=5 {
+            let role = if i % 2 == 1 {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            ids.push(
+                store
+                    .append_message(&message("api:a", role, &format!("m{i}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        store
+            .append_message(&message("api:b", Role::User, "other"))
+            .await
+            .unwrap();
+
+        let turns = store.recent_turns("api:a", 3).await.unwrap();
+        let texts: Vec<_> = turns.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["m3", "m4", "m5"]);
+        assert_eq!(turns[0].id, ids[2]);
+        assert_eq!(turns[0].role, Role::User);
+        assert_eq!(turns[1].role, Role::Assistant);
+        assert_eq!(turns[0].user_id, "u1");
+        assert!(turns.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+
+        assert_eq!(store.recent_turns("api:a", 100).await.unwrap().len(), 5);
+        assert!(store.recent_turns("api:none", 3).await.unwrap().is_empty());
+        assert_eq!(store.message_count().await.unwrap(), 6);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn egress_is_idempotent_and_confirm_removes_from_pending() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let id = store
+            .egress_record(&egress("slack", "reply-1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .egress_record(&egress("slack", "reply-1"))
+                .await
+                .unwrap(),
+            id
+        );
+        let second = store
+            .egress_record(&egress("slack", "reply-2"))
+            .await
+            .unwrap();
+        assert_ne!(second, id);
+        store
+            .egress_record(&egress("telegram", "reply-3"))
+            .await
+            .unwrap();
+
+        let pending = store.egress_pending("slack").await.unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].id, id);
+        assert_eq!(pending[0].dedupe_key, "reply-1");
+        assert_eq!(pending[0].conversation, "api:c1");
+        assert_eq!(pending[0].payload, json!({"text": "reply reply-1", "n": 1}));
+        assert_eq!(pending[0].attempts, 0);
+        assert_eq!(pending[1].id, second);
+
+        assert_eq!(store.egress_attempt(&id).await.unwrap(), 1);
+        assert_eq!(store.egress_attempt(&id).await.unwrap(), 2);
+        assert_eq!(store.egress_pending("slack").await.unwrap()[0].attempts, 2);
+
+        store.egress_confirm(&id, Some("ts-123")).await.unwrap();
+        let pending = store.egress_pending("slack").await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, second);
+        // Recording a confirmed reply again does not make it pending: it is never sent twice.
+        assert_eq!(
+            store
+                .egress_record(&egress("slack", "reply-1"))
+                .await
+                .unwrap(),
+            id
+        );
+        assert_eq!(store.egress_pending("slack").await.unwrap().len(), 1);
+
+        store.egress_confirm(&second, None).await.unwrap();
+        assert!(store.egress_pending("slack").await.unwrap().is_empty());
+        assert_eq!(store.egress_pending("telegram").await.unwrap().len(), 1);
+        assert!(matches!(
+            store.egress_confirm("no-such-id", None).await,
+            Err(Error::NotFound(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn audit_chain_verifies_and_detects_tampering() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        assert_eq!(
+            store.audit_verify().await.unwrap(),
+            AuditVerdict::Intact { records: 0 }
+        );
+        for n in 1..=3 {
+            assert_eq!(store.audit_append(&audit_entry(n)).await.unwrap(), n);
+        }
+        assert_eq!(
+            store.audit_verify().await.unwrap(),
+            AuditVerdict::Intact { records: 3 }
+        );
+
+        let tail = store.audit_tail(2).await.unwrap();
+        assert_eq!(tail.iter().map(|r| r.id).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(tail[0].arguments, audit_entry(2).arguments);
+        assert_eq!(tail[0].result, audit_entry(2).result);
+        assert_eq!(tail[0].user_id, "user2");
+        assert_eq!(tail[0].duration_ms, 12);
+        assert_eq!(tail[1].prev_hash, tail[0].hash);
+        assert_eq!(tail[0].hash.len(), 64);
+        let first = store.audit_tail(3).await.unwrap().remove(0);
+        assert_eq!(first.prev_hash, "0".repeat(64));
+
+        db.raw_execute("UPDATE audit SET outcome = 'denied' WHERE id = 2")
+            .await;
+        match store.audit_verify().await.unwrap() {
+            AuditVerdict::Broken { id, reason } => {
+                assert_eq!(id, 2);
+                assert!(reason.contains("hash"), "{reason}");
+            }
+            other => panic!("tampering not detected: {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn audit_detects_a_deleted_record() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        for n in 1..=3 {
+            store.audit_append(&audit_entry(n)).await.unwrap();
+        }
+        db.raw_execute("DELETE FROM audit WHERE id = 2").await;
+        assert!(matches!(
+            store.audit_verify().await.unwrap(),
+            AuditVerdict::Broken { id: 3, .. }
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_audit_appends_never_fork_the_chain() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..20 {
+            let store = store.clone();
+            tasks.spawn(async move { store.audit_append(&audit_entry(n)).await });
+        }
+        let mut ids = Vec::new();
+        while let Some(id) = tasks.join_next().await {
+            ids.push(id.unwrap().unwrap());
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=20).collect::<Vec<i64>>());
+        assert_eq!(
+            store.audit_verify().await.unwrap(),
+            AuditVerdict::Intact { records: 20 }
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_an_upstream_error_naming_the_host() {
+    let err = Store::connect("postgres://postgres@127.0.0.1:1/test")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Upstream(_)), "{err:?}");
+    assert!(msg.contains("127.0.0.1:1"), "{msg}");
+    assert!(msg.contains("connection refused"), "{msg}");
+    assert!(msg.contains("store.url"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_password_in_the_url_never_appears_in_the_error() {
+    for url in [
+        "postgres://postgres:hunter2secret@127.0.0.1:1/test",
+        "postgresql://postgres:hunter2secret@127.0.0.1:1/test?sslmode=disable",
+    ] {
+        let err = Store::connect(url).await.unwrap_err();
+        assert!(matches!(err, Error::Upstream(_)), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("hunter2secret"), "{shown}");
+        assert!(shown.contains("127.0.0.1:1"), "{shown}");
+    }
+    // A url we cannot use at all is a config error and does not echo the password either.
+    let err = Store::connect("mysql://root:hunter2secret@127.0.0.1/db")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("hunter2secret"));
+}
