@@ -16,9 +16,11 @@
 //! - [`channels`]: the surfaces: terminal chat and the web page.
 //! - [`app`]: the composition root that picks backends from config and wires them.
 //! - [`init`]: the starter project written by `conveyor init`.
+//! - [`bench`]: `conveyor bench`, a load generator for a running server's API.
 
 pub mod agent;
 pub mod app;
+pub mod bench;
 pub mod channels;
 pub mod config;
 pub mod error;

@@ -83,6 +83,21 @@ enum Command {
         #[arg(long)]
         conversation: Option<String>,
     },
+    /// Load-test a running server's POST /v1/messages and print throughput and latency.
+    Bench {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Concurrency levels, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        concurrency: Vec<usize>,
+        /// Requests per level.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate things conveyor does.
     Eval {
         #[command(subcommand)]
@@ -241,6 +256,29 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 );
             } else {
                 println!("{}", answer.text);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            url,
+            concurrency,
+            requests,
+            json,
+        } => {
+            let results = conveyor::bench::run(&url, &concurrency, requests).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&results).unwrap_or_default()
+                );
+            } else {
+                println!("concurrency   ok  errors   req/s   p50 ms   p99 ms");
+                for r in &results {
+                    println!(
+                        "{:>11} {:>4} {:>7} {:>7.0} {:>8.2} {:>8.2}",
+                        r.concurrency, r.ok, r.errors, r.requests_per_second, r.p50_ms, r.p99_ms
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

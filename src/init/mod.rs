@@ -8,12 +8,17 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::knowledge::indexer::{IndexOptions, IndexReport};
 
-/// The files written, relative to the project folder, and their contents.
+/// The files written, relative to the project folder, and their contents. Prompts and tools
+/// come from the repository's own `prompts/` and `tools/`, so the starter and the repository
+/// never drift apart.
 const FILES: &[(&str, &str)] = &[
     ("conveyor.toml", include_str!("conveyor.toml")),
-    ("prompts/README.md", include_str!("prompts-README.md")),
-    ("prompts/system.md.j2", include_str!("prompts-system.md.j2")),
-    ("tools/README.md", include_str!("tools-README.md")),
+    ("prompts/README.md", include_str!("../../prompts/README.md")),
+    (
+        "prompts/system.md.j2",
+        include_str!("../../prompts/system.md.j2"),
+    ),
+    ("tools/README.md", include_str!("../../tools/README.md")),
     (
         "docs/plans-and-pricing.md",
         include_str!("demo/plans-and-pricing.md"),

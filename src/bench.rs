@@ -1,0 +1,152 @@
+//! `conveyor bench`: a small load generator for `POST /v1/messages` of a running server.
+//!
+//! Each request has its own idempotency key, user and conversation, so neither the ledger nor
+//! the rate limits short-cut the work: every request runs the whole path (ledger claim, store
+//! writes, retrieval, planner). Latency is measured per request on the client side.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::http::MessageRequest;
+
+/// Questions sent in rotation: the demo project's topics plus one with no answer.
+pub const DEMO_QUESTIONS: &[&str] = &[
+    "How do I request a refund?",
+    "What does the Pro plan include?",
+    "How do I reset my password?",
+    "Where is customer data stored?",
+    "What are the support hours?",
+    "Is there a discount for nonprofits?",
+    "What is the capital of Mongolia?",
+];
+
+/// Results at one concurrency level.
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelResult {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Requests that got 200.
+    pub ok: usize,
+    /// Requests that failed (status or transport).
+    pub errors: usize,
+    /// Wall time of the level.
+    pub seconds: f64,
+    /// Successful requests per second.
+    pub requests_per_second: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+}
+
+/// Runs `requests` requests at each concurrency level against `base` (e.g.
+/// `http://127.0.0.1:8080`), after a short warm-up.
+pub async fn run(base: &str, levels: &[usize], requests: usize) -> Result<Vec<LevelResult>> {
+    let base = base.trim_end_matches('/').to_string();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::internal("building the HTTP client", e))?;
+    let url = format!("{base}/v1/messages");
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    level(&client, &url, &run_id, 4, 40.min(requests)).await?;
+    let mut out = Vec::new();
+    for &c in levels {
+        out.push(level(&client, &url, &run_id, c.max(1), requests).await?);
+    }
+    Ok(out)
+}
+
+async fn level(
+    client: &reqwest::Client,
+    url: &str,
+    run_id: &str,
+    concurrency: usize,
+    requests: usize,
+) -> Result<LevelResult> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let client = client.clone();
+        let url = url.to_string();
+        let next = Arc::clone(&next);
+        let tag = format!("{run_id}-c{concurrency}");
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            let mut first_error = None;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    break;
+                }
+                let body = MessageRequest {
+                    conversation_id: format!("bench-{tag}-{i}"),
+                    user: format!("bench-{tag}-{i}"),
+                    text: DEMO_QUESTIONS[i % DEMO_QUESTIONS.len()].to_string(),
+                };
+                let t = Instant::now();
+                let result = client
+                    .post(&url)
+                    .header("Idempotency-Key", format!("bench-{tag}-{i}"))
+                    .json(&body)
+                    .send()
+                    .await;
+                match result {
+                    Ok(r) if r.status().is_success() => {
+                        // Read the whole body: the answer is part of the work.
+                        let _ = r.bytes().await;
+                        latencies.push(t.elapsed());
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| format!("HTTP {}", r.status()));
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            (latencies, errors, first_error)
+        });
+    }
+    let mut latencies = Vec::with_capacity(requests);
+    let mut errors = 0;
+    let mut first_error = None;
+    while let Some(done) = workers.join_next().await {
+        let (l, e, f) = done.map_err(|e| Error::internal("bench worker", e))?;
+        latencies.extend(l);
+        errors += e;
+        if first_error.is_none() {
+            first_error = f;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if latencies.is_empty() {
+        return Err(Error::Upstream(format!(
+            "no request to {url} succeeded ({}); is `conveyor serve` running there?",
+            first_error.unwrap_or_default()
+        )));
+    }
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies[i.min(latencies.len() - 1)].as_secs_f64() * 1000.0
+    };
+    Ok(LevelResult {
+        concurrency,
+        ok: latencies.len(),
+        errors,
+        seconds,
+        requests_per_second: latencies.len() as f64 / seconds.max(1e-9),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+    })
+}
