@@ -14,6 +14,14 @@ use conveyor::config::Config;
 use conveyor::knowledge::indexer::IndexOptions;
 use conveyor::{Error, Result};
 
+/// `println!` that ignores a closed stdout (`conveyor ask … | head -1`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "conveyor",
@@ -162,7 +170,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init { dir, force } => {
             let report = conveyor::init::init(&dir, force).await?;
-            println!(
+            out!(
                 "Created a conveyor project in {} ({} files) and indexed {} documents into {} chunks.",
                 report.dir.display(),
                 report.written.len(),
@@ -170,16 +178,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 report.index.chunks
             );
             let cfg = report.dir.join("conveyor.toml");
-            println!("\nNext:");
-            println!(
+            out!("\nNext:");
+            out!(
                 "  conveyor --config {} serve        # web chat on http://127.0.0.1:8080",
                 cfg.display()
             );
-            println!(
+            out!(
                 "  conveyor --config {} ask \"How do I request a refund?\"",
                 cfg.display()
             );
-            println!("  conveyor --config {} chat", cfg.display());
+            out!("  conveyor --config {} chat", cfg.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Index {
@@ -203,13 +211,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 )
                 .await?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&report).unwrap_or_default()
                 );
             } else {
                 let secs = report.elapsed.as_secs_f64();
-                println!(
+                out!(
                     "Indexed {} of {} files ({} unchanged, {} pruned): {} documents, {} chunks in {:.2}s ({:.0} chunks/s).",
                     report.files_indexed,
                     report.files_seen,
@@ -250,12 +258,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let id = conversation.unwrap_or_else(|| format!("ask-{}", uuid::Uuid::new_v4()));
             let answer = target.ask(&id, &cli::local_user(), &question).await?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&answer).unwrap_or_default()
                 );
             } else {
-                println!("{}", answer.text);
+                out!("{}", answer.text);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -267,16 +275,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let results = conveyor::bench::run(&url, &concurrency, requests).await?;
             if json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&results).unwrap_or_default()
                 );
             } else {
-                println!("concurrency   ok  errors   req/s   p50 ms   p99 ms");
+                out!("concurrency   ok  errors   req/s   p50 ms   p99 ms");
                 for r in &results {
-                    println!(
+                    out!(
                         "{:>11} {:>4} {:>7} {:>7.0} {:>8.2} {:>8.2}",
-                        r.concurrency, r.ok, r.errors, r.requests_per_second, r.p50_ms, r.p99_ms
+                        r.concurrency,
+                        r.ok,
+                        r.errors,
+                        r.requests_per_second,
+                        r.p50_ms,
+                        r.p99_ms
                     );
                 }
             }
@@ -296,21 +309,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             )?);
             let r = conveyor::knowledge::eval::run(&dir, embedder, chunker_config(&config)).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                println!(
+                out!(
                     "{} documents → {} chunks indexed in {:.2}s ({:.0} chunks/s)",
                     r.documents,
                     r.chunks,
                     r.index_seconds,
                     r.chunks as f64 / r.index_seconds.max(1e-9)
                 );
-                println!("{} queries with judgements", r.queries);
-                println!("nDCG@10     {:.4}", r.ndcg_at_10);
-                println!("Recall@100  {:.4}", r.recall_at_100);
-                println!(
+                out!("{} queries with judgements", r.queries);
+                out!("nDCG@10     {:.4}", r.ndcg_at_10);
+                out!("Recall@100  {:.4}", r.recall_at_100);
+                out!(
                     "retrieval latency p50 {:.2} ms, p99 {:.2} ms",
-                    r.latency_p50_ms, r.latency_p99_ms
+                    r.latency_p50_ms,
+                    r.latency_p99_ms
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -110,26 +110,40 @@ impl OfflinePlanner {
             .map(|h| h.score)
             .unwrap_or(1.0)
             .max(f32::EPSILON);
-        let mut candidates: Vec<(f64, usize, usize, String)> = Vec::new();
+        let mut candidates: Vec<(f64, usize, usize, usize, String)> = Vec::new();
         for (rank, hit) in hits.iter().enumerate() {
+            // A sentence under a heading that names part of the question ("Support hours")
+            // answers that part even when it does not repeat the words.
+            let heading = self.terms(&hit.payload.heading);
             for (pos, sentence) in sentences(&hit.payload.text).into_iter().enumerate() {
                 let st = self.terms(sentence);
-                let shared = st.intersection(terms).count();
+                let shared = terms
+                    .iter()
+                    .filter(|t| st.contains(t) || heading.contains(t))
+                    .count();
                 if shared == 0 {
                     continue;
                 }
                 let score = shared as f64 / terms.len().max(1) as f64
-                    + 0.25 * f64::from(hit.score / top)
+                    + 0.5 * f64::from(hit.score / top)
                     - 0.001 * pos as f64;
-                candidates.push((score, rank, pos, clip(sentence)));
+                candidates.push((score, shared, rank, pos, clip(sentence)));
             }
         }
         candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Elsewhere than in the best sentence's own passage, a sentence that shares at most
+        // half of its terms is usually a loose match ("kept" in a sentence about audit logs,
+        // for a question about backups); next to the best sentence it is useful context.
+        let best_shared = candidates.first().map(|c| c.1).unwrap_or(0);
+        let best_rank = candidates.first().map(|c| c.2).unwrap_or(0);
         let mut chosen: Vec<(usize, usize, String)> = Vec::new();
         let mut seen_text = HashSet::new();
-        for (_, rank, pos, text) in candidates {
+        for (_, shared, rank, pos, text) in candidates {
             if chosen.len() >= self.config.max_sentences {
                 break;
+            }
+            if rank != best_rank && shared * 2 <= best_shared {
+                continue;
             }
             if seen_text.insert(text.to_lowercase()) {
                 chosen.push((rank, pos, text));

@@ -146,18 +146,22 @@ pub fn local_user() -> String {
 /// Interactive chat on stdin/stdout until `/quit`, end of input or Ctrl-C.
 pub async fn chat(target: &Target, conversation_id: &str) -> Result<()> {
     let user = local_user();
-    println!("conveyor chat — conversation {conversation_id}");
-    println!("Ask a question about your documents. /help for help, /quit to leave.\n");
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "conveyor chat — conversation {conversation_id}");
+    let _ = writeln!(
+        stdout,
+        "Ask a question about your documents. /help for help, /quit to leave.\n"
+    );
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
-        print!("you> ");
-        let _ = std::io::stdout().flush();
+        let _ = write!(stdout, "you> ");
+        let _ = stdout.flush();
         let line = tokio::select! {
             line = lines.next_line() => line.map_err(|e| Error::internal("reading the terminal", e))?,
             _ = tokio::signal::ctrl_c() => None,
         };
         let Some(line) = line else {
-            println!();
+            let _ = writeln!(stdout);
             break;
         };
         let text = line.trim();
@@ -168,12 +172,16 @@ pub async fn chat(target: &Target, conversation_id: &str) -> Result<()> {
             break;
         }
         match target.ask(conversation_id, &user, text).await {
-            Ok(answer) => println!(
-                "\nconveyor> {}\n",
-                answer.text.replace('\n', "\n          ")
-            ),
-            Err(Error::RateLimited { message, .. }) => println!("\nconveyor> {message}\n"),
-            Err(e @ (Error::BadInput(_) | Error::TooLarge(_))) => println!("\nconveyor> {e}\n"),
+            Ok(answer) => {
+                let text = answer.text.replace('\n', "\n          ");
+                let _ = writeln!(stdout, "\nconveyor> {text}\n");
+            }
+            Err(Error::RateLimited { message, .. }) => {
+                let _ = writeln!(stdout, "\nconveyor> {message}\n");
+            }
+            Err(e @ (Error::BadInput(_) | Error::TooLarge(_))) => {
+                let _ = writeln!(stdout, "\nconveyor> {e}\n");
+            }
             Err(e) => return Err(e),
         }
     }

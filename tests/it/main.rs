@@ -1,1 +1,4 @@
+mod api;
+mod cli;
+mod knowledge;
 mod store;

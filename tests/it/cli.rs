@@ -1,0 +1,494 @@
+//! The `conveyor` binary as a user runs it: init, ask, index, chat, serve, eval, and the error
+//! messages of bad configs and unreachable backends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The binary, with an environment that cannot leak the developer's settings into the test.
+fn conveyor() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conveyor"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CONVEYOR") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Both streams, for assertion messages.
+fn show(o: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    )
+}
+
+fn assert_no_panic(o: &Output) {
+    assert!(!stderr(o).contains("panicked"), "{}", show(o));
+}
+
+fn assert_success(o: &Output) {
+    assert!(o.status.success(), "{}", show(o));
+    assert_no_panic(o);
+}
+
+/// A starter project made by `conveyor init`.
+struct Project {
+    _tmp: TempDir,
+    dir: PathBuf,
+}
+
+impl Project {
+    fn init() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("proj");
+        let out = conveyor().arg("init").arg(&dir).output().unwrap();
+        assert_success(&out);
+        Self { _tmp: tmp, dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.join("conveyor.toml")
+    }
+
+    /// `conveyor --config <project> ARGS…`.
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = conveyor();
+        cmd.arg("--config").arg(self.config()).args(args);
+        cmd
+    }
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("conveyor.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn init_creates_an_indexed_project_and_refuses_to_overwrite_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    let out = conveyor().arg("init").arg(&dir).output().unwrap();
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("indexed 5 documents into") && text.contains("chunks"),
+        "{}",
+        show(&out)
+    );
+    assert!(text.contains("ask"), "{}", show(&out));
+    assert!(dir.join("conveyor.toml").is_file());
+    for folder in ["docs", "prompts", "tools", "data/index"] {
+        assert!(dir.join(folder).is_dir(), "{folder} missing");
+    }
+    assert!(dir.join("docs/account-help.md").is_file());
+    assert!(dir.join("data/index/manifest.json").is_file());
+
+    let again = conveyor().arg("init").arg(&dir).output().unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", show(&again));
+    assert!(stderr(&again).contains("--force"), "{}", show(&again));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        show(&again)
+    );
+    assert_no_panic(&again);
+}
+
+#[test]
+fn ask_answers_with_citations_in_text_and_json() {
+    let p = Project::init();
+    let out = p.run(&["ask", "How do I reset my password?"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("click \"Forgot password\""), "{}", show(&out));
+    assert!(text.contains("[1]"), "{}", show(&out));
+    assert!(text.contains("Sources:"), "{}", show(&out));
+    assert!(text.contains("account-help.md"), "{}", show(&out));
+
+    let out = p.run(&["ask", "--json", "How do I request a refund?"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
+    assert!(
+        v["text"].as_str().unwrap().contains("Request refund"),
+        "{v}"
+    );
+    let citations = v["citations"].as_array().unwrap();
+    assert!(!citations.is_empty(), "{v}");
+    assert!(
+        citations[0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("refund-policy.md"),
+        "{v}"
+    );
+    assert_eq!(v["planner"], "offline", "{v}");
+}
+
+#[test]
+fn index_adds_new_documents_and_reports_bad_paths() {
+    let p = Project::init();
+    let extra = p.dir.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(
+        extra.join("zorblax.md"),
+        "# Zorblax calibration\n\n## Calibrating the zorblax\n\n\
+         To calibrate the zorblax, turn the quartz dial three times clockwise and press the amber button.\n",
+    )
+    .unwrap();
+
+    let out = p.run(&["index", extra.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("Indexed 1 of 1 files"),
+        "{}",
+        show(&out)
+    );
+
+    let out = p.run(&["ask", "How do I calibrate the zorblax?"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("quartz dial"), "{}", show(&out));
+    assert!(text.contains("[1]"), "{}", show(&out));
+    assert!(text.contains("zorblax.md"), "{}", show(&out));
+
+    // --json: a machine-readable report; the file is unchanged now.
+    let out = p.run(&["index", "--json", extra.to_str().unwrap()]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
+    assert_eq!(v["files_seen"], 1, "{v}");
+    assert_eq!(v["files_unchanged"], 1, "{v}");
+    assert_eq!(v["chunks"], 0, "{v}");
+    assert!(v["errors"].as_array().unwrap().is_empty(), "{v}");
+    assert!(v["elapsed"].is_number(), "{v}");
+
+    let missing = p.dir.join("no-such-folder");
+    let out = p.run(&["index", missing.to_str().unwrap()]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains(&missing.display().to_string()),
+        "{}",
+        show(&out)
+    );
+    assert!(stderr(&out).contains("exists"), "{}", show(&out));
+    assert_no_panic(&out);
+}
+
+#[test]
+fn config_errors_are_reported_together_with_their_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        "[server]\nlisten = \"nonsense\"\n[limits]\nper_user = \"5/fortnight\"\n[bogus_section]\nkey = 1\n",
+    );
+    let out = conveyor()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["ask", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("3 problems"), "{}", show(&out));
+    assert!(err.contains("server.listen"), "{}", show(&out));
+    assert!(err.contains("limits.per_user"), "{}", show(&out));
+    assert!(err.contains("bogus_section"), "{}", show(&out));
+    assert!(err.contains(&cfg.display().to_string()), "{}", show(&out));
+    assert_no_panic(&out);
+}
+
+#[test]
+fn a_bad_env_override_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(tmp.path(), "");
+    let out = conveyor()
+        .arg("--config")
+        .arg(&cfg)
+        .env("CONVEYOR__SERVER__LISTEN", "nonsense")
+        .args(["ask", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("CONVEYOR__SERVER__LISTEN"),
+        "{}",
+        show(&out)
+    );
+    assert!(stderr(&out).contains("server.listen"), "{}", show(&out));
+    assert_no_panic(&out);
+}
+
+#[test]
+fn an_unset_secret_variable_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        "[store]\nurl_env = \"CONVEYOR_IT_SURELY_UNSET_DATABASE_URL\"\n",
+    );
+    let out = conveyor()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["ask", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("CONVEYOR_IT_SURELY_UNSET_DATABASE_URL"),
+        "{}",
+        show(&out)
+    );
+    assert!(err.contains("not set"), "{}", show(&out));
+    assert!(err.contains("store.url_env"), "{}", show(&out));
+    assert_no_panic(&out);
+}
+
+#[test]
+fn a_missing_config_file_suggests_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("nowhere.toml");
+    let out = conveyor()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["ask", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&cfg.display().to_string()), "{}", show(&out));
+    assert!(err.contains("not found"), "{}", show(&out));
+    assert!(err.contains("conveyor init"), "{}", show(&out));
+
+    // Without --config, the default is ./conveyor.toml in the working directory.
+    let out = conveyor()
+        .current_dir(tmp.path())
+        .args(["ask", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr(&out).contains("conveyor init"), "{}", show(&out));
+}
+
+#[test]
+fn an_unreachable_postgres_fails_fast_with_advice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        tmp.path(),
+        "[store]\nurl = \"postgres://postgres@127.0.0.1:1/test\"\n",
+    );
+    let started = Instant::now();
+    let out = conveyor()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["ask", "How do I reset my password?"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let err = stderr(&out);
+    assert!(err.contains("127.0.0.1:1"), "{}", show(&out));
+    assert!(err.contains("PostgreSQL"), "{}", show(&out));
+    assert!(err.contains("check store.url"), "{}", show(&out));
+    assert_no_panic(&out);
+}
+
+/// A running `conveyor serve`, killed on drop unless it already exited.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn serve_answers_over_http_holds_the_index_and_stops_on_sigterm() {
+    let p = Project::init();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = p.dir.join("serve.log");
+    let child = p
+        .cmd(&["serve"])
+        .env("CONVEYOR__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut server = Server { child, log };
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!("serve exited early with {status}:\n{}", server.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no /healthz 200 within 20 s:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let resp = client
+        .post(format!("{base}/v1/messages"))
+        .json(&serde_json::json!({
+            "conversation_id": "it-serve",
+            "user": "tester",
+            "text": "How do I request a refund?"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert!(v["text"].as_str().unwrap().contains("[1]"), "{v}");
+    assert!(
+        v["text"].as_str().unwrap().contains("Request refund"),
+        "{v}"
+    );
+    assert!(!v["citations"].as_array().unwrap().is_empty(), "{v}");
+
+    // In-process ask cannot open the index the server holds, and says what to do instead.
+    let out = p.run(&["ask", "How do I request a refund?"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("in use"), "{}", show(&out));
+    assert!(err.contains("--server"), "{}", show(&out));
+    assert_no_panic(&out);
+
+    let out = p.run(&["ask", "--server", &base, "How do I reset my password?"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("Forgot password"), "{}", show(&out));
+    assert!(stdout(&out).contains("[1]"), "{}", show(&out));
+
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = server.wait_exit(Duration::from_secs(15));
+    let log = server.log();
+    assert!(
+        status.is_some(),
+        "serve still running 15 s after SIGTERM:\n{log}"
+    );
+    assert_eq!(status.unwrap().code(), Some(0), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn chat_reads_questions_from_a_pipe() {
+    let p = Project::init();
+    let mut child = p
+        .cmd(&["chat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"How do I request a refund?\n/quit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("Request refund"), "{}", show(&out));
+    assert!(text.contains("[1]"), "{}", show(&out));
+    assert!(text.contains("refund-policy.md"), "{}", show(&out));
+}
+
+#[test]
+fn eval_retrieval_on_cranfield_reports_json() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/retrieval/cranfield/beir_format");
+    if !dir.join("corpus.jsonl").exists() {
+        println!("skipped: Cranfield fixture not found");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // No config file: eval uses the defaults.
+    let out = conveyor()
+        .current_dir(tmp.path())
+        .args(["eval", "retrieval", "--json"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
+    let ndcg = v["ndcg_at_10"].as_f64().unwrap();
+    assert!(ndcg >= 0.373, "nDCG@10 {ndcg} below 0.373: {v}");
+    assert!(v["recall_at_100"].as_f64().unwrap() >= 0.738, "{v}");
+    assert_eq!(v["queries"], 225, "{v}");
+}
