@@ -85,8 +85,9 @@ pub struct App {
 impl App {
     /// Opens the store and the index and wires the gateway.
     pub async fn build(config: Config) -> Result<Self> {
-        let knowledge = Knowledge::open(&config)?;
+        // The store first: when it is unreachable, nothing should be created on disk.
         let store = Store::connect(&config.store_url()?).await?;
+        let knowledge = Knowledge::open(&config)?;
         let metrics = Arc::new(Metrics::default());
         metrics.set_index_chunks(knowledge.index.count().await?);
         let planner: Arc<dyn Planner> = match config.llm.provider {

@@ -51,6 +51,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
+    #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
     /// Largest accepted request body, in bytes; bigger bodies get 413.
     pub max_body_bytes: usize,
@@ -245,6 +246,15 @@ impl Default for LimitsConfig {
             },
         }
     }
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid address {s:?}: expected IP:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\""
+        ))
+    })
 }
 
 /// A rate such as `20/min`, or no limit (`off`).
@@ -500,7 +510,10 @@ impl Config {
                     } else {
                         dotted
                     };
-                    problems.push(format!("{what}{source}: {}", e.inner()));
+                    // toml appends "in `path`" to some messages; we already lead with it.
+                    let message = e.inner().to_string();
+                    let message = message.split("\nin `").next().unwrap_or("").trim();
+                    problems.push(format!("{what}{source}: {message}"));
                     if path.is_empty() || !remove_path(&mut tree, &path) {
                         break;
                     }

@@ -49,6 +49,12 @@ pub struct InitReport {
 /// Writes the starter project into `dir` and indexes its documents. Refuses to overwrite an
 /// existing `conveyor.toml` unless `force`.
 pub async fn init(dir: &Path, force: bool) -> Result<InitReport> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::BadInput(format!(
+            "{} exists and is not a folder; choose a new folder name for the project",
+            dir.display()
+        )));
+    }
     let config_path = dir.join("conveyor.toml");
     if config_path.exists() && !force {
         return Err(Error::BadInput(format!(

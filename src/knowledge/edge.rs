@@ -60,6 +60,14 @@ impl EdgeIndex {
         let shard = if shard_dir.join("edge_config.json").exists() {
             EdgeShard::load(&shard_dir, None).map_err(|e| corrupt(path, e))?
         } else {
+            // A new shard holds nothing, so a manifest left from an earlier one (the shard
+            // folder was deleted) would make the indexer skip every file as unchanged.
+            let stale = path.join("manifest.json");
+            if stale.exists() {
+                std::fs::remove_file(&stale).map_err(|e| {
+                    Error::Upstream(format!("cannot remove the stale {}: {e}", stale.display()))
+                })?;
+            }
             std::fs::create_dir_all(&shard_dir).map_err(|e| {
                 Error::Upstream(format!("cannot create {}: {e}", shard_dir.display()))
             })?;

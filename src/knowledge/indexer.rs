@@ -190,9 +190,10 @@ impl Indexer {
     ) -> Result<IndexReport> {
         let started = Instant::now();
         let mut manifest = Manifest::load(index_dir)?;
-        let files = collect_files(paths)?;
+        let FileList { files, skipped } = collect_files(paths)?;
         let mut report = IndexReport {
             files_seen: files.len(),
+            errors: skipped,
             ..Default::default()
         };
 
@@ -220,8 +221,13 @@ impl Indexer {
                 }
                 Ok(None) => report.files_unchanged += 1,
                 Err(e) => {
-                    tracing::warn!(file = %key, error = %e, "file not indexed");
-                    report.errors.push(format!("{key}: {e}"));
+                    // Reported once, in the report; the caller decides how to show it.
+                    let e = e.to_string();
+                    report.errors.push(if e.contains(&key) {
+                        e
+                    } else {
+                        format!("{key}: {e}")
+                    });
                 }
             }
             bar.inc(1);
@@ -292,10 +298,22 @@ fn short_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Expands `paths` into the supported files under them, sorted, as absolute paths. Hidden
-/// files and folders (names starting with '.') are skipped when walking a folder.
-pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
+/// Supported files found under some paths, and what could not be looked at.
+#[derive(Debug, Default)]
+pub struct FileList {
+    /// Supported files, sorted, as absolute paths.
+    pub files: Vec<PathBuf>,
+    /// Entries that could not be walked (dangling links, loops, unreadable folders), as
+    /// sentences; the rest of the walk goes on.
+    pub skipped: Vec<String>,
+}
+
+/// Expands `paths` into the supported files under them. Hidden files and folders (names
+/// starting with '.') are skipped when walking a folder. A path given by the user that does
+/// not exist, or a file of an unsupported type, is an error; a bad entry found while walking
+/// a folder is reported in [`FileList::skipped`] and does not stop the walk.
+pub fn collect_files(paths: &[PathBuf]) -> Result<FileList> {
+    let mut list = FileList::default();
     for p in paths {
         let abs = std::fs::canonicalize(p).map_err(|e| {
             Error::BadInput(format!(
@@ -310,7 +328,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                     p.display()
                 )));
             }
-            files.push(abs);
+            list.files.push(abs);
             continue;
         }
         for entry in walkdir::WalkDir::new(&abs)
@@ -318,14 +336,27 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
         {
-            let entry = entry
-                .map_err(|e| Error::BadInput(format!("cannot walk {}: {e}", abs.display())))?;
-            if entry.file_type().is_file() && document::is_supported(entry.path()) {
-                files.push(entry.into_path());
+            match entry {
+                Ok(entry) => {
+                    if entry.file_type().is_file() && document::is_supported(entry.path()) {
+                        list.files.push(entry.into_path());
+                    }
+                }
+                Err(e) => {
+                    let at = e
+                        .path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| abs.display().to_string());
+                    let why = e
+                        .io_error()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| e.to_string());
+                    list.skipped.push(format!("{at}: skipped ({why})"));
+                }
             }
         }
     }
-    files.sort();
-    files.dedup();
-    Ok(files)
+    list.files.sort();
+    list.files.dedup();
+    Ok(list)
 }

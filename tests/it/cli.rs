@@ -187,6 +187,33 @@ fn index_adds_new_documents_and_reports_bad_paths() {
     assert!(v["errors"].as_array().unwrap().is_empty(), "{v}");
     assert!(v["elapsed"].is_number(), "{v}");
 
+    // A malformed file among good ones: the good one goes in, the bad one is named with its
+    // line, and the exit code says not everything was indexed.
+    std::fs::write(
+        extra.join("broken.jsonl"),
+        "{\"text\": \"fine\"}\n{not json\n",
+    )
+    .unwrap();
+    std::fs::write(
+        extra.join("more.md"),
+        "# Gizmo\n\nThe gizmo hums in B flat.\n",
+    )
+    .unwrap();
+    let out = p.run(&["index", extra.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("Indexed 1 of 3 files (1 unchanged"),
+        "{}",
+        show(&out)
+    );
+    let err = stderr(&out);
+    assert!(err.contains("not indexed:"), "{}", show(&out));
+    assert!(err.contains("broken.jsonl line 2"), "{}", show(&out));
+    assert_no_panic(&out);
+    let out = p.run(&["ask", "What does the gizmo hum?"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains("B flat"), "{}", show(&out));
+
     let missing = p.dir.join("no-such-folder");
     let out = p.run(&["index", missing.to_str().unwrap()]);
     assert!(!out.status.success(), "{}", show(&out));

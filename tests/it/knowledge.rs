@@ -255,34 +255,58 @@ async fn reindexing_skips_unchanged_files_and_replaces_changed_ones() {
     assert_eq!(again.chunks, 0, "{again:?}");
     assert_eq!(k.index.count().await.unwrap(), 9);
 
-    // Remove the Feeding section, add two new ones.
+    // Forcing re-ingests everything and replaces rather than duplicates.
+    let forced = k
+        .indexer()
+        .index_paths(
+            &p.index_dir(),
+            &[p.docs()],
+            IndexOptions {
+                force: true,
+                ..IndexOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.files_indexed, 4, "{forced:?}");
+    assert_eq!(forced.chunks, 9, "{forced:?}");
+    assert_eq!(k.index.count().await.unwrap(), 9);
+
+    // Remove the Feeding and Grooming sections (the last chunk of the old version), add a
+    // Sleeping section: 3 chunks become 2, so a leftover old chunk would show in the count.
     let guide = p.write(
         "guide.md",
         "# Quokka handbook\n\nQuokkas are small marsupials that live on islands.\n\n\
-         ## Grooming\n\nBrush the fur weekly with a soft brush.\n\n\
-         ## Sleeping\n\nQuokkas nap in the shade of the thornbush during the day.\n\n\
-         ## Health\n\nA yearly check-up by a veterinarian is recommended.\n",
+         ## Sleeping\n\nQuokkas nap in the shade of the thornbush during the day.\n",
     );
     let changed = p.index(&k, false).await;
     assert_eq!(changed.files_indexed, 1, "{changed:?}");
     assert_eq!(changed.files_unchanged, 3, "{changed:?}");
     assert_eq!(changed.documents, 1, "{changed:?}");
-    assert_eq!(changed.chunks, 4, "{changed:?}");
+    assert_eq!(changed.chunks, 2, "{changed:?}");
     assert!(changed.errors.is_empty(), "{changed:?}");
 
-    assert!(
-        !found(&k, "zanzibarite pellets", "Zanzibarite").await,
-        "the removed section is still found"
-    );
+    for (question, removed) in [
+        ("zanzibarite pellets", "Zanzibarite"),
+        ("brush fur weekly", "Brush the fur"),
+    ] {
+        assert!(
+            !found(&k, question, removed).await,
+            "the removed text {removed:?} is still found"
+        );
+    }
     let hits = search(&k, "thornbush").await;
     assert!(hits[0].payload.text.contains("thornbush"), "{hits:?}");
     assert_eq!(hits[0].payload.heading, "Quokka handbook > Sleeping");
+    assert_eq!(hits[0].payload.position, 1);
     assert_eq!(hits[0].payload.file, key(&guide));
+    // The other files were not touched.
+    assert!(found(&k, "xylophonic", "xylophonic").await);
 
     // The file's chunks are exactly what the manifest says, and nothing else lingers.
-    assert_eq!(p.manifest_chunks(&guide), 4);
+    assert_eq!(p.manifest_chunks(&guide), 2);
     let total: usize = p.manifest().files.values().map(|e| e.chunks).sum();
-    assert_eq!(total, 9 - 3 + 4);
+    assert_eq!(total, 9 - 3 + 2);
     assert_eq!(k.index.count().await.unwrap(), total as u64);
 }
 
@@ -362,6 +386,28 @@ async fn malformed_jsonl_is_reported_and_keeps_its_previous_chunks() {
     assert_eq!(p.manifest().files[&key(&faq)].hash, good_hash);
     assert_eq!(p.manifest_chunks(&faq), 3);
     assert_eq!(k.index.count().await.unwrap(), 10);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_dangling_symlink_does_not_stop_the_other_files() {
+    let p = Project::new();
+    write_corpus(&p);
+    let link = p.doc("moved-away.md");
+    std::os::unix::fs::symlink(p.root.join("no-longer-here.md"), &link).unwrap();
+    let k = p.open();
+    let report = k
+        .indexer()
+        .index_paths(&p.index_dir(), &[p.docs()], IndexOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("the whole run failed: {e}"));
+    assert_eq!(report.files_indexed, 4, "{report:?}");
+    assert_eq!(report.chunks, 9, "{report:?}");
+    assert!(
+        report.errors.iter().any(|e| e.contains("moved-away.md")),
+        "{report:?}"
+    );
+    assert!(found(&k, "zanzibarite", "Zanzibarite").await);
 }
 
 #[tokio::test]
