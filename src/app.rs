@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tokio_util::task::TaskTracker;
+
 use crate::agent::Planner;
 use crate::agent::offline::OfflinePlanner;
 use crate::config::{Config, IndexBackend, LlmProvider};
@@ -80,6 +82,9 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Work that must finish even when the request that started it is gone (a client that
+    /// disconnected, a request timeout); awaited on shutdown.
+    pub tasks: TaskTracker,
 }
 
 impl App {
@@ -110,6 +115,7 @@ impl App {
             knowledge,
             gateway,
             metrics,
+            tasks: TaskTracker::new(),
         })
     }
 }

@@ -370,10 +370,16 @@ async fn serve(config_path: &Path) -> Result<()> {
         "conveyor is listening: web chat at http://{listen}/"
     );
     let store = app.store.clone();
+    let answers = app.tasks.clone();
     let drain = app.config.server.drain_timeout.0;
     let result = conveyor::http::serve(app, listener, shutdown.clone()).await;
     shutdown.cancel();
-    if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+    answers.close();
+    let all = async {
+        tracker.wait().await;
+        answers.wait().await;
+    };
+    if tokio::time::timeout(drain, all).await.is_err() {
         tracing::warn!("background tasks did not stop within the drain timeout");
     }
     store.close().await;

@@ -94,6 +94,7 @@ pub fn router(app: App) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -233,15 +234,23 @@ async fn post_message(
         text: req.text,
         attachments: Vec::new(),
     };
+    // The answer runs as its own tracked task: if the client goes away or the timeout fires,
+    // it still finishes and records its answer in the ledger, so a retry with the same key
+    // gets it instead of finding the key stuck mid-processing.
+    let gateway = std::sync::Arc::clone(&app.gateway);
+    let work = app
+        .tasks
+        .spawn(async move { gateway.handle(inbound).await });
     let timeout = app.config.server.request_timeout.0;
-    let out = tokio::time::timeout(timeout, app.gateway.handle(inbound))
+    let out = tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| {
             Error::Upstream(format!(
-                "answering took longer than server.request_timeout ({}s); retry with the same Idempotency-Key to get the answer once it is ready",
-                timeout.as_secs()
+                "answering took longer than server.request_timeout ({}); retry with the same Idempotency-Key to get the answer once it is ready",
+                app.config.server.request_timeout
             ))
-        })??;
+        })?
+        .map_err(|e| Error::internal("answering a message", e))??;
     Ok(Json(MessageResponse::new(out, key)))
 }
 
@@ -287,12 +296,9 @@ async fn readyz(State(app): State<App>) -> Response {
             .into_response(),
         (s, i) => {
             let mut problems = Vec::new();
-            if let Err(e) = s {
-                problems.push(format!("store: {e}"));
-            }
-            if let Err(e) = i {
-                problems.push(format!("index: {e}"));
-            }
+            // Store and index errors already say which part failed.
+            problems.extend(s.err().map(|e| e.to_string()));
+            problems.extend(i.err().map(|e| e.to_string()));
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(serde_json::json!({"status": "not ready", "problems": problems})),
@@ -314,6 +320,20 @@ async fn metrics(State(app): State<App>) -> Response {
         app.metrics.render(),
     )
         .into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let allowed = match uri.path() {
+        "/v1/messages" => "POST",
+        _ => "GET",
+    };
+    let mut response = ApiError(Error::BadInput(format!(
+        "{method} is not allowed on {}; use {allowed}",
+        uri.path()
+    )))
+    .into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
 }
 
 async fn not_found() -> ApiError {

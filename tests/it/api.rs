@@ -16,7 +16,6 @@ use conveyor::config::{Config, HumanDuration, Rate};
 use conveyor::store::Role;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -358,38 +357,12 @@ async fn one_idempotency_key_is_answered_once_across_concurrency_and_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_idempotency_key_is_answered_once_on_postgres() {
-    let Ok(base) = std::env::var("CONVEYOR_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: CONVEYOR_TEST_POSTGRES_URL not set");
-        return;
-    };
     let dir = demo_project().await;
-    // Tests run in parallel in one database, so this one gets a schema of its own, selected
-    // through the `options` startup parameter that every pooled connection sends (as in
-    // tests/it/store.rs).
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
     let path = dir.path().to_path_buf();
-    // Spawned so that a failed assertion still lets us drop the schema below.
-    let outcome = tokio::spawn(async move {
+    crate::common::with_pg_schema(|url| async move {
         idempotency_survives_concurrency_and_restart(&path, Some(url)).await;
     })
     .await;
-    // Best effort: a leftover schema is harmless.
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-    )))
-    .execute(&mut admin)
-    .await;
-    let _ = admin.close().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -639,7 +612,6 @@ async fn an_unknown_path_is_a_json_404() {
 }
 
 #[tokio::test]
-#[ignore = "bug: 405 Method Not Allowed has an empty body, not the `{\"error\": …}` JSON that src/http/mod.rs promises for every error"]
 async fn a_wrong_method_gets_a_json_error_naming_the_right_one() {
     let dir = demo_project().await;
     let router = conveyor::http::router(demo_app(dir.path()).await);
@@ -720,6 +692,9 @@ async fn concurrent_messages_of_one_conversation_are_not_interleaved() {
     server.await.unwrap().unwrap();
 }
 
+/// The pair from the product brief. On the demo docs "How much does it cost?" is answered
+/// from plans-and-pricing.md even on its own, so this pins the user-visible result; the next
+/// test is the one that needs the history.
 #[tokio::test]
 async fn a_follow_up_question_uses_the_previous_question() {
     let dir = demo_project().await;
@@ -738,6 +713,26 @@ async fn a_follow_up_question_uses_the_previous_question() {
         text.contains("12 USD"),
         "the answer should give the Pro price: {text}"
     );
+}
+
+#[tokio::test]
+async fn a_follow_up_is_answered_only_with_its_own_conversations_history() {
+    let dir = demo_project().await;
+    let router = conveyor::http::router(demo_app(dir.path()).await);
+    const FOLLOW_UP: &str = "What's the monthly fee in dollars?";
+
+    ask(&router, "with-history", "u1", PRO_PLAN).await;
+    // Another conversation, even of the same user, does not see that history, and the
+    // follow-up alone does not cover enough of its terms to be answered.
+    let alone = ask(&router, "without-history", "u1", FOLLOW_UP).await;
+    let text = alone["text"].as_str().unwrap();
+    assert!(text.contains("couldn't find"), "{text}");
+    assert_eq!(alone["citations"], json!([]));
+
+    let follow_up = ask(&router, "with-history", "u1", FOLLOW_UP).await;
+    assert_cited_answer(&follow_up, "plans-and-pricing.md");
+    let text = follow_up["text"].as_str().unwrap();
+    assert!(text.contains("12 USD per user per month"), "{text}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -833,7 +828,6 @@ async fn a_store_that_is_down_makes_the_app_not_ready_and_answers_503() {
 }
 
 #[tokio::test]
-#[ignore = "bug: /readyz reports a store problem as \"store: store: ping failed: …\" (prefix doubled)"]
 async fn readiness_names_a_store_problem_once() {
     let dir = demo_project().await;
     let app = demo_app(dir.path()).await;
@@ -985,7 +979,6 @@ async fn shutdown_lets_an_in_flight_request_finish() {
 /// share a database: A has a 1 ms `request_timeout`, so its answers time out part-way; the
 /// retry goes to B, which has normal timeouts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: request_timeout drops the gateway future mid-answer, leaving its ingress claim `processing` until the lease (2 min) expires: the advised retry gets 409, not the answer"]
 async fn a_timed_out_request_can_be_retried_for_its_answer() {
     let dir_a = demo_project().await;
     let dir_b = demo_project().await;

@@ -1,4 +1,5 @@
 mod api;
 mod cli;
+mod common;
 mod knowledge;
 mod store;

@@ -58,36 +58,13 @@ where
         std::panic::resume_unwind(e.into_panic());
     }
 
-    let Ok(base) = std::env::var("CONVEYOR_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: CONVEYOR_TEST_POSTGRES_URL not set");
-        return;
-    };
-    // Tests run in parallel in one database, so each gets a schema of its own, selected
-    // through the `options` startup parameter that every pooled connection sends.
-    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-    let outcome = tokio::spawn(body(Db {
-        url,
-        backend: Backend::Postgres,
-    }))
+    crate::common::with_pg_schema(|url| {
+        body(Db {
+            url,
+            backend: Backend::Postgres,
+        })
+    })
     .await;
-    // Best effort: a leftover schema is harmless.
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-    )))
-    .execute(&mut admin)
-    .await;
-    let _ = admin.close().await;
-    if let Err(e) = outcome {
-        eprintln!("failed on postgres");
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 fn message(conversation: &str, role: Role, text: &str) -> NewMessage {
