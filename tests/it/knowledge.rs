@@ -543,3 +543,22 @@ async fn retrieval_quality_on_cranfield_matches_the_bm25_reference() {
         r.recall_at_100
     );
 }
+
+#[tokio::test]
+async fn a_deleted_shard_is_rebuilt_from_the_files_on_the_next_run() {
+    let p = Project::new();
+    write_corpus(&p);
+    {
+        let k = p.open();
+        let first = p.index(&k, false).await;
+        assert_eq!(first.chunks, 9, "{first:?}");
+    }
+    // Someone deletes the engine's data but leaves the manifest behind.
+    std::fs::remove_dir_all(p.index_dir().join("shard")).unwrap();
+    let k = p.open();
+    assert_eq!(k.index.count().await.unwrap(), 0);
+    let again = p.index(&k, false).await;
+    assert_eq!(again.files_unchanged, 0, "{again:?}");
+    assert_eq!(again.chunks, 9, "{again:?}");
+    assert!(found(&k, "zanzibarite", "Zanzibarite").await);
+}
