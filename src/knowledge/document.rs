@@ -60,7 +60,8 @@ enum Format {
     JsonLines,
 }
 
-const SUPPORTED: &str = ".md, .markdown, .txt, .html, .htm, .json, .jsonl and .ndjson";
+/// The supported file extensions, for messages.
+pub const SUPPORTED: &str = ".md, .markdown, .txt, .html, .htm, .json, .jsonl and .ndjson";
 
 /// The extension of a file name or URL, lowercased, ignoring any `?query` or `#fragment`.
 fn format_of(file: &str) -> Option<Format> {

@@ -324,8 +324,9 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<FileList> {
         if abs.is_file() {
             if !document::is_supported(&abs) {
                 return Err(Error::BadInput(format!(
-                    "cannot index {}: unsupported file type; supported are .md, .markdown, .txt, .html, .htm, .json, .jsonl, .ndjson",
-                    p.display()
+                    "cannot index {}: unsupported file type; supported are {}",
+                    p.display(),
+                    document::SUPPORTED
                 )));
             }
             list.files.push(abs);
