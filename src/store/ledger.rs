@@ -42,7 +42,7 @@ impl Store {
             .bind(request_hash)
             .bind(&owner)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err("claiming an ingress key"))?;
             if inserted.rows_affected() == 1 {
@@ -87,7 +87,7 @@ impl Store {
             .bind(now)
             .bind(request_hash)
             .bind(cutoff)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err("taking over an expired ingress key"))?;
             if taken.rows_affected() == 1 {
@@ -114,7 +114,7 @@ impl Store {
         .bind(key)
         .bind(response)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err("completing an ingress key"))?;
         if done.rows_affected() == 1 {
@@ -140,7 +140,7 @@ impl Store {
     pub async fn ingress_release(&self, key: &str) -> Result<()> {
         sqlx::query("DELETE FROM ingress WHERE idem_key = $1 AND state = 'processing'")
             .bind(key)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db_err("releasing an ingress key"))?;
         Ok(())
@@ -168,7 +168,7 @@ impl Store {
         .bind(&e.dedupe_key)
         .bind(e.payload.to_string())
         .bind(now_ms())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_err("recording an outbound message"))?;
         if let Some(id) = inserted {
@@ -189,7 +189,7 @@ impl Store {
             "UPDATE egress SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(db_err("counting a send attempt"))?;
         attempts.ok_or_else(|| Error::NotFound(format!("no outbound message with id `{id}`")))
@@ -205,7 +205,7 @@ impl Store {
         .bind(id)
         .bind(remote_id)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(db_err("confirming an outbound message"))?;
         if updated.rows_affected() == 0 {

@@ -76,7 +76,13 @@ impl Backend {
 /// The handle to the database. Cheap to clone: it holds the connection pool.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Reads.
     pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: SQLite takes one writer at a time anyway,
+    /// and queueing for the pool is fair and immediate, where several connections would race
+    /// for the file lock and back off in sleeps (tail latencies of hundreds of milliseconds
+    /// under load). On PostgreSQL the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -275,16 +281,23 @@ impl Store {
         // Guarded by a `Once` inside sqlx, so calling it on every connect is fine.
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(url)?;
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => open_sqlite(url).await?,
-            Backend::Postgres => open_postgres(url).await?,
+            Backend::Postgres => {
+                let pool = open_postgres(url).await?;
+                (pool.clone(), pool)
+            }
         };
         MIGRATOR
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| Error::upstream("store: applying database migrations failed", e))?;
         tracing::debug!(?backend, "store ready");
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// Which database this store talks to.
@@ -304,6 +317,7 @@ impl Store {
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 
@@ -316,8 +330,8 @@ impl Store {
     /// serialises such transactions, which the audit chain relies on.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
         }
         .map_err(db_err("starting a transaction"))
     }
@@ -355,7 +369,8 @@ fn parse_json(table: &str, col: &str, text: &str) -> Result<serde_json::Value> {
 }
 
 /// Opens (creating if needed) a SQLite database and returns a pool over it.
-async fn open_sqlite(url: &str) -> Result<AnyPool> {
+/// Opens SQLite as a read pool and a one-connection write pool (see [`Store`]).
+async fn open_sqlite(url: &str) -> Result<(AnyPool, AnyPool)> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -371,7 +386,7 @@ async fn open_sqlite(url: &str) -> Result<AnyPool> {
         // in-memory database, so the pool must hold exactly one connection, forever.
         let opts = AnyConnectOptions::from_str(url)
             .map_err(|e| Error::Config(format!("store.url is not a valid SQLite url: {e}")))?;
-        return AnyPoolOptions::new()
+        let pool = AnyPoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -379,7 +394,8 @@ async fn open_sqlite(url: &str) -> Result<AnyPool> {
             .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
             .connect_with(opts)
             .await
-            .map_err(|e| Error::upstream("cannot open an in-memory SQLite database", e));
+            .map_err(|e| Error::upstream("cannot open an in-memory SQLite database", e))?;
+        return Ok((pool.clone(), pool));
     }
 
     if path.is_empty() {
@@ -436,12 +452,19 @@ async fn open_sqlite(url: &str) -> Result<AnyPool> {
     }
     first.close().await.map_err(open_err)?;
 
-    AnyPoolOptions::new()
+    let readers = AnyPoolOptions::new()
         .max_connections(8)
+        .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
+        .connect_with(opts.clone())
+        .await
+        .map_err(open_err)?;
+    let writer = AnyPoolOptions::new()
+        .max_connections(1)
         .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
         .connect_with(opts)
         .await
-        .map_err(open_err)
+        .map_err(open_err)?;
+    Ok((readers, writer))
 }
 
 /// Per-connection SQLite settings. sqlx sets the same by default today; saying them here keeps
