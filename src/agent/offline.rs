@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::knowledge::chunker::sentences;
 use crate::knowledge::{Retriever, SearchHit};
 use crate::model::Citation;
-use crate::store::Role;
+use crate::store::{Role, Turn};
 
 /// Said in every answer of this planner.
 pub const NO_LLM_NOTE: &str = "_No LLM is configured: this answer quotes your documents directly._";
@@ -25,21 +25,51 @@ pub const NO_LLM_NOTE: &str = "_No LLM is configured: this answer quotes your do
 /// Longest sentence quoted whole; longer ones are cut at a word boundary.
 const MAX_SENTENCE_CHARS: usize = 400;
 
+/// Words that carry the shape of a question, not its subject ("can I *get* …", "*tell* me
+/// …", "how *much* …"). They still take part in retrieval, but not in deciding whether the
+/// passages cover the question or which sentences answer it, where a common verb would
+/// otherwise make an unrelated sentence look relevant.
+const QUESTION_WORDS: &str = "get got tell know want need please give show explain help like      way thing things something anything info information question much many";
+
+/// Words that point back at an earlier subject; a short question with one is a follow-up.
+const BACK_REFERENCES: &[&str] = &[
+    "it", "its", "that", "this", "those", "these", "they", "them", "their", "there", "one",
+];
+
 /// The offline planner.
 #[derive(Clone)]
 pub struct OfflinePlanner {
     retriever: Retriever,
     top_k: usize,
     config: AnswerConfig,
+    question_words: HashSet<u32>,
+}
+
+/// One retrieval and what it covers.
+struct Search {
+    hits: Vec<SearchHit>,
+    /// The question's content terms.
+    terms: HashSet<u32>,
+    /// Share of `terms` present in the best hits.
+    coverage: f64,
+    /// Terms of the best hits.
+    seen: HashSet<u32>,
 }
 
 impl OfflinePlanner {
     /// A planner answering from `retriever`.
     pub fn new(retriever: Retriever, top_k: usize, config: AnswerConfig) -> Self {
+        let question_words = retriever
+            .embedder
+            .embed_query(QUESTION_WORDS)
+            .indices
+            .into_iter()
+            .collect();
         Self {
             retriever,
             top_k,
             config,
+            question_words,
         }
     }
 
@@ -52,55 +82,57 @@ impl OfflinePlanner {
             .collect()
     }
 
-    /// Share of the question's terms present in the best hits.
-    fn coverage(&self, question: &HashSet<u32>, hits: &[SearchHit]) -> f64 {
-        if question.is_empty() {
-            return 0.0;
-        }
+    /// The terms that say what a question is about.
+    fn content_terms(&self, text: &str) -> HashSet<u32> {
+        let mut t = self.terms(text);
+        t.retain(|id| !self.question_words.contains(id));
+        t
+    }
+
+    async fn search(&self, query: &str) -> Result<Search> {
+        let hits = self.retriever.retrieve(query, self.top_k).await?;
+        let terms = self.content_terms(query);
         let mut seen = HashSet::new();
         for h in hits.iter().take(3) {
             let p = &h.payload;
             seen.extend(self.terms(&format!("{}\n{}\n{}", p.title, p.heading, p.text)));
         }
-        question.intersection(&seen).count() as f64 / question.len() as f64
-    }
-
-    async fn search(&self, query: &str) -> Result<(Vec<SearchHit>, HashSet<u32>, f64)> {
-        let hits = self.retriever.retrieve(query, self.top_k).await?;
-        let terms = self.terms(query);
-        let coverage = self.coverage(&terms, &hits);
-        Ok((hits, terms, coverage))
+        let coverage = if terms.is_empty() {
+            0.0
+        } else {
+            terms.intersection(&seen).count() as f64 / terms.len() as f64
+        };
+        Ok(Search {
+            hits,
+            terms,
+            coverage,
+            seen,
+        })
     }
 
     async fn knowledge_answer(&self, req: PlanRequest<'_>) -> Result<Reply> {
         let question = req.inbound.text.trim();
-        let (mut hits, mut terms, mut coverage) = self.search(question).await?;
-        // A follow-up ("and how much is it?") often names its subject only in the previous
-        // question: retry with that question prepended before giving up.
-        if coverage < self.config.min_coverage {
-            let previous = req
-                .history
-                .iter()
-                .rev()
-                .find(|t| t.role == Role::User && t.text.trim() != question);
-            if let Some(prev) = previous {
-                let combined = format!("{} {}", prev.text, question);
-                let (h2, t2, c2) = self.search(&combined).await?;
-                let own = self.terms(question);
-                // Only accept the combined search if it still matches the new question's terms.
-                let own_hit = own.is_empty()
-                    || own
-                        .iter()
-                        .any(|t| self.coverage(&HashSet::from([*t]), &h2) > 0.0);
-                if c2 >= self.config.min_coverage && own_hit {
-                    (hits, terms, coverage) = (h2, t2, c2);
+        let mut best = self.search(question).await?;
+        let previous = subject_question(req.history);
+        // A follow-up ("and how much is it for a year?") names its subject only in the
+        // previous question: search with that question prepended when this one points back
+        // or is not covered on its own.
+        if let Some(prev) = previous {
+            let follow_up = refers_back(question) && best.terms.len() <= 3;
+            if follow_up || best.coverage < self.config.min_coverage {
+                let combined = self.search(&format!("{} {}", prev.text, question)).await?;
+                // The combined search must still match something the new question asks.
+                let own_hit =
+                    best.terms.is_empty() || best.terms.iter().any(|t| combined.seen.contains(t));
+                if combined.coverage >= self.config.min_coverage && own_hit {
+                    best = combined;
                 }
             }
         }
-        if hits.is_empty() || coverage < self.config.min_coverage {
-            return Ok(not_found(&hits, coverage));
+        if best.hits.is_empty() || best.coverage < self.config.min_coverage {
+            return Ok(not_found(&best.hits, best.coverage));
         }
-        Ok(self.extract(&hits, &terms))
+        Ok(self.extract(&best.hits, &best.terms))
     }
 
     /// Picks the best sentences and numbers their sources.
@@ -188,6 +220,25 @@ impl OfflinePlanner {
             citations,
         }
     }
+}
+
+/// The conversation's current subject: the latest earlier question that got an answer with
+/// sources (a question that found nothing sets no subject).
+fn subject_question(history: &[Turn]) -> Option<&Turn> {
+    history.windows(2).rev().find_map(|pair| {
+        let (asked, answered) = (&pair[0], &pair[1]);
+        let cited = answered.meta["citations"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty());
+        (asked.role == Role::User && answered.role == Role::Assistant && cited).then_some(asked)
+    })
+}
+
+/// Whether a question points back at an earlier subject.
+fn refers_back(question: &str) -> bool {
+    question
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .any(|w| BACK_REFERENCES.contains(&w.to_lowercase().as_str()))
 }
 
 fn clip(sentence: &str) -> String {

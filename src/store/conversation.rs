@@ -1,6 +1,6 @@
 //! Conversations and their messages.
 
-use super::{NewMessage, Role, Store, Turn, db_err, get, new_id, now_ms};
+use super::{NewMessage, Role, Store, Turn, db_err, get, new_id, now_ms, parse_json};
 use crate::error::Result;
 
 impl Store {
@@ -46,7 +46,7 @@ impl Store {
         // uuid v7 ids are time-ordered and monotonic within a process, so they order messages
         // even when several share a millisecond.
         let rows = sqlx::query(
-            "SELECT id, role, user_id, body, created_at FROM messages \
+            "SELECT id, role, user_id, body, meta, created_at FROM messages \
              WHERE conversation = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(conversation)
@@ -63,6 +63,7 @@ impl Store {
                     role: Role::parse(&role)?,
                     user_id: get(row, "user_id")?,
                     text: get(row, "body")?,
+                    meta: parse_json("messages", "meta", &get::<String>(row, "meta")?)?,
                     created_at: get(row, "created_at")?,
                 })
             })

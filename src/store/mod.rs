@@ -165,6 +165,8 @@ pub struct Turn {
     pub user_id: String,
     /// The message text.
     pub text: String,
+    /// What was stored with it (for answers: their citations).
+    pub meta: serde_json::Value,
     /// Unix milliseconds.
     pub created_at: i64,
 }

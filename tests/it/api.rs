@@ -735,6 +735,29 @@ async fn a_follow_up_is_answered_only_with_its_own_conversations_history() {
     assert!(text.contains("12 USD per user per month"), "{text}");
 }
 
+#[tokio::test]
+async fn a_follow_up_keeps_the_subject_across_an_unanswered_question() {
+    let dir = demo_project().await;
+    let router = conveyor::http::router(demo_app(dir.path()).await);
+
+    ask(&router, "subject", "u1", PRO_PLAN).await;
+    // Nothing in the documents says how to pay less; that question sets no new subject.
+    let unanswered = ask(&router, "subject", "u1", "Can I get it cheaper?").await;
+    let text = unanswered["text"].as_str().unwrap();
+    assert!(text.contains("couldn't find"), "{text}");
+
+    // "it" still means the Pro plan, and "a year" picks the yearly price.
+    let yearly = ask(&router, "subject", "u1", "How much is it for a year?").await;
+    assert_cited_answer(&yearly, "plans-and-pricing.md");
+    let text = yearly["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "The Pro plan costs 12 USD per user per month, or 120 USD per user per year"
+        ),
+        "{text}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 8. Health, metrics, pages
 // ---------------------------------------------------------------------------------------------
