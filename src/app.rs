@@ -7,6 +7,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::agent::Planner;
 use crate::agent::offline::OfflinePlanner;
+use crate::agent::prompts::Prompts;
+use crate::agent::redact::{Redactor, Vault};
+use crate::agent::tool_loop::{LlmPlanner, LlmPlannerParts};
 use crate::config::{Config, IndexBackend, LlmProvider};
 use crate::error::Result;
 use crate::gateway::Gateway;
@@ -17,6 +20,8 @@ use crate::knowledge::sparse::Bm25Embedder;
 use crate::knowledge::{Embedder, Retriever, VectorIndex};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tools::search::SearchKnowledge;
+use crate::tools::{LoadContext, ToolRegistry};
 
 /// The knowledge side alone: what `conveyor index` and `eval` need.
 #[derive(Clone)]
@@ -82,6 +87,10 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Prompt templates, compiled and checked.
+    pub prompts: Arc<Prompts>,
+    /// The tools the agent may call; every call goes through it (policy, audit).
+    pub tools: Arc<ToolRegistry>,
     /// Work that must finish even when the request that started it is gone (a client that
     /// disconnected, a request timeout); awaited on shutdown.
     pub tasks: TaskTracker,
@@ -90,17 +99,35 @@ pub struct App {
 impl App {
     /// Opens the store and the index and wires the gateway.
     pub async fn build(config: Config) -> Result<Self> {
+        // Templates are checked at start-up, also when the offline planner (which does not use
+        // them) answers: a broken template should not wait for the day an LLM is configured.
+        let prompts = Arc::new(Prompts::load(
+            &config,
+            config.llm.provider != LlmProvider::Offline,
+        )?);
         // The store first: when it is unreachable, nothing should be created on disk.
         let store = Store::connect(&config.store_url()?).await?;
         let knowledge = Knowledge::open(&config)?;
+        let tools = Arc::new(build_tools(&config, &store, &knowledge)?);
         let metrics = Arc::new(Metrics::default());
         metrics.set_index_chunks(knowledge.index.count().await?);
+        let offline = Arc::new(OfflinePlanner::new(
+            knowledge.retriever(),
+            config.index.top_k,
+            config.answer.clone(),
+        ));
         let planner: Arc<dyn Planner> = match config.llm.provider {
-            LlmProvider::Offline => Arc::new(OfflinePlanner::new(
-                knowledge.retriever(),
-                config.index.top_k,
-                config.answer.clone(),
-            )),
+            LlmProvider::Offline => offline,
+            _ => Arc::new(LlmPlanner::new(
+                &config.llm,
+                LlmPlannerParts {
+                    tools: Arc::clone(&tools),
+                    prompts: Arc::clone(&prompts),
+                    retriever: knowledge.retriever(),
+                    top_k: config.index.top_k,
+                    fallback: offline,
+                },
+            )?),
         };
         let gateway = Arc::new(Gateway::new(
             store.clone(),
@@ -115,7 +142,27 @@ impl App {
             knowledge,
             gateway,
             metrics,
+            prompts,
+            tools,
             tasks: TaskTracker::new(),
         })
     }
+}
+
+/// The tool registry: the built-in tools, then the declarative ones in `tools.dir` (a missing
+/// folder means none).
+pub fn build_tools(config: &Config, store: &Store, knowledge: &Knowledge) -> Result<ToolRegistry> {
+    // Audit records never hold personal data or secrets: each record is redacted on its own
+    // (its own vault), whatever the LLM privacy setting.
+    let redactor = Redactor::default();
+    let redact: crate::tools::RedactHook =
+        Arc::new(move |value| redactor.redact_json(value, &mut Vault::default()));
+    let mut tools = ToolRegistry::new(store.clone(), &config.tools, redact);
+    tools.register(Arc::new(SearchKnowledge::new(knowledge.retriever())))?;
+    crate::tools::load_dir(
+        &config.resolve(&config.tools.dir),
+        &LoadContext::new(&config.tools),
+        &mut tools,
+    )?;
+    Ok(tools)
 }

@@ -1,8 +1,11 @@
-//! `conveyor bench`: a small load generator for `POST /v1/messages` of a running server.
+//! `conveyor bench`: measurements that back the figures in issue notes.
 //!
-//! Each request has its own idempotency key, user and conversation, so neither the ledger nor
-//! the rate limits short-cut the work: every request runs the whole path (ledger claim, store
-//! writes, retrieval, planner). Latency is measured per request on the client side.
+//! - [`run`]: a load generator for `POST /v1/messages` of a running server. Each request has
+//!   its own idempotency key, user and conversation, so neither the ledger nor the rate limits
+//!   short-cut the work: every request runs the whole path (ledger claim, store writes,
+//!   retrieval, planner). Latency is measured per request on the client side.
+//! - [`redaction`]: redaction and restore throughput on a mixed sample.
+//! - [`audit`]: audit log appends per second, hash chain included.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::http::MessageRequest;
+use crate::store::{AuditEntry, AuditVerdict, Store};
 
 /// Questions sent in rotation: the demo project's topics plus one with no answer.
 pub const DEMO_QUESTIONS: &[&str] = &[
@@ -149,4 +153,104 @@ async fn level(
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
     })
+}
+
+/// Redaction throughput.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedactionResult {
+    /// Sample size in bytes.
+    pub bytes: usize,
+    /// Placeholders made per run.
+    pub placeholders: usize,
+    /// Median redact throughput, MB/s (10^6 bytes).
+    pub redact_mb_per_s: f64,
+    /// Median restore throughput, MB/s.
+    pub restore_mb_per_s: f64,
+}
+
+/// Redacts and restores a `mib` MiB sample `runs` times; medians.
+pub fn redaction(mib: usize, runs: usize) -> RedactionResult {
+    use crate::agent::redact::{Redactor, Vault, bench_sample};
+    let text = bench_sample(mib.max(1) * 1024 * 1024);
+    let redactor = Redactor::default();
+    let mut redact_rates = Vec::new();
+    let mut restore_rates = Vec::new();
+    let mut placeholders = 0;
+    for _ in 0..runs.max(1) {
+        let mut vault = Vault::default();
+        let t = Instant::now();
+        let redacted = redactor.redact(&text, &mut vault);
+        redact_rates.push(text.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
+        let t = Instant::now();
+        let restored = redactor.restore(&redacted, &vault);
+        restore_rates.push(redacted.len() as f64 / t.elapsed().as_secs_f64() / 1e6);
+        placeholders = vault.len();
+        debug_assert_eq!(restored.len(), text.len());
+    }
+    RedactionResult {
+        bytes: text.len(),
+        placeholders,
+        redact_mb_per_s: median(&mut redact_rates),
+        restore_mb_per_s: median(&mut restore_rates),
+    }
+}
+
+/// Audit append rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditResult {
+    /// Records appended.
+    pub records: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// Appends per second.
+    pub per_second: f64,
+    /// Whether the chain verified afterwards.
+    pub verified: bool,
+}
+
+/// Appends `records` audit records from `concurrency` tasks, then verifies the chain.
+pub async fn audit(store: &Store, records: usize, concurrency: usize) -> Result<AuditResult> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let store = store.clone();
+        let next = Arc::clone(&next);
+        workers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= records {
+                    return Ok::<(), Error>(());
+                }
+                store
+                    .audit_append(&AuditEntry {
+                        user_id: format!("bench-user-{}", i % 50),
+                        channel: "api".into(),
+                        conversation: format!("api:bench-{}", i % 200),
+                        action: "search_knowledge".into(),
+                        arguments: serde_json::json!({"query": "refund policy", "k": 5}),
+                        result: serde_json::json!({"results": [{"n": 1, "title": "Refunds", "chunk_id": i}]}),
+                        outcome: "ok".into(),
+                        duration_ms: 3,
+                    })
+                    .await?;
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.map_err(|e| Error::internal("audit bench worker", e))??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let verified = matches!(store.audit_verify().await?, AuditVerdict::Intact { .. });
+    Ok(AuditResult {
+        records,
+        seconds,
+        per_second: records as f64 / seconds.max(1e-9),
+        verified,
+    })
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }

@@ -41,6 +41,10 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Rate limits.
     pub limits: LimitsConfig,
+    /// Tools the agent may call.
+    pub tools: ToolsConfig,
+    /// Prompt templates.
+    pub prompts: PromptsConfig,
     /// Folder the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -162,6 +166,35 @@ impl Default for Bm25Params {
 pub enum LlmProvider {
     /// The deterministic offline planner: extractive answers with citations, no LLM.
     Offline,
+    /// OpenAI's chat completions API.
+    Openai,
+    /// Anthropic's messages API.
+    Anthropic,
+    /// Google Gemini's generateContent API.
+    Gemini,
+    /// A local Ollama daemon, through its OpenAI-compatible API.
+    Ollama,
+    /// Any server speaking OpenAI chat completions (vLLM, llama.cpp, LM Studio, …).
+    OpenaiCompatible,
+}
+
+impl LlmProvider {
+    /// The spelling used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offline => "offline",
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::Ollama => "ollama",
+            Self::OpenaiCompatible => "openai-compatible",
+        }
+    }
+
+    /// Whether the provider cannot be used without an API key.
+    pub fn needs_key(self) -> bool {
+        matches!(self, Self::Openai | Self::Anthropic | Self::Gemini)
+    }
 }
 
 /// `[llm]`
@@ -170,12 +203,128 @@ pub enum LlmProvider {
 pub struct LlmConfig {
     /// Provider.
     pub provider: LlmProvider,
+    /// Model name as the provider spells it (`gpt-4o-mini`, `claude-sonnet-4-5`, …).
+    pub model: Option<String>,
+    /// API root; required for `openai-compatible`, optional elsewhere (tests, proxies).
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    pub temperature: Option<f64>,
+    /// Most tokens one model response may have.
+    pub max_tokens: u64,
+    /// Time limit of one provider request.
+    pub timeout: HumanDuration,
+    /// Most model calls in one turn that may ask for tools (each tool round is one); when
+    /// they are spent, one last call without tools asks the model to answer with what it has.
+    pub max_steps: usize,
+    /// Time budget of a whole turn (model calls and tools).
+    pub turn_timeout: HumanDuration,
+    /// Tokens (prompt and completion, as the provider reports them) one turn may use.
+    pub token_budget: u64,
+    /// Retries of a request that failed with a timeout, a connection error, 5xx or 429.
+    pub retries: u32,
+    /// Ask for streamed (SSE) responses.
+    pub stream: bool,
+    /// Replace personal data with placeholders before text is sent to the provider.
+    pub redact: bool,
 }
 
 impl Default for LlmConfig {
     fn default() -> Self {
         Self {
             provider: LlmProvider::Offline,
+            model: None,
+            base_url: None,
+            api_key_env: None,
+            temperature: None,
+            max_tokens: 1024,
+            // Below server.request_timeout (30s), so that when a provider hangs the offline
+            // fallback still answers before the HTTP request itself times out.
+            timeout: HumanDuration(Duration::from_secs(20)),
+            max_steps: 6,
+            turn_timeout: HumanDuration(Duration::from_secs(25)),
+            token_budget: 50_000,
+            retries: 3,
+            stream: true,
+            redact: true,
+        }
+    }
+}
+
+impl LlmConfig {
+    /// The API key, read from `api_key_env`; `None` when no variable is named.
+    pub fn api_key(&self) -> Result<Option<Secret>> {
+        match &self.api_key_env {
+            Some(name) => Secret::from_env(name, "llm.api_key_env").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        if self.provider == LlmProvider::Offline {
+            return;
+        }
+        let provider = self.provider.as_str();
+        if self.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+            problems.push(format!(
+                "llm.model: provider {provider:?} needs a model name, e.g. model = \"{}\"",
+                match self.provider {
+                    LlmProvider::Anthropic => "claude-sonnet-4-5",
+                    LlmProvider::Gemini => "gemini-2.5-flash",
+                    LlmProvider::Ollama => "llama3.1",
+                    _ => "gpt-4o-mini",
+                }
+            ));
+        }
+        match self.base_url.as_deref() {
+            None if self.provider == LlmProvider::OpenaiCompatible => problems.push(
+                "llm.base_url: provider \"openai-compatible\" needs the server's API root, e.g. base_url = \"http://127.0.0.1:8000/v1\"".into(),
+            ),
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => problems
+                .push(format!(
+                    "llm.base_url: {url:?} is not an http:// or https:// URL"
+                )),
+            _ => {}
+        }
+        if self.provider.needs_key() && self.api_key_env.is_none() {
+            problems.push(format!(
+                "llm.api_key_env: provider {provider:?} needs an API key; name the environment variable that holds it, e.g. api_key_env = \"{}\"",
+                match self.provider {
+                    LlmProvider::Anthropic => "ANTHROPIC_API_KEY",
+                    LlmProvider::Gemini => "GEMINI_API_KEY",
+                    _ => "OPENAI_API_KEY",
+                }
+            ));
+        }
+        if let Err(e) = self.api_key() {
+            problems.push(e.to_string());
+        }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            problems.push("llm.temperature: must be between 0 and 2".into());
+        }
+        if self.max_tokens == 0 {
+            problems.push("llm.max_tokens: must be at least 1".into());
+        }
+        if self.max_steps == 0 || self.max_steps > 50 {
+            problems.push("llm.max_steps: must be between 1 and 50".into());
+        }
+        if self.timeout.0.is_zero() {
+            problems.push("llm.timeout: must be longer than 0s".into());
+        }
+        if self.turn_timeout.0 < self.timeout.0 {
+            problems.push(format!(
+                "llm.turn_timeout: {} is shorter than llm.timeout ({}); a turn must have room for at least one request",
+                self.turn_timeout, self.timeout
+            ));
+        }
+        if self.token_budget == 0 {
+            problems.push("llm.token_budget: must be at least 1".into());
+        }
+        if self.retries > 10 {
+            problems.push("llm.retries: at most 10".into());
         }
     }
 }
@@ -255,6 +404,57 @@ fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<SocketAdd
             "invalid address {s:?}: expected IP:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\""
         ))
     })
+}
+
+/// `[tools]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Folder of declarative tools (`*.toml`), relative to the config folder.
+    pub dir: PathBuf,
+    /// Host names that tools may reach even though they resolve to loopback, private or
+    /// link-local addresses (e.g. an internal API). Matched by name, never by address.
+    pub allow_hosts: Vec<String>,
+    /// Default time limit of one tool call.
+    pub timeout: HumanDuration,
+    /// Default cap on a tool's response body, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("tools"),
+            allow_hosts: Vec::new(),
+            timeout: HumanDuration(Duration::from_secs(10)),
+            max_response_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// `[prompts]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptsConfig {
+    /// Folder of prompt templates, relative to the config folder.
+    pub dir: PathBuf,
+    /// Template of the system prompt.
+    pub system: String,
+    /// Per-channel system prompt templates, by channel name (`slack`, `api`, …).
+    pub channels: BTreeMap<String, String>,
+    /// Constants available to every template by name, e.g. `company = "Lumen Labs"`.
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Default for PromptsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("prompts"),
+            system: "system.md.j2".into(),
+            channels: BTreeMap::new(),
+            vars: BTreeMap::new(),
+        }
+    }
 }
 
 /// A rate such as `20/min`, or no limit (`off`).
@@ -572,6 +772,15 @@ impl Config {
         if let Err(e) = self.store_url() {
             problems.push(e.to_string());
         }
+        self.llm.validate(&mut problems);
+        if self.llm.provider != LlmProvider::Offline
+            && self.llm.turn_timeout.0 >= self.server.request_timeout.0
+        {
+            problems.push(format!(
+                "llm.turn_timeout: {} must be shorter than server.request_timeout ({}), so that the offline planner can still answer when the LLM does not",
+                self.llm.turn_timeout, self.server.request_timeout
+            ));
+        }
         problems
     }
 
@@ -773,6 +982,50 @@ mod tests {
         .to_string();
         assert!(err.contains("CONVEYOR_TEST_SURELY_UNSET_DB_URL"), "{err}");
         assert!(err.contains("not set"), "{err}");
+    }
+
+    #[test]
+    fn llm_keys_are_validated_together() {
+        let err = load(
+            "[llm]\nprovider = \"openai-compatible\"\ntemperature = 3.0\nmax_steps = 0\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("llm.model"), "{err}");
+        assert!(err.contains("llm.base_url"), "{err}");
+        assert!(err.contains("llm.temperature"), "{err}");
+        assert!(err.contains("llm.max_steps"), "{err}");
+        let err = load(
+            "[llm]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\napi_key_env = \"CONVEYOR_TEST_SURELY_UNSET_KEY\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("CONVEYOR_TEST_SURELY_UNSET_KEY"), "{err}");
+        let err = load("[llm]\nprovider = \"anthropic\"\nmodel = \"m\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ANTHROPIC_API_KEY"), "{err}");
+        let err = load("[llm]\nprovider = \"gpt\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("llm.provider"), "{err}");
+        let err = load(
+            "[llm]\nprovider = \"ollama\"\nmodel = \"llama3.1\"\nturn_timeout = \"2m\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("server.request_timeout"), "{err}");
+        let ok = load(
+            "[llm]\nprovider = \"ollama\"\nmodel = \"llama3.1\"\nredact = false\nturn_timeout = \"22s\"\n",
+            &[],
+        )
+        .unwrap();
+        assert!(!ok.llm.redact);
+        assert_eq!(ok.llm.max_steps, 6);
+        assert_eq!(ok.llm.retries, 3);
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! - [`store`]: sqlx on SQLite or PostgreSQL: ingress and egress ledgers, conversations, audit log.
 //! - [`knowledge`]: documents → chunks → sparse BM25 vectors → the `VectorIndex` (Qdrant's engine
 //!   in-process), retrieval and retrieval evaluation.
-//! - [`agent`]: the `Planner` trait and the deterministic offline planner.
+//! - [`agent`]: the `Planner` trait, the deterministic offline planner, and the LLM planner
+//!   (`tool_loop`: our own tool loop over `llm`, the only module that imports rig-core).
+//! - [`tools`]: the tool registry (policy, schema check, time limit, audit before use), the
+//!   built-in `search_knowledge`, declarative HTTP tools and the SSRF guard.
 //! - [`gateway`]: the path of one inbound message: ledger, rate limits, per-conversation order,
 //!   history, planner, recorded reply.
 //! - [`metrics`]: counters and the latency histogram behind `/metrics`.
@@ -31,5 +34,6 @@ pub mod knowledge;
 pub mod metrics;
 pub mod model;
 pub mod store;
+pub mod tools;
 
 pub use error::{Error, Result};

@@ -12,6 +12,8 @@ use conveyor::app::{App, Knowledge, chunker_config};
 use conveyor::channels::cli::{self, Target};
 use conveyor::config::Config;
 use conveyor::knowledge::indexer::IndexOptions;
+use conveyor::store::AuditVerdict;
+use conveyor::tools::OutcomeKind;
 use conveyor::{Error, Result};
 
 /// `println!` that ignores a closed stdout (`conveyor ask … | head -1`) instead of panicking.
@@ -92,7 +94,74 @@ enum Command {
         conversation: Option<String>,
     },
     /// Load-test a running server's POST /v1/messages and print throughput and latency.
+    /// Measure: the HTTP API of a running server, redaction throughput, audit append rate.
     Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+    /// Evaluate things conveyor does.
+    Eval {
+        #[command(subcommand)]
+        what: EvalCommand,
+    },
+    /// List the tools the agent may call, or call one by hand (policy and audit apply).
+    Tools {
+        #[command(subcommand)]
+        what: ToolsCommand,
+    },
+    /// Check or show the audit log of tool calls.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// List every tool: name, kind, whether it is sensitive, description.
+    List {
+        /// Print the tools as JSON, with their parameter schemas and policies.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call a tool the way the agent would: policy check, argument check, audit record.
+    Call {
+        /// The tool's name.
+        name: String,
+        /// The arguments, as a JSON object.
+        #[arg(long, default_value = "{}")]
+        args: String,
+        /// Call as this user (default: the login name).
+        #[arg(long)]
+        user: Option<String>,
+        /// Call from this channel.
+        #[arg(long, default_value = "cli")]
+        channel: String,
+        /// A role of the caller; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and name the first record that does not match.
+    Verify,
+    /// Show the most recent records, oldest first.
+    Tail {
+        /// How many records.
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        n: usize,
+        /// Print the records as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Load-test a running server's POST /v1/messages: throughput and latency per concurrency.
+    Api {
         /// Base URL of the server.
         #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
@@ -106,10 +175,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Evaluate things conveyor does.
-    Eval {
-        #[command(subcommand)]
-        what: EvalCommand,
+    /// Personal-data redaction and restore throughput (MB/s) on a mixed sample text.
+    Redact {
+        /// Size of the sample text in MiB.
+        #[arg(long, default_value_t = 8)]
+        mib: usize,
+        /// Timed runs (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Audit log appends per second (hash chain included) on the configured store, or on a
+    /// temporary SQLite file with --temp.
+    Audit {
+        /// Records to append.
+        #[arg(long, default_value_t = 2000)]
+        records: usize,
+        /// Concurrent appenders.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Use a temporary SQLite store instead of the configured one.
+        #[arg(long)]
+        temp: bool,
     },
 }
 
@@ -169,6 +255,8 @@ fn init_tracing(serving: bool) {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Tools { what } => tools(&cli.config, what).await,
+        Command::Audit { what } => audit(&cli.config, what).await,
         Command::Init { dir, force } => {
             let report = conveyor::init::init(&dir, force).await?;
             out!(
@@ -269,10 +357,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
-            url,
-            concurrency,
-            requests,
-            json,
+            what:
+                BenchCommand::Api {
+                    url,
+                    concurrency,
+                    requests,
+                    json,
+                },
         } => {
             let results = conveyor::bench::run(&url, &concurrency, requests).await?;
             if json {
@@ -294,6 +385,48 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: BenchCommand::Redact { mib, runs },
+        } => {
+            let r = conveyor::bench::redaction(mib, runs);
+            out!(
+                "redaction of a {:.1} MiB mixed sample ({} placeholders), median of {} runs: redact {:.1} MB/s, restore {:.1} MB/s",
+                r.bytes as f64 / 1048576.0,
+                r.placeholders,
+                runs,
+                r.redact_mb_per_s,
+                r.restore_mb_per_s
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Audit {
+                    records,
+                    concurrency,
+                    temp,
+                },
+        } => {
+            let tmp = tempfile::tempdir()
+                .map_err(|e| Error::Upstream(format!("cannot create a temporary folder: {e}")))?;
+            let url = if temp {
+                format!("sqlite://{}", tmp.path().join("audit.db").display())
+            } else {
+                Config::load(&cli.config)?.store_url()?
+            };
+            let store = conveyor::store::Store::connect(&url).await?;
+            let r = conveyor::bench::audit(&store, records, concurrency).await?;
+            store.close().await;
+            out!(
+                "audit: {} appends with {} concurrent appenders in {:.2}s: {:.0} appends/s; chain verified: {}",
+                r.records,
+                concurrency,
+                r.seconds,
+                r.per_second,
+                r.verified
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval {
@@ -331,6 +464,156 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `conveyor tools …`.
+async fn tools(config_path: &Path, what: ToolsCommand) -> Result<ExitCode> {
+    let app = App::build(Config::load(config_path)?).await?;
+    match what {
+        ToolsCommand::List { json } => {
+            let tools = app.tools.list();
+            if json {
+                let list: Vec<serde_json::Value> = tools
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "name": t.name(),
+                            "kind": t.kind(),
+                            "sensitive": t.sensitive(),
+                            "description": t.description(),
+                            "parameters": t.parameters(),
+                            "policy": t.policy(),
+                        })
+                    })
+                    .collect();
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).unwrap_or_default()
+                );
+            } else {
+                let width = tools
+                    .iter()
+                    .map(|t| t.name().len())
+                    .max()
+                    .unwrap_or(4)
+                    .max(4);
+                out!(
+                    "{:<width$}  {:<7}  {:<9}  DESCRIPTION",
+                    "NAME",
+                    "KIND",
+                    "SENSITIVE"
+                );
+                for t in &tools {
+                    let description = t
+                        .description()
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    out!(
+                        "{:<width$}  {:<7}  {:<9}  {}",
+                        t.name(),
+                        t.kind(),
+                        if t.sensitive() { "yes" } else { "no" },
+                        description
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ToolsCommand::Call {
+            name,
+            args,
+            user,
+            channel,
+            roles,
+        } => {
+            let args: serde_json::Value = serde_json::from_str(&args).map_err(|e| {
+                Error::BadInput(format!(
+                    "--args is not valid JSON ({e}); pass an object, e.g. --args '{{\"query\": \"refunds\"}}'"
+                ))
+            })?;
+            let caller = conveyor::tools::Caller {
+                user_id: user.unwrap_or_else(cli::local_user),
+                channel,
+                conversation: format!("cli:tools-{}", uuid::Uuid::new_v4()),
+                roles,
+            };
+            let outcome = app.tools.invoke(&caller, &name, args).await;
+            app.store.close().await;
+            match (outcome.kind, outcome.result) {
+                (OutcomeKind::Ok, Some(result)) => {
+                    out!(
+                        "{}",
+                        serde_json::to_string_pretty(&result).unwrap_or_default()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                (kind, _) => {
+                    // The message is a sentence that names the tool.
+                    eprintln!(
+                        "error: {}",
+                        outcome.message.as_deref().unwrap_or("the tool failed")
+                    );
+                    Ok(if kind == OutcomeKind::Invalid {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// `conveyor audit …`. Only the store is opened, so this works while a server runs.
+async fn audit(config_path: &Path, what: AuditCommand) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let store = conveyor::store::Store::connect(&config.store_url()?).await?;
+    let code = match what {
+        AuditCommand::Verify => match store.audit_verify().await? {
+            AuditVerdict::Intact { records } => {
+                out!("audit log intact: {records} records");
+                ExitCode::SUCCESS
+            }
+            AuditVerdict::Broken { id, reason } => {
+                out!("audit log broken at record {id}: {reason}");
+                ExitCode::FAILURE
+            }
+        },
+        AuditCommand::Tail { n, json } => {
+            let rows = store.audit_tail(n).await?;
+            if json {
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).unwrap_or_default()
+                );
+            } else if rows.is_empty() {
+                out!("the audit log is empty");
+            } else {
+                for r in &rows {
+                    let ts = chrono::DateTime::from_timestamp_millis(r.ts)
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| r.ts.to_string());
+                    let mut args = r.arguments.to_string();
+                    if args.chars().count() > 80 {
+                        args = args.chars().take(79).collect::<String>() + "…";
+                    }
+                    out!(
+                        "#{:<5} {ts}  {:<8} {:<12} {:<10} {:<20} {:>6} ms  {args}",
+                        r.id,
+                        r.outcome,
+                        r.user_id,
+                        r.channel,
+                        r.action,
+                        r.duration_ms
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    };
+    store.close().await;
+    Ok(code)
 }
 
 async fn target(config: &Path, server: Option<&str>) -> Result<Target> {

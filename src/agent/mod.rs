@@ -2,7 +2,11 @@
 //! is always available (and is the fallback when a remote LLM fails); LLM planners plug in
 //! behind the same trait.
 
+pub mod llm;
 pub mod offline;
+pub mod prompts;
+pub mod redact;
+pub mod tool_loop;
 
 use async_trait::async_trait;
 use serde::Serialize;

@@ -20,6 +20,10 @@ const FILES: &[(&str, &str)] = &[
     ),
     ("tools/README.md", include_str!("../../tools/README.md")),
     (
+        "tools/weather.toml.example",
+        include_str!("../../tools/weather.toml.example"),
+    ),
+    (
         "docs/plans-and-pricing.md",
         include_str!("demo/plans-and-pricing.md"),
     ),

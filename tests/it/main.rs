@@ -2,4 +2,8 @@ mod api;
 mod cli;
 mod common;
 mod knowledge;
+mod llm;
 mod store;
+#[path = "../support/mod.rs"]
+mod support;
+mod tools;

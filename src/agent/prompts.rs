@@ -1,0 +1,336 @@
+//! Prompt templates: minijinja files in the prompts folder, referenced by name from the config
+//! (`[prompts] system`, per-channel `[prompts.channels]`), all compiled and checked when
+//! conveyor starts.
+//!
+//! The check is strict on purpose: a template that names a variable conveyor does not provide
+//! would otherwise render as an empty string and quietly weaken the prompt. So every variable a
+//! template reads must be one of [`PROVIDED`] or a `[prompts.vars]` constant, and an unknown one
+//! is a start-up error with the file and the line.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Variables conveyor provides to every template.
+pub const PROVIDED: &[&str] = &["channel", "user", "now", "tools", "context"];
+
+/// A tool as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolLine {
+    /// Tool name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+}
+
+/// A numbered passage of retrieved context.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContextItem {
+    /// The citation number.
+    pub n: usize,
+    /// Document title.
+    pub title: String,
+    /// Path or URL.
+    pub source: String,
+    /// The passage.
+    pub text: String,
+}
+
+/// What one rendering gets.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptInput {
+    /// Channel name (`api`, `slack`, …).
+    pub channel: String,
+    /// The user's display name or id.
+    pub user: String,
+    /// Current time, RFC 3339.
+    pub now: String,
+    /// Tools the model may call.
+    pub tools: Vec<ToolLine>,
+    /// Retrieved passages, numbered for citation.
+    pub context: Vec<ContextItem>,
+}
+
+/// The compiled templates.
+#[derive(Debug)]
+pub struct Prompts {
+    env: Environment<'static>,
+    system: String,
+    channels: BTreeMap<String, String>,
+    vars: BTreeMap<String, String>,
+}
+
+impl Prompts {
+    /// Compiles every `*.j2` file of the configured folder and checks variables and references.
+    /// A missing folder is fine when no template is needed (`require_system` false).
+    pub fn load(config: &Config, require_system: bool) -> Result<Self> {
+        let dir = config.resolve(&config.prompts.dir);
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        let mut problems = Vec::new();
+        let mut sources: Vec<(String, PathBuf, String)> = Vec::new();
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                let mut paths: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "j2"))
+                    .collect();
+                paths.sort();
+                for path in paths {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    match std::fs::read_to_string(&path) {
+                        Ok(text) => sources.push((name, path, text)),
+                        Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("{}: cannot read the folder: {e}", dir.display())),
+        }
+
+        let known: HashSet<&str> = PROVIDED
+            .iter()
+            .copied()
+            .chain(config.prompts.vars.keys().map(String::as_str))
+            .collect();
+        for (name, path, text) in sources {
+            if let Err(e) = env.add_template_owned(name.clone(), text.clone()) {
+                problems.push(format!(
+                    "{}:{}: {}",
+                    path.display(),
+                    e.line().unwrap_or(0),
+                    e.detail().unwrap_or("syntax error")
+                ));
+                continue;
+            }
+            let Ok(template) = env.get_template(&name) else {
+                continue;
+            };
+            let mut unknown: Vec<String> = template
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| !known.contains(v.as_str()))
+                .collect();
+            unknown.sort();
+            for var in unknown {
+                problems.push(format!(
+                    "{}:{}: unknown variable `{var}`; templates can use {} (add constants under [prompts.vars])",
+                    path.display(),
+                    line_of(&text, &var),
+                    known_list(&known)
+                ));
+            }
+        }
+
+        let mut referenced: Vec<(String, &str)> = Vec::new();
+        if require_system {
+            referenced.push(("prompts.system".into(), config.prompts.system.as_str()));
+        }
+        for (channel, template) in &config.prompts.channels {
+            referenced.push((format!("prompts.channels.{channel}"), template.as_str()));
+        }
+        for (key, template) in referenced {
+            if env.get_template(template).is_err() {
+                problems.push(format!(
+                    "{key} names the template {template:?}, which is not in {}",
+                    dir.display()
+                ));
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(Error::Config(format!(
+                "prompt templates have {} problem{}:\n  - {}",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" },
+                problems.join("\n  - ")
+            )));
+        }
+        Ok(Self {
+            env,
+            system: config.prompts.system.clone(),
+            channels: config.prompts.channels.clone(),
+            vars: config.prompts.vars.clone(),
+        })
+    }
+
+    /// Renders the system prompt for `input.channel` (its own template when configured).
+    pub fn system_prompt(&self, input: &PromptInput) -> Result<String> {
+        let name = self.channels.get(&input.channel).unwrap_or(&self.system);
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| Error::Config(format!("prompt template {name:?}: {e}")))?;
+        let mut ctx = serde_json::to_value(input)
+            .map_err(|e| Error::internal("encoding prompt variables", e))?;
+        if let Some(map) = ctx.as_object_mut() {
+            for (k, v) in &self.vars {
+                map.insert(k.clone(), serde_json::Value::String(v.clone()));
+            }
+        }
+        template
+            .render(ctx)
+            .map_err(|e| Error::Internal(format!("rendering prompt template {name:?}: {e}")))
+    }
+}
+
+fn known_list(known: &HashSet<&str>) -> String {
+    let mut v: Vec<&str> = known.iter().copied().collect();
+    v.sort_unstable();
+    v.join(", ")
+}
+
+/// 1-based line of the first use of `var` inside a `{{ }}` or `{% %}` tag.
+fn line_of(text: &str, var: &str) -> usize {
+    let mut in_tag = false;
+    let bytes = text.as_bytes();
+    let mut line = 1;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\n' {
+            line += 1;
+        }
+        if !in_tag && (text[i..].starts_with("{{") || text[i..].starts_with("{%")) {
+            in_tag = true;
+            i += 2;
+            continue;
+        }
+        if in_tag && (text[i..].starts_with("}}") || text[i..].starts_with("%}")) {
+            in_tag = false;
+            i += 2;
+            continue;
+        }
+        if in_tag && text[i..].starts_with(var) {
+            let before_ok = i == 0 || !is_ident(bytes[i - 1]);
+            let after = i + var.len();
+            let after_ok = after >= bytes.len() || !is_ident(bytes[after]);
+            if before_ok && after_ok {
+                return line;
+            }
+        }
+        i += 1;
+    }
+    1
+}
+
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'.'
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(dir: &Path, extra: &str) -> Config {
+        Config::from_toml(
+            &format!("[prompts.vars]\ncompany = \"Acme\"\nassistant_name = \"Ada\"\n{extra}"),
+            "test",
+            dir,
+            &[],
+        )
+        .unwrap()
+    }
+
+    fn input() -> PromptInput {
+        PromptInput {
+            channel: "api".into(),
+            user: "ana".into(),
+            now: "2026-11-26T10:00:00Z".into(),
+            tools: vec![ToolLine {
+                name: "search_knowledge".into(),
+                description: "search".into(),
+            }],
+            context: vec![ContextItem {
+                n: 1,
+                title: "Refunds".into(),
+                source: "docs/refunds.md".into(),
+                text: "Refunds take 5 days.".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_shipped_system_prompt_compiles_and_renders() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("prompts")).unwrap();
+        std::fs::write(
+            tmp.path().join("prompts/system.md.j2"),
+            include_str!("../../prompts/system.md.j2"),
+        )
+        .unwrap();
+        let p = Prompts::load(&config(tmp.path(), ""), true).unwrap();
+        let text = p.system_prompt(&input()).unwrap();
+        assert!(
+            text.contains("You are Ada, the assistant of Acme"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[1] Refunds (docs/refunds.md)\nRefunds take 5 days."),
+            "{text}"
+        );
+        assert!(text.contains("- search_knowledge: search"), "{text}");
+    }
+
+    #[test]
+    fn unknown_variables_are_start_up_errors_with_file_and_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("prompts")).unwrap();
+        std::fs::write(
+            tmp.path().join("prompts/system.md.j2"),
+            "Hello {{ user }}.\n{% if mood %}\n{{ compnay }}{% endif %}\n",
+        )
+        .unwrap();
+        std::fs::write(tmp.path().join("prompts/broken.j2"), "{% if %}\n").unwrap();
+        let err = Prompts::load(&config(tmp.path(), ""), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("system.md.j2:2: unknown variable `mood`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("system.md.j2:3: unknown variable `compnay`"),
+            "{err}"
+        );
+        assert!(err.contains("broken.j2:1:"), "{err}");
+        assert!(err.contains("3 problems"), "{err}");
+    }
+
+    #[test]
+    fn channel_variants_and_missing_references() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("prompts")).unwrap();
+        std::fs::write(
+            tmp.path().join("prompts/system.md.j2"),
+            "generic {{ user }}",
+        )
+        .unwrap();
+        std::fs::write(tmp.path().join("prompts/slack.j2"), "slack {{ user }}").unwrap();
+        let cfg = config(tmp.path(), "[prompts.channels]\nslack = \"slack.j2\"\n");
+        let p = Prompts::load(&cfg, true).unwrap();
+        let mut i = input();
+        assert_eq!(p.system_prompt(&i).unwrap(), "generic ana");
+        i.channel = "slack".into();
+        assert_eq!(p.system_prompt(&i).unwrap(), "slack ana");
+
+        let cfg = config(tmp.path(), "[prompts.channels]\ndiscord = \"nope.j2\"\n");
+        let err = Prompts::load(&cfg, true).unwrap_err().to_string();
+        assert!(err.contains("prompts.channels.discord"), "{err}");
+        // No folder at all is fine when nothing needs a template.
+        let empty = tempfile::tempdir().unwrap();
+        assert!(Prompts::load(&config(empty.path(), ""), false).is_ok());
+        assert!(Prompts::load(&config(empty.path(), ""), true).is_err());
+    }
+}

@@ -1,0 +1,6 @@
+//! Fakes of remote services, speaking their real wire formats on `127.0.0.1`.
+
+pub mod anthropic;
+pub mod gemini;
+pub mod llm_fake;
+pub mod openai;
