@@ -129,6 +129,8 @@ pub struct CallError {
     pub retryable: bool,
     /// The provider's `Retry-After`, when it sent one (seconds form).
     pub retry_after: Option<Duration>,
+    /// The request ran out of time (as opposed to failing to connect or erroring).
+    pub timed_out: bool,
 }
 
 impl CallError {
@@ -139,6 +141,7 @@ impl CallError {
             status: None,
             retryable: true,
             retry_after: None,
+            timed_out: true,
         }
     }
 
@@ -168,6 +171,7 @@ impl CallError {
             status,
             retryable,
             retry_after,
+            timed_out: false,
         }
     }
 }
@@ -338,6 +342,7 @@ fn bad_request(message: String) -> CallError {
         status: None,
         retryable: false,
         retry_after: None,
+        timed_out: false,
     }
 }
 

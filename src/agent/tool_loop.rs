@@ -155,7 +155,10 @@ impl LlmPlanner {
             Failure::Unavailable(CallError {
                 status: Some(s), ..
             }) => format!("it did not answer: HTTP {s}"),
-            Failure::Unavailable(_) => "it did not answer in time".to_string(),
+            Failure::Unavailable(CallError {
+                timed_out: true, ..
+            }) => "it did not answer in time".to_string(),
+            Failure::Unavailable(_) => "it could not be reached".to_string(),
             Failure::Rejected(CallError {
                 status: Some(s), ..
             }) => format!("it rejected the request: HTTP {s}"),
@@ -269,6 +272,7 @@ impl LlmPlanner {
                 status: None,
                 retryable: false,
                 retry_after: None,
+                timed_out: false,
             })
         })?;
         let mut messages = Vec::new();
@@ -331,6 +335,7 @@ impl LlmPlanner {
                         status: None,
                         retryable: false,
                         retry_after: None,
+                        timed_out: false,
                     }));
                 }
                 return Ok(Outcome {

@@ -851,6 +851,7 @@ async fn slow_responses_time_out_are_retried_then_offline_answers() {
     let out = ask(&app, "How do I request a refund?").await;
     assert_eq!(fake.hits(), 2);
     assert!(out.text.contains(UNAVAILABLE), "{}", out.text);
+    assert!(out.text.contains("did not answer in time"), "{}", out.text);
     assert!(!out.text.contains("too late"));
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }
@@ -910,6 +911,7 @@ async fn a_refused_connection_falls_back_to_offline() {
     let (_dir, app) = openai_app(&url, |l| l.retries = 1).await;
     let out = ask(&app, "How do I request a refund?").await;
     assert!(out.text.contains(UNAVAILABLE), "{}", out.text);
+    assert!(out.text.contains("could not be reached"), "{}", out.text);
     assert_eq!(out.planner, "openai-compatible");
 }
 
