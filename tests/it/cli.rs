@@ -10,18 +10,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// The binary, with an environment that cannot leak the developer's settings into the test.
-fn conveyor() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conveyor"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if name.starts_with("CONVEYOR") || name == "RUST_LOG" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
+use crate::common::{conveyor, show};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -32,15 +21,6 @@ fn stderr(o: &Output) -> String {
 }
 
 /// Both streams, for assertion messages.
-fn show(o: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    )
-}
-
 fn assert_no_panic(o: &Output) {
     assert!(!stderr(o).contains("panicked"), "{}", show(o));
 }

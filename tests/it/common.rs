@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;
+use std::process::{Command, Output, Stdio};
 
 use sqlx::Connection;
 
@@ -41,4 +42,27 @@ where
         std::panic::resume_unwind(e.into_panic());
     }
     true
+}
+
+/// The binary, with an environment that cannot leak the developer's settings into the test.
+pub fn conveyor() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conveyor"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CONVEYOR") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Status, stdout and stderr of a finished command, for assertion messages.
+pub fn show(o: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,6 +24,8 @@ use conveyor::tools::{
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{conveyor, show};
 
 /// The secret the fake API expects in `Authorization`; it must never reach the audit log.
 const SECRET_VALUE: &str = "tok-7f3a9c1e-never-audit-me";
@@ -793,28 +795,6 @@ X-Api-Key = { env = "CONVEYOR_IT_SURELY_UNSET_TOOL_KEY" }
 
 // ---------------------------------------------------------------------------------------------
 // The binary: `conveyor tools …` and `conveyor audit …` on a project made by `conveyor init`.
-
-/// The binary, with an environment that cannot leak the developer's settings into the test.
-fn conveyor() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_conveyor"));
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if name.starts_with("CONVEYOR") || name == "RUST_LOG" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.stdin(Stdio::null());
-    cmd
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Runs the binary off the async runtime (the fake API runs on it meanwhile).
 async fn run(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
