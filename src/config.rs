@@ -596,7 +596,7 @@ impl Secret {
                 "{key} names the environment variable {name}, which is set but empty; export it with the secret value"
             ))),
             Err(_) => Err(Error::Config(format!(
-                "{key} names the environment variable {name}, which is not set; export {name}=... before starting conveyor, or remove {key} from the config"
+                "{key} names the environment variable {name}, which is not set; export {name}=... before starting conveyor, or set {key} to the variable that holds the secret"
             ))),
         }
     }
