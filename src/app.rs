@@ -10,6 +10,7 @@ use crate::agent::offline::OfflinePlanner;
 use crate::agent::prompts::Prompts;
 use crate::agent::redact::{Redactor, Vault};
 use crate::agent::tool_loop::{LlmPlanner, LlmPlannerParts};
+use crate::channels::webhook::Hooks;
 use crate::config::{Config, IndexBackend, LlmProvider};
 use crate::error::Result;
 use crate::gateway::Gateway;
@@ -91,6 +92,8 @@ pub struct App {
     pub prompts: Arc<Prompts>,
     /// The tools the agent may call; every call goes through it (policy, audit).
     pub tools: Arc<ToolRegistry>,
+    /// Generic signed webhooks (`[hooks.NAME]`), compiled, with their secrets.
+    pub hooks: Arc<Hooks>,
     /// Work that must finish even when the request that started it is gone (a client that
     /// disconnected, a request timeout); awaited on shutdown.
     pub tasks: TaskTracker,
@@ -99,12 +102,24 @@ pub struct App {
 impl App {
     /// Opens the store and the index and wires the gateway.
     pub async fn build(config: Config) -> Result<Self> {
+        Self::build_with_env(config, &|name| std::env::var(name).ok()).await
+    }
+
+    /// Like [`App::build`], reading secrets that are not part of the config file (webhook
+    /// secrets) through `env`; tests inject their own instead of touching the process
+    /// environment.
+    pub async fn build_with_env(
+        config: Config,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Self> {
         // Templates are checked at start-up, also when the offline planner (which does not use
         // them) answers: a broken template should not wait for the day an LLM is configured.
         let prompts = Arc::new(Prompts::load(
             &config,
             config.llm.provider != LlmProvider::Offline,
         )?);
+        // Webhooks too: a missing secret or a broken template is a start-up error.
+        let hooks = Arc::new(Hooks::build(&config.hooks, env)?);
         // The store first: when it is unreachable, nothing should be created on disk.
         let store = Store::connect(&config.store_url()?).await?;
         let knowledge = Knowledge::open(&config)?;
@@ -144,6 +159,7 @@ impl App {
             metrics,
             prompts,
             tools,
+            hooks,
             tasks: TaskTracker::new(),
         })
     }

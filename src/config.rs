@@ -45,6 +45,8 @@ pub struct Config {
     pub tools: ToolsConfig,
     /// Prompt templates.
     pub prompts: PromptsConfig,
+    /// Generic signed webhooks, by name: `[hooks.NAME]` serves `POST /hooks/NAME`.
+    pub hooks: BTreeMap<String, HookConfig>,
     /// Folder the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -583,6 +585,94 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// `[hooks.NAME]`: one generic webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// How requests prove they come from the sender.
+    pub verify: HookVerify,
+    /// Name of the environment variable holding the secret (HMAC key, `whsec_…` secret or
+    /// bearer token).
+    pub secret_env: String,
+    /// minijinja template over the JSON payload that produces the message text; empty output
+    /// means "ignore this delivery".
+    pub text: String,
+    /// Template for the conversation id.
+    #[serde(default = "default_hook_conversation")]
+    pub conversation: String,
+    /// Template for the user id.
+    #[serde(default = "default_hook_user")]
+    pub user: String,
+    /// Whether the answer is the HTTP response or fetched later from a status URL.
+    #[serde(default)]
+    pub reply: HookReply,
+    /// Largest accepted body for this hook, in bytes (at most `server.max_body_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+}
+
+fn default_hook_conversation() -> String {
+    "{{ hook }}".into()
+}
+
+fn default_hook_user() -> String {
+    "webhook:{{ hook }}".into()
+}
+
+/// `hooks.NAME.verify`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookVerify {
+    /// GitHub-style `X-Hub-Signature-256: sha256=<hex>`.
+    HmacSha256,
+    /// Standard Webhooks `webhook-id` / `webhook-timestamp` / `webhook-signature`.
+    StandardWebhooks,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+}
+
+/// `hooks.NAME.reply`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookReply {
+    /// The answer is the response to the POST.
+    #[default]
+    Sync,
+    /// 202 with a status URL to poll.
+    Async,
+}
+
+impl HookConfig {
+    fn validate(&self, name: &str, server_max: usize, problems: &mut Vec<String>) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problems.push(format!(
+                "hooks.{name}: a hook name may only hold letters, digits, '-' and '_' (it becomes the URL /hooks/NAME)"
+            ));
+        }
+        if self.secret_env.trim().is_empty() {
+            problems.push(format!(
+                "hooks.{name}.secret_env: name the environment variable that holds the secret, e.g. secret_env = \"GITHUB_WEBHOOK_SECRET\""
+            ));
+        }
+        if self.text.trim().is_empty() {
+            problems.push(format!(
+                "hooks.{name}.text: give a template that turns the payload into the message, e.g. text = \"{{{{ issue.title }}}}\""
+            ));
+        }
+        match self.max_body_bytes {
+            Some(0) => problems.push(format!("hooks.{name}.max_body_bytes: must be at least 1")),
+            Some(n) if n > server_max => problems.push(format!(
+                "hooks.{name}.max_body_bytes: {n} is larger than server.max_body_bytes ({server_max}); raise that too or lower this"
+            )),
+            _ => {}
+        }
+    }
+}
+
 /// A secret read from the environment. `Debug` and `Display` never show it.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -590,7 +680,16 @@ pub struct Secret(String);
 impl Secret {
     /// Reads the variable `name`, or explains which key named it and how to fix it.
     pub fn from_env(name: &str, key: &str) -> Result<Self> {
-        match std::env::var(name) {
+        Self::from_lookup(name, key, &|n| std::env::var(n).ok())
+    }
+
+    /// Like [`Secret::from_env`], reading variables through `env` (tests inject their own).
+    pub fn from_lookup(
+        name: &str,
+        key: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        match env(name).ok_or(()) {
             Ok(v) if !v.trim().is_empty() => Ok(Self(v)),
             Ok(_) => Err(Error::Config(format!(
                 "{key} names the environment variable {name}, which is set but empty; export it with the secret value"
@@ -773,6 +872,9 @@ impl Config {
             problems.push(e.to_string());
         }
         self.llm.validate(&mut problems);
+        for (name, hook) in &self.hooks {
+            hook.validate(name, self.server.max_body_bytes, &mut problems);
+        }
         if self.llm.provider != LlmProvider::Offline
             && self.llm.turn_timeout.0 >= self.server.request_timeout.0
         {

@@ -3,6 +3,10 @@
 //!
 //! - [`cli`]: `conveyor chat` and `conveyor ask`, in-process or against a running server.
 //! - [`web`]: the chat page served at `/` (it talks to `POST /v1/messages`).
+//! - [`verify`]: constant-time request signature checks shared by every inbound channel.
+//! - [`webhook`]: generic signed webhooks (`[hooks.NAME]`, `POST /hooks/{name}`).
 
 pub mod cli;
+pub mod verify;
 pub mod web;
+pub mod webhook;

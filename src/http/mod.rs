@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod hooks;
+
 use crate::app::App;
 use crate::channels::web;
 use crate::error::Error;
@@ -93,6 +95,8 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/hooks/{name}", post(hooks::post_hook))
+        .route("/hooks/{name}/deliveries/{key}", get(hooks::get_delivery))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -325,6 +329,7 @@ async fn metrics(State(app): State<App>) -> Response {
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
     let allowed = match uri.path() {
         "/v1/messages" => "POST",
+        p if p.starts_with("/hooks/") && !p.contains("/deliveries/") => "POST",
         _ => "GET",
     };
     let mut response = ApiError(Error::BadInput(format!(

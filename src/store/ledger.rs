@@ -14,6 +14,15 @@ use crate::error::{Error, Result};
 /// plenty; the bound only keeps a pathological race from looping forever.
 const CLAIM_ATTEMPTS: usize = 8;
 
+/// The outcome of [`Store::ingress_response`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngressStatus {
+    /// Being answered right now.
+    Processing,
+    /// Answered; the recorded response (a JSON string).
+    Done(String),
+}
+
 impl Store {
     /// Tries to take ownership of processing `key`.
     ///
@@ -152,6 +161,24 @@ impl Store {
             .fetch_one(&self.pool)
             .await
             .map_err(db_err("counting ingress keys"))
+    }
+
+    /// Where the ingress key `key` stands: `None` when the ledger has no row for it, else
+    /// [`IngressStatus::Processing`] or the recorded response (a JSON string).
+    pub async fn ingress_response(&self, key: &str) -> Result<Option<IngressStatus>> {
+        let row = sqlx::query("SELECT state, response FROM ingress WHERE idem_key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("reading an ingress key"))?;
+        let Some(row) = row else { return Ok(None) };
+        let state: String = get(&row, "state")?;
+        if state == "done" {
+            let response: Option<String> = get(&row, "response")?;
+            Ok(Some(IngressStatus::Done(response.unwrap_or_default())))
+        } else {
+            Ok(Some(IngressStatus::Processing))
+        }
     }
 
     /// Records a reply as `pending` before it is sent and returns its id. Recording the same

@@ -24,6 +24,7 @@
 mod audit;
 mod conversation;
 mod ledger;
+pub use ledger::IngressStatus;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -7,3 +7,4 @@ mod store;
 #[path = "../support/mod.rs"]
 mod support;
 mod tools;
+mod webhooks;

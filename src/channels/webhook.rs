@@ -1,0 +1,364 @@
+//! Generic signed webhooks: `[hooks.NAME]` in the config, `POST /hooks/NAME` on the server.
+//!
+//! A [`Hook`] checks a request's signature ([`super::verify`]), renders the configured
+//! templates over its JSON payload into an [`Inbound`], and picks the delivery's idempotency
+//! key. The HTTP side (status codes, sync or async replies) lives in `http::hooks`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use minijinja::{Environment, UndefinedBehavior};
+use sha2::{Digest, Sha256};
+
+use super::verify::{self, VerifyError};
+use crate::config::{HookConfig, HookReply, HookVerify, Secret};
+use crate::error::{Error, Result};
+use crate::model::{Channel, ConversationKey, Inbound, UserRef};
+
+/// The request headers a hook reads. The HTTP layer implements it, so no HTTP types come here.
+pub trait Headers {
+    /// The value of header `name` (lower-case): `Some(Err(()))` when it is present but not
+    /// visible ASCII.
+    fn header(&self, name: &str) -> Option<std::result::Result<&str, ()>>;
+}
+
+/// Longest delivery id taken from a header; longer ones are refused.
+const MAX_KEY_LEN: usize = 200;
+
+/// Every configured hook, compiled and with its secret read.
+#[derive(Default)]
+pub struct Hooks {
+    hooks: BTreeMap<String, Hook>,
+    /// Async deliveries whose task has not finished, and those that failed (the ledger has no
+    /// row for either: a claim is released on failure so that a resend can run).
+    deliveries: Mutex<HashMap<String, Delivery>>,
+}
+
+/// State of an async delivery that the ledger cannot tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Its task is running.
+    Running,
+    /// It failed with this message; resending it tries again.
+    Failed(String),
+}
+
+/// Cap on remembered failures, so a flood of failing deliveries cannot grow memory forever.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// One configured webhook.
+pub struct Hook {
+    name: String,
+    verify: HookVerify,
+    secret: Secret,
+    env: Environment<'static>,
+    /// How answers are returned.
+    pub reply: HookReply,
+    /// Largest accepted body, when the hook sets one.
+    pub max_body_bytes: Option<usize>,
+}
+
+/// A verified delivery turned into a message, or the reason it is ignored.
+#[derive(Debug)]
+pub enum Rendered {
+    /// Answer this.
+    Message(Inbound),
+    /// The text template rendered to nothing (e.g. GitHub's `ping`).
+    Ignored(String),
+}
+
+impl Hooks {
+    /// Compiles every hook's templates and reads its secret through `env`. Every problem is
+    /// reported at once, each naming its hook.
+    pub fn build(
+        configs: &BTreeMap<String, HookConfig>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let mut problems = Vec::new();
+        let mut hooks = BTreeMap::new();
+        for (name, config) in configs {
+            match Hook::build(name, config, env) {
+                Ok(hook) => {
+                    hooks.insert(name.clone(), hook);
+                }
+                Err(mut p) => problems.append(&mut p),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Config(format!(
+                "webhooks are misconfigured:\n  - {}",
+                problems.join("\n  - ")
+            )));
+        }
+        Ok(Self {
+            hooks,
+            deliveries: Mutex::default(),
+        })
+    }
+
+    /// The hook named `name`.
+    pub fn get(&self, name: &str) -> Option<&Hook> {
+        self.hooks.get(name)
+    }
+
+    /// What the ledger cannot tell about the async delivery `scoped_key`.
+    pub fn delivery(&self, scoped_key: &str) -> Option<Delivery> {
+        self.deliveries
+            .lock()
+            .ok()
+            .and_then(|d| d.get(scoped_key).cloned())
+    }
+
+    /// Notes the async delivery `scoped_key`'s state; `None` forgets it (it finished and is in
+    /// the ledger).
+    pub fn set_delivery(&self, scoped_key: &str, state: Option<Delivery>) {
+        let Ok(mut d) = self.deliveries.lock() else {
+            return;
+        };
+        match state {
+            Some(state) => {
+                if d.len() >= MAX_REMEMBERED {
+                    d.retain(|_, s| *s == Delivery::Running);
+                }
+                d.insert(scoped_key.to_string(), state);
+            }
+            None => {
+                d.remove(scoped_key);
+            }
+        }
+    }
+}
+
+impl Hook {
+    fn build(
+        name: &str,
+        config: &HookConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> std::result::Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let secret =
+            Secret::from_lookup(&config.secret_env, &format!("hooks.{name}.secret_env"), env)
+                .map_err(|e| problems.push(e.to_string()))
+                .ok();
+        let mut jinja = Environment::new();
+        // Payloads differ by event: `{{ issue.title }}` on a push must render empty, not fail.
+        jinja.set_undefined_behavior(UndefinedBehavior::Chainable);
+        for (key, source) in [
+            ("text", &config.text),
+            ("conversation", &config.conversation),
+            ("user", &config.user),
+        ] {
+            if let Err(e) = jinja.add_template_owned(key, source.clone()) {
+                problems.push(format!(
+                    "hooks.{name}.{key}: the template does not compile: {e}"
+                ));
+            }
+        }
+        if let (Some(secret), true) = (secret, problems.is_empty()) {
+            if config.verify == HookVerify::StandardWebhooks && !standard_secret_ok(&secret) {
+                return Err(vec![format!(
+                    "hooks.{name}.secret_env: {} must hold a Standard Webhooks secret, whsec_<base64>",
+                    config.secret_env
+                )]);
+            }
+            return Ok(Self {
+                name: name.to_string(),
+                verify: config.verify,
+                secret,
+                env: jinja,
+                reply: config.reply,
+                max_body_bytes: config.max_body_bytes,
+            });
+        }
+        Err(problems)
+    }
+
+    /// The hook's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Checks the request's signature; `now` is Unix seconds.
+    pub fn verify(
+        &self,
+        headers: &dyn Headers,
+        body: &[u8],
+        now: i64,
+    ) -> std::result::Result<(), VerifyError> {
+        let secret = self.secret.expose();
+        match self.verify {
+            HookVerify::HmacSha256 => {
+                verify::github_sha256(secret, body, header(headers, "x-hub-signature-256"))
+            }
+            HookVerify::StandardWebhooks => verify::standard_webhooks(
+                secret,
+                header(headers, "webhook-id"),
+                header(headers, "webhook-timestamp"),
+                body,
+                header(headers, "webhook-signature"),
+                now,
+            ),
+            HookVerify::Bearer => verify::bearer(secret, header(headers, "authorization")),
+        }
+    }
+
+    /// The delivery's idempotency key (not yet scoped by hook): `X-GitHub-Delivery`, else
+    /// `webhook-id`, else `Idempotency-Key`, else a hash of the body.
+    pub fn delivery_key(&self, headers: &dyn Headers, body: &[u8]) -> Result<String> {
+        for name in ["x-github-delivery", "webhook-id", "idempotency-key"] {
+            if let Some(value) = headers.header(name) {
+                let value = value
+                    .map_err(|_| {
+                        Error::BadInput(format!("the {name} header must be plain ASCII text"))
+                    })?
+                    .trim();
+                if value.is_empty() || value.len() > MAX_KEY_LEN {
+                    return Err(Error::BadInput(format!(
+                        "the {name} header must have 1 to {MAX_KEY_LEN} characters"
+                    )));
+                }
+                return Ok(value.to_string());
+            }
+        }
+        Ok(format!("sha256-{}", hex::encode(Sha256::digest(body))))
+    }
+
+    /// Renders the templates over `payload` into a message keyed by `key`.
+    pub fn render(
+        &self,
+        payload: &serde_json::Value,
+        event: Option<&str>,
+        key: &str,
+    ) -> Result<Rendered> {
+        let mut context = match payload {
+            serde_json::Value::Object(map) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        context.insert("payload".into(), payload.clone());
+        context.insert("hook".into(), self.name.clone().into());
+        context.insert(
+            "event".into(),
+            event.map_or(serde_json::Value::Null, |e| e.into()),
+        );
+        let context = serde_json::Value::Object(context);
+        let text = self.render_one("text", &context)?;
+        if text.trim().is_empty() {
+            return Ok(Rendered::Ignored(format!(
+                "the text template of hook {} rendered nothing for this payload{}",
+                self.name,
+                event.map(|e| format!(" (event {e})")).unwrap_or_default()
+            )));
+        }
+        let conversation = self.render_one("conversation", &context)?;
+        let user = self.render_one("user", &context)?;
+        for (what, value) in [("conversation", &conversation), ("user", &user)] {
+            if value.trim().is_empty() {
+                return Err(Error::BadInput(format!(
+                    "the {what} template of hook {} rendered nothing for this payload",
+                    self.name
+                )));
+            }
+        }
+        Ok(Rendered::Message(Inbound {
+            idempotency_key: scoped_key(&self.name, key),
+            conversation: ConversationKey::new(Channel::Webhook, conversation.trim()),
+            user: UserRef {
+                id: user.trim().to_string(),
+                name: None,
+            },
+            text: text.trim().to_string(),
+            attachments: Vec::new(),
+        }))
+    }
+
+    fn render_one(&self, template: &str, context: &serde_json::Value) -> Result<String> {
+        self.env
+            .get_template(template)
+            .and_then(|t| t.render(context))
+            .map_err(|e| {
+                Error::BadInput(format!(
+                    "the {template} template of hook {} failed on this payload: {e}",
+                    self.name
+                ))
+            })
+    }
+}
+
+/// The delivery key as the gateway sees it: scoped by hook, so two hooks never share keys.
+pub fn scoped_key(hook: &str, key: &str) -> String {
+    format!("{hook}:{key}")
+}
+
+fn standard_secret_ok(secret: &Secret) -> bool {
+    use base64::Engine;
+    let raw = secret.expose().trim();
+    let b64 = raw.strip_prefix("whsec_").unwrap_or(raw);
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .is_ok_and(|k| !k.is_empty())
+}
+
+fn header<'a>(headers: &'a dyn Headers, name: &str) -> Option<&'a str> {
+    headers.header(name).and_then(|v| v.ok())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> HookConfig {
+        HookConfig {
+            verify: HookVerify::HmacSha256,
+            secret_env: "HOOK_SECRET".into(),
+            text: text.into(),
+            conversation: "{{ hook }}".into(),
+            user: "webhook:{{ hook }}".into(),
+            reply: HookReply::Sync,
+            max_body_bytes: None,
+        }
+    }
+
+    fn env(name: &str) -> Option<String> {
+        (name == "HOOK_SECRET").then(|| "s3cret".to_string())
+    }
+
+    #[test]
+    fn renders_payload_fields_and_ignores_empty_text() {
+        let mut configs = BTreeMap::new();
+        configs.insert(
+            "gh".to_string(),
+            config("{% if issue %}{{ sender.login }}: {{ issue.title }}{% endif %}"),
+        );
+        let hooks = Hooks::build(&configs, &env).unwrap();
+        let hook = hooks.get("gh").unwrap();
+        let payload = serde_json::json!({"issue": {"title": "Broken"}, "sender": {"login": "ann"}});
+        match hook.render(&payload, Some("issues"), "d1").unwrap() {
+            Rendered::Message(m) => {
+                assert_eq!(m.text, "ann: Broken");
+                assert_eq!(m.conversation.id, "gh");
+                assert_eq!(m.user.id, "webhook:gh");
+                assert_eq!(m.idempotency_key, "gh:d1");
+            }
+            Rendered::Ignored(r) => panic!("ignored: {r}"),
+        }
+        let ping = serde_json::json!({"zen": "Keep it simple", "hook_id": 1});
+        assert!(matches!(
+            hook.render(&ping, Some("ping"), "d2").unwrap(),
+            Rendered::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn start_up_errors_name_the_hook() {
+        let mut configs = BTreeMap::new();
+        configs.insert("broken".to_string(), config("{% if %}"));
+        let err = Hooks::build(&configs, &env).err().unwrap().to_string();
+        assert!(err.contains("hooks.broken.text"), "{err}");
+        let mut configs = BTreeMap::new();
+        configs.insert("nosecret".to_string(), config("x"));
+        let err = Hooks::build(&configs, &|_| None).err().unwrap().to_string();
+        assert!(err.contains("HOOK_SECRET"), "{err}");
+        assert!(err.contains("hooks.nosecret.secret_env"), "{err}");
+    }
+}
