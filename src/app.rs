@@ -10,6 +10,7 @@ use crate::agent::offline::OfflinePlanner;
 use crate::agent::prompts::Prompts;
 use crate::agent::redact::{Redactor, Vault};
 use crate::agent::tool_loop::{LlmPlanner, LlmPlannerParts};
+use crate::channels::slack::Slack;
 use crate::channels::webhook::Hooks;
 use crate::config::{Config, IndexBackend, LlmProvider};
 use crate::error::Result;
@@ -94,6 +95,8 @@ pub struct App {
     pub tools: Arc<ToolRegistry>,
     /// Generic signed webhooks (`[hooks.NAME]`), compiled, with their secrets.
     pub hooks: Arc<Hooks>,
+    /// The Slack channel, when `[channels.slack]` is configured.
+    pub slack: Option<Arc<Slack>>,
     /// Work that must finish even when the request that started it is gone (a client that
     /// disconnected, a request timeout); awaited on shutdown.
     pub tasks: TaskTracker,
@@ -120,6 +123,10 @@ impl App {
         )?);
         // Webhooks too: a missing secret or a broken template is a start-up error.
         let hooks = Arc::new(Hooks::build(&config.hooks, env)?);
+        let slack = match &config.channels.slack {
+            Some(c) => Some(Arc::new(Slack::build(c, env)?)),
+            None => None,
+        };
         // The store first: when it is unreachable, nothing should be created on disk.
         let store = Store::connect(&config.store_url()?).await?;
         let knowledge = Knowledge::open(&config)?;
@@ -160,6 +167,7 @@ impl App {
             prompts,
             tools,
             hooks,
+            slack,
             tasks: TaskTracker::new(),
         })
     }

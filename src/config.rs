@@ -47,6 +47,8 @@ pub struct Config {
     pub prompts: PromptsConfig,
     /// Generic signed webhooks, by name: `[hooks.NAME]` serves `POST /hooks/NAME`.
     pub hooks: BTreeMap<String, HookConfig>,
+    /// Chat platforms: `[channels.slack]`, ...
+    pub channels: ChannelsConfig,
     /// Folder the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -585,6 +587,14 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// `[channels]`: chat platforms; each starts only when its section is present.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    /// `[channels.slack]`: the Slack Events API.
+    pub slack: Option<crate::channels::slack::SlackConfig>,
+}
+
 /// `[hooks.NAME]`: one generic webhook.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -874,6 +884,9 @@ impl Config {
         self.llm.validate(&mut problems);
         for (name, hook) in &self.hooks {
             hook.validate(name, self.server.max_body_bytes, &mut problems);
+        }
+        if let Some(slack) = &self.channels.slack {
+            slack.validate(&mut problems);
         }
         if self.llm.provider != LlmProvider::Offline
             && self.llm.turn_timeout.0 >= self.server.request_timeout.0

@@ -15,8 +15,9 @@
 //! - [`gateway`]: the path of one inbound message: ledger, rate limits, per-conversation order,
 //!   history, planner, recorded reply.
 //! - [`metrics`]: counters and the latency histogram behind `/metrics`.
-//! - [`http`]: the axum router: `/v1` API, health, metrics, the web chat page.
-//! - [`channels`]: the surfaces: terminal chat and the web page.
+//! - [`http`]: the axum router: `/v1` API, health, metrics, the web chat page, webhooks and
+//!   `/slack/events`.
+//! - [`channels`]: the surfaces: terminal chat, the web page, signed webhooks and Slack.
 //! - [`app`]: the composition root that picks backends from config and wires them.
 //! - [`init`]: the starter project written by `conveyor init`.
 //! - [`bench`]: `conveyor bench`, a load generator for a running server's API.

@@ -4,9 +4,11 @@
 //! - [`cli`]: `conveyor chat` and `conveyor ask`, in-process or against a running server.
 //! - [`web`]: the chat page served at `/` (it talks to `POST /v1/messages`).
 //! - [`verify`]: constant-time request signature checks shared by every inbound channel.
+//! - [`slack`]: the Slack Events API (`[channels.slack]`, `POST /slack/events`) and replies.
 //! - [`webhook`]: generic signed webhooks (`[hooks.NAME]`, `POST /hooks/{name}`).
 
 pub mod cli;
+pub mod slack;
 pub mod verify;
 pub mod web;
 pub mod webhook;

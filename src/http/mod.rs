@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 mod hooks;
+mod slack;
 
 use crate::app::App;
 use crate::channels::web;
@@ -97,6 +98,7 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/hooks/{name}", post(hooks::post_hook))
         .route("/hooks/{name}/deliveries/{key}", get(hooks::get_delivery))
+        .route("/slack/events", post(slack::post_events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -330,6 +332,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     let allowed = match uri.path() {
         "/v1/messages" => "POST",
         p if p.starts_with("/hooks/") && !p.contains("/deliveries/") => "POST",
+        "/slack/events" => "POST",
         _ => "GET",
     };
     let mut response = ApiError(Error::BadInput(format!(

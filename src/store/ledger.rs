@@ -209,6 +209,26 @@ impl Store {
             .map_err(db_err("reading an outbound message"))
     }
 
+    /// Like [`Store::egress_record`], but returns the id only when this call recorded the row:
+    /// `None` means another delivery recorded (and is sending, or sent) it, so the caller must
+    /// not send it again.
+    pub async fn egress_record_new(&self, e: &NewEgress) -> Result<Option<String>> {
+        sqlx::query_scalar(
+            "INSERT INTO egress (id, channel, conversation, dedupe_key, payload, state, attempts, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6) \
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+        )
+        .bind(new_id())
+        .bind(&e.channel)
+        .bind(&e.conversation)
+        .bind(&e.dedupe_key)
+        .bind(e.payload.to_string())
+        .bind(now_ms())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_err("recording an outbound message"))
+    }
+
     /// Counts one send attempt of a pending reply and returns the new count, so a channel can
     /// give up on a reply that keeps failing.
     pub async fn egress_attempt(&self, id: &str) -> Result<i64> {

@@ -3,6 +3,7 @@ mod cli;
 mod common;
 mod knowledge;
 mod llm;
+mod slack;
 mod store;
 #[path = "../support/mod.rs"]
 mod support;

@@ -4,3 +4,4 @@ pub mod anthropic;
 pub mod gemini;
 pub mod llm_fake;
 pub mod openai;
+pub mod slack;

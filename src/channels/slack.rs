@@ -1,0 +1,759 @@
+//! Slack through the Events API: `[channels.slack]`, the event envelope, the Web API calls
+//! (`chat.postMessage`, `reactions.add`, `reactions.remove`) and Markdown → mrkdwn.
+//!
+//! This is the only file that knows Slack's JSON: an event becomes an [`Inbound`] here, and an
+//! [`Outbound`] becomes Slack messages here. Every reply is recorded in the egress ledger before
+//! it is sent and confirmed after Slack accepted it, so a retried event never posts twice.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::channels::verify::{self, VerifyError};
+use crate::config::Secret;
+use crate::error::{Error, Result};
+use crate::gateway::Gateway;
+use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
+use crate::store::{NewEgress, Store};
+
+/// Longest Slack message we send; longer replies are split at paragraph boundaries.
+pub const MAX_MESSAGE_CHARS: usize = 3_000;
+
+/// How often one message is tried when Slack answers 429.
+const MAX_SEND_TRIES: u32 = 4;
+
+/// Longest `Retry-After` we honour before giving up on a message (it stays pending).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+fn default_api_base_url() -> String {
+    "https://slack.com/api".into()
+}
+
+/// `[channels.slack]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Name of the environment variable holding the app's signing secret.
+    pub signing_secret_env: String,
+    /// Name of the environment variable holding the bot token (`xoxb-…`).
+    pub bot_token_env: String,
+    /// The Web API base URL; only tests change it.
+    #[serde(default = "default_api_base_url")]
+    pub api_base_url: String,
+    /// The bot's own user id, when known; messages from it are ignored (Slack also tells us
+    /// in each event's `authorizations`).
+    #[serde(default)]
+    pub bot_user_id: Option<String>,
+}
+
+impl SlackConfig {
+    /// Reports every problem with its path.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.signing_secret_env.trim().is_empty() {
+            problems.push("channels.slack.signing_secret_env: name the environment variable that holds the signing secret, e.g. signing_secret_env = \"SLACK_SIGNING_SECRET\"".into());
+        }
+        if self.bot_token_env.trim().is_empty() {
+            problems.push("channels.slack.bot_token_env: name the environment variable that holds the bot token, e.g. bot_token_env = \"SLACK_BOT_TOKEN\"".into());
+        }
+        if !(self.api_base_url.starts_with("https://") || self.api_base_url.starts_with("http://"))
+        {
+            problems.push(format!(
+                "channels.slack.api_base_url: `{}` is not an http(s) URL; leave it out to use https://slack.com/api",
+                self.api_base_url
+            ));
+        }
+    }
+}
+
+/// The running Slack channel: secrets, the Web API client and the clock for signatures.
+pub struct Slack {
+    signing_secret: Secret,
+    bot_token: Secret,
+    api_base_url: String,
+    bot_user_id: Option<String>,
+    http: reqwest::Client,
+    /// Unix seconds used for the signature window; 0 means the system clock. Tests set it to
+    /// the fixed timestamp of pre-signed fixtures.
+    clock: AtomicI64,
+}
+
+impl std::fmt::Debug for Slack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slack")
+            .field("api_base_url", &self.api_base_url)
+            .field("bot_user_id", &self.bot_user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a reply goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyTarget {
+    /// Slack's `event_id`: the idempotency key.
+    pub event_id: String,
+    /// The channel (or DM) id.
+    pub channel: String,
+    /// The user's message, for the reaction.
+    pub ts: String,
+    /// The thread to answer in.
+    pub thread_ts: String,
+    /// A reply in a channel thread that does not mention the bot: answered only when conveyor
+    /// already takes part in that thread (its conversation has turns).
+    pub follow_up: bool,
+}
+
+/// A verified request, read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// `url_verification`: answer with the challenge.
+    Challenge(String),
+    /// A request to acknowledge and otherwise ignore, with why.
+    Ignored(&'static str),
+    /// A message to answer.
+    Message(Box<(Inbound, ReplyTarget)>),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    challenge: Option<String>,
+    #[serde(default)]
+    team_id: Option<String>,
+    #[serde(default)]
+    event_id: Option<String>,
+    #[serde(default)]
+    event: Option<Event>,
+    #[serde(default)]
+    authorizations: Vec<Authorization>,
+}
+
+#[derive(Deserialize)]
+struct Authorization {
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    subtype: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    bot_id: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    ts: Option<String>,
+    #[serde(default)]
+    thread_ts: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    channel_type: Option<String>,
+}
+
+/// Reads a (verified) Events API body. `bot_user_id` is the configured id of our bot user.
+pub fn parse(body: &[u8], bot_user_id: Option<&str>) -> Result<Incoming> {
+    let envelope: Envelope = serde_json::from_slice(body)
+        .map_err(|e| Error::BadInput(format!("the Slack event body is not valid JSON ({e})")))?;
+    match envelope.kind.as_str() {
+        "url_verification" => {
+            let challenge = envelope.challenge.ok_or_else(|| {
+                Error::BadInput("a url_verification request without a challenge".into())
+            })?;
+            return Ok(Incoming::Challenge(challenge));
+        }
+        "event_callback" => {}
+        _ => return Ok(Incoming::Ignored("not an event_callback")),
+    }
+    let Some(event) = envelope.event else {
+        return Ok(Incoming::Ignored("an event_callback without an event"));
+    };
+    if event.kind != "app_mention" && event.kind != "message" {
+        return Ok(Incoming::Ignored("an event type conveyor does not answer"));
+    }
+    if event.bot_id.is_some() {
+        return Ok(Incoming::Ignored("a message from a bot"));
+    }
+    // Plain messages and thread broadcasts are answered; edits, deletes, joins, bot messages
+    // and the rest are not.
+    match event.subtype.as_deref() {
+        None | Some("thread_broadcast" | "file_share") => {}
+        Some(_) => {
+            return Ok(Incoming::Ignored(
+                "a message subtype conveyor does not answer",
+            ));
+        }
+    }
+    let own = envelope
+        .authorizations
+        .first()
+        .and_then(|a| a.user_id.as_deref());
+    let Some(user) = event.user else {
+        return Ok(Incoming::Ignored("a message without a user"));
+    };
+    if Some(user.as_str()) == own || Some(user.as_str()) == bot_user_id {
+        return Ok(Incoming::Ignored("a message from this bot"));
+    }
+    let (Some(event_id), Some(channel), Some(ts)) = (envelope.event_id, event.channel, event.ts)
+    else {
+        return Ok(Incoming::Ignored(
+            "an event without event_id, channel or ts",
+        ));
+    };
+    // In channels, a mention arrives twice (`app_mention` and `message`, with different event
+    // ids): only the `app_mention` is answered. Other channel messages are answered only as
+    // follow-ups in a thread conveyor is part of; direct messages always.
+    let raw_text = event.text.as_deref().unwrap_or("");
+    let is_dm = event.channel_type.as_deref() == Some("im") || channel.starts_with('D');
+    let mut follow_up = false;
+    if event.kind == "message" && !is_dm {
+        let known: Vec<&str> = [own, bot_user_id].into_iter().flatten().collect();
+        let mentions_bot = if known.is_empty() {
+            raw_text.contains("<@")
+        } else {
+            known.iter().any(|id| raw_text.contains(&format!("<@{id}")))
+        };
+        if mentions_bot {
+            return Ok(Incoming::Ignored(
+                "a channel message that mentions the bot (its app_mention is answered)",
+            ));
+        }
+        if event.thread_ts.is_none() {
+            return Ok(Incoming::Ignored(
+                "a channel message that does not mention the bot",
+            ));
+        }
+        follow_up = true;
+    }
+    let text = strip_mentions(raw_text, &[own, bot_user_id]);
+    if text.is_empty() {
+        return Ok(Incoming::Ignored("a message without text"));
+    }
+    let team = envelope
+        .team_id
+        .or(event.team)
+        .unwrap_or_else(|| "-".into());
+    let thread_ts = event.thread_ts.unwrap_or_else(|| ts.clone());
+    let inbound = Inbound {
+        idempotency_key: event_id.clone(),
+        conversation: ConversationKey::new(Channel::Slack, format!("{team}:{channel}:{thread_ts}")),
+        user: UserRef {
+            id: format!("{team}:{user}"),
+            name: None,
+        },
+        text,
+        attachments: Vec::new(),
+    };
+    Ok(Incoming::Message(Box::new((
+        inbound,
+        ReplyTarget {
+            event_id,
+            channel,
+            ts,
+            thread_ts,
+            follow_up,
+        },
+    ))))
+}
+
+/// Removes `<@BOTID>` mentions of the bot (any mention when the bot id is unknown, since an
+/// `app_mention` always starts with one) and trims.
+fn strip_mentions(text: &str, bots: &[Option<&str>]) -> String {
+    let known: Vec<&str> = bots.iter().flatten().copied().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("<@") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let Some(end) = after.find('>') else {
+            out.push_str(after);
+            rest = "";
+            break;
+        };
+        let id = after[2..end].split('|').next().unwrap_or("");
+        let leading = out.trim().is_empty();
+        // A mention of the bot, or the leading mention that addressed it, is dropped.
+        if !(known.contains(&id) || leading) {
+            out.push_str(&after[..=end]);
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Markdown → Slack mrkdwn: `&`, `<`, `>` escaped; `**bold**` → `*bold*`; `[text](url)` →
+/// `<url|text>`; headings → bold lines; `[n]` citation markers kept.
+pub fn to_mrkdwn(markdown: &str) -> String {
+    markdown
+        .lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            let hashes = trimmed.chars().take_while(|c| *c == '#').count();
+            if (1..=6).contains(&hashes) && trimmed[hashes..].starts_with(' ') {
+                let title = inline(trimmed[hashes..].trim()).replace('*', "");
+                format!("*{title}*")
+            } else {
+                inline(line)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn inline(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("**")
+            && let Some(end) = after.find("**")
+            && end > 0
+        {
+            out.push('*');
+            out.push_str(&escape(&after[..end]));
+            out.push('*');
+            rest = &after[end + 2..];
+            continue;
+        }
+        if let Some(after) = rest.strip_prefix('[')
+            && let Some(close) = after.find(']')
+            && let Some(url_part) = after[close + 1..].strip_prefix('(')
+            && let Some(paren) = url_part.find(')')
+        {
+            let text = &after[..close];
+            let url = &url_part[..paren];
+            out.push('<');
+            out.push_str(&escape(url));
+            out.push('|');
+            out.push_str(&escape(text));
+            out.push('>');
+            rest = &url_part[paren + 1..];
+            continue;
+        }
+        let Some(c) = rest.chars().next() else { break };
+        out.push_str(&escape(c.encode_utf8(&mut [0; 4])));
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// Splits `text` into messages of at most `max` characters, at paragraph boundaries when it
+/// can, else at line breaks, else anywhere (on a character boundary).
+pub fn split_message(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(1);
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let push = |current: &mut String, parts: &mut Vec<String>| {
+        if !current.trim().is_empty() {
+            parts.push(std::mem::take(current));
+        }
+        current.clear();
+    };
+    for paragraph in text.split("\n\n") {
+        for piece in pieces(paragraph, max) {
+            let sep = if current.is_empty() { 0 } else { 2 };
+            if current.chars().count() + sep + piece.chars().count() > max {
+                push(&mut current, &mut parts);
+            }
+            if !current.is_empty() {
+                current.push_str("\n\n");
+            }
+            current.push_str(&piece);
+        }
+    }
+    push(&mut current, &mut parts);
+    parts
+}
+
+/// A paragraph cut into pieces of at most `max` characters: by lines, then by characters.
+fn pieces(paragraph: &str, max: usize) -> Vec<String> {
+    if paragraph.chars().count() <= max {
+        return vec![paragraph.to_string()];
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for line in paragraph.lines() {
+        let chars: Vec<char> = line.chars().collect();
+        for chunk in chars.chunks(max) {
+            let chunk: String = chunk.iter().collect();
+            let sep = usize::from(!current.is_empty());
+            if current.chars().count() + sep + chunk.chars().count() > max {
+                out.push(std::mem::take(&mut current));
+            }
+            if !current.is_empty() {
+                current.push('\n');
+            }
+            current.push_str(&chunk);
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The reply as Slack text: the answer, then its numbered sources.
+pub fn render(out: &Outbound) -> String {
+    let mut text = to_mrkdwn(&out.text);
+    if !out.citations.is_empty() {
+        text.push_str("\n\n*Sources*");
+        for c in &out.citations {
+            let title = escape(&c.title);
+            if c.source.starts_with("http://") || c.source.starts_with("https://") {
+                text.push_str(&format!("\n[{}] <{}|{title}>", c.n, escape(&c.source)));
+            } else {
+                text.push_str(&format!("\n[{}] {title} ({})", c.n, escape(&c.source)));
+            }
+        }
+    }
+    text
+}
+
+/// The answer of one Web API call.
+enum Sent {
+    Ok(Option<String>),
+    Refused(String),
+}
+
+impl Slack {
+    /// Reads the secrets named by `config` through `env`.
+    pub fn build(config: &SlackConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let signing_secret = Secret::from_lookup(
+            &config.signing_secret_env,
+            "channels.slack.signing_secret_env",
+            env,
+        )?;
+        let bot_token =
+            Secret::from_lookup(&config.bot_token_env, "channels.slack.bot_token_env", env)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .map_err(|e| Error::internal("building the Slack HTTP client", e))?;
+        Ok(Self {
+            signing_secret,
+            bot_token,
+            api_base_url: config.api_base_url.trim_end_matches('/').to_string(),
+            bot_user_id: config.bot_user_id.clone(),
+            http,
+            clock: AtomicI64::new(0),
+        })
+    }
+
+    /// Pins the clock used for the signature window (tests with pre-signed requests); `None`
+    /// goes back to the system clock.
+    pub fn set_clock(&self, now: Option<i64>) {
+        self.clock.store(now.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    fn now(&self) -> i64 {
+        match self.clock.load(Ordering::Relaxed) {
+            0 => verify::unix_now(),
+            pinned => pinned,
+        }
+    }
+
+    /// Checks the v0 signature of a request over its raw body.
+    pub fn verify(
+        &self,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> std::result::Result<(), VerifyError> {
+        verify::slack_v0(
+            self.signing_secret.expose(),
+            timestamp,
+            body,
+            signature,
+            self.now(),
+        )
+    }
+
+    /// Reads a verified body.
+    pub fn parse(&self, body: &[u8]) -> Result<Incoming> {
+        parse(body, self.bot_user_id.as_deref())
+    }
+
+    /// Answers one message: 👀 while working, the answer in the thread, 👀 removed. Runs as a
+    /// tracked task after the event was acknowledged.
+    pub async fn respond(
+        &self,
+        gateway: &Gateway,
+        store: &Store,
+        inbound: Inbound,
+        to: ReplyTarget,
+    ) {
+        let conversation = inbound.conversation.as_storage_key();
+        let span =
+            tracing::info_span!("slack_event", channel = "slack", conversation = %conversation);
+        tracing::Instrument::instrument(self.respond_inner(gateway, store, inbound, to), span)
+            .await;
+    }
+
+    async fn respond_inner(
+        &self,
+        gateway: &Gateway,
+        store: &Store,
+        inbound: Inbound,
+        to: ReplyTarget,
+    ) {
+        let conversation = inbound.conversation.as_storage_key();
+        self.reaction("reactions.add", &to).await;
+        let answer = format!("slack:{}", to.event_id);
+        // A failure notice has its own dedupe key: the claim was released, so a later delivery
+        // of the same event may still produce (and send) the real answer.
+        let notice = format!("slack:{}:notice", to.event_id);
+        let (text, key) = match gateway.handle(inbound).await {
+            Ok(out) => (render(&out), answer),
+            Err(Error::RateLimited { message, .. }) => (escape(&message), notice),
+            Err(e) => {
+                tracing::warn!(error = %e, "answering a Slack message failed");
+                (
+                    "Sorry, I could not answer that right now; please try again in a minute."
+                        .to_string(),
+                    notice,
+                )
+            }
+        };
+        if let Err(e) = self
+            .deliver_keyed(store, &conversation, &to, &text, &key)
+            .await
+        {
+            tracing::warn!(error = %e, "sending a Slack reply failed");
+        }
+        self.reaction("reactions.remove", &to).await;
+    }
+
+    /// Sends `text` (mrkdwn) into the thread of `to`, split into messages of at most
+    /// [`MAX_MESSAGE_CHARS`]. Each part is recorded in the egress ledger (dedupe key
+    /// `slack:{event_id}`, then `slack:{event_id}:{n}`) before it is sent and confirmed after
+    /// Slack accepted it; a part recorded earlier (a retried event) is not sent again.
+    pub async fn deliver(
+        &self,
+        store: &Store,
+        conversation: &str,
+        to: &ReplyTarget,
+        text: &str,
+    ) -> Result<()> {
+        let key = format!("slack:{}", to.event_id);
+        self.deliver_keyed(store, conversation, to, text, &key)
+            .await
+    }
+
+    async fn deliver_keyed(
+        &self,
+        store: &Store,
+        conversation: &str,
+        to: &ReplyTarget,
+        text: &str,
+        key: &str,
+    ) -> Result<()> {
+        for (i, part) in split_message(text, MAX_MESSAGE_CHARS).iter().enumerate() {
+            let dedupe_key = if i == 0 {
+                key.to_string()
+            } else {
+                format!("{key}:{}", i + 1)
+            };
+            let payload = json!({
+                "channel": to.channel,
+                "thread_ts": to.thread_ts,
+                "text": part,
+            });
+            let Some(id) = store
+                .egress_record_new(&NewEgress {
+                    channel: Channel::Slack.as_str().into(),
+                    conversation: conversation.into(),
+                    dedupe_key: dedupe_key.clone(),
+                    payload: payload.clone(),
+                })
+                .await?
+            else {
+                tracing::info!(dedupe_key, "reply already recorded; not sending it again");
+                continue;
+            };
+            self.send_recorded(store, &id, &payload).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_recorded(&self, store: &Store, id: &str, payload: &Value) -> Result<()> {
+        for _ in 0..MAX_SEND_TRIES {
+            store.egress_attempt(id).await?;
+            match self.call("chat.postMessage", payload).await {
+                Ok(Sent::Ok(ts)) => return store.egress_confirm(id, ts.as_deref()).await,
+                Ok(Sent::Refused(error)) => {
+                    // Left pending: the attempt is counted and the row can be sent again.
+                    return Err(Error::Upstream(format!(
+                        "Slack refused chat.postMessage ({error})"
+                    )));
+                }
+                Err(Error::RateLimited { retry_after, .. }) if retry_after <= MAX_RETRY_AFTER => {
+                    tokio::time::sleep(retry_after).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Upstream(format!(
+            "Slack kept rate-limiting chat.postMessage after {MAX_SEND_TRIES} tries; the reply stays pending"
+        )))
+    }
+
+    async fn reaction(&self, method: &str, to: &ReplyTarget) {
+        let body = json!({"channel": to.channel, "timestamp": to.ts, "name": "eyes"});
+        match self.call(method, &body).await {
+            Ok(Sent::Ok(_)) => {}
+            Ok(Sent::Refused(error)) => tracing::info!(method, error, "Slack refused a reaction"),
+            Err(e) => tracing::info!(method, error = %e, "a reaction failed"),
+        }
+    }
+
+    /// One Web API call with the bot token.
+    async fn call(&self, method: &str, body: &Value) -> Result<Sent> {
+        let response = self
+            .http
+            .post(format!("{}/{method}", self.api_base_url))
+            .bearer_auth(self.bot_token.expose())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Slack Web API", e))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let secs = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(1);
+            return Err(Error::RateLimited {
+                retry_after: Duration::from_secs(secs),
+                message: format!("Slack rate-limited {method}"),
+            });
+        }
+        if !status.is_success() {
+            return Err(Error::Upstream(format!(
+                "Slack answered {method} with HTTP {status}"
+            )));
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::upstream("Slack Web API", e))?;
+        if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+            Ok(Sent::Ok(
+                answer.get("ts").and_then(Value::as_str).map(str::to_string),
+            ))
+        } else {
+            Ok(Sent::Refused(
+                answer
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no error given")
+                    .to_string(),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mrkdwn_conversion() {
+        assert_eq!(to_mrkdwn("**bold** text"), "*bold* text");
+        assert_eq!(
+            to_mrkdwn("see [the docs](https://x.io/a?b=1&c=2) [1]"),
+            "see <https://x.io/a?b=1&amp;c=2|the docs> [1]"
+        );
+        assert_eq!(to_mrkdwn("## Heading\nbody"), "*Heading*\nbody");
+        assert_eq!(to_mrkdwn("a < b && c > d"), "a &lt; b &amp;&amp; c &gt; d");
+        assert_eq!(to_mrkdwn("cited [2] and [3]."), "cited [2] and [3].");
+    }
+
+    #[test]
+    fn split_at_paragraphs() {
+        let para = "x".repeat(1_200);
+        let text = [para.as_str(); 5].join("\n\n");
+        let parts = split_message(&text, MAX_MESSAGE_CHARS);
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
+        assert_eq!(parts.join("\n\n"), text);
+        let huge = "é".repeat(7_000);
+        let parts = split_message(&huge, MAX_MESSAGE_CHARS);
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
+        assert_eq!(split_message("short", MAX_MESSAGE_CHARS), vec!["short"]);
+    }
+
+    #[test]
+    fn mentions_are_stripped() {
+        assert_eq!(strip_mentions("<@W111> Hi there!", &[None]), "Hi there!");
+        assert_eq!(
+            strip_mentions("ask <@U1> about <@U2>", &[Some("U1")]),
+            "ask about <@U2>"
+        );
+    }
+
+    #[test]
+    fn events_become_inbound_or_are_ignored() {
+        let mention = br#"{"type":"event_callback","team_id":"T1","event_id":"Ev1","authorizations":[{"user_id":"UB"}],
+            "event":{"type":"app_mention","user":"U1","text":"<@UB> hi","ts":"1.2","channel":"C1"}}"#;
+        let Incoming::Message(m) = parse(mention, None).unwrap() else {
+            panic!("not a message")
+        };
+        let (inbound, to) = *m;
+        assert_eq!(inbound.text, "hi");
+        assert_eq!(inbound.conversation.id, "T1:C1:1.2");
+        assert_eq!(to.thread_ts, "1.2");
+        let own = br#"{"type":"event_callback","team_id":"T1","event_id":"Ev1","authorizations":[{"user_id":"UB"}],
+            "event":{"type":"message","user":"UB","text":"hi","ts":"1.2","channel":"C1"}}"#;
+        assert!(matches!(parse(own, None).unwrap(), Incoming::Ignored(_)));
+        let configured = br#"{"type":"event_callback","team_id":"T1","event_id":"Ev1",
+            "event":{"type":"message","user":"UB","text":"hi","ts":"1.2","channel":"C1"}}"#;
+        assert!(matches!(
+            parse(configured, Some("UB")).unwrap(),
+            Incoming::Ignored(_)
+        ));
+        let threaded = br#"{"type":"event_callback","team_id":"T1","event_id":"Ev2",
+            "event":{"type":"message","user":"U1","text":"more","ts":"1.5","thread_ts":"1.2","channel":"C1"}}"#;
+        let Incoming::Message(m) = parse(threaded, None).unwrap() else {
+            panic!("not a message")
+        };
+        assert_eq!(m.0.conversation.id, "T1:C1:1.2");
+        assert_eq!(m.1.ts, "1.5");
+        assert!(m.1.follow_up);
+        let plain = br#"{"type":"event_callback","team_id":"T1","event_id":"Ev3","authorizations":[{"user_id":"UB"}],
+            "event":{"type":"message","channel_type":"channel","user":"U1","text":"chatter","ts":"1.5","channel":"C1"}}"#;
+        assert!(matches!(parse(plain, None).unwrap(), Incoming::Ignored(_)));
+        let mention_twin = br#"{"type":"event_callback","team_id":"T1","event_id":"Ev4","authorizations":[{"user_id":"UB"}],
+            "event":{"type":"message","channel_type":"channel","user":"U1","text":"<@UB> hi","ts":"1.5","thread_ts":"1.2","channel":"C1"}}"#;
+        assert!(matches!(
+            parse(mention_twin, None).unwrap(),
+            Incoming::Ignored(_)
+        ));
+        let dm = br#"{"type":"event_callback","team_id":"T1","event_id":"Ev5","authorizations":[{"user_id":"UB"}],
+            "event":{"type":"message","channel_type":"im","user":"U1","text":"hello","ts":"1.5","channel":"D1"}}"#;
+        let Incoming::Message(m) = parse(dm, None).unwrap() else {
+            panic!("a DM was ignored")
+        };
+        assert!(!m.1.follow_up);
+        assert_eq!(m.0.conversation.id, "T1:D1:1.5");
+    }
+}

@@ -1,0 +1,134 @@
+//! A fake Slack Web API on `127.0.0.1`: records every call (method, JSON body, auth header)
+//! and answers `{"ok": true, "ts": "…"}`, or what a test scripted (a 429 with `Retry-After`,
+//! an `ok: false`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// One recorded Web API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `chat.postMessage`, `reactions.add`, ...
+    pub method: String,
+    /// The JSON body.
+    pub body: Value,
+    /// The `Authorization` header.
+    pub auth: Option<String>,
+}
+
+/// A scripted answer for the next call of a method.
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    /// HTTP 429 with `Retry-After: secs`.
+    RateLimited(u64),
+    /// `{"ok": false, "error": …}`.
+    Error(String),
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    script: VecDeque<(String, Scripted)>,
+    next_ts: u64,
+}
+
+/// The running fake.
+#[derive(Clone)]
+pub struct FakeSlack {
+    /// Base URL to put in `channels.slack.api_base_url`.
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeSlack {
+    /// Starts the fake on an ephemeral port.
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/api/{method}", post(handle))
+            .with_state(Arc::clone(&inner));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url: format!("http://{addr}/api"),
+            inner,
+        }
+    }
+
+    /// Makes the next call of `method` answer `answer`.
+    pub fn script(&self, method: &str, answer: Scripted) {
+        self.inner
+            .lock()
+            .unwrap()
+            .script
+            .push_back((method.to_string(), answer));
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
+    /// The calls of `method` so far.
+    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .collect()
+    }
+
+    /// Waits up to `timeout` until `method` was called at least `n` times.
+    pub async fn wait_for(&self, method: &str, n: usize, timeout: Duration) -> Vec<Call> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let calls = self.calls_of(method);
+            if calls.len() >= n || tokio::time::Instant::now() >= deadline {
+                return calls;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.calls.push(Call {
+        method: method.clone(),
+        body,
+        auth: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    });
+    if let Some(i) = inner.script.iter().position(|(m, _)| *m == method) {
+        let (_, answer) = inner.script.remove(i).unwrap();
+        return match answer {
+            Scripted::RateLimited(secs) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", secs.to_string())],
+                Json(json!({"ok": false, "error": "ratelimited"})),
+            )
+                .into_response(),
+            Scripted::Error(error) => Json(json!({"ok": false, "error": error})).into_response(),
+        };
+    }
+    inner.next_ts += 1;
+    let ts = format!("1700000000.{:06}", inner.next_ts);
+    Json(json!({"ok": true, "ts": ts})).into_response()
+}
