@@ -11,6 +11,7 @@ use crate::agent::prompts::Prompts;
 use crate::agent::redact::{Redactor, Vault};
 use crate::agent::tool_loop::{LlmPlanner, LlmPlannerParts};
 use crate::channels::slack::Slack;
+use crate::channels::telegram::Telegram;
 use crate::channels::webhook::Hooks;
 use crate::config::{Config, IndexBackend, LlmProvider};
 use crate::error::Result;
@@ -97,6 +98,8 @@ pub struct App {
     pub hooks: Arc<Hooks>,
     /// The Slack channel, when `[channels.slack]` is configured.
     pub slack: Option<Arc<Slack>>,
+    /// The Telegram channel, when `[channels.telegram]` is configured.
+    pub telegram: Option<Arc<Telegram>>,
     /// Work that must finish even when the request that started it is gone (a client that
     /// disconnected, a request timeout); awaited on shutdown.
     pub tasks: TaskTracker,
@@ -125,6 +128,10 @@ impl App {
         let hooks = Arc::new(Hooks::build(&config.hooks, env)?);
         let slack = match &config.channels.slack {
             Some(c) => Some(Arc::new(Slack::build(c, env)?)),
+            None => None,
+        };
+        let telegram = match &config.channels.telegram {
+            Some(c) => Some(Arc::new(Telegram::build(c, env)?)),
             None => None,
         };
         // The store first: when it is unreachable, nothing should be created on disk.
@@ -168,6 +175,7 @@ impl App {
             tools,
             hooks,
             slack,
+            telegram,
             tasks: TaskTracker::new(),
         })
     }

@@ -593,6 +593,8 @@ impl<'de> Deserialize<'de> for HumanDuration {
 pub struct ChannelsConfig {
     /// `[channels.slack]`: the Slack Events API.
     pub slack: Option<crate::channels::slack::SlackConfig>,
+    /// `[channels.telegram]`: the Telegram Bot API (long polling or webhook).
+    pub telegram: Option<crate::channels::telegram::TelegramConfig>,
 }
 
 /// `[hooks.NAME]`: one generic webhook.
@@ -887,6 +889,9 @@ impl Config {
         }
         if let Some(slack) = &self.channels.slack {
             slack.validate(&mut problems);
+        }
+        if let Some(telegram) = &self.channels.telegram {
+            telegram.validate(&mut problems);
         }
         if self.llm.provider != LlmProvider::Offline
             && self.llm.turn_timeout.0 >= self.server.request_timeout.0

@@ -16,8 +16,9 @@
 //!   history, planner, recorded reply.
 //! - [`metrics`]: counters and the latency histogram behind `/metrics`.
 //! - [`http`]: the axum router: `/v1` API, health, metrics, the web chat page, webhooks and
-//!   `/slack/events`.
-//! - [`channels`]: the surfaces: terminal chat, the web page, signed webhooks and Slack.
+//!   `/slack/events`, `/telegram/webhook`.
+//! - [`channels`]: the surfaces: terminal chat, the web page, signed webhooks, Slack and
+//!   Telegram.
 //! - [`app`]: the composition root that picks backends from config and wires them.
 //! - [`init`]: the starter project written by `conveyor init`.
 //! - [`bench`]: `conveyor bench`, a load generator for a running server's API.

@@ -646,6 +646,15 @@ async fn serve(config_path: &Path) -> Result<()> {
             }
         }
     });
+    if let Some(telegram) = app.telegram.clone()
+        && telegram.mode() == conveyor::channels::telegram::TelegramMode::Polling
+    {
+        tracker.spawn(telegram.run_polling(
+            std::sync::Arc::clone(&app.gateway),
+            app.store.clone(),
+            shutdown.clone(),
+        ));
+    }
     tracker.close();
     tracing::info!(
         address = %listen,

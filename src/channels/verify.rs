@@ -145,6 +145,21 @@ pub fn bearer(expected: &str, authorization: Option<&str>) -> Result<(), VerifyE
     got.verify_slice(&want).map_err(|_| VerifyError::Mismatch)
 }
 
+/// Telegram's `X-Telegram-Bot-Api-Secret-Token`: the exact `secret_token` given to
+/// `setWebhook`, compared in constant time (no HMAC: Telegram sends the value itself).
+pub fn telegram_secret_token(expected: &str, header: Option<&str>) -> Result<(), VerifyError> {
+    let token = header.ok_or(VerifyError::MissingHeader(
+        "X-Telegram-Bot-Api-Secret-Token",
+    ))?;
+    // As for bearer tokens: MACs of both values, so neither content nor length leaks.
+    let mut want = mac(b"conveyor telegram secret check")?;
+    want.update(expected.as_bytes());
+    let want = want.finalize().into_bytes();
+    let mut got = mac(b"conveyor telegram secret check")?;
+    got.update(token.as_bytes());
+    got.verify_slice(&want).map_err(|_| VerifyError::Mismatch)
+}
+
 /// Slack's `X-Slack-Signature: v0=<hex>` over `v0:{timestamp}:{body}`, with
 /// `X-Slack-Request-Timestamp` within five minutes of `now`.
 pub fn slack_v0(
@@ -343,6 +358,29 @@ mod tests {
             }
         }
         assert!(valid > 0 && invalid > 0);
+    }
+
+    #[test]
+    fn telegram_secret_token_cases() {
+        let Some(f) = fixture("telegram_secret_token_cases.json") else {
+            return;
+        };
+        let mut checked = 0;
+        for case in f["cases"].as_array().unwrap() {
+            // A bot without a configured secret has no webhook in conveyor: build refuses it.
+            let Some(secret) = s(case, "configured_secret") else {
+                continue;
+            };
+            let expect = s(case, "expect").unwrap();
+            let result = telegram_secret_token(secret, s(case, "request_header"));
+            assert_eq!(result.is_ok(), expect.starts_with("accept"), "{case}");
+            checked += 1;
+        }
+        assert_eq!(checked, 3);
+        assert_eq!(
+            telegram_secret_token("SecretToken", Some("SecretToken2")),
+            Err(VerifyError::Mismatch)
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 mod hooks;
 mod slack;
+mod telegram;
 
 use crate::app::App;
 use crate::channels::web;
@@ -99,6 +100,7 @@ pub fn router(app: App) -> Router {
         .route("/hooks/{name}", post(hooks::post_hook))
         .route("/hooks/{name}/deliveries/{key}", get(hooks::get_delivery))
         .route("/slack/events", post(slack::post_events))
+        .route("/telegram/webhook", post(telegram::post_webhook))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -332,7 +334,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     let allowed = match uri.path() {
         "/v1/messages" => "POST",
         p if p.starts_with("/hooks/") && !p.contains("/deliveries/") => "POST",
-        "/slack/events" => "POST",
+        "/slack/events" | "/telegram/webhook" => "POST",
         _ => "GET",
     };
     let mut response = ApiError(Error::BadInput(format!(

@@ -7,5 +7,6 @@ mod slack;
 mod store;
 #[path = "../support/mod.rs"]
 mod support;
+mod telegram;
 mod tools;
 mod webhooks;

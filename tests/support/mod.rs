@@ -5,3 +5,4 @@ pub mod gemini;
 pub mod llm_fake;
 pub mod openai;
 pub mod slack;
+pub mod telegram;

@@ -1,0 +1,450 @@
+//! Telegram, black-box: `POST /telegram/webhook` through `router()` + `oneshot`, long polling
+//! against a fake `getUpdates`, the real updates in `../shared/fixtures/telegram`, and a fake
+//! Bot API (`tests/support/telegram.rs`) that records what conveyor sends back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use conveyor::app::App;
+use conveyor::channels::telegram::{ReplyTarget, TelegramConfig, TelegramMode, to_html};
+use conveyor::config::{Config, Rate};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::support::telegram::FakeTelegram;
+
+const TOKEN: &str = "123456:TEST-token";
+const SECRET: &str = "Secret_Token-1";
+const BOT: &str = "conveyor_test_bot";
+const WAIT: Duration = Duration::from_secs(10);
+const QUESTION: &str = "How do I request a refund?";
+
+fn fixtures() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/telegram");
+    if dir.join("teloxide_tests/private_text.json").exists() {
+        Some(dir)
+    } else {
+        println!("skipped: {} is absent", dir.display());
+        None
+    }
+}
+
+fn fixture(dir: &Path, name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+}
+
+/// The private text fixture with another update id and text.
+fn private(dir: &Path, update_id: i64, text: &str) -> Value {
+    let mut u = fixture(dir, "teloxide_tests/private_text.json");
+    u["update_id"] = json!(update_id);
+    u["message"]["text"] = json!(text);
+    u
+}
+
+/// The supergroup fixture (a reply in a group) with another update id and text.
+fn group(dir: &Path, update_id: i64, text: &str) -> Value {
+    let mut u = fixture(
+        dir,
+        "teloxide_tests/supergroup_forum_thread_bot_command_reply.json",
+    );
+    u["update_id"] = json!(update_id);
+    u["message"]["text"] = json!(text);
+    u["message"]["entities"] = json!([]);
+    u
+}
+
+/// Fields drop in order: the app (and its index) before the folder it lives in.
+struct Harness {
+    app: App,
+    router: Router,
+    fake: FakeTelegram,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn start(mode: TelegramMode) -> Self {
+        let fake = FakeTelegram::start(BOT).await;
+        let dir = tempfile::tempdir().unwrap();
+        conveyor::init::init(dir.path(), false).await.unwrap();
+        let path = dir.path().join("conveyor.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut config =
+            Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
+        config.limits.per_user = Rate::Off;
+        config.limits.per_conversation = Rate::Off;
+        config.channels.telegram = Some(TelegramConfig {
+            token_env: "TEST_TELEGRAM_TOKEN".into(),
+            mode,
+            secret_token_env: Some("TEST_TELEGRAM_SECRET".into()),
+            api_url: fake.url.clone(),
+            // Learned from getMe.
+            bot_username: None,
+        });
+        let env = |name: &str| match name {
+            "TEST_TELEGRAM_TOKEN" => Some(TOKEN.to_string()),
+            "TEST_TELEGRAM_SECRET" => Some(SECRET.to_string()),
+            _ => None,
+        };
+        let app = App::build_with_env(config, &env).await.unwrap();
+        let router = conveyor::http::router(app.clone());
+        Self {
+            app,
+            router,
+            fake,
+            _dir: dir,
+        }
+    }
+
+    async fn post(&self, secret: Option<&str>, body: &Value) -> StatusCode {
+        let mut req = Request::post("/telegram/webhook").header("content-type", "application/json");
+        if let Some(s) = secret {
+            req = req.header("x-telegram-bot-api-secret-token", s);
+        }
+        self.router
+            .clone()
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// Waits for every reply task to finish.
+    async fn settle(&self) {
+        self.app.tasks.close();
+        tokio::time::timeout(WAIT, self.app.tasks.wait())
+            .await
+            .unwrap();
+        self.app.tasks.reopen();
+    }
+
+    fn sends(&self) -> Vec<Value> {
+        self.fake
+            .calls_of("sendMessage")
+            .into_iter()
+            .map(|c| c.body)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_private_message_gets_one_cited_reply_to_it() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let status = h
+        .post(Some(SECRET), &private(&dir, 306197398, QUESTION))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    h.fake.wait_for("sendMessage", 1, WAIT).await;
+    h.settle().await;
+    let sends = h.sends();
+    assert_eq!(sends.len(), 1, "{:?}", h.fake.calls());
+    let m = &sends[0];
+    assert_eq!(m["chat_id"], 408258968);
+    assert_eq!(m["reply_to_message_id"], 154);
+    assert_eq!(m["parse_mode"], "HTML");
+    assert!(m.get("message_thread_id").is_none());
+    let text = m["text"].as_str().unwrap();
+    assert!(text.contains("[1]"), "no citation marker: {text}");
+    assert!(text.contains("refund-policy.md"), "no source: {text}");
+    assert!(!text.contains("**"), "Markdown bold left in: {text}");
+    let typing = h.fake.calls_of("sendChatAction");
+    assert!(!typing.is_empty());
+    assert_eq!(typing[0].body["action"], "typing");
+    assert!(h.fake.calls().iter().all(|c| c.token == TOKEN));
+    assert!(
+        h.app
+            .store
+            .egress_pending("telegram")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn groups_are_answered_only_when_addressed() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start(TelegramMode::Webhook).await;
+    // The fixture as it is (`/report`) and plain chatter: not for us.
+    let as_is = fixture(
+        &dir,
+        "teloxide_tests/supergroup_forum_thread_bot_command_reply.json",
+    );
+    assert_eq!(h.post(Some(SECRET), &as_is).await, StatusCode::OK);
+    assert_eq!(
+        h.post(Some(SECRET), &group(&dir, 1, QUESTION)).await,
+        StatusCode::OK
+    );
+    h.settle().await;
+    assert!(h.sends().is_empty(), "{:?}", h.sends());
+
+    let mut mention = group(&dir, 2, &format!("@{BOT} {QUESTION}"));
+    mention["message"]["entities"] =
+        json!([{"type": "mention", "offset": 0, "length": BOT.len() + 1}]);
+    let mut reply_to_bot = group(&dir, 3, "and what about refunds?");
+    reply_to_bot["message"]["reply_to_message"]["from"] =
+        json!({"id": 777000111, "is_bot": true, "first_name": "Conveyor", "username": BOT});
+    let ask = group(&dir, 4, &format!("/ask {QUESTION}"));
+    let ask_at = group(&dir, 5, &format!("/ask@{BOT} {QUESTION}"));
+    let ask_other = group(&dir, 6, &format!("/ask@other_bot {QUESTION}"));
+    for u in [&mention, &reply_to_bot, &ask, &ask_at, &ask_other] {
+        assert_eq!(h.post(Some(SECRET), u).await, StatusCode::OK);
+    }
+    h.fake.wait_for("sendMessage", 4, WAIT).await;
+    h.settle().await;
+    let sends = h.sends();
+    assert_eq!(sends.len(), 4, "{sends:?}");
+    for m in &sends {
+        assert_eq!(m["chat_id"], -1001293752024_i64);
+        assert_eq!(m["reply_to_message_id"], 134546);
+        // A reply chain in a plain supergroup is not a forum topic.
+        assert!(m.get("message_thread_id").is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_forum_topic_is_answered_in_its_topic() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let mut message = fixture(
+        &dir,
+        "teloxide_tests/message_objects/supergroup_forum_topic_message.json",
+    );
+    message["text"] = json!(format!("/ask {QUESTION}"));
+    let update = json!({"update_id": 42, "message": message});
+    assert_eq!(h.post(Some(SECRET), &update).await, StatusCode::OK);
+    h.fake.wait_for("sendMessage", 1, WAIT).await;
+    h.settle().await;
+    let sends = h.sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0]["message_thread_id"], 4);
+    assert_eq!(sends[0]["reply_to_message_id"], 5);
+    assert_eq!(
+        h.fake.calls_of("sendChatAction")[0].body["message_thread_id"],
+        4
+    );
+}
+
+#[tokio::test]
+async fn the_same_update_twice_gets_one_reply() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let update = private(&dir, 77, QUESTION);
+    assert_eq!(h.post(Some(SECRET), &update).await, StatusCode::OK);
+    assert_eq!(h.post(Some(SECRET), &update).await, StatusCode::OK);
+    h.settle().await;
+    assert_eq!(h.post(Some(SECRET), &update).await, StatusCode::OK);
+    h.settle().await;
+    assert_eq!(h.sends().len(), 1, "{:?}", h.sends());
+}
+
+#[tokio::test]
+async fn unknown_and_unanswered_update_kinds_get_200_and_nothing_is_sent() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start(TelegramMode::Webhook).await;
+    for name in [
+        "teloxide_tests/unknown_update_kind.json",
+        "teloxide_tests/message_reaction.json",
+        "teloxide_tests/message_reaction_count.json",
+        "teloxide_tests/my_chat_member_kicked.json",
+        "teloxide_tests/pinned_message.json",
+        "teloxide_tests/dice.json",
+        "teloxide_tests/supergroup_story.json",
+        "docs_examples/05_edited_message.json",
+        "docs_examples/07_message_audio.json",
+        "docs_examples/10_inline_query.json",
+        "docs_examples/11_chosen_inline_result.json",
+        "docs_examples/12_callback_query.json",
+    ] {
+        let status = h.post(Some(SECRET), &fixture(&dir, name)).await;
+        assert_eq!(status, StatusCode::OK, "{name}");
+    }
+    h.settle().await;
+    assert!(h.sends().is_empty(), "{:?}", h.sends());
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_secret_gets_401_and_nothing_is_processed() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let update = private(&dir, 91, QUESTION);
+    assert_eq!(h.post(None, &update).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.post(Some("NotTheSecretToken"), &update).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(h.post(Some(""), &update).await, StatusCode::UNAUTHORIZED);
+    h.settle().await;
+    assert!(h.fake.calls().is_empty(), "{:?}", h.fake.calls());
+    assert!(
+        h.app
+            .store
+            .ingress_response("telegram:91")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn long_polling_answers_each_update_and_advances_the_offset() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start(TelegramMode::Polling).await;
+    // In polling mode the webhook is not there.
+    assert_eq!(
+        h.post(Some(SECRET), &private(&dir, 1, QUESTION)).await,
+        StatusCode::NOT_FOUND
+    );
+    h.fake.push_update(private(&dir, 500, QUESTION));
+    h.fake
+        .push_update(private(&dir, 501, "What is the refund policy?"));
+    let telegram = h.app.telegram.clone().unwrap();
+    let shutdown = CancellationToken::new();
+    h.app.tasks.spawn(telegram.run_polling(
+        h.app.gateway.clone(),
+        h.app.store.clone(),
+        shutdown.clone(),
+    ));
+    h.fake.wait_for("sendMessage", 2, WAIT).await;
+    // Wait until the fake saw the offset past the last update.
+    let deadline = Instant::now() + WAIT;
+    while !h
+        .fake
+        .calls_of("getUpdates")
+        .iter()
+        .any(|c| c.body["offset"] == 502)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "offset never advanced: {:?}",
+            h.fake.calls_of("getUpdates")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    h.settle().await;
+    let sends = h.sends();
+    assert_eq!(sends.len(), 2, "{sends:?}");
+    assert_eq!(sends[0]["reply_to_message_id"], 154);
+    assert!(h.fake.calls_of("getUpdates").len() >= 2);
+    assert!(
+        h.app
+            .store
+            .egress_pending("telegram")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn target(update_id: i64) -> ReplyTarget {
+    ReplyTarget {
+        update_id,
+        chat_id: 408258968,
+        thread_id: None,
+        message_id: 154,
+    }
+}
+
+#[tokio::test]
+async fn html_in_answers_is_escaped() {
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let telegram = h.app.telegram.clone().unwrap();
+    let html = to_html("if a < b && **c** > d then <script>");
+    telegram
+        .deliver(&h.app.store, "telegram:408258968:0", &target(1), &html)
+        .await
+        .unwrap();
+    let sends = h.sends();
+    assert_eq!(
+        sends[0]["text"],
+        "if a &lt; b &amp;&amp; <b>c</b> &gt; d then &lt;script&gt;"
+    );
+}
+
+#[tokio::test]
+async fn a_429_retry_after_is_honoured_and_the_reply_sent_once() {
+    let h = Harness::start(TelegramMode::Webhook).await;
+    h.fake.rate_limit("sendMessage", 1);
+    let telegram = h.app.telegram.clone().unwrap();
+    let started = Instant::now();
+    telegram
+        .deliver(&h.app.store, "telegram:408258968:0", &target(2), "hello")
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(h.sends().len(), 2, "one refused, one accepted");
+    assert!(
+        h.app
+            .store
+            .egress_pending("telegram")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Delivering it again sends nothing.
+    telegram
+        .deliver(&h.app.store, "telegram:408258968:0", &target(2), "hello")
+        .await
+        .unwrap();
+    assert_eq!(h.sends().len(), 2);
+}
+
+#[tokio::test]
+async fn a_long_answer_is_split_and_each_part_sent_once() {
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let telegram = h.app.telegram.clone().unwrap();
+    let paragraph = "word ".repeat(600);
+    let text = [paragraph.trim(); 4].join("\n\n");
+    telegram
+        .deliver(&h.app.store, "telegram:408258968:0", &target(3), &text)
+        .await
+        .unwrap();
+    let sends = h.sends();
+    assert_eq!(sends.len(), 4);
+    for m in &sends {
+        assert!(m["text"].as_str().unwrap().chars().count() <= 4_096);
+        assert_eq!(m["reply_to_message_id"], 154);
+    }
+    telegram
+        .deliver(&h.app.store, "telegram:408258968:0", &target(3), &text)
+        .await
+        .unwrap();
+    assert_eq!(h.sends().len(), 4);
+}
+
+#[tokio::test]
+async fn channels_telegram_is_read_from_toml_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    conveyor::init::init(dir.path(), false).await.unwrap();
+    let path = dir.path().join("conveyor.toml");
+    let base = std::fs::read_to_string(&path).unwrap();
+    let text = base.clone() + "\n[channels.telegram]\ntoken_env = \"MY_TG_TOKEN\"\n";
+    let config = Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
+    let telegram = config.channels.telegram.clone().unwrap();
+    assert_eq!(telegram.mode, TelegramMode::Polling);
+    assert_eq!(telegram.api_url, "https://api.telegram.org");
+    // A missing token is a start-up error that names the variable.
+    let err = App::build_with_env(config, &|_: &str| None)
+        .await
+        .err()
+        .unwrap();
+    let message = err.to_string();
+    assert!(
+        message.contains("channels.telegram.token_env") && message.contains("MY_TG_TOKEN"),
+        "{message}"
+    );
+    // Webhook mode without a secret token is refused with its path.
+    let webhook = base + "\n[channels.telegram]\ntoken_env = \"T\"\nmode = \"webhook\"\n";
+    let err = Config::from_toml(&webhook, "webhook.toml", dir.path(), &[])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("channels.telegram.secret_token_env"), "{err}");
+}

@@ -1,0 +1,222 @@
+//! A fake Telegram Bot API on `127.0.0.1`: `/bot{token}/{method}` with method names matched
+//! case-insensitively (teloxide sends `SendMessage`, others `sendMessage`). Records every call
+//! with its body (JSON, or form fields as a JSON object); answers `getMe`, `getUpdates` from a
+//! scripted queue honouring `offset`, `sendMessage` with a Message, `sendChatAction` with
+//! `true`, and scripted 429s with `parameters.retry_after`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Map, Value, json};
+
+/// One recorded Bot API call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The token from the path.
+    pub token: String,
+    /// The method as sent (`sendMessage`, `SendMessage`, ...).
+    pub method: String,
+    /// The body: JSON, or form fields as a JSON object.
+    pub body: Value,
+}
+
+impl Call {
+    /// Whether this call is of `method`, ignoring case.
+    pub fn is(&self, method: &str) -> bool {
+        self.method.eq_ignore_ascii_case(method)
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    updates: Vec<Value>,
+    rate_limits: Vec<(String, u64)>,
+    next_message_id: i64,
+}
+
+/// The running fake.
+#[derive(Clone)]
+pub struct FakeTelegram {
+    /// Base URL to put in `channels.telegram.api_url`.
+    pub url: String,
+    /// The bot's username answered by `getMe`.
+    pub username: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeTelegram {
+    /// Starts the fake on an ephemeral port.
+    pub async fn start(username: &str) -> Self {
+        let inner = Arc::new(Mutex::new(Inner {
+            next_message_id: 1000,
+            ..Inner::default()
+        }));
+        let state = (Arc::clone(&inner), username.to_string());
+        let app = Router::new()
+            .route("/{bot}/{method}", post(handle))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url: format!("http://{addr}"),
+            username: username.to_string(),
+            inner,
+        }
+    }
+
+    /// Queues an update for `getUpdates`.
+    pub fn push_update(&self, update: Value) {
+        self.inner.lock().unwrap().updates.push(update);
+    }
+
+    /// Makes the next call of `method` answer 429 with `retry_after` seconds.
+    pub fn rate_limit(&self, method: &str, retry_after: u64) {
+        self.inner
+            .lock()
+            .unwrap()
+            .rate_limits
+            .push((method.to_lowercase(), retry_after));
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
+    /// The calls of `method` (any case) so far.
+    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+        self.calls().into_iter().filter(|c| c.is(method)).collect()
+    }
+
+    /// Waits up to `timeout` until `method` was called at least `n` times.
+    pub async fn wait_for(&self, method: &str, n: usize, timeout: Duration) -> Vec<Call> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let calls = self.calls_of(method);
+            if calls.len() >= n || tokio::time::Instant::now() >= deadline {
+                return calls;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn read_body(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        return json!({});
+    }
+    if let Ok(v) = serde_json::from_slice(bytes) {
+        return v;
+    }
+    // application/x-www-form-urlencoded: good enough for the plain fields tests look at.
+    let text = String::from_utf8_lossy(bytes);
+    let mut map = Map::new();
+    for pair in text.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        map.insert(k.to_string(), Value::String(v.replace('+', " ")));
+    }
+    Value::Object(map)
+}
+
+async fn handle(
+    State((inner, username)): State<(Arc<Mutex<Inner>>, String)>,
+    Path((bot, method)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (response, empty_poll) = answer(&inner, &username, &bot, &method, &body);
+    if empty_poll {
+        // A short "long poll" keeps tests quick without spinning.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    response
+}
+
+fn answer(
+    inner: &Mutex<Inner>,
+    username: &str,
+    bot: &str,
+    method: &str,
+    body: &[u8],
+) -> (Response, bool) {
+    let Some(token) = bot.strip_prefix("bot") else {
+        return (
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"ok": false, "error_code": 404, "description": "Not Found"})),
+            )
+                .into_response(),
+            false,
+        );
+    };
+    let body = read_body(body);
+    let mut inner = inner.lock().unwrap();
+    inner.calls.push(Call {
+        token: token.to_string(),
+        method: method.to_string(),
+        body: body.clone(),
+    });
+    let lower = method.to_lowercase();
+    if let Some(i) = inner.rate_limits.iter().position(|(m, _)| *m == lower) {
+        let (_, secs) = inner.rate_limits.remove(i);
+        let r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({
+                "ok": false,
+                "error_code": 429,
+                "description": format!("Too Many Requests: retry after {secs}"),
+                "parameters": {"retry_after": secs}
+            })),
+        )
+            .into_response();
+        return (r, false);
+    }
+    let result = match lower.as_str() {
+        "getme" => json!({
+            "id": 777_000_111, "is_bot": true, "first_name": "Conveyor", "username": username,
+            "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false
+        }),
+        "getupdates" => {
+            let offset = body.get("offset").and_then(Value::as_i64).unwrap_or(0);
+            // Confirmed updates are forgotten, as Telegram does.
+            inner
+                .updates
+                .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+            let pending = inner.updates.clone();
+            Value::Array(pending)
+        }
+        "sendmessage" => {
+            inner.next_message_id += 1;
+            json!({
+                "message_id": inner.next_message_id,
+                "date": 1_700_000_000,
+                "chat": {"id": body["chat_id"], "type": "private"},
+                "from": {"id": 777_000_111, "is_bot": true, "first_name": "Conveyor", "username": username},
+                "text": body["text"],
+            })
+        }
+        "sendchataction" | "setwebhook" | "deletewebhook" => json!(true),
+        _ => {
+            let r = (
+                StatusCode::NOT_FOUND,
+                Json(json!({"ok": false, "error_code": 404, "description": "Not Found: method not found"})),
+            )
+                .into_response();
+            return (r, false);
+        }
+    };
+    let empty_poll = result.as_array().is_some_and(Vec::is_empty);
+    (
+        Json(json!({"ok": true, "result": result})).into_response(),
+        empty_poll,
+    )
+}
