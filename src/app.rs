@@ -10,6 +10,7 @@ use crate::agent::offline::OfflinePlanner;
 use crate::agent::prompts::Prompts;
 use crate::agent::redact::{Redactor, Vault};
 use crate::agent::tool_loop::{LlmPlanner, LlmPlannerParts};
+use crate::channels::discord::Discord;
 use crate::channels::slack::Slack;
 use crate::channels::telegram::Telegram;
 use crate::channels::webhook::Hooks;
@@ -98,6 +99,8 @@ pub struct App {
     pub hooks: Arc<Hooks>,
     /// The Slack channel, when `[channels.slack]` is configured.
     pub slack: Option<Arc<Slack>>,
+    /// Discord interactions, when `[channels.discord]` is configured.
+    pub discord: Option<Arc<Discord>>,
     /// The Telegram channel, when `[channels.telegram]` is configured.
     pub telegram: Option<Arc<Telegram>>,
     /// Work that must finish even when the request that started it is gone (a client that
@@ -128,6 +131,10 @@ impl App {
         let hooks = Arc::new(Hooks::build(&config.hooks, env)?);
         let slack = match &config.channels.slack {
             Some(c) => Some(Arc::new(Slack::build(c, env)?)),
+            None => None,
+        };
+        let discord = match &config.channels.discord {
+            Some(c) => Some(Arc::new(Discord::build(c, env)?)),
             None => None,
         };
         let telegram = match &config.channels.telegram {
@@ -175,6 +182,7 @@ impl App {
             tools,
             hooks,
             slack,
+            discord,
             telegram,
             tasks: TaskTracker::new(),
         })

@@ -593,6 +593,8 @@ impl<'de> Deserialize<'de> for HumanDuration {
 pub struct ChannelsConfig {
     /// `[channels.slack]`: the Slack Events API.
     pub slack: Option<crate::channels::slack::SlackConfig>,
+    /// `[channels.discord]`: Discord interactions (`POST /discord/interactions`).
+    pub discord: Option<crate::channels::discord::DiscordConfig>,
     /// `[channels.telegram]`: the Telegram Bot API (long polling or webhook).
     pub telegram: Option<crate::channels::telegram::TelegramConfig>,
 }
@@ -889,6 +891,9 @@ impl Config {
         }
         if let Some(slack) = &self.channels.slack {
             slack.validate(&mut problems);
+        }
+        if let Some(discord) = &self.channels.discord {
+            discord.validate(&mut problems);
         }
         if let Some(telegram) = &self.channels.telegram {
             telegram.validate(&mut problems);

@@ -5,11 +5,14 @@
 //! - [`web`]: the chat page served at `/` (it talks to `POST /v1/messages`).
 //! - [`verify`]: constant-time request signature checks shared by every inbound channel.
 //! - [`slack`]: the Slack Events API (`[channels.slack]`, `POST /slack/events`) and replies.
+//! - [`discord`]: Discord interactions (`[channels.discord]`: `POST /discord/interactions`,
+//!   `/ask` answered with follow-ups).
 //! - [`telegram`]: the Telegram Bot API (`[channels.telegram]`: long polling, or
 //!   `POST /telegram/webhook`) and replies.
 //! - [`webhook`]: generic signed webhooks (`[hooks.NAME]`, `POST /hooks/{name}`).
 
 pub mod cli;
+pub mod discord;
 pub mod slack;
 pub mod telegram;
 pub mod verify;

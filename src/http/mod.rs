@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod discord;
 mod hooks;
 mod slack;
 mod telegram;
@@ -101,6 +102,7 @@ pub fn router(app: App) -> Router {
         .route("/hooks/{name}/deliveries/{key}", get(hooks::get_delivery))
         .route("/slack/events", post(slack::post_events))
         .route("/telegram/webhook", post(telegram::post_webhook))
+        .route("/discord/interactions", post(discord::post_interactions))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -334,7 +336,7 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     let allowed = match uri.path() {
         "/v1/messages" => "POST",
         p if p.starts_with("/hooks/") && !p.contains("/deliveries/") => "POST",
-        "/slack/events" | "/telegram/webhook" => "POST",
+        "/slack/events" | "/telegram/webhook" | "/discord/interactions" => "POST",
         _ => "GET",
     };
     let mut response = ApiError(Error::BadInput(format!(

@@ -1,6 +1,7 @@
 mod api;
 mod cli;
 mod common;
+mod discord;
 mod knowledge;
 mod llm;
 mod slack;

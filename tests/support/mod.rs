@@ -1,6 +1,7 @@
 //! Fakes of remote services, speaking their real wire formats on `127.0.0.1`.
 
 pub mod anthropic;
+pub mod discord;
 pub mod gemini;
 pub mod llm_fake;
 pub mod openai;

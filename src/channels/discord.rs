@@ -1,0 +1,446 @@
+//! Discord interactions (`[channels.discord]`): the Ed25519 check of `POST
+//! /discord/interactions`, reading interactions, and the `/ask` answer sent as follow-ups.
+//!
+//! This is the only file that knows serenity's types (the signature [`Verifier`]) and
+//! Discord's JSON. Interactions are read leniently with small serde structs of our own.
+//! Follow-ups are sent with plain reqwest to `{api_base_url}/webhooks/{application_id}/
+//! {interaction_token}` (tests point `api_base_url` at a fake); each part is recorded in the
+//! egress ledger (dedupe key `discord:{interaction id}:{part}`) before it is sent and confirmed
+//! with the returned message id after. The serenity gateway bot is not built yet.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use serenity::interactions_endpoint::Verifier;
+
+use crate::channels::slack::split_message;
+use crate::config::Secret;
+use crate::error::{Error, Result};
+use crate::gateway::Gateway;
+use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
+use crate::store::{NewEgress, Store};
+
+/// Longest Discord message content; longer answers are sent as several follow-ups.
+pub const MAX_MESSAGE_CHARS: usize = 2_000;
+
+/// How often one follow-up is tried when Discord answers 429.
+const MAX_SEND_TRIES: u32 = 4;
+
+/// Longest `retry_after` we honour before giving up on a follow-up (it stays pending).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+fn default_api_base_url() -> String {
+    "https://discord.com/api/v10".into()
+}
+
+/// `[channels.discord]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// The application's public key (hex), from the Developer Portal's General Information.
+    pub public_key: String,
+    /// The application id.
+    pub application_id: String,
+    /// Name of the environment variable holding the bot token; when set, follow-ups carry it.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// The REST API base URL; only tests change it.
+    #[serde(default = "default_api_base_url")]
+    pub api_base_url: String,
+}
+
+impl DiscordConfig {
+    /// Reports every problem with its path.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if let Err(e) = verifier(&self.public_key) {
+            problems.push(e);
+        }
+        if self.application_id.trim().is_empty() {
+            problems.push("channels.discord.application_id: set the application id from the Discord Developer Portal".into());
+        }
+        if !(self.api_base_url.starts_with("https://") || self.api_base_url.starts_with("http://"))
+        {
+            problems.push(format!(
+                "channels.discord.api_base_url: `{}` is not an http(s) URL; leave it out to use https://discord.com/api/v10",
+                self.api_base_url
+            ));
+        }
+    }
+}
+
+fn verifier(public_key: &str) -> std::result::Result<Verifier, String> {
+    let bad = |why: &str| {
+        format!(
+            "channels.discord.public_key: {why}; copy the application's public key (64 hex characters) from the Discord Developer Portal"
+        )
+    };
+    let bytes = hex::decode(public_key.trim()).map_err(|_| bad("not hex"))?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| bad("not 32 bytes (64 hex characters)"))?;
+    Verifier::try_new(key).map_err(|_| bad("not a valid Ed25519 public key"))
+}
+
+/// What a verified interaction asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Interaction {
+    /// PING: answer `{"type":1}`.
+    Ping,
+    /// `/ask`: answer deferred, then follow up.
+    Ask(Box<(Inbound, FollowUp)>),
+    /// Anything else: answered with an ephemeral note, not processed.
+    Unsupported,
+}
+
+/// Where follow-ups go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    /// The interaction's id: the idempotency key.
+    pub interaction_id: String,
+    /// The interaction token (valid for 15 minutes).
+    pub token: String,
+}
+
+#[derive(Deserialize)]
+struct RawInteraction {
+    id: String,
+    #[serde(rename = "type")]
+    kind: u8,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    data: Option<RawData>,
+    #[serde(default)]
+    guild_id: Option<String>,
+    #[serde(default)]
+    channel_id: Option<String>,
+    #[serde(default)]
+    channel: Option<RawChannel>,
+    #[serde(default)]
+    member: Option<RawMember>,
+    #[serde(default)]
+    user: Option<RawUser>,
+}
+
+#[derive(Deserialize)]
+struct RawData {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    options: Vec<RawOption>,
+}
+
+#[derive(Deserialize)]
+struct RawOption {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    value: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawChannel {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct RawMember {
+    #[serde(default)]
+    user: Option<RawUser>,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    id: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    global_name: Option<String>,
+}
+
+/// Reads a verified interaction body.
+pub fn parse(body: &[u8]) -> Result<Interaction> {
+    let raw: RawInteraction = serde_json::from_slice(body)
+        .map_err(|e| Error::BadInput(format!("the Discord interaction cannot be read ({e})")))?;
+    match raw.kind {
+        1 => return Ok(Interaction::Ping),
+        2 => {}
+        _ => return Ok(Interaction::Unsupported),
+    }
+    let Some(data) = raw.data.filter(|d| d.name == "ask") else {
+        return Ok(Interaction::Unsupported);
+    };
+    let string_of = |o: &RawOption| o.value.as_ref().and_then(Value::as_str).map(str::to_string);
+    let question = data
+        .options
+        .iter()
+        .find(|o| o.name == "question")
+        .and_then(string_of)
+        .or_else(|| data.options.iter().find_map(string_of))
+        .unwrap_or_default();
+    if question.trim().is_empty() {
+        return Ok(Interaction::Unsupported);
+    }
+    let channel_id = raw
+        .channel_id
+        .or(raw.channel.map(|c| c.id))
+        .unwrap_or_else(|| "unknown".into());
+    let scope = raw.guild_id.unwrap_or_else(|| "dm".into());
+    let user = raw
+        .member
+        .and_then(|m| m.user)
+        .or(raw.user)
+        .map(|u| UserRef {
+            id: u.id,
+            name: u.global_name.or(u.username),
+        })
+        .unwrap_or_else(|| UserRef {
+            id: "unknown".into(),
+            name: None,
+        });
+    let inbound = Inbound {
+        idempotency_key: raw.id.clone(),
+        conversation: ConversationKey::new(Channel::Discord, format!("{scope}:{channel_id}")),
+        user,
+        text: question,
+        attachments: Vec::new(),
+    };
+    Ok(Interaction::Ask(Box::new((
+        inbound,
+        FollowUp {
+            interaction_id: raw.id,
+            token: raw.token,
+        },
+    ))))
+}
+
+/// Discord renders Markdown itself: the answer, then its sources.
+pub fn render(out: &Outbound) -> String {
+    let mut text = out.text.clone();
+    if !out.citations.is_empty() {
+        text.push_str("\n\n**Sources**");
+        for c in &out.citations {
+            if c.source.starts_with("http://") || c.source.starts_with("https://") {
+                text.push_str(&format!("\n[{}] [{}](<{}>)", c.n, c.title, c.source));
+            } else {
+                text.push_str(&format!("\n[{}] {} ({})", c.n, c.title, c.source));
+            }
+        }
+    }
+    text
+}
+
+/// Splits `text` into follow-ups of at most [`MAX_MESSAGE_CHARS`] characters, at paragraph
+/// boundaries when it can.
+pub fn split_content(text: &str) -> Vec<String> {
+    split_message(text, MAX_MESSAGE_CHARS)
+}
+
+/// The running Discord interactions channel.
+pub struct Discord {
+    verifier: Verifier,
+    application_id: String,
+    token: Option<Secret>,
+    api_base_url: String,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Discord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discord")
+            .field("application_id", &self.application_id)
+            .field("api_base_url", &self.api_base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Discord {
+    /// Checks the public key and reads the bot token named by `config` through `env`.
+    pub fn build(config: &DiscordConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let verifier = verifier(&config.public_key).map_err(Error::Config)?;
+        if config.application_id.trim().is_empty() {
+            return Err(Error::Config(
+                "channels.discord.application_id: set the application id".into(),
+            ));
+        }
+        let token = match &config.token_env {
+            Some(name) => Some(Secret::from_lookup(
+                name,
+                "channels.discord.token_env",
+                env,
+            )?),
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Error::internal("building the Discord HTTP client", e))?;
+        Ok(Self {
+            verifier,
+            application_id: config.application_id.trim().to_string(),
+            token,
+            api_base_url: config.api_base_url.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// Checks `X-Signature-Ed25519` over `X-Signature-Timestamp || body`.
+    pub fn verify(&self, signature: Option<&str>, timestamp: Option<&str>, body: &[u8]) -> bool {
+        match (signature, timestamp) {
+            (Some(sig), Some(ts)) => self.verifier.verify(sig, ts, body).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Answers one `/ask`: the gateway's answer, sent as follow-ups.
+    pub async fn respond(&self, gateway: &Gateway, store: &Store, inbound: Inbound, to: FollowUp) {
+        let conversation = inbound.conversation.as_storage_key();
+        let answer = format!("discord:{}", to.interaction_id);
+        let notice = format!("discord:{}:notice", to.interaction_id);
+        let (text, key) = match gateway.handle(inbound).await {
+            Ok(out) => (render(&out), answer),
+            Err(Error::RateLimited { message, .. }) => (message, notice),
+            Err(e) => {
+                tracing::warn!(error = %e, "answering a Discord /ask failed");
+                (
+                    "Sorry, I could not answer that right now; please try again in a minute."
+                        .to_string(),
+                    notice,
+                )
+            }
+        };
+        if let Err(e) = self.deliver(store, &conversation, &to, &text, &key).await {
+            tracing::warn!(error = %e, "sending a Discord follow-up failed");
+        }
+    }
+
+    async fn deliver(
+        &self,
+        store: &Store,
+        conversation: &str,
+        to: &FollowUp,
+        text: &str,
+        key: &str,
+    ) -> Result<()> {
+        for (i, part) in split_content(text).iter().enumerate() {
+            let dedupe_key = format!("{key}:{}", i + 1);
+            let payload = json!({"content": part, "allowed_mentions": {"parse": []}});
+            let Some(id) = store
+                .egress_record_new(&NewEgress {
+                    channel: Channel::Discord.as_str().into(),
+                    conversation: conversation.into(),
+                    dedupe_key: dedupe_key.clone(),
+                    payload: payload.clone(),
+                })
+                .await?
+            else {
+                tracing::info!(
+                    dedupe_key,
+                    "follow-up already recorded; not sending it again"
+                );
+                continue;
+            };
+            self.send_recorded(store, &id, to, &payload).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_recorded(
+        &self,
+        store: &Store,
+        id: &str,
+        to: &FollowUp,
+        payload: &Value,
+    ) -> Result<()> {
+        let url = format!(
+            "{}/webhooks/{}/{}",
+            self.api_base_url, self.application_id, to.token
+        );
+        for _ in 0..MAX_SEND_TRIES {
+            store.egress_attempt(id).await?;
+            let mut request = self.http.post(&url).json(payload);
+            if let Some(token) = &self.token {
+                request = request.header("authorization", format!("Bot {}", token.expose()));
+            }
+            // The URL holds the interaction token: keep it out of the error.
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Error::Upstream(format!("Discord follow-up: {}", e.without_url())))?;
+            let status = response.status();
+            let answer: Value = response.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                let remote = answer.get("id").and_then(Value::as_str);
+                return store.egress_confirm(id, remote).await;
+            }
+            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                let wait = Duration::from_secs_f64(
+                    answer
+                        .get("retry_after")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(1.0)
+                        .clamp(0.0, 3_600.0),
+                );
+                if wait > MAX_RETRY_AFTER {
+                    break;
+                }
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Err(Error::Upstream(format!(
+                "Discord refused a follow-up (HTTP {status})"
+            )));
+        }
+        Err(Error::Upstream(
+            "Discord kept rate-limiting the follow-up; it stays pending".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn long_answers_split_into_parts_of_at_most_2000_chars() {
+        let paragraph = "é".repeat(900);
+        let text = vec![paragraph.clone(); 5].join("\n\n");
+        let parts = split_content(&text);
+        assert!(parts.len() >= 3, "{}", parts.len());
+        assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
+        let joined: String = parts.concat();
+        assert_eq!(
+            joined.chars().filter(|c| *c == 'é').count(),
+            4_500,
+            "nothing lost"
+        );
+        let one = "x".repeat(4_500);
+        let parts = split_content(&one);
+        assert_eq!(parts.len(), 3);
+        assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
+        assert_eq!(split_content("short"), vec!["short".to_string()]);
+    }
+
+    #[test]
+    fn a_bad_public_key_is_a_config_error_naming_the_key() {
+        let e = verifier("zz").err().unwrap();
+        assert!(e.contains("channels.discord.public_key"), "{e}");
+        assert!(
+            verifier("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").is_ok()
+        );
+    }
+
+    #[test]
+    fn ask_reads_the_question_and_the_conversation() {
+        let body = br#"{"id":"9","type":2,"token":"t","guild_id":"g","channel_id":"c","member":{"user":{"id":"u"}},"data":{"name":"ask","options":[{"name":"question","type":3,"value":"hi?"}]}}"#;
+        let Interaction::Ask(ask) = parse(body).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(ask.0.text, "hi?");
+        assert_eq!(ask.0.conversation.id, "g:c");
+        assert_eq!(ask.0.user.id, "u");
+        assert_eq!(ask.1.interaction_id, "9");
+    }
+}
