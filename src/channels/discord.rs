@@ -18,8 +18,9 @@ use crate::channels::slack::split_message;
 use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
+use crate::gateway::egress::record_once;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
-use crate::store::{NewEgress, Store};
+use crate::store::Store;
 
 /// Longest Discord message content; longer answers are sent as several follow-ups.
 pub const MAX_MESSAGE_CHARS: usize = 2_000;
@@ -326,19 +327,9 @@ impl Discord {
         for (i, part) in split_content(text).iter().enumerate() {
             let dedupe_key = format!("{key}:{}", i + 1);
             let payload = json!({"content": part, "allowed_mentions": {"parse": []}});
-            let Some(id) = store
-                .egress_record_new(&NewEgress {
-                    channel: Channel::Discord.as_str().into(),
-                    conversation: conversation.into(),
-                    dedupe_key: dedupe_key.clone(),
-                    payload: payload.clone(),
-                })
-                .await?
+            let Some(id) =
+                record_once(store, Channel::Discord, conversation, &dedupe_key, &payload).await?
             else {
-                tracing::info!(
-                    dedupe_key,
-                    "follow-up already recorded; not sending it again"
-                );
                 continue;
             };
             self.send_recorded(store, &id, to, &payload).await?;

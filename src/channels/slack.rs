@@ -15,8 +15,9 @@ use crate::channels::verify::{self, VerifyError};
 use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
+use crate::gateway::egress::record_once;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
-use crate::store::{NewEgress, Store};
+use crate::store::Store;
 
 /// Longest Slack message we send; longer replies are split at paragraph boundaries.
 pub const MAX_MESSAGE_CHARS: usize = 3_000;
@@ -574,16 +575,9 @@ impl Slack {
                 "thread_ts": to.thread_ts,
                 "text": part,
             });
-            let Some(id) = store
-                .egress_record_new(&NewEgress {
-                    channel: Channel::Slack.as_str().into(),
-                    conversation: conversation.into(),
-                    dedupe_key: dedupe_key.clone(),
-                    payload: payload.clone(),
-                })
-                .await?
+            let Some(id) =
+                record_once(store, Channel::Slack, conversation, &dedupe_key, &payload).await?
             else {
-                tracing::info!(dedupe_key, "reply already recorded; not sending it again");
                 continue;
             };
             self.send_recorded(store, &id, &payload).await?;

@@ -21,8 +21,9 @@ use crate::channels::verify::{self, VerifyError};
 use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
+use crate::gateway::egress::record_once;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
-use crate::store::{NewEgress, Store};
+use crate::store::Store;
 
 /// Longest Telegram message text; longer replies are split at paragraph boundaries.
 pub const MAX_MESSAGE_CHARS: usize = 4_096;
@@ -608,16 +609,15 @@ impl Telegram {
             if let Some(thread) = to.thread_id {
                 payload["message_thread_id"] = json!(thread);
             }
-            let Some(id) = store
-                .egress_record_new(&NewEgress {
-                    channel: Channel::Telegram.as_str().into(),
-                    conversation: conversation.into(),
-                    dedupe_key: dedupe_key.clone(),
-                    payload: payload.clone(),
-                })
-                .await?
+            let Some(id) = record_once(
+                store,
+                Channel::Telegram,
+                conversation,
+                &dedupe_key,
+                &payload,
+            )
+            .await?
             else {
-                tracing::info!(dedupe_key, "reply already recorded; not sending it again");
                 continue;
             };
             self.send_recorded(store, &id, to.chat_id, &payload).await?;

@@ -8,6 +8,7 @@
 //! 4. the message is stored, the last turns are loaded, the planner answers, the answer is
 //!    stored and recorded in the ledger against the key.
 
+pub mod egress;
 pub mod order;
 pub mod ratelimit;
 
