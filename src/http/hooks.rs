@@ -86,19 +86,12 @@ pub(super) async fn post_hook(
         HookReply::Sync => {
             // A tracked task, as for /v1/messages: the answer is recorded even when the sender
             // gives up waiting, so its retry gets it.
-            let work = app
-                .tasks
-                .spawn(async move { gateway.handle(inbound).await });
-            let timeout = app.config.server.request_timeout.0;
-            let out = tokio::time::timeout(timeout, work)
-                .await
-                .map_err(|_| {
-                    Error::Upstream(format!(
-                        "answering took longer than server.request_timeout ({}); resend the delivery to get the answer once it is ready",
-                        app.config.server.request_timeout
-                    ))
-                })?
-                .map_err(|e| Error::internal("answering a webhook", e))??;
+            let out = super::answer_tracked(
+                &app,
+                inbound,
+                "resend the delivery to get the answer once it is ready",
+            )
+            .await?;
             Ok(Json(response(out, key, name)).into_response())
         }
         HookReply::Async => {

@@ -244,24 +244,38 @@ async fn post_message(
         text: req.text,
         attachments: Vec::new(),
     };
-    // The answer runs as its own tracked task: if the client goes away or the timeout fires,
-    // it still finishes and records its answer in the ledger, so a retry with the same key
-    // gets it instead of finding the key stuck mid-processing.
+    let out = answer_tracked(
+        &app,
+        inbound,
+        "retry with the same Idempotency-Key to get the answer once it is ready",
+    )
+    .await?;
+    Ok(Json(MessageResponse::new(out, key)))
+}
+
+/// Answers `inbound` as its own tracked task and waits for it up to `server.request_timeout`.
+/// If the client goes away or the timeout fires, the task still finishes and records its
+/// answer in the ledger, so a retry with the same key gets it instead of finding the key stuck
+/// mid-processing. `retry_hint` tells the caller how to retry after a timeout.
+pub(crate) async fn answer_tracked(
+    app: &App,
+    inbound: Inbound,
+    retry_hint: &str,
+) -> Result<Outbound, Error> {
     let gateway = std::sync::Arc::clone(&app.gateway);
     let work = app
         .tasks
         .spawn(async move { gateway.handle(inbound).await });
     let timeout = app.config.server.request_timeout.0;
-    let out = tokio::time::timeout(timeout, work)
+    tokio::time::timeout(timeout, work)
         .await
         .map_err(|_| {
             Error::Upstream(format!(
-                "answering took longer than server.request_timeout ({}); retry with the same Idempotency-Key to get the answer once it is ready",
+                "answering took longer than server.request_timeout ({}); {retry_hint}",
                 app.config.server.request_timeout
             ))
         })?
-        .map_err(|e| Error::internal("answering a message", e))??;
-    Ok(Json(MessageResponse::new(out, key)))
+        .map_err(|e| Error::internal("answering a message", e))?
 }
 
 async fn get_chunk(
