@@ -184,20 +184,7 @@ impl Store {
     /// Records a reply as `pending` before it is sent and returns its id. Recording the same
     /// `dedupe_key` again returns the existing row's id and changes nothing.
     pub async fn egress_record(&self, e: &NewEgress) -> Result<String> {
-        let inserted: Option<String> = sqlx::query_scalar(
-            "INSERT INTO egress (id, channel, conversation, dedupe_key, payload, state, attempts, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6) \
-             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-        )
-        .bind(new_id())
-        .bind(&e.channel)
-        .bind(&e.conversation)
-        .bind(&e.dedupe_key)
-        .bind(e.payload.to_string())
-        .bind(now_ms())
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(db_err("recording an outbound message"))?;
+        let inserted = self.egress_record_new(e).await?;
         if let Some(id) = inserted {
             return Ok(id);
         }
