@@ -165,13 +165,16 @@ impl App {
                 },
             )?),
         };
-        let gateway = Arc::new(Gateway::new(
-            store.clone(),
-            planner,
-            Arc::clone(&metrics),
-            config.gateway.clone(),
-            &config.limits,
-        ));
+        let gateway = Arc::new(
+            Gateway::new(
+                store.clone(),
+                planner,
+                Arc::clone(&metrics),
+                config.gateway.clone(),
+                &config.limits,
+            )
+            .with_access(config.access.clone()),
+        );
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -186,6 +189,26 @@ impl App {
             telegram,
             tasks: TaskTracker::new(),
         })
+    }
+}
+
+impl App {
+    /// The channels whose unconfirmed replies the resender sends again.
+    pub fn outboxes(&self) -> Vec<Arc<dyn crate::gateway::egress::Resend>> {
+        let mut out: Vec<Arc<dyn crate::gateway::egress::Resend>> = Vec::new();
+        if let Some(slack) = &self.slack {
+            out.push(Arc::clone(slack) as Arc<dyn crate::gateway::egress::Resend>);
+        }
+        out
+    }
+
+    /// The egress resender over [`App::outboxes`].
+    pub fn resender(&self) -> crate::gateway::egress::Resender {
+        crate::gateway::egress::Resender::new(
+            self.store.clone(),
+            self.outboxes(),
+            &self.config.gateway,
+        )
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Config {
     pub hooks: BTreeMap<String, HookConfig>,
     /// Chat platforms: `[channels.slack]`, ...
     pub channels: ChannelsConfig,
+    /// Who may talk to the bot on each chat platform: `[access.slack]`, ...
+    pub access: crate::gateway::access::AccessConfig,
     /// Folder the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -364,6 +366,13 @@ pub struct GatewayConfig {
     pub ingress_lease: HumanDuration,
     /// How long a duplicate request waits for the first one's answer before giving up.
     pub duplicate_wait: HumanDuration,
+    /// How often replies left unconfirmed (crash, platform errors) are sent again.
+    pub egress_retry_every: HumanDuration,
+    /// Send attempts after which a reply is given up on (marked `failed`).
+    pub egress_max_attempts: u32,
+    /// A reply older than this is not sent any more (an answer hours late confuses more than
+    /// it helps); it is marked `failed`.
+    pub egress_max_age: HumanDuration,
 }
 
 impl Default for GatewayConfig {
@@ -372,6 +381,9 @@ impl Default for GatewayConfig {
             history_turns: 10,
             ingress_lease: HumanDuration(Duration::from_secs(120)),
             duplicate_wait: HumanDuration(Duration::from_secs(30)),
+            egress_retry_every: HumanDuration(Duration::from_secs(30)),
+            egress_max_attempts: 8,
+            egress_max_age: HumanDuration(Duration::from_secs(3600)),
         }
     }
 }
@@ -898,6 +910,7 @@ impl Config {
         if let Some(telegram) = &self.channels.telegram {
             telegram.validate(&mut problems);
         }
+        self.access.validate(&mut problems);
         if self.llm.provider != LlmProvider::Offline
             && self.llm.turn_timeout.0 >= self.server.request_timeout.0
         {

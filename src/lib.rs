@@ -28,6 +28,7 @@ pub mod app;
 pub mod bench;
 pub mod channels;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod gateway;
 pub mod http;

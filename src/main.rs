@@ -114,6 +114,50 @@ enum Command {
         #[command(subcommand)]
         what: AuditCommand,
     },
+    /// Who may talk to the bot: approve pairing codes, list, grant and revoke access.
+    Access {
+        #[command(subcommand)]
+        what: AccessCommand,
+    },
+    /// Check the configuration, the store, the index and every configured channel (secrets
+    /// present and well-formed, the platforms' APIs reachable), with advice for each problem.
+    Doctor {
+        /// Do not contact the chat platforms; check only what is local.
+        #[arg(long)]
+        offline: bool,
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Let in the user who was given CODE (as printed to them by the bot).
+    Approve {
+        /// The pairing code, like ABCD-2345 (case and dashes do not matter).
+        code: String,
+    },
+    /// Show who was let in and the codes waiting for approval.
+    List {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a user in directly, by platform user id.
+    Grant {
+        /// slack, discord or telegram.
+        channel: String,
+        /// The platform's user id (Slack U…, a Discord or Telegram number).
+        user: String,
+    },
+    /// Take a user's access away (users listed in [access.*] users stay allowed).
+    Revoke {
+        /// slack, discord or telegram.
+        channel: String,
+        /// The platform's user id.
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,6 +301,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Tools { what } => tools(&cli.config, what).await,
         Command::Audit { what } => audit(&cli.config, what).await,
+        Command::Access { what } => access(&cli.config, what).await,
+        Command::Doctor { offline, json } => {
+            let report = conveyor::doctor::run(&cli.config, !offline).await;
+            if json {
+                out!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                for check in &report.checks {
+                    out!("{}", check);
+                }
+                out!("\n{}", report.summary());
+            }
+            Ok(if report.failed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Init { dir, force } => {
             let report = conveyor::init::init(&dir, force).await?;
             out!(
@@ -616,6 +680,108 @@ async fn audit(config_path: &Path, what: AuditCommand) -> Result<ExitCode> {
     Ok(code)
 }
 
+fn login_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "admin".into())
+}
+
+fn platform(channel: &str) -> Result<&'static str> {
+    match channel {
+        "slack" => Ok("slack"),
+        "discord" => Ok("discord"),
+        "telegram" => Ok("telegram"),
+        other => Err(Error::BadInput(format!(
+            "unknown platform `{other}`; use slack, discord or telegram"
+        ))),
+    }
+}
+
+async fn access(config_path: &Path, what: AccessCommand) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let store = conveyor::store::Store::connect(&config.store_url()?).await?;
+    let result = async {
+        match what {
+            AccessCommand::Approve { code } => {
+                let grant = store.pairing_approve(&code, &login_name()).await?;
+                out!(
+                    "Approved: {} user {}{} may now talk to the bot.",
+                    grant.channel,
+                    grant.user_id,
+                    grant
+                        .user_name
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                );
+            }
+            AccessCommand::List { json } => {
+                let grants = store.access_grants().await?;
+                let pending = store.pairing_pending().await?;
+                if json {
+                    out!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"grants": grants, "pending": pending})
+                        )
+                        .unwrap_or_default()
+                    );
+                } else {
+                    out!("Let in ({}):", grants.len());
+                    for g in &grants {
+                        let when = chrono::DateTime::from_timestamp_millis(g.granted_at)
+                            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                            .unwrap_or_default();
+                        out!(
+                            "  {:<9} {:<24} {:<20} {when} by {}",
+                            g.channel,
+                            g.user_id,
+                            g.user_name.as_deref().unwrap_or("-"),
+                            g.granted_by
+                        );
+                    }
+                    out!("Waiting for approval ({}):", pending.len());
+                    for p in &pending {
+                        let left = (p.expires_at - chrono::Utc::now().timestamp_millis()) / 60_000;
+                        out!(
+                            "  {}  {:<9} {:<24} {:<20} expires in {left} min",
+                            p.code,
+                            p.channel,
+                            p.user_id,
+                            p.user_name.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+            }
+            AccessCommand::Grant { channel, user } => {
+                let channel = platform(&channel)?;
+                if store
+                    .access_grant(channel, &user, None, &login_name())
+                    .await?
+                {
+                    out!("Granted: {channel} user {user} may now talk to the bot.");
+                } else {
+                    out!("{channel} user {user} was already let in.");
+                }
+            }
+            AccessCommand::Revoke { channel, user } => {
+                let channel = platform(&channel)?;
+                if store.access_revoke(channel, &user).await? {
+                    out!("Revoked: {channel} user {user} was let in and no longer is.");
+                } else {
+                    return Err(Error::NotFound(format!(
+                        "{channel} user {user} had no grant (see `conveyor access list`)"
+                    )));
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    .await;
+    store.close().await;
+    result
+}
+
 async fn target(config: &Path, server: Option<&str>) -> Result<Target> {
     match server {
         Some(url) => Target::server(url),
@@ -646,6 +812,11 @@ async fn serve(config_path: &Path) -> Result<()> {
             }
         }
     });
+    // Replies recorded but never confirmed (a crash, a platform outage) are sent again.
+    tracker.spawn(
+        app.resender()
+            .run(app.config.gateway.egress_retry_every.0, shutdown.clone()),
+    );
     if let Some(telegram) = app.telegram.clone()
         && telegram.mode() == conveyor::channels::telegram::TelegramMode::Polling
     {

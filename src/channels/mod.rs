@@ -9,12 +9,15 @@
 //!   `/ask` answered with follow-ups).
 //! - [`telegram`]: the Telegram Bot API (`[channels.telegram]`: long polling, or
 //!   `POST /telegram/webhook`) and replies.
+//! - [`telegram_doctor`], [`discord_doctor`]: their `conveyor doctor` checks.
 //! - [`webhook`]: generic signed webhooks (`[hooks.NAME]`, `POST /hooks/{name}`).
 
 pub mod cli;
 pub mod discord;
+pub mod discord_doctor;
 pub mod slack;
 pub mod telegram;
+pub mod telegram_doctor;
 pub mod verify;
 pub mod web;
 pub mod webhook;

@@ -1,12 +1,16 @@
 //! Slack through the Events API: `[channels.slack]`, the event envelope, the Web API calls
-//! (`chat.postMessage`, `reactions.add`, `reactions.remove`) and Markdown → mrkdwn.
+//! (`chat.postMessage`, `reactions.add`, `reactions.remove`), Markdown → mrkdwn, and the
+//! interactivity requests (👍/👎 feedback buttons, the `/conveyor` slash command).
 //!
 //! This is the only file that knows Slack's JSON: an event becomes an [`Inbound`] here, and an
 //! [`Outbound`] becomes Slack messages here. Every reply is recorded in the egress ledger before
 //! it is sent and confirmed after Slack accepted it, so a retried event never posts twice.
 
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -15,9 +19,10 @@ use crate::channels::verify::{self, VerifyError};
 use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
-use crate::gateway::egress::record_once;
+use crate::gateway::access::{Decision, Subject};
+use crate::gateway::egress::{Resend, record_once};
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
-use crate::store::Store;
+use crate::store::{EgressRow, Store};
 
 /// Longest Slack message we send; longer replies are split at paragraph boundaries.
 pub const MAX_MESSAGE_CHARS: usize = 3_000;
@@ -27,6 +32,19 @@ const MAX_SEND_TRIES: u32 = 4;
 
 /// Longest `Retry-After` we honour before giving up on a message (it stays pending).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Slack allows about one message per second per channel, with short bursts; we pace sends to
+/// that so a long, split answer is not rate-limited half-way.
+const PER_CHANNEL_BURST: u32 = 3;
+
+/// `action_id`s of the feedback buttons under an answer.
+const FEEDBACK_UP: &str = "conveyor_feedback_up";
+const FEEDBACK_DOWN: &str = "conveyor_feedback_down";
+
+/// What `/conveyor` or `/conveyor help` answers.
+const COMMAND_HELP: &str = "Ask me about your documents: `/conveyor what is our refund policy?` \
+    (the answer is posted in this channel). You can also mention me in a channel, or write to me \
+    directly.";
 
 fn default_api_base_url() -> String {
     "https://slack.com/api".into()
@@ -47,6 +65,14 @@ pub struct SlackConfig {
     /// in each event's `authorizations`).
     #[serde(default)]
     pub bot_user_id: Option<String>,
+    /// Put 👍/👎 buttons under each answer (needs Interactivity turned on, with the request
+    /// URL `https://YOUR-HOST/slack/interactions`).
+    #[serde(default = "yes")]
+    pub feedback_buttons: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl SlackConfig {
@@ -78,6 +104,8 @@ pub struct Slack {
     /// Unix seconds used for the signature window; 0 means the system clock. Tests set it to
     /// the fixed timestamp of pre-signed fixtures.
     clock: AtomicI64,
+    feedback_buttons: bool,
+    per_channel: DefaultKeyedRateLimiter<String>,
 }
 
 impl std::fmt::Debug for Slack {
@@ -103,6 +131,12 @@ pub struct ReplyTarget {
     /// A reply in a channel thread that does not mention the bot: answered only when conveyor
     /// already takes part in that thread (its conversation has turns).
     pub follow_up: bool,
+    /// The sender's Slack user id (`U…`), for access checks.
+    pub user: String,
+    /// The workspace (`T…`), when Slack gave it.
+    pub team: Option<String>,
+    /// A direct message with the bot.
+    pub direct: bool,
 }
 
 /// A verified request, read.
@@ -240,10 +274,8 @@ pub fn parse(body: &[u8], bot_user_id: Option<&str>) -> Result<Incoming> {
     if text.is_empty() {
         return Ok(Incoming::Ignored("a message without text"));
     }
-    let team = envelope
-        .team_id
-        .or(event.team)
-        .unwrap_or_else(|| "-".into());
+    let team_id = envelope.team_id.or(event.team);
+    let team = team_id.clone().unwrap_or_else(|| "-".into());
     let thread_ts = event.thread_ts.unwrap_or_else(|| ts.clone());
     let inbound = Inbound {
         idempotency_key: event_id.clone(),
@@ -263,6 +295,9 @@ pub fn parse(body: &[u8], bot_user_id: Option<&str>) -> Result<Incoming> {
             ts,
             thread_ts,
             follow_up,
+            user,
+            team: team_id,
+            direct: is_dm,
         },
     ))))
 }
@@ -444,8 +479,10 @@ impl Slack {
             Secret::from_lookup(&config.bot_token_env, "channels.slack.bot_token_env", env)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::internal("building the Slack HTTP client", e))?;
+        let burst = NonZeroU32::new(PER_CHANNEL_BURST).unwrap_or(NonZeroU32::MIN);
         Ok(Self {
             signing_secret,
             bot_token,
@@ -453,6 +490,8 @@ impl Slack {
             bot_user_id: config.bot_user_id.clone(),
             http,
             clock: AtomicI64::new(0),
+            feedback_buttons: config.feedback_buttons,
+            per_channel: RateLimiter::keyed(Quota::per_second(NonZeroU32::MIN).allow_burst(burst)),
         })
     }
 
@@ -514,25 +553,51 @@ impl Slack {
         to: ReplyTarget,
     ) {
         let conversation = inbound.conversation.as_storage_key();
+        let who = Subject {
+            user_id: &to.user,
+            user_name: None,
+            chat: &to.channel,
+            space: to.team.as_deref(),
+            direct: to.direct,
+        };
+        match gateway.check_access(Channel::Slack, &who).await {
+            Ok(Decision::Allow) => {}
+            Ok(Decision::Ignore) => return,
+            Ok(Decision::Reply(text)) => {
+                let key = format!("slack:{}:access", to.event_id);
+                if let Err(e) = self
+                    .deliver_keyed(store, &conversation, &to, &escape(&text), &key, None)
+                    .await
+                {
+                    tracing::warn!(error = %e, "sending a Slack access reply failed");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checking access for a Slack message failed; not answering");
+                return;
+            }
+        }
         self.reaction("reactions.add", &to).await;
         let answer = format!("slack:{}", to.event_id);
         // A failure notice has its own dedupe key: the claim was released, so a later delivery
         // of the same event may still produce (and send) the real answer.
         let notice = format!("slack:{}:notice", to.event_id);
-        let (text, key) = match gateway.handle(inbound).await {
-            Ok(out) => (render(&out), answer),
-            Err(Error::RateLimited { message, .. }) => (escape(&message), notice),
+        let (text, key, feedback) = match gateway.handle(inbound).await {
+            Ok(out) => (render(&out), answer, Some(out.message_id)),
+            Err(Error::RateLimited { message, .. }) => (escape(&message), notice, None),
             Err(e) => {
                 tracing::warn!(error = %e, "answering a Slack message failed");
                 (
                     "Sorry, I could not answer that right now; please try again in a minute."
                         .to_string(),
                     notice,
+                    None,
                 )
             }
         };
         if let Err(e) = self
-            .deliver_keyed(store, &conversation, &to, &text, &key)
+            .deliver_keyed(store, &conversation, &to, &text, &key, feedback.as_deref())
             .await
         {
             tracing::warn!(error = %e, "sending a Slack reply failed");
@@ -552,10 +617,12 @@ impl Slack {
         text: &str,
     ) -> Result<()> {
         let key = format!("slack:{}", to.event_id);
-        self.deliver_keyed(store, conversation, to, text, &key)
+        self.deliver_keyed(store, conversation, to, text, &key, None)
             .await
     }
 
+    /// Sends the parts of `text`; with `feedback` (the stored answer's id) the last part
+    /// carries the 👍/👎 buttons.
     async fn deliver_keyed(
         &self,
         store: &Store,
@@ -563,18 +630,24 @@ impl Slack {
         to: &ReplyTarget,
         text: &str,
         key: &str,
+        feedback: Option<&str>,
     ) -> Result<()> {
-        for (i, part) in split_message(text, MAX_MESSAGE_CHARS).iter().enumerate() {
+        let parts = split_message(text, MAX_MESSAGE_CHARS);
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts.iter().enumerate() {
             let dedupe_key = if i == 0 {
                 key.to_string()
             } else {
                 format!("{key}:{}", i + 1)
             };
-            let payload = json!({
+            let mut payload = json!({
                 "channel": to.channel,
                 "thread_ts": to.thread_ts,
                 "text": part,
             });
+            if i == last {
+                self.add_feedback_buttons(&mut payload, part, feedback);
+            }
             let Some(id) =
                 record_once(store, Channel::Slack, conversation, &dedupe_key, &payload).await?
             else {
@@ -585,8 +658,33 @@ impl Slack {
         Ok(())
     }
 
+    /// Adds the feedback buttons under `text` (when enabled and `message_id` is given).
+    fn add_feedback_buttons(&self, payload: &mut Value, text: &str, message_id: Option<&str>) {
+        let (Some(message_id), true) = (message_id, self.feedback_buttons) else {
+            return;
+        };
+        payload["blocks"] = feedback_blocks(text, message_id);
+    }
+
+    /// Sends one recorded message: into a thread with `chat.postMessage`, or to a slash
+    /// command's `response_url` when the payload has one.
     async fn send_recorded(&self, store: &Store, id: &str, payload: &Value) -> Result<()> {
+        if let Some(url) = payload.get("response_url").and_then(Value::as_str) {
+            store.egress_attempt(id).await?;
+            let mut body = payload.clone();
+            if let Some(o) = body.as_object_mut() {
+                o.remove("response_url");
+            }
+            self.post_response_url(url, &body).await?;
+            return store.egress_confirm(id, None).await;
+        }
+        let channel = payload
+            .get("channel")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         for _ in 0..MAX_SEND_TRIES {
+            self.per_channel.until_key_ready(&channel).await;
             store.egress_attempt(id).await?;
             match self.call("chat.postMessage", payload).await {
                 Ok(Sent::Ok(ts)) => return store.egress_confirm(id, ts.as_deref()).await,
@@ -662,6 +760,472 @@ impl Slack {
             ))
         }
     }
+}
+
+/// The answer as a section with 👍/👎 buttons below; the buttons carry the stored answer's id.
+fn feedback_blocks(text: &str, message_id: &str) -> Value {
+    json!([
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": "conveyor_feedback", "elements": [
+            {"type": "button", "action_id": FEEDBACK_UP, "value": message_id,
+             "text": {"type": "plain_text", "text": "👍", "emoji": true}},
+            {"type": "button", "action_id": FEEDBACK_DOWN, "value": message_id,
+             "text": {"type": "plain_text", "text": "👎", "emoji": true}}
+        ]}
+    ])
+}
+
+/// A verified request to `/slack/interactions` (or `/slack/commands`), read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Interaction {
+    /// A 👍 (`rating` 1) or 👎 (`-1`) on a stored answer.
+    Feedback {
+        /// The stored answer's id (the button's value).
+        message_id: String,
+        /// Who clicked.
+        user: String,
+        /// 1 or -1.
+        rating: i64,
+        /// Where to say thanks (only to the person who clicked).
+        response_url: Option<String>,
+    },
+    /// The `/conveyor` slash command.
+    Command(Box<SlashCommand>),
+    /// Acknowledge and otherwise ignore, with why.
+    Ignored(&'static str),
+}
+
+/// One `/conveyor …` invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlashCommand {
+    /// The question (the text after the command).
+    pub text: String,
+    /// Who ran it.
+    pub user: String,
+    /// Their name, as Slack sent it.
+    pub user_name: Option<String>,
+    /// The workspace.
+    pub team: Option<String>,
+    /// The channel it was run in.
+    pub channel: String,
+    /// Run in a direct message with the bot.
+    pub direct: bool,
+    /// Where the answer goes (valid for 30 minutes, up to 5 times).
+    pub response_url: String,
+    /// Unique per invocation: the idempotency key.
+    pub trigger_id: String,
+}
+
+#[derive(Deserialize)]
+struct CommandForm {
+    command: String,
+    #[serde(default)]
+    text: String,
+    user_id: String,
+    #[serde(default)]
+    user_name: Option<String>,
+    #[serde(default)]
+    team_id: Option<String>,
+    channel_id: String,
+    #[serde(default)]
+    channel_name: Option<String>,
+    response_url: String,
+    trigger_id: String,
+}
+
+#[derive(Deserialize)]
+struct PayloadForm {
+    payload: String,
+}
+
+#[derive(Deserialize)]
+struct BlockActions {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    user: Option<IdOnly>,
+    #[serde(default)]
+    actions: Vec<Action>,
+    #[serde(default)]
+    response_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct Action {
+    #[serde(default)]
+    action_id: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+/// Reads a (verified) interactivity or slash-command request: both are form-encoded; an
+/// interaction has one `payload` field holding JSON, a slash command has `command`.
+pub fn parse_interaction(body: &[u8]) -> Result<Interaction> {
+    if let Ok(form) = serde_urlencoded::from_bytes::<CommandForm>(body) {
+        if form.command.trim_start_matches('/') != "conveyor" {
+            tracing::info!(command = %form.command, "a slash command conveyor does not know");
+        }
+        let direct = form.channel_id.starts_with('D')
+            || form.channel_name.as_deref() == Some("directmessage");
+        return Ok(Interaction::Command(Box::new(SlashCommand {
+            text: form.text.trim().to_string(),
+            user: form.user_id,
+            user_name: form.user_name,
+            team: form.team_id,
+            channel: form.channel_id,
+            direct,
+            response_url: form.response_url,
+            trigger_id: form.trigger_id,
+        })));
+    }
+    let form: PayloadForm = serde_urlencoded::from_bytes(body).map_err(|e| {
+        Error::BadInput(format!(
+            "a Slack interactivity request must be form-encoded with a `payload` field or be a slash command ({e})"
+        ))
+    })?;
+    let payload: BlockActions = serde_json::from_str(&form.payload).map_err(|e| {
+        Error::BadInput(format!(
+            "the Slack interaction payload is not valid JSON ({e})"
+        ))
+    })?;
+    if payload.kind != "block_actions" {
+        return Ok(Interaction::Ignored(
+            "an interaction type conveyor does not handle",
+        ));
+    }
+    let Some(user) = payload.user else {
+        return Ok(Interaction::Ignored("an interaction without a user"));
+    };
+    for action in payload.actions {
+        let rating = match action.action_id.as_str() {
+            FEEDBACK_UP => 1,
+            FEEDBACK_DOWN => -1,
+            _ => continue,
+        };
+        let Some(message_id) = action.value.filter(|v| !v.is_empty()) else {
+            return Ok(Interaction::Ignored("a feedback button without a value"));
+        };
+        return Ok(Interaction::Feedback {
+            message_id,
+            user: user.id,
+            rating,
+            response_url: payload.response_url,
+        });
+    }
+    Ok(Interaction::Ignored("no action conveyor handles"))
+}
+
+impl Slack {
+    /// Reads a verified interactivity or slash-command body.
+    pub fn parse_interaction(&self, body: &[u8]) -> Result<Interaction> {
+        parse_interaction(body)
+    }
+
+    /// What a slash command gets right away: help, an access reply, or `None` when the
+    /// answer follows through `response_url` (see [`Slack::answer_command`]).
+    pub async fn command_ack(
+        &self,
+        gateway: &Gateway,
+        cmd: &SlashCommand,
+    ) -> Result<Option<String>> {
+        let who = Subject {
+            user_id: &cmd.user,
+            user_name: cmd.user_name.as_deref(),
+            chat: &cmd.channel,
+            space: cmd.team.as_deref(),
+            // A slash command is only ever seen by the one who ran it until we answer, so a
+            // stranger gets the pairing code (or refusal) privately, wherever they ran it.
+            direct: true,
+        };
+        match gateway.check_access(Channel::Slack, &who).await? {
+            Decision::Allow => {}
+            Decision::Ignore => {
+                return Ok(Some(
+                    "Sorry, I only answer people my administrators have let in.".into(),
+                ));
+            }
+            Decision::Reply(text) => return Ok(Some(escape(&text))),
+        }
+        if cmd.text.is_empty() || cmd.text.eq_ignore_ascii_case("help") {
+            return Ok(Some(COMMAND_HELP.into()));
+        }
+        Ok(None)
+    }
+
+    /// Answers a slash command through its `response_url`, visible to the channel, with the
+    /// question quoted above the answer. Runs as a tracked task after the acknowledgement.
+    pub async fn answer_command(&self, gateway: &Gateway, store: &Store, cmd: SlashCommand) {
+        let team = cmd.team.clone().unwrap_or_else(|| "-".into());
+        let inbound = Inbound {
+            idempotency_key: format!("cmd:{}", cmd.trigger_id),
+            conversation: ConversationKey::new(
+                Channel::Slack,
+                format!("{team}:{}:cmd:{}", cmd.channel, cmd.user),
+            ),
+            user: UserRef {
+                id: format!("{team}:{}", cmd.user),
+                name: cmd.user_name.clone(),
+            },
+            text: cmd.text.clone(),
+            attachments: Vec::new(),
+        };
+        let conversation = inbound.conversation.as_storage_key();
+        let (text, feedback, response_type) = match gateway.handle(inbound).await {
+            Ok(out) => (
+                format!(
+                    "<@{}> asked: {}\n\n{}",
+                    cmd.user,
+                    escape(&cmd.text),
+                    render(&out)
+                ),
+                Some(out.message_id),
+                "in_channel",
+            ),
+            Err(Error::RateLimited { message, .. }) => (escape(&message), None, "ephemeral"),
+            Err(e) => {
+                tracing::warn!(error = %e, "answering a Slack slash command failed");
+                (
+                    "Sorry, I could not answer that right now; please try again in a minute."
+                        .into(),
+                    None,
+                    "ephemeral",
+                )
+            }
+        };
+        // response_url takes up to 5 messages: the first part answers, later parts follow.
+        let parts = split_message(&text, MAX_MESSAGE_CHARS);
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts.iter().take(5).enumerate() {
+            let key = format!("slack:cmd:{}:{}", cmd.trigger_id, i + 1);
+            let mut payload = json!({
+                "response_url": cmd.response_url,
+                "response_type": response_type,
+                "replace_original": false,
+                "text": part,
+            });
+            if i == last {
+                self.add_feedback_buttons(&mut payload, part, feedback.as_deref());
+            }
+            let result = async {
+                if let Some(id) =
+                    record_once(store, Channel::Slack, &conversation, &key, &payload).await?
+                {
+                    self.send_recorded(store, &id, &payload).await?;
+                }
+                Ok::<_, Error>(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "sending a slash command answer failed");
+                return;
+            }
+        }
+    }
+
+    /// Records a 👍/👎 and thanks the person who clicked (only they see it).
+    pub async fn record_feedback(
+        &self,
+        store: &Store,
+        message_id: &str,
+        user: &str,
+        rating: i64,
+        response_url: Option<&str>,
+    ) -> Result<()> {
+        store
+            .feedback_record(message_id, user, Channel::Slack.as_str(), rating)
+            .await?;
+        if let Some(url) = response_url {
+            let body = json!({
+                "response_type": "ephemeral",
+                "replace_original": false,
+                "text": "Thanks for the feedback.",
+            });
+            if let Err(e) = self.post_response_url(url, &body).await {
+                tracing::info!(error = %e, "thanking for feedback failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// POSTs to a `response_url`. Only Slack's own hooks host (or, in tests, the configured
+    /// Web API's origin) is accepted: the URL comes in a request, so it is not trusted blindly.
+    async fn post_response_url(&self, url: &str, body: &Value) -> Result<()> {
+        if !self.trusted_response_url(url) {
+            return Err(Error::BadInput(format!(
+                "refusing to post to response_url `{url}`: not a https://hooks.slack.com/ URL"
+            )));
+        }
+        let response = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Slack response_url", e))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Error::RateLimited {
+                retry_after: Duration::from_secs(1),
+                message: "Slack rate-limited a response_url post".into(),
+            });
+        }
+        if !status.is_success() {
+            return Err(Error::Upstream(format!(
+                "Slack answered a response_url post with HTTP {status}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn trusted_response_url(&self, url: &str) -> bool {
+        let origin = |u: &str| -> Option<String> {
+            let rest = u.split_once("://")?;
+            let host = rest.1.split('/').next()?;
+            Some(format!("{}://{host}", rest.0))
+        };
+        url.starts_with("https://hooks.slack.com/")
+            || (origin(url).is_some() && origin(url) == origin(&self.api_base_url))
+    }
+}
+
+#[async_trait::async_trait]
+impl Resend for Slack {
+    fn channel(&self) -> Channel {
+        Channel::Slack
+    }
+
+    async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
+        self.send_recorded(store, &row.id, &row.payload).await
+    }
+}
+
+/// `conveyor doctor` for `[channels.slack]`: both secrets present and shaped like Slack's,
+/// and (online) `auth.test` with the bot token.
+pub async fn doctor(
+    config: &SlackConfig,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    online: bool,
+) -> Vec<crate::doctor::Check> {
+    use crate::doctor::Check;
+    const AREA: &str = "slack";
+    let mut checks = Vec::new();
+    let lookup = |var: &str| env(var).filter(|v| !v.trim().is_empty());
+    match lookup(&config.signing_secret_env) {
+        None => checks.push(Check::fail(
+            AREA,
+            format!("{} (signing secret) is not set", config.signing_secret_env),
+            format!(
+                "copy the Signing Secret from api.slack.com/apps → your app → Basic Information → App Credentials, then export {}=…",
+                config.signing_secret_env
+            ),
+        )),
+        Some(v) if v.len() == 32 && v.chars().all(|c| c.is_ascii_hexdigit()) => {
+            checks.push(Check::ok(AREA, format!("{} holds a signing secret", config.signing_secret_env)));
+        }
+        Some(_) => checks.push(Check::warn(
+            AREA,
+            format!("{} does not look like a Slack signing secret (32 hex characters)", config.signing_secret_env),
+            "use the Signing Secret (not the Client Secret or the Verification Token) from Basic Information → App Credentials",
+        )),
+    }
+    let token = lookup(&config.bot_token_env);
+    match token.as_deref() {
+        None => checks.push(Check::fail(
+            AREA,
+            format!("{} (bot token) is not set", config.bot_token_env),
+            format!(
+                "install the app to your workspace (OAuth & Permissions → Install), copy the Bot User OAuth Token (xoxb-…), then export {}=…",
+                config.bot_token_env
+            ),
+        )),
+        Some(t) if t.starts_with("xoxb-") => {
+            checks.push(Check::ok(AREA, format!("{} holds a bot token (xoxb-…)", config.bot_token_env)));
+        }
+        Some(t) if t.starts_with("xoxp-") => checks.push(Check::fail(
+            AREA,
+            format!("{} holds a user token (xoxp-…), not a bot token", config.bot_token_env),
+            "use the Bot User OAuth Token (xoxb-…) from OAuth & Permissions",
+        )),
+        Some(_) => checks.push(Check::warn(
+            AREA,
+            format!("{} does not start with xoxb-", config.bot_token_env),
+            "use the Bot User OAuth Token (xoxb-…) from OAuth & Permissions",
+        )),
+    }
+    let Some(token) = token else { return checks };
+    if !online {
+        checks.push(Check::skip(AREA, "auth.test not called (--offline)"));
+        return checks;
+    }
+    let url = format!("{}/auth.test", config.api_base_url.trim_end_matches('/'));
+    let answer = async {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?
+            .post(&url)
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json::<Value>()
+            .await
+    }
+    .await;
+    match answer {
+        Err(e) if e.is_decode() => checks.push(Check::fail(
+            AREA,
+            format!("{url} did not answer with Slack Web API JSON"),
+            "check channels.slack.api_base_url (leave it out for https://slack.com/api)",
+        )),
+        Err(e) => checks.push(Check::fail(
+            AREA,
+            format!("cannot reach the Slack Web API at {url}: {e}"),
+            "check the network (and a proxy, if any); conveyor needs outbound HTTPS to slack.com",
+        )),
+        Ok(v) if v.get("ok").and_then(Value::as_bool) == Some(true) => {
+            let user = v.get("user").and_then(Value::as_str).unwrap_or("?");
+            let user_id = v.get("user_id").and_then(Value::as_str).unwrap_or("?");
+            let team = v.get("team").and_then(Value::as_str).unwrap_or("?");
+            checks.push(Check::ok(
+                AREA,
+                format!("auth.test: signed in as @{user} ({user_id}) in workspace {team}"),
+            ));
+            if let Some(configured) = &config.bot_user_id
+                && configured != user_id
+            {
+                checks.push(Check::warn(
+                    AREA,
+                    format!("channels.slack.bot_user_id is {configured}, but the token belongs to {user_id}"),
+                    format!("set bot_user_id = \"{user_id}\" or remove it (Slack tells us in each event)"),
+                ));
+            }
+        }
+        Ok(v) => {
+            let error = v
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no error given");
+            let advice = match error {
+                "invalid_auth" | "not_authed" => {
+                    "the token is wrong: copy the Bot User OAuth Token again"
+                }
+                "token_revoked" | "account_inactive" => {
+                    "the app was uninstalled or the token revoked: reinstall the app and copy the new token"
+                }
+                _ => "see https://api.slack.com/methods/auth.test for this error",
+            };
+            checks.push(Check::fail(
+                AREA,
+                format!("auth.test failed: {error}"),
+                advice,
+            ));
+        }
+    }
+    checks
 }
 
 #[cfg(test)]

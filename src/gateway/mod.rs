@@ -8,6 +8,7 @@
 //! 4. the message is stored, the last turns are loaded, the planner answers, the answer is
 //!    stored and recorded in the ledger against the key.
 
+pub mod access;
 pub mod egress;
 pub mod order;
 pub mod ratelimit;
@@ -38,6 +39,7 @@ pub struct Gateway {
     per_user: KeyedLimit,
     per_conversation: KeyedLimit,
     locks: ConversationLocks,
+    access: access::Access,
 }
 
 impl Gateway {
@@ -50,14 +52,31 @@ impl Gateway {
         limits: &LimitsConfig,
     ) -> Self {
         Self {
-            store,
+            store: store.clone(),
             planner,
             metrics,
             config,
             per_user: KeyedLimit::new(limits.per_user),
             per_conversation: KeyedLimit::new(limits.per_conversation),
             locks: ConversationLocks::default(),
+            access: access::Access::new(access::AccessConfig::default(), store),
         }
+    }
+
+    /// Applies the `[access]` rules (without it, every platform is open).
+    pub fn with_access(mut self, config: access::AccessConfig) -> Self {
+        self.access = access::Access::new(config, self.store.clone());
+        self
+    }
+
+    /// Whether a chat-platform message may go through, before it is handed to
+    /// [`Gateway::handle`]; see [`access`].
+    pub async fn check_access(
+        &self,
+        channel: crate::model::Channel,
+        who: &access::Subject<'_>,
+    ) -> Result<access::Decision> {
+        self.access.check(channel, who).await
     }
 
     /// The planner's name, for surfaces that show it.

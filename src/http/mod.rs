@@ -101,6 +101,8 @@ pub fn router(app: App) -> Router {
         .route("/hooks/{name}", post(hooks::post_hook))
         .route("/hooks/{name}/deliveries/{key}", get(hooks::get_delivery))
         .route("/slack/events", post(slack::post_events))
+        .route("/slack/interactions", post(slack::post_interactions))
+        .route("/slack/commands", post(slack::post_interactions))
         .route("/telegram/webhook", post(telegram::post_webhook))
         .route("/discord/interactions", post(discord::post_interactions))
         .fallback(not_found)
@@ -350,7 +352,11 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     let allowed = match uri.path() {
         "/v1/messages" => "POST",
         p if p.starts_with("/hooks/") && !p.contains("/deliveries/") => "POST",
-        "/slack/events" | "/telegram/webhook" | "/discord/interactions" => "POST",
+        "/slack/events"
+        | "/slack/interactions"
+        | "/slack/commands"
+        | "/telegram/webhook"
+        | "/discord/interactions" => "POST",
         _ => "GET",
     };
     let mut response = ApiError(Error::BadInput(format!(

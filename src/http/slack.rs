@@ -1,4 +1,5 @@
-//! `POST /slack/events`: the Slack Events API.
+//! `POST /slack/events`: the Slack Events API; `POST /slack/interactions`: buttons and the
+//! slash command.
 //!
 //! As for webhooks, the signature is checked over the raw body before anything is parsed, so a
 //! forged request gets 401 and nothing is stored. A verified event is acknowledged at once
@@ -15,7 +16,7 @@ use serde_json::json;
 
 use super::ApiError;
 use crate::app::App;
-use crate::channels::slack::Incoming;
+use crate::channels::slack::{Incoming, Interaction};
 use crate::error::Error;
 use crate::model::Channel;
 
@@ -85,4 +86,65 @@ pub(super) async fn post_events(
         slack.respond(&gateway, &store, inbound, to).await;
     });
     Ok(Json(json!({"ok": true})).into_response())
+}
+
+/// `POST /slack/interactions` (and `/slack/commands`): 👍/👎 clicks and the `/conveyor` slash
+/// command. Same v0 signature check over the raw body first; Slack wants an answer within
+/// 3 s, so a slash command is acknowledged at once and answered through its `response_url`.
+pub(super) async fn post_interactions(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(slack) = app.slack.clone() else {
+        return Err(Error::NotFound(
+            "Slack is not configured; add [channels.slack] to conveyor.toml".into(),
+        )
+        .into());
+    };
+    if let Err(e) = slack.verify(
+        header(&headers, "x-slack-request-timestamp"),
+        header(&headers, "x-slack-signature"),
+        &body,
+    ) {
+        tracing::warn!(error = %e, "refused a Slack interactivity request");
+        return Err(Error::Unauthorized(format!("Slack signature check failed: {e}")).into());
+    }
+    match slack.parse_interaction(&body)? {
+        Interaction::Ignored(reason) => {
+            tracing::debug!(reason, "ignored a Slack interaction");
+            Ok(axum::http::StatusCode::OK.into_response())
+        }
+        Interaction::Feedback {
+            message_id,
+            user,
+            rating,
+            response_url,
+        } => {
+            slack
+                .record_feedback(
+                    &app.store,
+                    &message_id,
+                    &user,
+                    rating,
+                    response_url.as_deref(),
+                )
+                .await?;
+            Ok(axum::http::StatusCode::OK.into_response())
+        }
+        Interaction::Command(cmd) => {
+            if let Some(text) = slack.command_ack(&app.gateway, &cmd).await? {
+                return Ok(
+                    Json(json!({"response_type": "ephemeral", "text": text})).into_response()
+                );
+            }
+            let gateway = Arc::clone(&app.gateway);
+            let store = app.store.clone();
+            app.tasks.spawn(async move {
+                slack.answer_command(&gateway, &store, *cmd).await;
+            });
+            // An empty 200: Slack shows nothing until the answer arrives in the channel.
+            Ok(axum::http::StatusCode::OK.into_response())
+        }
+    }
 }

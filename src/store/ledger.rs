@@ -14,6 +14,11 @@ use crate::error::{Error, Result};
 /// plenty; the bound only keeps a pathological race from looping forever.
 const CLAIM_ATTEMPTS: usize = 8;
 
+/// How long the delivery that recorded (or last attempted) a reply owns it. After that, a
+/// reply still `pending` is taken to be orphaned (its sender crashed or gave up) and
+/// [`Store::egress_claim_due`] hands it to the resender.
+pub const EGRESS_LEASE_MS: i64 = 120_000;
+
 /// The outcome of [`Store::ingress_response`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IngressStatus {
@@ -201,8 +206,8 @@ impl Store {
     /// not send it again.
     pub async fn egress_record_new(&self, e: &NewEgress) -> Result<Option<String>> {
         sqlx::query_scalar(
-            "INSERT INTO egress (id, channel, conversation, dedupe_key, payload, state, attempts, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6) \
+            "INSERT INTO egress (id, channel, conversation, dedupe_key, payload, state, attempts, created_at, lease_until) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7) \
              ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
         )
         .bind(new_id())
@@ -211,18 +216,21 @@ impl Store {
         .bind(&e.dedupe_key)
         .bind(e.payload.to_string())
         .bind(now_ms())
+        .bind(now_ms().saturating_add(EGRESS_LEASE_MS))
         .fetch_optional(&self.writer)
         .await
         .map_err(db_err("recording an outbound message"))
     }
 
     /// Counts one send attempt of a pending reply and returns the new count, so a channel can
-    /// give up on a reply that keeps failing.
+    /// give up on a reply that keeps failing. The attempt renews the sender's lease on the row
+    /// ([`EGRESS_LEASE_MS`]), so the resender leaves it alone while it is being sent.
     pub async fn egress_attempt(&self, id: &str) -> Result<i64> {
         let attempts: Option<i64> = sqlx::query_scalar(
-            "UPDATE egress SET attempts = attempts + 1 WHERE id = $1 RETURNING attempts",
+            "UPDATE egress SET attempts = attempts + 1, lease_until = $2 WHERE id = $1 RETURNING attempts",
         )
         .bind(id)
+        .bind(now_ms().saturating_add(EGRESS_LEASE_MS))
         .fetch_optional(&self.writer)
         .await
         .map_err(db_err("counting a send attempt"))?;
@@ -261,19 +269,97 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err("listing pending outbound messages"))?;
-        rows.iter()
-            .map(|row| {
-                let payload: String = get(row, "payload")?;
-                Ok(EgressRow {
-                    id: get(row, "id")?,
-                    channel: get(row, "channel")?,
-                    conversation: get(row, "conversation")?,
-                    dedupe_key: get(row, "dedupe_key")?,
-                    payload: parse_json("egress", "payload", &payload)?,
-                    attempts: get(row, "attempts")?,
-                    created_at: get(row, "created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(egress_row).collect()
     }
+
+    /// Claims up to `limit` replies of `channel` that are still `pending` and whose lease ran
+    /// out by `now` (unix ms), oldest first, taking a new lease of `lease_ms` on each. Each row
+    /// is claimed with a conditional `UPDATE`, so two resenders (processes) never both get it.
+    pub async fn egress_claim_due(
+        &self,
+        channel: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<EgressRow>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM egress WHERE channel = $1 AND state = 'pending' AND lease_until < $2 \
+             ORDER BY created_at, id LIMIT $3",
+        )
+        .bind(channel)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("listing replies to send again"))?;
+        let mut claimed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "UPDATE egress SET lease_until = $3 \
+                 WHERE id = $1 AND state = 'pending' AND lease_until < $2 \
+                 RETURNING id, channel, conversation, dedupe_key, payload, attempts, created_at",
+            )
+            .bind(&id)
+            .bind(now)
+            .bind(now.saturating_add(lease_ms))
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db_err("claiming a reply to send again"))?;
+            if let Some(row) = row {
+                claimed.push(egress_row(&row)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Notes why the last attempt to send a reply failed; the reply stays `pending`.
+    pub async fn egress_note_error(&self, id: &str, error: &str) -> Result<()> {
+        sqlx::query("UPDATE egress SET last_error = $2 WHERE id = $1")
+            .bind(id)
+            .bind(error)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err("noting a send error"))?;
+        Ok(())
+    }
+
+    /// Gives up on a reply: it becomes `failed` with `error` and is never sent again.
+    pub async fn egress_fail(&self, id: &str, error: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE egress SET state = 'failed', last_error = $2 WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(error)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err("marking a reply as failed"))?;
+        Ok(())
+    }
+
+    /// The state of the reply recorded under `dedupe_key` (`pending`, `confirmed` or
+    /// `failed`) and its last error, if it exists.
+    pub async fn egress_state(&self, dedupe_key: &str) -> Result<Option<(String, Option<String>)>> {
+        let row = sqlx::query("SELECT state, last_error FROM egress WHERE dedupe_key = $1")
+            .bind(dedupe_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("reading a reply's state"))?;
+        match row {
+            Some(row) => Ok(Some((get(&row, "state")?, get(&row, "last_error")?))),
+            None => Ok(None),
+        }
+    }
+}
+
+fn egress_row(row: &sqlx::any::AnyRow) -> Result<EgressRow> {
+    let payload: String = get(row, "payload")?;
+    Ok(EgressRow {
+        id: get(row, "id")?,
+        channel: get(row, "channel")?,
+        conversation: get(row, "conversation")?,
+        dedupe_key: get(row, "dedupe_key")?,
+        payload: parse_json("egress", "payload", &payload)?,
+        attempts: get(row, "attempts")?,
+        created_at: get(row, "created_at")?,
+    })
 }

@@ -24,7 +24,9 @@
 mod audit;
 mod conversation;
 mod ledger;
-pub use ledger::IngressStatus;
+pub use ledger::{EGRESS_LEASE_MS, IngressStatus};
+mod access;
+pub use access::{AccessGrant, PairingCode};
 
 use std::str::FromStr;
 use std::time::Duration;

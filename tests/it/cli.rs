@@ -499,3 +499,147 @@ fn eval_retrieval_on_cranfield_reports_json() {
     assert!(v["recall_at_100"].as_f64().unwrap() >= 0.738, "{v}");
     assert_eq!(v["queries"], 225, "{v}");
 }
+
+#[tokio::test]
+async fn access_approve_list_and_revoke_from_the_command_line() {
+    let p = Project::init();
+    let store = conveyor::store::Store::connect(&format!(
+        "sqlite://{}",
+        p.dir.join("data/conveyor.db").display()
+    ))
+    .await
+    .unwrap();
+    let code = store
+        .pairing_code_for("telegram", "4242", Some("Ana"), "4242", 3_600_000)
+        .await
+        .unwrap()
+        .code;
+    store.close().await;
+
+    let out = p.run(&["access", "list"]);
+    assert_success(&out);
+    assert!(stdout(&out).contains(&code), "{}", show(&out));
+    assert!(stdout(&out).contains("Ana"), "{}", show(&out));
+
+    let out = p.run(&["access", "approve", &code.to_lowercase()]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("telegram user 4242 (Ana) may now talk"),
+        "{}",
+        show(&out)
+    );
+
+    let out = p.run(&["access", "approve", &code]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(stderr(&out).contains("already approved"), "{}", show(&out));
+    assert_no_panic(&out);
+
+    let out = p.run(&["access", "approve", "NOPE-NOPE"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no pairing code"), "{}", show(&out));
+
+    let out = p.run(&["access", "list", "--json"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["grants"][0]["user_id"], "4242");
+    assert_eq!(v["pending"].as_array().unwrap().len(), 0);
+
+    let out = p.run(&["access", "grant", "slack", "U999"]);
+    assert_success(&out);
+    let out = p.run(&["access", "revoke", "telegram", "4242"]);
+    assert_success(&out);
+    let out = p.run(&["access", "revoke", "telegram", "4242"]);
+    assert!(!out.status.success());
+    let out = p.run(&["access", "grant", "irc", "x"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("use slack, discord or telegram"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn doctor_passes_on_a_fresh_project_and_names_missing_channel_secrets() {
+    let p = Project::init();
+    let out = p.run(&["doctor", "--offline"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    for area in ["config", "store", "index", "llm", "channels"] {
+        assert!(text.contains(area), "{area} not checked:\n{text}");
+    }
+    assert!(text.contains("0 failed"), "{text}");
+
+    let config = std::fs::read_to_string(p.config()).unwrap()
+        + "\n[channels.slack]\nsigning_secret_env = \"DOC_SLACK_SECRET\"\nbot_token_env = \"DOC_SLACK_TOKEN\"\n\
+           \n[channels.telegram]\ntoken_env = \"DOC_TG_TOKEN\"\nmode = \"webhook\"\nsecret_token_env = \"DOC_TG_SECRET\"\n";
+    std::fs::write(p.config(), config).unwrap();
+    let out = p
+        .cmd(&["doctor", "--offline"])
+        .env("DOC_SLACK_TOKEN", "xoxp-user-token")
+        .env(
+            "DOC_TG_TOKEN",
+            "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw",
+        )
+        .env("DOC_TG_SECRET", "not valid!")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_no_panic(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("DOC_SLACK_SECRET (signing secret) is not set"),
+        "{text}"
+    );
+    assert!(text.contains("user token (xoxp-…)"), "{text}");
+    assert!(text.contains("DOC_TG_TOKEN holds a bot token"), "{text}");
+    assert!(
+        text.contains("DOC_TG_SECRET is not a valid secret token"),
+        "{text}"
+    );
+    assert!(text.contains("open to anyone"), "{text}");
+    let out = p.run(&["doctor", "--offline", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["status"] == "fail")
+    );
+}
+
+#[tokio::test]
+async fn doctor_online_asks_slack_who_the_token_belongs_to() {
+    let fake = crate::support::slack::FakeSlack::start().await;
+    let p = Project::init();
+    let config = std::fs::read_to_string(p.config()).unwrap()
+        + &format!(
+            "\n[channels.slack]\nsigning_secret_env = \"DOC_SLACK_SECRET\"\nbot_token_env = \"DOC_SLACK_TOKEN\"\napi_base_url = \"{}\"\n\
+             \n[access.slack]\nusers = [\"W222\"]\n",
+            fake.url
+        );
+    std::fs::write(p.config(), config).unwrap();
+    let mut cmd = p.cmd(&["doctor"]);
+    cmd.env(
+        "DOC_SLACK_SECRET",
+        "8f742231b10e8888abcd99yyyzzz85a5"
+            .replace('y', "a")
+            .replace('z', "b"),
+    )
+    .env("DOC_SLACK_TOKEN", "xoxb-123-456-abc");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("auth.test: signed in as @conveyor (W111) in workspace Lumen Labs"),
+        "{text}"
+    );
+    assert!(text.contains("access restricted"), "{text}");
+    assert_eq!(
+        fake.calls_of("auth.test")[0].auth.as_deref(),
+        Some("Bearer xoxb-123-456-abc")
+    );
+}

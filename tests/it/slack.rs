@@ -99,6 +99,11 @@ struct Harness {
 
 impl Harness {
     async fn start(secret: &str) -> Self {
+        Self::start_with(secret, |_| {}).await
+    }
+
+    /// Like [`Harness::start`], letting the test change the config first.
+    async fn start_with(secret: &str, change: impl FnOnce(&mut Config)) -> Self {
         let fake = FakeSlack::start().await;
         let dir = tempfile::tempdir().unwrap();
         conveyor::init::init(dir.path(), false).await.unwrap();
@@ -113,7 +118,9 @@ impl Harness {
             bot_token_env: "TEST_SLACK_BOT_TOKEN".into(),
             api_base_url: fake.url.clone(),
             bot_user_id: None,
+            feedback_buttons: true,
         });
+        change(&mut config);
         let owned = secret.to_string();
         let env = move |name: &str| match name {
             "TEST_SLACK_SIGNING_SECRET" => Some(owned.clone()),
@@ -540,6 +547,9 @@ async fn a_long_reply_is_split_into_threaded_messages_each_recorded_once() {
         ts: "1.5".into(),
         thread_ts: "1.2".into(),
         follow_up: false,
+        user: "W222".into(),
+        team: Some("T111".into()),
+        direct: false,
     };
     let paragraph = "word ".repeat(300);
     let text = [paragraph.trim(); 6].join("\n\n");
@@ -594,4 +604,419 @@ async fn channels_slack_is_read_from_toml_and_a_missing_secret_is_a_start_up_err
         &[],
     );
     assert!(typo.is_err());
+}
+
+fn dm(event_id: &str, user: &str, text: &str) -> String {
+    json!({
+        "token": "verification_token",
+        "team_id": "T111",
+        "api_app_id": "A111",
+        "event": {
+            "type": "message",
+            "channel_type": "im",
+            "text": text,
+            "user": user,
+            "ts": "1595926231.000100",
+            "team": "T111",
+            "channel": "D111",
+            "event_ts": "1595926231.000100"
+        },
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": 1_595_926_231,
+        "authorizations": [{"team_id": "T111", "user_id": "W111", "is_bot": true}]
+    })
+    .to_string()
+}
+
+impl Harness {
+    /// Posts a signed form-encoded body to `path` (interactions, slash commands).
+    async fn post_form(&self, path: &str, body: &str, secret: &str) -> (StatusCode, String) {
+        let ts = now();
+        let sig = sign(secret, &ts, body);
+        let req = Request::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", &ts)
+            .header("x-slack-signature", &sig)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn response_url(&self, id: &str) -> String {
+        format!("{}/response/{id}", self.fake.url.trim_end_matches("/api"))
+    }
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(fields).unwrap()
+}
+
+/// A block_actions payload as Slack sends it when a button is clicked.
+fn click(action_id: &str, value: &str, user: &str, response_url: &str) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": "ana", "team_id": "T111"},
+        "api_app_id": "A111",
+        "token": "verification_token",
+        "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C111", "is_ephemeral": false},
+        "trigger_id": "123.456.abc",
+        "team": {"id": "T111", "domain": "lumen"},
+        "channel": {"id": "C111", "name": "general"},
+        "response_url": response_url,
+        "actions": [{
+            "action_id": action_id,
+            "block_id": "conveyor_feedback",
+            "text": {"type": "plain_text", "text": "👍", "emoji": true},
+            "value": value,
+            "type": "button",
+            "action_ts": "1700000001.000000"
+        }]
+    });
+    form(&[("payload", &payload.to_string())])
+}
+
+#[tokio::test]
+async fn answers_carry_feedback_buttons_and_clicks_are_stored_per_user() {
+    let h = Harness::start("s3cret").await;
+    h.post_signed(&mention("EvFB", "How do I request a refund?"), &[])
+        .await;
+    let posts = h.fake.wait_for("chat.postMessage", 1, WAIT).await;
+    h.settle().await;
+    let blocks = &posts[0].body["blocks"];
+    assert_eq!(blocks[0]["text"]["text"], posts[0].body["text"], "{blocks}");
+    let buttons = blocks[1]["elements"].as_array().unwrap();
+    assert_eq!(buttons.len(), 2);
+    let message_id = buttons[0]["value"].as_str().unwrap().to_string();
+    assert_eq!(buttons[1]["value"], message_id.as_str());
+
+    let url = h.response_url("fb1");
+    let (status, _) = h
+        .post_form(
+            "/slack/interactions",
+            &click("conveyor_feedback_up", &message_id, "W222", &url),
+            "s3cret",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        h.app.store.feedback_for(&message_id).await.unwrap(),
+        vec![("W222".to_string(), 1)]
+    );
+    let thanks = h.fake.calls_of("response_url");
+    assert_eq!(thanks.len(), 1);
+    assert_eq!(thanks[0].body["response_type"], "ephemeral");
+    // A second vote by the same user replaces the first; another user adds one.
+    h.post_form(
+        "/slack/interactions",
+        &click("conveyor_feedback_down", &message_id, "W222", &url),
+        "s3cret",
+    )
+    .await;
+    h.post_form(
+        "/slack/interactions",
+        &click("conveyor_feedback_up", &message_id, "W333", &url),
+        "s3cret",
+    )
+    .await;
+    assert_eq!(
+        h.app.store.feedback_for(&message_id).await.unwrap(),
+        vec![("W222".to_string(), -1), ("W333".to_string(), 1)]
+    );
+    // Forged: 401, nothing stored.
+    let (status, _) = h
+        .post_form(
+            "/slack/interactions",
+            &click("conveyor_feedback_up", &message_id, "W444", &url),
+            "wrong",
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        h.app.store.feedback_for(&message_id).await.unwrap().len(),
+        2
+    );
+    // A click on an unknown answer is a clear 404, not a crash.
+    let (status, body) = h
+        .post_form(
+            "/slack/interactions",
+            &click("conveyor_feedback_up", "nope", "W222", &url),
+            "s3cret",
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
+async fn the_slash_command_answers_through_its_response_url_once() {
+    let h = Harness::start("s3cret").await;
+    let url = h.response_url("cmd1");
+    let body = form(&[
+        ("token", "verification_token"),
+        ("team_id", "T111"),
+        ("team_domain", "lumen"),
+        ("channel_id", "C111"),
+        ("channel_name", "general"),
+        ("user_id", "W222"),
+        ("user_name", "ana"),
+        ("command", "/conveyor"),
+        ("text", "How do I request a refund?"),
+        ("api_app_id", "A111"),
+        ("response_url", &url),
+        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+    ]);
+    let (status, ack) = h.post_form("/slack/commands", &body, "s3cret").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ack.is_empty(), "the ack should be empty: {ack}");
+    let answers = h.fake.wait_for("response_url", 1, WAIT).await;
+    h.settle().await;
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].auth.as_deref(), Some("cmd1"));
+    assert_eq!(answers[0].body["response_type"], "in_channel");
+    let text = answers[0].body["text"].as_str().unwrap();
+    assert!(
+        text.contains("<@W222> asked: How do I request a refund?"),
+        "{text}"
+    );
+    assert!(text.contains("[1]"), "{text}");
+    assert!(answers[0].body["blocks"].is_array());
+    // The same invocation delivered again (same trigger_id) is not answered twice.
+    h.post_form("/slack/interactions", &body, "s3cret").await;
+    h.settle().await;
+    assert_eq!(h.fake.calls_of("response_url").len(), 1);
+    // `/conveyor` alone gets help at once, privately.
+    let help = form(&[
+        ("team_id", "T111"),
+        ("channel_id", "C111"),
+        ("user_id", "W222"),
+        ("command", "/conveyor"),
+        ("text", ""),
+        ("response_url", &url),
+        ("trigger_id", "t-help"),
+    ]);
+    let (status, ack) = h.post_form("/slack/commands", &help, "s3cret").await;
+    assert_eq!(status, StatusCode::OK);
+    let ack: Value = serde_json::from_str(&ack).unwrap();
+    assert_eq!(ack["response_type"], "ephemeral");
+    assert!(ack["text"].as_str().unwrap().contains("/conveyor"));
+    // Forged: 401.
+    let (status, _) = h.post_form("/slack/commands", &body, "wrong").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_response_url_off_slack_is_never_called() {
+    let h = Harness::start("s3cret").await;
+    let body = form(&[
+        ("team_id", "T111"),
+        ("channel_id", "C111"),
+        ("user_id", "W222"),
+        ("command", "/conveyor"),
+        ("text", "How do I request a refund?"),
+        ("response_url", "http://169.254.169.254/latest/meta-data"),
+        ("trigger_id", "t-ssrf"),
+    ]);
+    let (status, _) = h.post_form("/slack/commands", &body, "s3cret").await;
+    assert_eq!(status, StatusCode::OK);
+    h.settle().await;
+    assert!(h.fake.calls_of("response_url").is_empty());
+    let (state, error) = h
+        .app
+        .store
+        .egress_state("slack:cmd:t-ssrf:1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state, "pending");
+    assert!(h.app.store.egress_pending("slack").await.unwrap().len() == 1);
+    let _ = error;
+}
+
+#[tokio::test]
+async fn unknown_users_get_a_pairing_code_in_dms_and_are_ignored_in_channels() {
+    let h = Harness::start_with("s3cret", |c| {
+        c.access.slack = Some(conveyor::gateway::access::PlatformAccess {
+            users: vec!["W999".into()],
+            ..Default::default()
+        });
+    })
+    .await;
+    // A DM from a stranger: a pairing code, no answer.
+    h.post_signed(&dm("EvDM1", "W222", "How do I request a refund?"), &[])
+        .await;
+    let posts = h.fake.wait_for("chat.postMessage", 1, WAIT).await;
+    h.settle().await;
+    assert_eq!(posts.len(), 1);
+    let text = posts[0].body["text"].as_str().unwrap().to_string();
+    assert!(text.contains("conveyor access approve"), "{text}");
+    assert!(!text.contains("[1]"), "a stranger got an answer: {text}");
+    let pending = h.app.store.pairing_pending().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let code = pending[0].code.clone();
+    assert!(text.contains(&code), "{text}");
+    assert_eq!(pending[0].user_id, "W222");
+    // Writing again gets the same code, not a new one.
+    h.post_signed(&dm("EvDM2", "W222", "hello?"), &[]).await;
+    h.fake.wait_for("chat.postMessage", 2, WAIT).await;
+    h.settle().await;
+    assert_eq!(h.app.store.pairing_pending().await.unwrap().len(), 1);
+    // A stranger's mention in a channel: nothing at all.
+    h.post_signed(&mention("EvCH1", "How do I request a refund?"), &[])
+        .await;
+    h.settle().await;
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 2);
+    assert!(h.fake.calls_of("reactions.add").is_empty());
+    // Approved (lower case, no dash: as an admin might type it), the user is answered.
+    let grant = h
+        .app
+        .store
+        .pairing_approve(&code.replace('-', "").to_lowercase(), "admin")
+        .await
+        .unwrap();
+    assert_eq!(grant.user_id, "W222");
+    assert!(h.app.store.pairing_approve(&code, "admin").await.is_err());
+    h.post_signed(&dm("EvDM3", "W222", "How do I request a refund?"), &[])
+        .await;
+    let posts = h.fake.wait_for("chat.postMessage", 3, WAIT).await;
+    h.settle().await;
+    assert!(posts[2].body["text"].as_str().unwrap().contains("[1]"));
+}
+
+#[tokio::test]
+async fn workspace_and_refuse_policies() {
+    let h = Harness::start_with("s3cret", |c| {
+        c.access.slack = Some(conveyor::gateway::access::PlatformAccess {
+            workspaces: vec!["T111".into()],
+            unknown_dm: conveyor::gateway::access::UnknownDm::Refuse,
+            ..Default::default()
+        });
+    })
+    .await;
+    h.post_signed(&mention("EvWS", "How do I request a refund?"), &[])
+        .await;
+    let posts = h.fake.wait_for("chat.postMessage", 1, WAIT).await;
+    h.settle().await;
+    assert!(posts[0].body["text"].as_str().unwrap().contains("[1]"));
+
+    let h = Harness::start_with("s3cret", |c| {
+        c.access.slack = Some(conveyor::gateway::access::PlatformAccess {
+            workspaces: vec!["T999".into()],
+            unknown_dm: conveyor::gateway::access::UnknownDm::Refuse,
+            ..Default::default()
+        });
+    })
+    .await;
+    h.post_signed(&dm("EvRF", "W222", "How do I request a refund?"), &[])
+        .await;
+    let posts = h.fake.wait_for("chat.postMessage", 1, WAIT).await;
+    h.settle().await;
+    let text = posts[0].body["text"].as_str().unwrap();
+    assert!(text.contains("only answer people"), "{text}");
+    assert!(h.app.store.pairing_pending().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn after_a_crash_only_unconfirmed_replies_are_sent_again_once() {
+    use conveyor::store::{EGRESS_LEASE_MS, NewEgress};
+    let h = Harness::start("s3cret").await;
+    // A reply that was sent and confirmed.
+    h.post_signed(&mention("EvOK", "How do I request a refund?"), &[])
+        .await;
+    h.fake.wait_for("chat.postMessage", 1, WAIT).await;
+    h.settle().await;
+    // A reply recorded by a process that crashed before sending it.
+    let payload =
+        json!({"channel": "C111", "thread_ts": "1.2", "text": "recorded before the crash"});
+    h.app
+        .store
+        .egress_record_new(&NewEgress {
+            channel: "slack".into(),
+            conversation: "slack:T111:C111:1.2".into(),
+            dedupe_key: "slack:EvCRASH".into(),
+            payload: payload.clone(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let resender = h.app.resender();
+    let now = chrono::Utc::now().timestamp_millis();
+    // Within the recording delivery's lease, the row is left to it.
+    let report = resender.run_once(now).await.unwrap();
+    assert_eq!(report.sent, 0);
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 1);
+    // After the lease ("restart"), it is sent exactly once; the confirmed reply is not.
+    let later = now + EGRESS_LEASE_MS + 1_000;
+    let report = resender.run_once(later).await.unwrap();
+    assert_eq!(report.sent, 1, "{report:?}");
+    let posts = h.fake.calls_of("chat.postMessage");
+    assert_eq!(posts.len(), 2);
+    assert_eq!(posts[1].body["text"], "recorded before the crash");
+    assert_eq!(
+        h.app
+            .store
+            .egress_state("slack:EvCRASH")
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
+        "confirmed"
+    );
+    let report = resender
+        .run_once(later + 10 * EGRESS_LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(report, conveyor::gateway::egress::ResendReport::default());
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 2);
+}
+
+#[tokio::test]
+async fn a_reply_that_keeps_failing_is_given_up_with_its_error() {
+    use conveyor::store::{EGRESS_LEASE_MS, NewEgress};
+    let h = Harness::start("s3cret").await;
+    h.app
+        .store
+        .egress_record_new(&NewEgress {
+            channel: "slack".into(),
+            conversation: "slack:T111:C111:1.2".into(),
+            dedupe_key: "slack:EvFAIL".into(),
+            payload: json!({"channel": "C404", "thread_ts": "1.2", "text": "x"}),
+        })
+        .await
+        .unwrap();
+    let resender = h.app.resender();
+    let mut now = chrono::Utc::now().timestamp_millis();
+    for _ in 0..8 {
+        h.fake.script(
+            "chat.postMessage",
+            Scripted::Error("channel_not_found".into()),
+        );
+        now += EGRESS_LEASE_MS + 1;
+        let report = resender.run_once(now).await.unwrap();
+        assert_eq!(report.failed, 1, "{report:?}");
+    }
+    let (state, error) = h
+        .app
+        .store
+        .egress_state("slack:EvFAIL")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state, "pending");
+    assert!(error.unwrap().contains("channel_not_found"));
+    now += EGRESS_LEASE_MS + 1;
+    let report = resender.run_once(now).await.unwrap();
+    assert_eq!(report.gave_up, 1);
+    let (state, error) = h
+        .app
+        .store
+        .egress_state("slack:EvFAIL")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state, "failed");
+    assert!(error.unwrap().contains("8 attempts"));
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 8);
 }

@@ -511,3 +511,160 @@ async fn a_password_in_the_url_never_appears_in_the_error() {
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("hunter2secret"));
 }
+
+#[tokio::test]
+async fn pairing_codes_are_reused_approved_once_and_grant_access() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        assert!(!store.access_granted("telegram", "42").await.unwrap());
+        let code = store
+            .pairing_code_for("telegram", "42", Some("Ana"), "42", 3_600_000)
+            .await
+            .unwrap();
+        let again = store
+            .pairing_code_for("telegram", "42", Some("Ana"), "42", 3_600_000)
+            .await
+            .unwrap();
+        assert_eq!(code.code, again.code, "a second message reuses the code");
+        assert_eq!(store.pairing_pending().await.unwrap().len(), 1);
+        let unknown = store
+            .pairing_approve("ZZZZ-ZZZZ", "admin")
+            .await
+            .unwrap_err();
+        assert!(matches!(unknown, Error::NotFound(_)), "{unknown}");
+        let grant = store
+            .pairing_approve(&code.code.to_lowercase(), "admin")
+            .await
+            .unwrap();
+        assert_eq!(
+            (grant.channel.as_str(), grant.user_id.as_str()),
+            ("telegram", "42")
+        );
+        assert!(store.access_granted("telegram", "42").await.unwrap());
+        assert!(!store.access_granted("slack", "42").await.unwrap());
+        let twice = store
+            .pairing_approve(&code.code, "admin")
+            .await
+            .unwrap_err();
+        assert!(matches!(twice, Error::Conflict(_)), "{twice}");
+        assert!(store.pairing_pending().await.unwrap().is_empty());
+        assert_eq!(store.access_grants().await.unwrap().len(), 1);
+        assert!(store.access_revoke("telegram", "42").await.unwrap());
+        assert!(!store.access_revoke("telegram", "42").await.unwrap());
+        assert!(!store.access_granted("telegram", "42").await.unwrap());
+        // An expired code is refused with a sentence that says so.
+        let old = store
+            .pairing_code_for("discord", "7", None, "dm", 1)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let expired = store.pairing_approve(&old.code, "admin").await.unwrap_err();
+        assert!(expired.to_string().contains("expired"), "{expired}");
+        assert!(!store.access_granted("discord", "7").await.unwrap());
+        // A direct grant.
+        assert!(
+            store
+                .access_grant("discord", "7", None, "admin")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .access_grant("discord", "7", None, "admin")
+                .await
+                .unwrap()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn feedback_is_one_vote_per_user_on_known_answers() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let answer = store
+            .append_message(&message("api:f", Role::Assistant, "an answer"))
+            .await
+            .unwrap();
+        let question = store
+            .append_message(&message("api:f", Role::User, "a question"))
+            .await
+            .unwrap();
+        store
+            .feedback_record(&answer, "u1", "slack", 1)
+            .await
+            .unwrap();
+        store
+            .feedback_record(&answer, "u1", "slack", -5)
+            .await
+            .unwrap();
+        store
+            .feedback_record(&answer, "u2", "slack", 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.feedback_for(&answer).await.unwrap(),
+            vec![("u1".to_string(), -1), ("u2".to_string(), 1)]
+        );
+        assert!(matches!(
+            store.feedback_record(&question, "u1", "slack", 1).await,
+            Err(Error::NotFound(_))
+        ));
+        assert!(matches!(
+            store.feedback_record("missing", "u1", "slack", 1).await,
+            Err(Error::NotFound(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_due_egress_row_is_claimed_by_exactly_one_resender() {
+    use conveyor::store::EGRESS_LEASE_MS;
+    each_backend(|db| async move {
+        let store = db.store().await;
+        store
+            .egress_record_new(&NewEgress {
+                channel: "slack".into(),
+                conversation: "slack:x".into(),
+                dedupe_key: "slack:claim".into(),
+                payload: json!({"text": "x"}),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!(
+            store
+                .egress_claim_due("slack", now, EGRESS_LEASE_MS, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let later = now + EGRESS_LEASE_MS + 1;
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .egress_claim_due("slack", later, EGRESS_LEASE_MS, 10)
+                    .await
+                    .unwrap()
+                    .len()
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        assert_eq!(total, 1, "one resender gets the row");
+        assert!(
+            store
+                .egress_claim_due("telegram", later, EGRESS_LEASE_MS, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    })
+    .await;
+}

@@ -56,6 +56,7 @@ impl FakeSlack {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/api/{method}", post(handle))
+            .route("/response/{id}", post(response_url))
             .with_state(Arc::clone(&inner));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -105,8 +106,10 @@ async fn handle(
     State(inner): State<Arc<Mutex<Inner>>>,
     Path(method): Path<String>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    body: axum::body::Bytes,
 ) -> Response {
+    // Slack accepts JSON, a form, or no body at all (auth.test with the bearer token only).
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut inner = inner.lock().unwrap();
     inner.calls.push(Call {
         method: method.clone(),
@@ -128,7 +131,30 @@ async fn handle(
             Scripted::Error(error) => Json(json!({"ok": false, "error": error})).into_response(),
         };
     }
+    if method == "auth.test" {
+        return Json(json!({
+            "ok": true, "url": "https://lumen.slack.com/", "team": "Lumen Labs",
+            "user": "conveyor", "team_id": "T111", "user_id": "W111", "bot_id": "B111"
+        }))
+        .into_response();
+    }
     inner.next_ts += 1;
     let ts = format!("1700000000.{:06}", inner.next_ts);
     Json(json!({"ok": true, "ts": ts})).into_response()
+}
+
+/// A slash command's or an interaction's `response_url` (Slack's `hooks.slack.com/…`), recorded
+/// as method `response_url` with the id in the auth field's place.
+async fn response_url(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.calls.push(Call {
+        method: "response_url".into(),
+        body,
+        auth: Some(id),
+    });
+    (StatusCode::OK, "ok").into_response()
 }
