@@ -202,6 +202,28 @@ impl App {
         out
     }
 
+    /// Posts a webhook's answer into the chat named by its `forward_to`.
+    pub async fn forward(
+        &self,
+        target: &crate::config::ForwardTarget,
+        dedupe_key: &str,
+        out: &crate::model::Outbound,
+    ) -> Result<()> {
+        let outbox = self
+            .outboxes()
+            .into_iter()
+            .find(|o| o.channel() == target.channel)
+            .ok_or_else(|| {
+                crate::error::Error::Config(format!(
+                    "cannot forward to {}: [channels.{}] is not configured",
+                    target.channel, target.channel
+                ))
+            })?;
+        outbox
+            .post(&self.store, &target.chat, dedupe_key, out)
+            .await
+    }
+
     /// The egress resender over [`App::outboxes`].
     pub fn resender(&self) -> crate::gateway::egress::Resender {
         crate::gateway::egress::Resender::new(

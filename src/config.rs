@@ -635,6 +635,47 @@ pub struct HookConfig {
     /// Largest accepted body for this hook, in bytes (at most `server.max_body_bytes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
+    /// Also post the answer into a chat: `"slack:CHANNEL_ID"`, `"telegram:CHAT_ID"` or
+    /// `"discord:CHANNEL_ID"` (that platform must be configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_to: Option<String>,
+}
+
+/// Where a webhook's answer is posted, parsed from `hooks.NAME.forward_to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTarget {
+    /// The platform.
+    pub channel: crate::model::Channel,
+    /// The platform's chat id.
+    pub chat: String,
+}
+
+impl ForwardTarget {
+    /// Parses `"slack:C0123"`, `"telegram:-100123"`, `"discord:123"`.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        use crate::model::Channel;
+        let (platform, chat) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` is not PLATFORM:CHAT_ID, e.g. \"slack:C0123456789\""))?;
+        let channel = match platform {
+            "slack" => Channel::Slack,
+            "telegram" => Channel::Telegram,
+            "discord" => Channel::Discord,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a chat platform; use slack, telegram or discord"
+                ));
+            }
+        };
+        let chat = chat.trim();
+        if chat.is_empty() || chat.contains(char::is_whitespace) {
+            return Err(format!("`{s}` has no chat id after the colon"));
+        }
+        Ok(Self {
+            channel,
+            chat: chat.to_string(),
+        })
+    }
 }
 
 fn default_hook_conversation() -> String {
@@ -688,6 +729,11 @@ impl HookConfig {
             problems.push(format!(
                 "hooks.{name}.text: give a template that turns the payload into the message, e.g. text = \"{{{{ issue.title }}}}\""
             ));
+        }
+        if let Some(target) = &self.forward_to
+            && let Err(e) = ForwardTarget::parse(target)
+        {
+            problems.push(format!("hooks.{name}.forward_to: {e}"));
         }
         match self.max_body_bytes {
             Some(0) => problems.push(format!("hooks.{name}.max_body_bytes: must be at least 1")),
@@ -900,6 +946,20 @@ impl Config {
         self.llm.validate(&mut problems);
         for (name, hook) in &self.hooks {
             hook.validate(name, self.server.max_body_bytes, &mut problems);
+            if let Some(Ok(target)) = hook.forward_to.as_deref().map(ForwardTarget::parse) {
+                let configured = match target.channel {
+                    crate::model::Channel::Slack => self.channels.slack.is_some(),
+                    crate::model::Channel::Telegram => self.channels.telegram.is_some(),
+                    crate::model::Channel::Discord => self.channels.discord.is_some(),
+                    _ => false,
+                };
+                if !configured {
+                    problems.push(format!(
+                        "hooks.{name}.forward_to: {} is not configured; add [channels.{}]",
+                        target.channel, target.channel
+                    ));
+                }
+            }
         }
         if let Some(slack) = &self.channels.slack {
             slack.validate(&mut problems);

@@ -645,6 +645,12 @@ impl Slack {
                 "thread_ts": to.thread_ts,
                 "text": part,
             });
+            if to.thread_ts.is_empty()
+                && let Some(o) = payload.as_object_mut()
+            {
+                // A new message in the channel (a forwarded webhook answer), not a reply.
+                o.remove("thread_ts");
+            }
             if i == last {
                 self.add_feedback_buttons(&mut payload, part, feedback);
             }
@@ -1101,6 +1107,35 @@ impl Resend for Slack {
 
     async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
         self.send_recorded(store, &row.id, &row.payload).await
+    }
+
+    async fn post(
+        &self,
+        store: &Store,
+        chat: &str,
+        dedupe_key: &str,
+        out: &Outbound,
+    ) -> Result<()> {
+        let to = ReplyTarget {
+            event_id: dedupe_key.to_string(),
+            channel: chat.to_string(),
+            ts: String::new(),
+            thread_ts: String::new(),
+            follow_up: false,
+            user: String::new(),
+            team: None,
+            direct: false,
+        };
+        let conversation = ConversationKey::new(Channel::Slack, chat).as_storage_key();
+        self.deliver_keyed(
+            store,
+            &conversation,
+            &to,
+            &render(out),
+            dedupe_key,
+            Some(&out.message_id),
+        )
+        .await
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Hook {
     pub reply: HookReply,
     /// Largest accepted body, when the hook sets one.
     pub max_body_bytes: Option<usize>,
+    /// The chat the answer is also posted into.
+    pub forward_to: Option<crate::config::ForwardTarget>,
 }
 
 /// A verified delivery turned into a message, or the reason it is ignored.
@@ -168,6 +170,10 @@ impl Hook {
                 env: jinja,
                 reply: config.reply,
                 max_body_bytes: config.max_body_bytes,
+                forward_to: config
+                    .forward_to
+                    .as_deref()
+                    .and_then(|t| crate::config::ForwardTarget::parse(t).ok()),
             });
         }
         Err(problems)
@@ -316,6 +322,7 @@ mod tests {
             user: "webhook:{{ hook }}".into(),
             reply: HookReply::Sync,
             max_body_bytes: None,
+            forward_to: None,
         }
     }
 

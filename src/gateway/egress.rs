@@ -31,8 +31,9 @@ pub async fn record_once(
     Ok(id)
 }
 
-/// A channel that can send a reply recorded in the egress ledger again (its payload holds
-/// everything needed).
+/// A chat platform's sending side, as the rest of conveyor sees it: send a reply recorded in
+/// the egress ledger again (its payload holds everything needed), and post an answer into a
+/// chat that did not ask (a webhook's `forward_to`).
 #[async_trait::async_trait]
 pub trait Resend: Send + Sync {
     /// The channel whose rows this sends.
@@ -40,6 +41,15 @@ pub trait Resend: Send + Sync {
     /// Sends one `pending` row and confirms it (`Store::egress_attempt`, then
     /// `Store::egress_confirm`). An error leaves it pending.
     async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()>;
+    /// Posts `out` as a new message into `chat`, each part recorded in the egress ledger under
+    /// `dedupe_key` (then `{dedupe_key}:{n}`) before it is sent.
+    async fn post(
+        &self,
+        store: &Store,
+        chat: &str,
+        dedupe_key: &str,
+        out: &crate::model::Outbound,
+    ) -> Result<()>;
 }
 
 /// What one pass of the resender did.

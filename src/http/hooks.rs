@@ -92,15 +92,30 @@ pub(super) async fn post_hook(
                 "resend the delivery to get the answer once it is ready",
             )
             .await?;
+            if let Some(target) = hook.forward_to.clone() {
+                let app = app.clone();
+                let out = out.clone();
+                let dedupe = format!("hook:{scoped}");
+                app.tasks.clone().spawn(async move {
+                    forward(&app, &target, &dedupe, &out).await;
+                });
+            }
             Ok(Json(response(out, key, name)).into_response())
         }
         HookReply::Async => {
             hooks.set_delivery(&scoped, Some(Delivery::Running));
             let tracked = Arc::clone(&hooks);
             let task_key = scoped.clone();
+            let forward_to = hook.forward_to.clone();
+            let task_app = app.clone();
             app.tasks.spawn(async move {
                 let state = match gateway.handle(inbound).await {
-                    Ok(_) => None,
+                    Ok(out) => {
+                        if let Some(target) = forward_to {
+                            forward(&task_app, &target, &format!("hook:{task_key}"), &out).await;
+                        }
+                        None
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, key = %task_key, "an async webhook delivery failed");
                         Some(Delivery::Failed(e.to_string()))
@@ -146,6 +161,19 @@ pub(super) async fn get_delivery(
             "no delivery {key} for webhook {name}; it was never received, or it was ignored"
         ))
         .into()),
+    }
+}
+
+/// Posts a webhook's answer into its `forward_to` chat; failures are logged (the egress
+/// ledger keeps the reply pending for the resender).
+async fn forward(
+    app: &App,
+    target: &crate::config::ForwardTarget,
+    dedupe_key: &str,
+    out: &Outbound,
+) {
+    if let Err(e) = app.forward(target, dedupe_key, out).await {
+        tracing::warn!(error = %e, to = %target.channel, chat = %target.chat, "forwarding a webhook answer failed");
     }
 }
 

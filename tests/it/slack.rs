@@ -123,6 +123,7 @@ impl Harness {
         change(&mut config);
         let owned = secret.to_string();
         let env = move |name: &str| match name {
+            "TEST_HOOK_TOKEN" => Some("hook-token".to_string()),
             "TEST_SLACK_SIGNING_SECRET" => Some(owned.clone()),
             "TEST_SLACK_BOT_TOKEN" => Some(TOKEN.to_string()),
             _ => None,
@@ -1019,4 +1020,147 @@ async fn a_reply_that_keeps_failing_is_given_up_with_its_error() {
     assert_eq!(state, "failed");
     assert!(error.unwrap().contains("8 attempts"));
     assert_eq!(h.fake.calls_of("chat.postMessage").len(), 8);
+}
+
+/// Signed Slack events per second through signature check → ledger → planner → reply on the
+/// fake Web API, and the latency from sending an event to its `chat.postMessage` arriving.
+/// Closed loop: each of 16 workers sends an event and waits for its reply before the next.
+/// `cargo test --release --test it slack::bench_events -- --ignored --nocapture`
+/// (`BENCH_EVENTS`, default 2000).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark; prints events/s and p50/p99"]
+async fn bench_events() {
+    let events: usize = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    const CONCURRENCY: usize = 16;
+    let h = Harness::start("s3cret").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(conveyor::http::serve(
+        h.app.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/slack/events");
+    let started = std::time::Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (client, url, next, fake) = (client.clone(), url.clone(), next.clone(), h.fake.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= events {
+                    return latencies;
+                }
+                // One channel per event: Slack's per-channel pacing is not what is measured.
+                let channel = format!("CB{i}");
+                let body = mention(&format!("EvB{i}"), "How do I request a refund?")
+                    .replace("\"C111\"", &format!("\"{channel}\""));
+                let ts = now();
+                let sig = sign("s3cret", &ts, &body);
+                let t0 = std::time::Instant::now();
+                let res = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-slack-request-timestamp", &ts)
+                    .header("x-slack-signature", &sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+                let at = fake
+                    .wait_for_post_in(&channel, Duration::from_secs(60))
+                    .await
+                    .expect("a reply");
+                latencies.push((at - t0).as_secs_f64() * 1000.0);
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), events);
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "slack events: {events} at concurrency {CONCURRENCY}: {:.0} events/s, event → reply p50 {:.2} ms, p99 {:.2} ms",
+        events as f64 / secs,
+        pct(0.50),
+        pct(0.99)
+    );
+    shutdown.cancel();
+    // The server holds the app (and its index); let it go before the project folder does.
+    let _ = server.await;
+    h.settle().await;
+}
+
+#[tokio::test]
+async fn a_webhook_answer_is_forwarded_into_a_slack_channel_once() {
+    use conveyor::config::{HookConfig, HookReply, HookVerify};
+    let h = Harness::start_with("s3cret", |c| {
+        c.hooks.insert(
+            "alerts".into(),
+            HookConfig {
+                verify: HookVerify::Bearer,
+                secret_env: "TEST_HOOK_TOKEN".into(),
+                text: "{{ question }}".into(),
+                conversation: "{{ hook }}".into(),
+                user: "webhook:{{ hook }}".into(),
+                reply: HookReply::Async,
+                max_body_bytes: None,
+                forward_to: Some("slack:C777".into()),
+            },
+        );
+    })
+    .await;
+    let post = || async {
+        let req = Request::post("/hooks/alerts")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer hook-token")
+            .header("idempotency-key", "delivery-1")
+            .body(Body::from(r#"{"question":"How do I request a refund?"}"#))
+            .unwrap();
+        h.router.clone().oneshot(req).await.unwrap().status()
+    };
+    assert_eq!(post().await, StatusCode::ACCEPTED);
+    let posts = h.fake.wait_for("chat.postMessage", 1, WAIT).await;
+    h.settle().await;
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].body["channel"], "C777");
+    assert!(
+        posts[0].body.get("thread_ts").is_none(),
+        "{}",
+        posts[0].body
+    );
+    assert!(posts[0].body["text"].as_str().unwrap().contains("[1]"));
+    // The same delivery again: no second post.
+    assert_eq!(post().await, StatusCode::ACCEPTED);
+    h.settle().await;
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 1);
+}
+
+#[test]
+fn forward_to_must_name_a_configured_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[hooks.a]\nverify = \"bearer\"\nsecret_env = \"X\"\ntext = \"{{ q }}\"\nforward_to = \"telegram:123\"\n\n[hooks.b]\nverify = \"bearer\"\nsecret_env = \"X\"\ntext = \"{{ q }}\"\nforward_to = \"irc:#x\"\n";
+    let err = Config::from_toml(text, "conveyor.toml", dir.path(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("hooks.a.forward_to: telegram is not configured"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hooks.b.forward_to: `irc` is not a chat platform"),
+        "{err}"
+    );
 }

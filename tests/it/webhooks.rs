@@ -83,6 +83,7 @@ fn hook(verify: HookVerify, secret_env: &str, text: &str, reply: HookReply) -> H
         user: "webhook:{{ hook }}".into(),
         reply,
         max_body_bytes: None,
+        forward_to: None,
     }
 }
 

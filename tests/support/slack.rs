@@ -24,6 +24,8 @@ pub struct Call {
     pub body: Value,
     /// The `Authorization` header.
     pub auth: Option<String>,
+    /// When the fake received it.
+    pub at: std::time::Instant,
 }
 
 /// A scripted answer for the next call of a method.
@@ -49,6 +51,10 @@ pub struct FakeSlack {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
 }
+
+/// Wakes waiters on every recorded call.
+static POSTED: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
 
 impl FakeSlack {
     /// Starts the fake on an ephemeral port.
@@ -89,6 +95,29 @@ impl FakeSlack {
             .collect()
     }
 
+    /// Waits until a `chat.postMessage` into `channel` arrives and returns when it did.
+    pub async fn wait_for_post_in(
+        &self,
+        channel: &str,
+        timeout: Duration,
+    ) -> Option<std::time::Instant> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = POSTED.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let found = self.inner.lock().unwrap().calls.iter().rev().find_map(|c| {
+                (c.method == "chat.postMessage" && c.body["channel"] == channel).then_some(c.at)
+            });
+            if found.is_some() {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
     /// Waits up to `timeout` until `method` was called at least `n` times.
     pub async fn wait_for(&self, method: &str, n: usize, timeout: Duration) -> Vec<Call> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -118,7 +147,9 @@ async fn handle(
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        at: std::time::Instant::now(),
     });
+    POSTED.notify_waiters();
     if let Some(i) = inner.script.iter().position(|(m, _)| *m == method) {
         let (_, answer) = inner.script.remove(i).unwrap();
         return match answer {
@@ -155,6 +186,7 @@ async fn response_url(
         method: "response_url".into(),
         body,
         auth: Some(id),
+        at: std::time::Instant::now(),
     });
     (StatusCode::OK, "ok").into_response()
 }
