@@ -37,6 +37,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// that so a long, split answer is not rate-limited half-way.
 const PER_CHANNEL_BURST: u32 = 3;
 
+/// `metadata.event_type` of every message conveyor posts with `chat.postMessage`.
+const METADATA_EVENT: &str = "conveyor_reply";
+
 /// `action_id`s of the feedback buttons under an answer.
 const FEEDBACK_UP: &str = "conveyor_feedback_up";
 const FEEDBACK_DOWN: &str = "conveyor_feedback_down";
@@ -651,6 +654,12 @@ impl Slack {
                 // A new message in the channel (a forwarded webhook answer), not a reply.
                 o.remove("thread_ts");
             }
+            // Slack has no idempotency key for chat.postMessage; the message carries its
+            // ledger key as metadata instead, so a resend after a crash can first look for it.
+            payload["metadata"] = json!({
+                "event_type": METADATA_EVENT,
+                "event_payload": {"dedupe_key": dedupe_key},
+            });
             if i == last {
                 self.add_feedback_buttons(&mut payload, part, feedback);
             }
@@ -718,6 +727,65 @@ impl Slack {
             Ok(Sent::Refused(error)) => tracing::info!(method, error, "Slack refused a reaction"),
             Err(e) => tracing::info!(method, error = %e, "a reaction failed"),
         }
+    }
+
+    /// The `ts` of a message conveyor already posted for `row` (found by its metadata in the
+    /// thread, or in the channel since the row was recorded), if there is one.
+    async fn find_posted(&self, row: &EgressRow) -> Result<Option<String>> {
+        let channel = row
+            .payload
+            .get("channel")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let oldest = format!("{}.000000", row.created_at / 1000 - 1);
+        let (method, query) = match row.payload.get("thread_ts").and_then(Value::as_str) {
+            Some(thread) => (
+                "conversations.replies",
+                vec![("channel", channel), ("ts", thread), ("oldest", &oldest)],
+            ),
+            None => (
+                "conversations.history",
+                vec![("channel", channel), ("oldest", &oldest)],
+            ),
+        };
+        let mut query = query;
+        query.push(("include_all_metadata", "true"));
+        query.push(("limit", "200"));
+        let query = serde_urlencoded::to_string(&query)
+            .map_err(|e| Error::internal("encoding a Slack query", e))?;
+        let response = self
+            .http
+            .get(format!("{}/{method}?{query}", self.api_base_url))
+            .bearer_auth(self.bot_token.expose())
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Slack Web API", e))?;
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| Error::upstream("Slack Web API", e))?;
+        if answer.get("ok").and_then(Value::as_bool) != Some(true) {
+            return Err(Error::Upstream(format!(
+                "Slack refused {method} ({})",
+                answer
+                    .get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no error given")
+            )));
+        }
+        let found = answer
+            .get("messages")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|m| {
+                m.pointer("/metadata/event_type").and_then(Value::as_str) == Some(METADATA_EVENT)
+                    && m.pointer("/metadata/event_payload/dedupe_key")
+                        .and_then(Value::as_str)
+                        == Some(row.dedupe_key.as_str())
+            })
+            .and_then(|m| m.get("ts").and_then(Value::as_str).map(str::to_string));
+        Ok(found)
     }
 
     /// One Web API call with the bot token.
@@ -1106,6 +1174,20 @@ impl Resend for Slack {
     }
 
     async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
+        // The crash may have come after Slack accepted the message and before it was
+        // confirmed: look for it first, so it is not posted twice.
+        if row.payload.get("response_url").is_none() {
+            match self.find_posted(row).await {
+                Ok(Some(ts)) => {
+                    tracing::info!(dedupe_key = %row.dedupe_key, ts, "the pending reply had reached Slack; confirming it without sending again");
+                    return store.egress_confirm(&row.id, Some(&ts)).await;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!(error = %e, "could not look for a pending reply in Slack (needs the *:history scopes); sending it again");
+                }
+            }
+        }
         self.send_recorded(store, &row.id, &row.payload).await
     }
 

@@ -1164,3 +1164,60 @@ fn forward_to_must_name_a_configured_platform() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_crash_after_slack_accepted_a_reply_does_not_post_it_twice() {
+    use conveyor::store::{EGRESS_LEASE_MS, NewEgress};
+    let h = Harness::start("s3cret").await;
+    // The reply was recorded and sent (Slack has it, with its metadata), then the process died
+    // before confirming it.
+    h.post_signed(&mention("EvSENT", "How do I request a refund?"), &[])
+        .await;
+    h.fake.wait_for("chat.postMessage", 1, WAIT).await;
+    h.settle().await;
+    let sent = h.fake.calls_of("chat.postMessage")[0].body.clone();
+    assert_eq!(
+        sent["metadata"]["event_payload"]["dedupe_key"],
+        "slack:EvSENT"
+    );
+    // Simulate the lost confirmation: the same message, recorded but pending.
+    h.app
+        .store
+        .egress_record_new(&NewEgress {
+            channel: "slack".into(),
+            conversation: "slack:T111:C111:x".into(),
+            dedupe_key: "slack:EvLOST".into(),
+            payload: json!({
+                "channel": "C111", "thread_ts": "1595926230.009600", "text": "lost confirm",
+                "metadata": {"event_type": "conveyor_reply", "event_payload": {"dedupe_key": "slack:EvLOST"}}
+            }),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    // What Slack has: post it once "before the crash" (straight to the fake, as conveyor would).
+    reqwest::Client::new()
+        .post(format!("{}/chat.postMessage", h.fake.url))
+        .json(&json!({
+            "channel": "C111", "thread_ts": "1595926230.009600", "text": "lost confirm",
+            "metadata": {"event_type": "conveyor_reply", "event_payload": {"dedupe_key": "slack:EvLOST"}}
+        }))
+        .send()
+        .await
+        .unwrap();
+    let later = chrono::Utc::now().timestamp_millis() + EGRESS_LEASE_MS + 1_000;
+    let report = h.app.resender().run_once(later).await.unwrap();
+    assert_eq!(report.sent, 1);
+    // Found in the thread and confirmed: still two posts in all, not three.
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 2);
+    assert_eq!(
+        h.app
+            .store
+            .egress_state("slack:EvLOST")
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
+        "confirmed"
+    );
+}

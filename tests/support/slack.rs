@@ -61,7 +61,7 @@ impl FakeSlack {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
-            .route("/api/{method}", post(handle))
+            .route("/api/{method}", post(handle).get(history))
             .route("/response/{id}", post(response_url))
             .with_state(Arc::clone(&inner));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -189,4 +189,34 @@ async fn response_url(
         at: std::time::Instant::now(),
     });
     (StatusCode::OK, "ok").into_response()
+}
+
+/// `conversations.replies` / `conversations.history` (GET with a query): the messages posted
+/// so far into `channel` (and thread `ts`), with their metadata, as Slack returns them.
+async fn history(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(method): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let inner = inner.lock().unwrap();
+    let channel = q.get("channel").cloned().unwrap_or_default();
+    let thread = q.get("ts").cloned();
+    let mut ts = 0;
+    let messages: Vec<Value> = inner
+        .calls
+        .iter()
+        .filter(|c| c.method == "chat.postMessage" && c.body["channel"] == channel.as_str())
+        .filter(|c| {
+            method != "conversations.replies" || c.body["thread_ts"].as_str() == thread.as_deref()
+        })
+        .map(|c| {
+            ts += 1;
+            json!({
+                "type": "message", "user": "W111", "bot_id": "B111",
+                "text": c.body["text"], "ts": format!("1700000000.{ts:06}"),
+                "thread_ts": c.body["thread_ts"], "metadata": c.body["metadata"],
+            })
+        })
+        .collect();
+    Json(json!({"ok": true, "messages": messages, "has_more": false})).into_response()
 }
