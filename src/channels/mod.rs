@@ -7,12 +7,14 @@
 //! - [`slack`]: the Slack Events API (`[channels.slack]`, `POST /slack/events`) and replies.
 //! - [`discord`]: Discord interactions (`[channels.discord]`: `POST /discord/interactions`,
 //!   `/ask` answered with follow-ups).
+//! - [`discord_bot`]: the Discord gateway bot (serenity): answers mentions and DMs.
 //! - [`telegram`]: the Telegram Bot API (`[channels.telegram]`: long polling, or
 //!   `POST /telegram/webhook`) and replies.
 //! - [`webhook`]: generic signed webhooks (`[hooks.NAME]`, `POST /hooks/{name}`).
 
 pub mod cli;
 pub mod discord;
+pub mod discord_bot;
 pub mod slack;
 pub mod telegram;
 pub mod verify;
