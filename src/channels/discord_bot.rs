@@ -54,6 +54,12 @@ const MAX_SEND_TRIES: u32 = 4;
 /// Longest pause between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// Longest wait for one REST answer (serenity's client sets none).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Longest wait for a message to be sent, including serenity's own 429 waits.
+const SEND_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A gateway session that lasted this long resets the backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(300);
 
@@ -269,11 +275,20 @@ impl DiscordBot {
 
     /// Checks the token with `GET /users/@me` and learns the bot's id.
     async fn login(&self) -> Result<()> {
-        let me = self.http.get_current_user().await.map_err(|e| match status_of(&e) {
+        // serenity's HTTP client has no timeout of its own; an unreachable API must not hang.
+        let me = tokio::time::timeout(REQUEST_TIMEOUT, self.http.get_current_user())
+            .await
+            .map_err(|_| {
+                Error::Upstream(format!(
+                    "Discord GET /users/@me did not answer within {}s; is the Discord API reachable?",
+                    REQUEST_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| match status_of(&e) {
             Some(401) => Error::Unauthorized(
                 "Discord refused the bot token (HTTP 401); check the variable named by channels.discord.token_env".into(),
             ),
-            _ => Error::Upstream(format!("Discord GET /users/@me failed: {e}")),
+            _ => Error::Upstream(format!("Discord GET /users/@me failed: {}", with_causes(&e))),
         })?;
         self.set_bot_id(me.id);
         tracing::info!(bot = %me.name, id = %me.id, "Discord bot token accepted");
@@ -309,7 +324,8 @@ impl DiscordBot {
                 match r {
                     Ok(()) => Err(Error::Upstream("the Discord gateway connection ended".into())),
                     Err(e) => Err(Error::Upstream(format!(
-                        "the Discord gateway closed the connection: {e}; check the token (channels.discord.token_env) and that the Message Content intent is enabled in the Developer Portal"
+                        "the Discord gateway closed the connection: {}; check the token (channels.discord.token_env) and that the Message Content intent is enabled in the Developer Portal",
+                        with_causes(&e)
                     ))),
                 }
             }
@@ -364,12 +380,11 @@ impl DiscordBot {
     /// `POST /channels/{id}/typing` now and every few seconds until `stop` fires.
     async fn typing_until(&self, channel_id: NonZeroU64, stop: CancellationToken) {
         loop {
-            if let Err(e) = self
-                .http
-                .broadcast_typing(ChannelId::from(channel_id))
-                .await
-            {
-                tracing::debug!(error = %e, "Discord typing indicator failed");
+            let typing = self.http.broadcast_typing(ChannelId::from(channel_id));
+            match tokio::time::timeout(REQUEST_TIMEOUT, typing).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "Discord typing indicator failed"),
+                Err(_) => tracing::debug!("Discord typing indicator timed out"),
             }
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -436,11 +451,18 @@ impl DiscordBot {
             self.per_channel.until_key_ready(&channel_id.get()).await;
             self.overall.until_ready().await;
             store.egress_attempt(id).await?;
-            match self
+            let send = self
                 .http
-                .send_message(ChannelId::from(channel_id), Vec::new(), body)
-                .await
-            {
+                .send_message(ChannelId::from(channel_id), Vec::new(), body);
+            // Without an answer the message may or may not exist: the row stays pending, and
+            // a resend carries the same nonce, which Discord deduplicates.
+            let Ok(sent) = tokio::time::timeout(SEND_TIMEOUT, send).await else {
+                return Err(Error::Upstream(format!(
+                    "Discord did not answer a message to channel {channel_id} within {}s; the reply stays pending",
+                    SEND_TIMEOUT.as_secs()
+                )));
+            };
+            match sent {
                 Ok(message) => {
                     return store
                         .egress_confirm(id, Some(&message.id.to_string()))
@@ -453,7 +475,8 @@ impl DiscordBot {
                 }
                 Err(e) => {
                     return Err(Error::Upstream(format!(
-                        "Discord refused a message to channel {channel_id}: {e}"
+                        "Discord refused a message to channel {channel_id}: {}",
+                        with_causes(&e)
                     )));
                 }
             }
@@ -471,6 +494,24 @@ fn make_http(token: &Secret, proxy: Option<&str>) -> Http {
         Some(proxy) => builder.proxy(proxy).ratelimiter_disabled(true).build(),
         None => builder.build(),
     }
+}
+
+/// The error and its sources ("Error while sending HTTP request." alone does not say why).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut last = text.clone();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        // serenity's wrappers repeat their inner error's text; say it once.
+        let said = cause.to_string();
+        if said != last {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        last = said;
+        source = cause.source();
+    }
+    text
 }
 
 fn status_of(e: &serenity::Error) -> Option<u16> {
