@@ -276,20 +276,27 @@ impl DiscordBot {
     /// Checks the token with `GET /users/@me` and learns the bot's id.
     async fn login(&self) -> Result<()> {
         // serenity's HTTP client has no timeout of its own; an unreachable API must not hang.
-        let me = tokio::time::timeout(REQUEST_TIMEOUT, self.http.get_current_user())
-            .await
-            .map_err(|_| {
-                Error::Upstream(format!(
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, self.http.get_current_user()).await;
+        let me = match answer {
+            Ok(Ok(me)) => me,
+            Ok(Err(e)) if status_of(&e) == Some(401) => {
+                return Err(Error::Unauthorized(
+                    "Discord refused the bot token (HTTP 401); check the variable named by channels.discord.token_env".into(),
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err(Error::Upstream(format!(
+                    "Discord GET /users/@me failed: {}",
+                    with_causes(&e)
+                )));
+            }
+            Err(_) => {
+                return Err(Error::Upstream(format!(
                     "Discord GET /users/@me did not answer within {}s; is the Discord API reachable?",
                     REQUEST_TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| match status_of(&e) {
-            Some(401) => Error::Unauthorized(
-                "Discord refused the bot token (HTTP 401); check the variable named by channels.discord.token_env".into(),
-            ),
-            _ => Error::Upstream(format!("Discord GET /users/@me failed: {}", with_causes(&e))),
-        })?;
+                )));
+            }
+        };
         self.set_bot_id(me.id);
         tracing::info!(bot = %me.name, id = %me.id, "Discord bot token accepted");
         Ok(())
@@ -310,9 +317,16 @@ impl DiscordBot {
         let client =
             ClientBuilder::new_with_http(make_http(&self.token, self.proxy.as_deref()), intents())
                 .event_handler(handler);
-        let mut client = client
-            .await
-            .map_err(|e| Error::Upstream(format!("building the Discord gateway client: {e}")))?;
+        // Building asks for the gateway URL (serenity falls back to Discord's on an error).
+        let mut client = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            built = tokio::time::timeout(REQUEST_TIMEOUT, client) => built
+                .map_err(|_| Error::Upstream("Discord GET /gateway did not answer in time".into()))?
+                .map_err(|e| Error::Upstream(format!(
+                    "building the Discord gateway client: {}",
+                    with_causes(&e)
+                )))?,
+        };
         let shards = Arc::clone(&client.shard_manager);
         tokio::select! {
             () = shutdown.cancelled() => {
@@ -320,7 +334,12 @@ impl DiscordBot {
                 Ok(())
             }
             r = client.start() => {
-                shards.shutdown_all().await;
+                // The shard already stopped; serenity waits up to 5 s for it to say so, which
+                // must not hold up shutdown.
+                tokio::select! {
+                    () = shutdown.cancelled() => {}
+                    () = shards.shutdown_all() => {}
+                }
                 match r {
                     Ok(()) => Err(Error::Upstream("the Discord gateway connection ended".into())),
                     Err(e) => Err(Error::Upstream(format!(

@@ -800,6 +800,47 @@ async fn a_refused_token_is_logged_and_retried_without_stopping() {
 }
 
 #[tokio::test]
+async fn a_gateway_that_refuses_the_token_is_retried_with_backoff() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let fake = FakeDiscord::start().await;
+    let gateway = FakeGateway::start(&fixtures, bot_user()).await;
+    fake.set_gateway_url(&gateway.url);
+    gateway.refuse_identify();
+    let h = Harness::start(PUBLIC_KEY).await;
+    let bot = Arc::new(
+        conveyor::channels::discord_bot::DiscordBot::build(
+            conveyor::config::Secret::from_lookup("T", "channels.discord.token_env", &|_| {
+                Some("revoked-token".into())
+            })
+            .unwrap(),
+            &fake.url,
+        )
+        .unwrap(),
+    );
+    let cx = BotContext {
+        gateway: Arc::clone(&h.app.gateway),
+        store: h.app.store.clone(),
+        tasks: h.app.tasks.clone(),
+    };
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(bot.run(cx, stop.clone()));
+    // Closed with 4004, serenity gives up (and takes 5 s to say its shard stopped); the bot
+    // logs it and tries again after 1 s.
+    assert!(
+        gateway
+            .wait_until(|g| g.identifies().len() >= 2, 3 * WAIT)
+            .await,
+        "no second attempt: {:?}",
+        gateway.identifies()
+    );
+    assert!(!run.is_finished());
+    stop.cancel();
+    tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn a_token_env_naming_an_unset_variable_fails_start_up_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     conveyor::init::init(dir.path(), false).await.unwrap();

@@ -3,7 +3,8 @@
 //!
 //! - on connect it sends HELLO (op 10);
 //! - IDENTIFY (op 2) is recorded (token, intents) and answered with a READY dispatch (session id,
-//!   `resume_gateway_url`, the bot user);
+//!   `resume_gateway_url`, the bot user), or, after [`FakeGateway::refuse_identify`], with a
+//!   4004 close (authentication failed);
 //! - HEARTBEAT (op 1) is answered with HEARTBEAT ACK (op 11);
 //! - RESUME (op 6) is recorded and answered by replaying every `MESSAGE_CREATE` dispatched so far
 //!   (as if the client had not seen them), then RESUMED;
@@ -19,6 +20,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// The fixtures folder, when it is there.
 pub fn fixtures() -> Option<PathBuf> {
@@ -44,6 +47,7 @@ struct Inner {
     identifies: Vec<Value>,
     resumes: Vec<Value>,
     connections: usize,
+    refuse_identify: bool,
     current: Option<UnboundedSender<Command>>,
     seq: u64,
     messages: Vec<Value>,
@@ -122,6 +126,11 @@ impl FakeGateway {
         current.send(Command::Reconnect).unwrap();
     }
 
+    /// Closes the connection with 4004 (authentication failed) after each IDENTIFY from now on.
+    pub fn refuse_identify(&self) {
+        self.inner.lock().unwrap().refuse_identify = true;
+    }
+
     /// The IDENTIFY payloads received.
     pub fn identifies(&self) -> Vec<Value> {
         self.inner.lock().unwrap().identifies.clone()
@@ -169,7 +178,19 @@ impl FakeGateway {
                     let replies = match op {
                         Some(1) => vec![self.payloads.heartbeat_ack.clone()],
                         Some(2) => {
-                            self.inner.lock().unwrap().identifies.push(payload["d"].clone());
+                            let refuse = {
+                                let mut inner = self.inner.lock().unwrap();
+                                inner.identifies.push(payload["d"].clone());
+                                inner.refuse_identify
+                            };
+                            if refuse {
+                                let frame = CloseFrame {
+                                    code: CloseCode::from(4004),
+                                    reason: "Authentication failed.".into(),
+                                };
+                                let _ = ws.close(Some(frame)).await;
+                                return;
+                            }
                             vec![self.envelope("READY", json!({
                                 "v": 10,
                                 "user": user,
