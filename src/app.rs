@@ -199,6 +199,9 @@ impl App {
         if let Some(slack) = &self.slack {
             out.push(Arc::clone(slack) as Arc<dyn crate::gateway::egress::Resend>);
         }
+        if let Some(discord) = &self.discord {
+            out.push(Arc::clone(discord) as Arc<dyn crate::gateway::egress::Resend>);
+        }
         out
     }
 

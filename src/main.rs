@@ -826,6 +826,14 @@ async fn serve(config_path: &Path) -> Result<()> {
             shutdown.clone(),
         ));
     }
+    if let Some(bot) = app.discord.as_ref().and_then(|d| d.bot()) {
+        let cx = conveyor::channels::discord_bot::BotContext {
+            gateway: std::sync::Arc::clone(&app.gateway),
+            store: app.store.clone(),
+            tasks: app.tasks.clone(),
+        };
+        tracker.spawn(bot.run(cx, shutdown.clone()));
+    }
     tracker.close();
     tracing::info!(
         address = %listen,

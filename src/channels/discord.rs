@@ -6,21 +6,27 @@
 //! Follow-ups are sent with plain reqwest to `{api_base_url}/webhooks/{application_id}/
 //! {interaction_token}` (tests point `api_base_url` at a fake); each part is recorded in the
 //! egress ledger (dedupe key `discord:{interaction id}:{part}`) before it is sent and confirmed
-//! with the returned message id after. The serenity gateway bot is not built yet.
+//! with the returned message id after. With `token_env` set, the gateway bot
+//! ([`crate::channels::discord_bot`]) is built here too; [`Discord::resend`] sends an egress
+//! row of either kind that a crash left pending.
 
+use std::num::NonZeroU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use serenity::interactions_endpoint::Verifier;
 
+use crate::channels::discord_bot::{DiscordBot, proxy_base};
 use crate::channels::slack::split_message;
 use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
+use crate::gateway::access::{Decision, Subject};
 use crate::gateway::egress::record_once;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
-use crate::store::Store;
+use crate::store::{EgressRow, Store};
 
 /// Longest Discord message content; longer answers are sent as several follow-ups.
 pub const MAX_MESSAGE_CHARS: usize = 2_000;
@@ -30,6 +36,30 @@ const MAX_SEND_TRIES: u32 = 4;
 
 /// Longest `retry_after` we honour before giving up on a follow-up (it stays pending).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// How long an interaction token is valid; a follow-up recorded longer ago cannot be sent.
+pub const INTERACTION_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// What an egress row of the Discord channel holds: enough to send it again after a crash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Recorded {
+    /// An interaction follow-up. The interaction token is kept with it because a resend needs
+    /// it; it expires 15 minutes after the interaction, which bounds what it is worth.
+    FollowUp {
+        /// The interaction token.
+        interaction_token: String,
+        /// The `POST /webhooks/{application_id}/{token}` body.
+        body: Value,
+    },
+    /// A gateway-bot message.
+    ChannelMessage {
+        /// The channel (or thread) id.
+        channel_id: String,
+        /// The `POST /channels/{id}/messages` body (with its `nonce`).
+        body: Value,
+    },
+}
 
 fn default_api_base_url() -> String {
     "https://discord.com/api/v10".into()
@@ -43,10 +73,12 @@ pub struct DiscordConfig {
     pub public_key: String,
     /// The application id.
     pub application_id: String,
-    /// Name of the environment variable holding the bot token; when set, follow-ups carry it.
+    /// Name of the environment variable holding the bot token; when set, follow-ups carry it
+    /// and `serve` runs the gateway bot (mentions and DMs).
     #[serde(default)]
     pub token_env: Option<String>,
-    /// The REST API base URL; only tests change it.
+    /// The REST API base URL; only tests (or an HTTP proxy for Discord) change it. With
+    /// `token_env` set it must end with `/api/v10`.
     #[serde(default = "default_api_base_url")]
     pub api_base_url: String,
 }
@@ -66,6 +98,10 @@ impl DiscordConfig {
                 "channels.discord.api_base_url: `{}` is not an http(s) URL; leave it out to use https://discord.com/api/v10",
                 self.api_base_url
             ));
+        } else if self.token_env.is_some()
+            && let Err(e) = proxy_base(&self.api_base_url)
+        {
+            problems.push(e);
         }
     }
 }
@@ -101,6 +137,12 @@ pub struct FollowUp {
     pub interaction_id: String,
     /// The interaction token (valid for 15 minutes).
     pub token: String,
+    /// The invoking user's id.
+    pub user_id: String,
+    /// The channel it was invoked in.
+    pub channel_id: String,
+    /// The server, when not a DM.
+    pub guild_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -187,7 +229,8 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
         .channel_id
         .or(raw.channel.map(|c| c.id))
         .unwrap_or_else(|| "unknown".into());
-    let scope = raw.guild_id.unwrap_or_else(|| "dm".into());
+    let guild_id = raw.guild_id;
+    let scope = guild_id.clone().unwrap_or_else(|| "dm".into());
     let user = raw
         .member
         .and_then(|m| m.user)
@@ -200,6 +243,7 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
             id: "unknown".into(),
             name: None,
         });
+    let inbound_user_id = user.id.clone();
     let inbound = Inbound {
         idempotency_key: raw.id.clone(),
         conversation: ConversationKey::new(Channel::Discord, format!("{scope}:{channel_id}")),
@@ -212,6 +256,9 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
         FollowUp {
             interaction_id: raw.id,
             token: raw.token,
+            user_id: inbound_user_id,
+            channel_id,
+            guild_id,
         },
     ))))
 }
@@ -245,6 +292,7 @@ pub struct Discord {
     token: Option<Secret>,
     api_base_url: String,
     http: reqwest::Client,
+    bot: Option<Arc<DiscordBot>>,
 }
 
 impl std::fmt::Debug for Discord {
@@ -273,6 +321,13 @@ impl Discord {
             )?),
             None => None,
         };
+        let bot = match &token {
+            Some(token) => Some(Arc::new(DiscordBot::build(
+                token.clone(),
+                &config.api_base_url,
+            )?)),
+            None => None,
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -283,7 +338,84 @@ impl Discord {
             token,
             api_base_url: config.api_base_url.trim_end_matches('/').to_string(),
             http,
+            bot,
         })
+    }
+
+    /// The gateway bot, when `token_env` is set; `serve` runs it.
+    pub fn bot(&self) -> Option<Arc<DiscordBot>> {
+        self.bot.clone()
+    }
+
+    /// Sends one egress row of this channel that was left `pending` (a crash between record
+    /// and confirm) and confirms it. The row's payload is a [`Recorded`]. A follow-up whose
+    /// interaction token has expired (15 minutes) cannot be sent and is an error. A bot
+    /// message carries its nonce with `enforce_nonce`, so if the first try did reach Discord
+    /// within its nonce window, Discord returns that message instead of posting a second one.
+    pub async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
+        let recorded: Recorded = serde_json::from_value(row.payload.clone()).map_err(|e| {
+            Error::BadInput(format!(
+                "egress row {} is not a Discord message this version can send ({e})",
+                row.id
+            ))
+        })?;
+        match recorded {
+            Recorded::FollowUp {
+                interaction_token,
+                body,
+            } => {
+                let age_ms = chrono::Utc::now().timestamp_millis() - row.created_at;
+                let ttl_ms = i64::try_from(INTERACTION_TOKEN_TTL.as_millis()).unwrap_or(i64::MAX);
+                if age_ms >= ttl_ms {
+                    return Err(Error::Conflict(format!(
+                        "Discord follow-up {} ({}) was recorded {} minutes ago; its interaction token expires after 15 minutes, so it cannot be sent any more",
+                        row.id,
+                        row.dedupe_key,
+                        age_ms / 60_000
+                    )));
+                }
+                self.send_recorded(store, &row.id, &interaction_token, &body)
+                    .await
+            }
+            Recorded::ChannelMessage { channel_id, body } => {
+                let Some(bot) = &self.bot else {
+                    return Err(Error::Config(format!(
+                        "egress row {} is a Discord bot message, but channels.discord.token_env is not set, so there is no bot token to send it with",
+                        row.id
+                    )));
+                };
+                let channel = channel_id
+                    .parse::<NonZeroU64>()
+                    .map_err(|_| {
+                        Error::BadInput(format!(
+                            "egress row {} names the Discord channel `{channel_id}`, which is not an id",
+                            row.id
+                        ))
+                    })?;
+                bot.send_recorded(store, &row.id, channel, &body).await
+            }
+        }
+    }
+
+    /// Posts `out` into `channel` as a new message through the gateway bot's token.
+    pub async fn post_to_channel(
+        &self,
+        store: &Store,
+        channel: &str,
+        dedupe_key: &str,
+        out: &Outbound,
+    ) -> Result<()> {
+        let Some(bot) = &self.bot else {
+            return Err(Error::Config(
+                "posting into a Discord channel needs the bot token: set channels.discord.token_env".into(),
+            ));
+        };
+        let channel_id = channel
+            .parse::<NonZeroU64>()
+            .map_err(|_| Error::BadInput(format!("`{channel}` is not a Discord channel id")))?;
+        let conversation = ConversationKey::new(Channel::Discord, channel).as_storage_key();
+        bot.post(store, &conversation, channel_id, &render(out), dedupe_key)
+            .await
     }
 
     /// Checks `X-Signature-Ed25519` over `X-Signature-Timestamp || body`.
@@ -294,9 +426,41 @@ impl Discord {
         }
     }
 
-    /// Answers one `/ask`: the gateway's answer, sent as follow-ups.
+    /// Answers one `/ask`: the gateway's answer, sent as follow-ups. A user who is not let in
+    /// gets the pairing code or refusal instead (the follow-up is only a reply to them).
     pub async fn respond(&self, gateway: &Gateway, store: &Store, inbound: Inbound, to: FollowUp) {
         let conversation = inbound.conversation.as_storage_key();
+        let who = Subject {
+            user_id: &to.user_id,
+            user_name: inbound.user.name.as_deref(),
+            chat: &to.channel_id,
+            space: to.guild_id.as_deref(),
+            // The deferred answer goes to the invoking user's interaction, so a stranger gets
+            // the pairing code there wherever they ran the command.
+            direct: true,
+        };
+        match gateway.check_access(Channel::Discord, &who).await {
+            Ok(Decision::Allow) => {}
+            Ok(Decision::Ignore) => {
+                let text = "Sorry, I only answer people my administrators have let in.";
+                let key = format!("discord:{}:access", to.interaction_id);
+                if let Err(e) = self.deliver(store, &conversation, &to, text, &key).await {
+                    tracing::warn!(error = %e, "sending a Discord access reply failed");
+                }
+                return;
+            }
+            Ok(Decision::Reply(text)) => {
+                let key = format!("discord:{}:access", to.interaction_id);
+                if let Err(e) = self.deliver(store, &conversation, &to, &text, &key).await {
+                    tracing::warn!(error = %e, "sending a Discord access reply failed");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checking access for a Discord /ask failed; not answering");
+                return;
+            }
+        }
         let answer = format!("discord:{}", to.interaction_id);
         let notice = format!("discord:{}:notice", to.interaction_id);
         let (text, key) = match gateway.handle(inbound).await {
@@ -326,13 +490,19 @@ impl Discord {
     ) -> Result<()> {
         for (i, part) in split_content(text).iter().enumerate() {
             let dedupe_key = format!("{key}:{}", i + 1);
-            let payload = json!({"content": part, "allowed_mentions": {"parse": []}});
+            let body = json!({"content": part, "allowed_mentions": {"parse": []}});
+            let recorded = Recorded::FollowUp {
+                interaction_token: to.token.clone(),
+                body: body.clone(),
+            };
+            let payload = serde_json::to_value(&recorded)
+                .map_err(|e| Error::internal("recording a Discord follow-up", e))?;
             let Some(id) =
                 record_once(store, Channel::Discord, conversation, &dedupe_key, &payload).await?
             else {
                 continue;
             };
-            self.send_recorded(store, &id, to, &payload).await?;
+            self.send_recorded(store, &id, &to.token, &body).await?;
         }
         Ok(())
     }
@@ -341,12 +511,12 @@ impl Discord {
         &self,
         store: &Store,
         id: &str,
-        to: &FollowUp,
+        interaction_token: &str,
         payload: &Value,
     ) -> Result<()> {
         let url = format!(
-            "{}/webhooks/{}/{}",
-            self.api_base_url, self.application_id, to.token
+            "{}/webhooks/{}/{interaction_token}",
+            self.api_base_url, self.application_id
         );
         for _ in 0..MAX_SEND_TRIES {
             store.egress_attempt(id).await?;
@@ -386,6 +556,27 @@ impl Discord {
         Err(Error::Upstream(
             "Discord kept rate-limiting the follow-up; it stays pending".into(),
         ))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::gateway::egress::Resend for Discord {
+    fn channel(&self) -> Channel {
+        Channel::Discord
+    }
+
+    async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
+        Discord::resend(self, store, row).await
+    }
+
+    async fn post(
+        &self,
+        store: &Store,
+        chat: &str,
+        dedupe_key: &str,
+        out: &Outbound,
+    ) -> Result<()> {
+        self.post_to_channel(store, chat, dedupe_key, out).await
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`slack`]: the Slack Events API (`[channels.slack]`, `POST /slack/events`) and replies.
 //! - [`discord`]: Discord interactions (`[channels.discord]`: `POST /discord/interactions`,
 //!   `/ask` answered with follow-ups).
+//! - [`discord_bot`]: the Discord gateway bot (serenity): answers mentions and DMs.
 //! - [`telegram`]: the Telegram Bot API (`[channels.telegram]`: long polling, or
 //!   `POST /telegram/webhook`) and replies.
 //! - [`telegram_doctor`], [`discord_doctor`]: their `conveyor doctor` checks.
@@ -14,6 +15,7 @@
 
 pub mod cli;
 pub mod discord;
+pub mod discord_bot;
 pub mod discord_doctor;
 pub mod slack;
 pub mod telegram;

@@ -1,11 +1,13 @@
 //! Discord interactions, black-box: `POST /discord/interactions` through `router()` + `oneshot`
 //! with the pre-signed requests in `../shared/fixtures/signatures` (RFC 8032 TEST 1 key), the
 //! interaction bodies in `../shared/fixtures/discord`, and a fake Discord REST API
-//! (`tests/support/discord.rs`) that records the follow-ups.
+//! (`tests/support/discord.rs`) that records the follow-ups; and the gateway bot (serenity)
+//! against that REST fake and a fake gateway websocket (`tests/support/discord_gateway.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,13 +15,18 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use conveyor::app::App;
 use conveyor::channels::discord::DiscordConfig;
-use conveyor::config::{Config, Rate};
+use conveyor::channels::discord_bot::BotContext;
+use conveyor::config::{Config, LlmConfig, LlmProvider, Rate};
+use conveyor::store::{EgressRow, NewEgress};
 use ed25519_dalek::{Signer, SigningKey};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::support::discord::FakeDiscord;
+use crate::support::discord::{BOT_ID, FakeDiscord, bot_user};
+use crate::support::discord_gateway::FakeGateway;
+use crate::support::llm_fake::{FakeLlm, Scripted, Wire};
 
 /// RFC 8032 TEST 1.
 const SECRET_KEY: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
@@ -258,4 +265,707 @@ async fn the_same_interaction_twice_gets_one_follow_up() {
     assert_eq!(h.post_signed(&body).await.0, StatusCode::OK);
     h.settle().await;
     assert_eq!(h.fake.follow_ups().len(), 1, "{:?}", h.fake.follow_ups());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The gateway bot: serenity against the fake REST API (`support::discord`) and the fake
+// gateway (`support::discord_gateway`, built from `../shared/fixtures/discord/gateway`).
+// ---------------------------------------------------------------------------------------------
+
+const BOT_TOKEN: &str = "discord-bot-token";
+const GUILD: &str = "1000000000000000009";
+const CHANNEL: &str = "1100000000000000001";
+const DM_CHANNEL: &str = "1100000000000000002";
+const USER: &str = "1000000000000000002";
+
+/// GUILD_MESSAGES | DIRECT_MESSAGES | MESSAGE_CONTENT.
+const INTENTS: u64 = (1 << 9) | (1 << 12) | (1 << 15);
+
+/// The app with the gateway bot running against the fakes. Fields drop in order.
+struct Bot {
+    app: App,
+    fake: FakeDiscord,
+    gateway: FakeGateway,
+    stop: CancellationToken,
+    run: tokio::task::JoinHandle<()>,
+    _llm: Option<FakeLlm>,
+    _dir: tempfile::TempDir,
+}
+
+impl Bot {
+    async fn start(fixtures: &Path, llm: Option<FakeLlm>) -> Self {
+        Self::start_with(fixtures, llm, None).await
+    }
+
+    async fn start_with(
+        fixtures: &Path,
+        llm: Option<FakeLlm>,
+        access: Option<conveyor::gateway::access::PlatformAccess>,
+    ) -> Self {
+        let fake = FakeDiscord::start().await;
+        let gateway = FakeGateway::start(fixtures, bot_user()).await;
+        fake.set_gateway_url(&gateway.url);
+        let dir = tempfile::tempdir().unwrap();
+        conveyor::init::init(dir.path(), false).await.unwrap();
+        let path = dir.path().join("conveyor.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut config =
+            Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
+        config.limits.per_user = Rate::Off;
+        config.limits.per_conversation = Rate::Off;
+        if let Some(llm) = &llm {
+            config.llm = LlmConfig {
+                provider: LlmProvider::OpenaiCompatible,
+                model: Some("fake-model".into()),
+                base_url: Some(llm.url.clone()),
+                stream: false,
+                ..LlmConfig::default()
+            };
+        }
+        config.channels.discord = Some(DiscordConfig {
+            public_key: PUBLIC_KEY.into(),
+            application_id: APP_ID.into(),
+            token_env: Some("TEST_DISCORD_TOKEN".into()),
+            api_base_url: fake.url.clone(),
+        });
+        config.access.discord = access;
+        let env = |name: &str| match name {
+            "TEST_DISCORD_TOKEN" => Some(BOT_TOKEN.to_string()),
+            _ => None,
+        };
+        let app = App::build_with_env(config, &env).await.unwrap();
+        let bot = app.discord.as_ref().unwrap().bot().unwrap();
+        let stop = CancellationToken::new();
+        let cx = BotContext {
+            gateway: Arc::clone(&app.gateway),
+            store: app.store.clone(),
+            tasks: app.tasks.clone(),
+        };
+        let run = tokio::spawn(bot.run(cx, stop.clone()));
+        assert!(
+            gateway
+                .wait_until(|g| !g.identifies().is_empty(), WAIT)
+                .await,
+            "the bot never identified"
+        );
+        Self {
+            app,
+            fake,
+            gateway,
+            stop,
+            run,
+            _llm: llm,
+            _dir: dir,
+        }
+    }
+
+    /// Waits for every answer task to finish.
+    async fn settle(&self) {
+        self.app.tasks.close();
+        tokio::time::timeout(WAIT, self.app.tasks.wait())
+            .await
+            .unwrap();
+        self.app.tasks.reopen();
+    }
+
+    /// Dispatches `message`, then waits until its typing indicator arrived and it is answered.
+    async fn say(&self, message: Value) {
+        let before = self.fake.typing().len();
+        self.gateway.dispatch("MESSAGE_CREATE", message);
+        self.fake.wait_for_typing(before + 1, WAIT).await;
+        self.settle().await;
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(WAIT, self.run).await.unwrap().unwrap();
+    }
+}
+
+/// A `MESSAGE_CREATE` body as Discord sends it to a bot with the Message Content intent.
+fn message_create(id: &str, channel: &str, guild: Option<&str>, content: &str) -> Value {
+    let mut m = json!({
+        "id": id,
+        "channel_id": channel,
+        "author": {"id": USER, "username": "ana", "discriminator": "0", "global_name": "Ana", "avatar": null},
+        "content": content,
+        "timestamp": "2026-11-26T10:00:00.000000+00:00",
+        "edited_timestamp": null,
+        "tts": false,
+        "mention_everyone": false,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [],
+        "pinned": false,
+        "type": 0,
+        "flags": 0
+    });
+    if content.contains(&format!("<@{BOT_ID}>")) {
+        m["mentions"] = json!([bot_user()]);
+    }
+    if let Some(guild) = guild {
+        m["guild_id"] = json!(guild);
+        m["member"] = json!({"roles": [], "joined_at": "2026-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false, "flags": 0});
+    }
+    m
+}
+
+fn gateway_fixtures() -> Option<PathBuf> {
+    let dir = crate::support::discord_gateway::fixtures();
+    if dir.is_none() {
+        println!("skipped: ../shared/fixtures/discord/gateway is absent");
+    }
+    dir
+}
+
+#[tokio::test]
+async fn a_mention_in_a_guild_channel_gets_one_reply_there() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let bot = Bot::start(&fixtures, None).await;
+    let identify = &bot.gateway.identifies()[0];
+    assert!(
+        identify["token"].as_str().unwrap().ends_with(BOT_TOKEN),
+        "{identify}"
+    );
+    assert_eq!(identify["intents"], INTENTS);
+    bot.say(message_create(
+        "1200000000000000001",
+        CHANNEL,
+        Some(GUILD),
+        &format!("<@{BOT_ID}> {QUESTION}"),
+    ))
+    .await;
+    let sent = bot.fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].channel_id, CHANNEL);
+    assert_eq!(sent[0].authorization, format!("Bot {BOT_TOKEN}"));
+    let body = &sent[0].body;
+    assert_eq!(
+        body["message_reference"]["message_id"],
+        "1200000000000000001"
+    );
+    assert_eq!(body["enforce_nonce"], true);
+    assert!(
+        body["nonce"].as_str().is_some_and(|n| n.len() <= 25),
+        "{body}"
+    );
+    let content = body["content"].as_str().unwrap();
+    assert!(content.contains("[1]"), "no citation marker: {content}");
+    assert!(content.chars().count() <= 2_000);
+    assert!(bot.fake.typing().iter().all(|c| c == CHANNEL));
+    // The planner saw the question without the mention.
+    let turns = bot
+        .app
+        .store
+        .recent_turns(&format!("discord:{CHANNEL}"), 10)
+        .await
+        .unwrap();
+    assert_eq!(turns[0].text, QUESTION, "{turns:?}");
+    // Recorded and confirmed with Discord's message id.
+    assert!(
+        bot.app
+            .store
+            .egress_pending("discord")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_direct_message_is_answered_without_a_mention() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let bot = Bot::start(&fixtures, None).await;
+    bot.say(message_create(
+        "1200000000000000002",
+        DM_CHANNEL,
+        None,
+        QUESTION,
+    ))
+    .await;
+    let sent = bot.fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].channel_id, DM_CHANNEL);
+    assert_eq!(bot.fake.typing(), vec![DM_CHANNEL.to_string()]);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn bots_webhooks_and_unmentioned_messages_get_nothing() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let bot = Bot::start(&fixtures, None).await;
+    let mut from_bot = message_create(
+        "1200000000000000003",
+        CHANNEL,
+        Some(GUILD),
+        &format!("<@{BOT_ID}> {QUESTION}"),
+    );
+    from_bot["author"]["bot"] = json!(true);
+    let mut from_webhook = message_create(
+        "1200000000000000004",
+        CHANNEL,
+        Some(GUILD),
+        &format!("<@{BOT_ID}> {QUESTION}"),
+    );
+    from_webhook["webhook_id"] = json!("1300000000000000001");
+    let mut own = message_create("1200000000000000005", CHANNEL, Some(GUILD), QUESTION);
+    own["author"] = bot_user();
+    for m in [
+        from_bot,
+        from_webhook,
+        own,
+        message_create("1200000000000000006", CHANNEL, Some(GUILD), QUESTION),
+        message_create(
+            "1200000000000000007",
+            CHANNEL,
+            Some(GUILD),
+            &format!("<@{BOT_ID}>"),
+        ),
+    ] {
+        bot.gateway.dispatch("MESSAGE_CREATE", m);
+    }
+    // A DM afterwards is answered: every earlier event was read and dropped.
+    bot.say(message_create(
+        "1200000000000000008",
+        DM_CHANNEL,
+        None,
+        QUESTION,
+    ))
+    .await;
+    // serenity hands each event to its own task; give a wrongly accepted one time to show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bot.settle().await;
+    let sent = bot.fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].channel_id, DM_CHANNEL);
+    assert_eq!(bot.fake.typing(), vec![DM_CHANNEL.to_string()]);
+    assert_eq!(bot.app.store.ingress_count().await.unwrap(), 1);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_4500_character_answer_is_sent_as_three_replies() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let paragraph = "word ".repeat(300);
+    let long = [paragraph.trim(); 3].join("\n\n");
+    assert!(long.chars().count() >= 4_500);
+    let llm = FakeLlm::start(Wire::OpenAi, vec![Scripted::text(&long)]).await;
+    let bot = Bot::start(&fixtures, Some(llm)).await;
+    bot.say(message_create(
+        "1200000000000000009",
+        CHANNEL,
+        Some(GUILD),
+        &format!("<@{BOT_ID}> tell me everything"),
+    ))
+    .await;
+    let sent = bot.fake.sent();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    let mut words = 0;
+    for s in &sent {
+        let content = s.body["content"].as_str().unwrap();
+        assert!(content.chars().count() <= 2_000);
+        assert_eq!(s.channel_id, CHANNEL);
+        words += content.matches("word").count();
+    }
+    assert_eq!(words, 900, "nothing lost");
+    let nonces: std::collections::HashSet<_> =
+        sent.iter().map(|s| s.body["nonce"].clone()).collect();
+    assert_eq!(nonces.len(), 3);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_message_create_twice_gets_one_reply() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let bot = Bot::start(&fixtures, None).await;
+    let m = message_create(
+        "1200000000000000010",
+        CHANNEL,
+        Some(GUILD),
+        &format!("<@{BOT_ID}> {QUESTION}"),
+    );
+    bot.say(m.clone()).await;
+    bot.say(m).await;
+    assert_eq!(bot.fake.typing().len(), 2, "both deliveries were read");
+    assert_eq!(bot.fake.sent().len(), 1, "{:?}", bot.fake.sent());
+    assert_eq!(bot.fake.message_posts(), 1);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_create_replayed_after_a_resume_gets_no_second_reply() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let bot = Bot::start(&fixtures, None).await;
+    bot.say(message_create(
+        "1200000000000000011",
+        CHANNEL,
+        Some(GUILD),
+        &format!("<@{BOT_ID}> {QUESTION}"),
+    ))
+    .await;
+    assert_eq!(bot.fake.sent().len(), 1);
+    // Discord asks for a reconnect; serenity resumes, and the fake replays the message.
+    bot.gateway.reconnect();
+    assert!(
+        bot.gateway
+            .wait_until(|g| !g.resumes().is_empty(), WAIT)
+            .await,
+        "serenity did not resume"
+    );
+    let resume = &bot.gateway.resumes()[0];
+    assert_eq!(resume["session_id"], "fake-session-0001");
+    bot.fake.wait_for_typing(2, WAIT).await;
+    bot.settle().await;
+    assert_eq!(bot.fake.typing().len(), 2, "the replay was read");
+    assert_eq!(bot.fake.sent().len(), 1, "{:?}", bot.fake.sent());
+    assert_eq!(
+        bot.gateway.identifies().len(),
+        1,
+        "resumed, not re-identified"
+    );
+    // The bot still answers new messages on the resumed session.
+    bot.say(message_create(
+        "1200000000000000012",
+        DM_CHANNEL,
+        None,
+        QUESTION,
+    ))
+    .await;
+    assert_eq!(bot.fake.sent().len(), 2);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_is_waited_out_and_the_reply_is_not_dropped() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let bot = Bot::start(&fixtures, None).await;
+    bot.fake.rate_limit_next(2);
+    bot.say(message_create(
+        "1200000000000000013",
+        DM_CHANNEL,
+        None,
+        QUESTION,
+    ))
+    .await;
+    assert_eq!(bot.fake.message_posts(), 3);
+    assert_eq!(bot.fake.sent().len(), 1);
+    assert!(
+        bot.app
+            .store
+            .egress_pending("discord")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn resend_sends_a_pending_row_once_and_never_a_confirmed_one() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let bot = Bot::start(&fixtures, None).await;
+    let discord = bot.app.discord.clone().unwrap();
+    let store = &bot.app.store;
+    // A bot message and a follow-up recorded before a crash, and one already confirmed.
+    let message = json!({
+        "kind": "channel_message",
+        "channel_id": CHANNEL,
+        "body": {"content": "recorded before the crash", "nonce": "n-pending-1", "enforce_nonce": true,
+                 "allowed_mentions": {"parse": []}}
+    });
+    let follow_up = json!({
+        "kind": "follow_up",
+        "interaction_token": "A_UNIQUE_TOKEN",
+        "body": {"content": "follow-up recorded before the crash", "allowed_mentions": {"parse": []}}
+    });
+    let confirmed = json!({
+        "kind": "channel_message",
+        "channel_id": CHANNEL,
+        "body": {"content": "already sent", "nonce": "n-confirmed-1", "enforce_nonce": true}
+    });
+    let conversation = format!("discord:{CHANNEL}");
+    for (key, payload) in [
+        ("discord:msg:1:1", &message),
+        ("discord:2:1", &follow_up),
+        ("discord:msg:3:1", &confirmed),
+    ] {
+        store
+            .egress_record_new(&NewEgress {
+                channel: "discord".into(),
+                conversation: conversation.clone(),
+                dedupe_key: key.into(),
+                payload: payload.clone(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let done = store
+        .egress_pending("discord")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.dedupe_key == "discord:msg:3:1")
+        .unwrap();
+    store.egress_confirm(&done.id, Some("1")).await.unwrap();
+
+    // What the lead's loop does: resend every pending row.
+    for row in store.egress_pending("discord").await.unwrap() {
+        discord.resend(store, &row).await.unwrap();
+    }
+    let sent = bot.fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(bot.fake.message_posts(), 1);
+    assert_eq!(sent[0].body["content"], "recorded before the crash");
+    assert_eq!(sent[0].body["nonce"], "n-pending-1");
+    let follow_ups = bot.fake.follow_ups();
+    assert_eq!(follow_ups.len(), 1, "{follow_ups:?}");
+    assert_eq!(follow_ups[0].token, "A_UNIQUE_TOKEN");
+    assert!(store.egress_pending("discord").await.unwrap().is_empty());
+    // A second pass finds nothing to send.
+    for row in store.egress_pending("discord").await.unwrap() {
+        discord.resend(store, &row).await.unwrap();
+    }
+    assert_eq!(bot.fake.message_posts(), 1);
+    assert_eq!(bot.fake.follow_ups().len(), 1);
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn resend_refuses_a_follow_up_whose_interaction_token_expired() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let bot = Bot::start(&fixtures, None).await;
+    let discord = bot.app.discord.clone().unwrap();
+    let row = EgressRow {
+        id: "0190aaaa-0000-7000-8000-000000000001".into(),
+        channel: "discord".into(),
+        conversation: "discord:dm:1".into(),
+        dedupe_key: "discord:9:1".into(),
+        payload: json!({"kind": "follow_up", "interaction_token": "OLD", "body": {"content": "late"}}),
+        attempts: 1,
+        created_at: chrono::Utc::now().timestamp_millis() - 16 * 60 * 1_000,
+    };
+    let err = discord.resend(&bot.app.store, &row).await.unwrap_err();
+    assert!(err.to_string().contains("15 minutes"), "{err}");
+    assert!(bot.fake.follow_ups().is_empty());
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_token_is_logged_and_retried_without_stopping() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let fake = FakeDiscord::start().await;
+    let gateway = FakeGateway::start(&fixtures, bot_user()).await;
+    fake.set_gateway_url(&gateway.url);
+    fake.reject_token();
+    let bot = Arc::new(
+        conveyor::channels::discord_bot::DiscordBot::build(
+            conveyor::config::Secret::from_lookup("T", "channels.discord.token_env", &|_| {
+                Some("bad-token".into())
+            })
+            .unwrap(),
+            &fake.url,
+        )
+        .unwrap(),
+    );
+    let h = Harness::start(PUBLIC_KEY).await;
+    let cx = BotContext {
+        gateway: Arc::clone(&h.app.gateway),
+        store: h.app.store.clone(),
+        tasks: h.app.tasks.clone(),
+    };
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(bot.run(cx, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!run.is_finished(), "the bot gave up instead of retrying");
+    assert!(
+        gateway.identifies().is_empty(),
+        "no gateway without a valid token"
+    );
+    stop.cancel();
+    tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_gateway_that_refuses_the_token_is_retried_with_backoff() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let fake = FakeDiscord::start().await;
+    let gateway = FakeGateway::start(&fixtures, bot_user()).await;
+    fake.set_gateway_url(&gateway.url);
+    gateway.refuse_identify();
+    let h = Harness::start(PUBLIC_KEY).await;
+    let bot = Arc::new(
+        conveyor::channels::discord_bot::DiscordBot::build(
+            conveyor::config::Secret::from_lookup("T", "channels.discord.token_env", &|_| {
+                Some("revoked-token".into())
+            })
+            .unwrap(),
+            &fake.url,
+        )
+        .unwrap(),
+    );
+    let cx = BotContext {
+        gateway: Arc::clone(&h.app.gateway),
+        store: h.app.store.clone(),
+        tasks: h.app.tasks.clone(),
+    };
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(bot.run(cx, stop.clone()));
+    // Closed with 4004, serenity gives up (and takes 5 s to say its shard stopped); the bot
+    // logs it and tries again after 1 s.
+    assert!(
+        gateway
+            .wait_until(|g| g.identifies().len() >= 2, 3 * WAIT)
+            .await,
+        "no second attempt: {:?}",
+        gateway.identifies()
+    );
+    assert!(!run.is_finished());
+    stop.cancel();
+    tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_token_env_naming_an_unset_variable_fails_start_up_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    conveyor::init::init(dir.path(), false).await.unwrap();
+    let path = dir.path().join("conveyor.toml");
+    let text = std::fs::read_to_string(&path).unwrap()
+        + &format!(
+            "\n[channels.discord]\npublic_key = \"{PUBLIC_KEY}\"\napplication_id = \"{APP_ID}\"\ntoken_env = \"MY_DISCORD_BOT_TOKEN\"\n"
+        );
+    let config = Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
+    let err = App::build_with_env(config, &|_: &str| None)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("channels.discord.token_env") && err.contains("MY_DISCORD_BOT_TOKEN"),
+        "{err}"
+    );
+    // With token_env, a base URL the bot's REST client cannot use is a config error.
+    let bad = text.replace(
+        "token_env = \"MY_DISCORD_BOT_TOKEN\"",
+        "token_env = \"MY_DISCORD_BOT_TOKEN\"\napi_base_url = \"http://127.0.0.1:9\"",
+    );
+    let err = Config::from_toml(&bad, "bad.toml", dir.path(), &[])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("channels.discord.api_base_url"), "{err}");
+}
+
+#[tokio::test]
+async fn strangers_get_a_pairing_code_in_dms_and_nothing_in_guilds_until_approved() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let access = conveyor::gateway::access::PlatformAccess {
+        guilds: vec!["1000000000000000777".into()],
+        ..Default::default()
+    };
+    let bot = Bot::start_with(&fixtures, None, Some(access)).await;
+    // A mention in a guild that is not allowed: nothing.
+    bot.gateway.dispatch(
+        "MESSAGE_CREATE",
+        message_create(
+            "1200000000000000101",
+            CHANNEL,
+            Some(GUILD),
+            &format!("<@{BOT_ID}> {QUESTION}"),
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bot.settle().await;
+    assert!(bot.fake.sent().is_empty(), "{:?}", bot.fake.sent());
+    // A DM: a pairing code, as a reply, and no answer.
+    bot.gateway.dispatch(
+        "MESSAGE_CREATE",
+        message_create("1200000000000000102", DM_CHANNEL, None, QUESTION),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while bot.fake.sent().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bot.settle().await;
+    let sent = bot.fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let content = sent[0].body["content"].as_str().unwrap().to_string();
+    assert!(content.contains("conveyor access approve"), "{content}");
+    let code = bot.app.store.pairing_pending().await.unwrap()[0]
+        .code
+        .clone();
+    assert!(content.contains(&code));
+    bot.app.store.pairing_approve(&code, "admin").await.unwrap();
+    // Approved: the same user is answered, in the guild too.
+    bot.say(message_create(
+        "1200000000000000103",
+        CHANNEL,
+        Some(GUILD),
+        &format!("<@{BOT_ID}> {QUESTION}"),
+    ))
+    .await;
+    let sent = bot.fake.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[1].body["content"].as_str().unwrap().contains("[1]"));
+    bot.stop().await;
+}
+
+#[tokio::test]
+async fn a_forwarded_webhook_answer_is_posted_once_as_a_new_message() {
+    let Some(fixtures) = gateway_fixtures() else {
+        return;
+    };
+    let bot = Bot::start(&fixtures, None).await;
+    let out = conveyor::model::Outbound {
+        conversation: conveyor::model::ConversationKey::new(
+            conveyor::model::Channel::Webhook,
+            "alerts",
+        ),
+        reply_to: "q".into(),
+        message_id: "m".into(),
+        text: "Deploy finished [1].".into(),
+        citations: Vec::new(),
+        planner: "offline".into(),
+    };
+    let target = conveyor::config::ForwardTarget::parse(&format!("discord:{CHANNEL}")).unwrap();
+    bot.app
+        .forward(&target, "hook:alerts:d1", &out)
+        .await
+        .unwrap();
+    bot.app
+        .forward(&target, "hook:alerts:d1", &out)
+        .await
+        .unwrap();
+    let sent = bot.fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].channel_id, CHANNEL);
+    assert!(sent[0].body.get("message_reference").is_none());
+    assert_eq!(sent[0].body["content"], "Deploy finished [1].");
+    bot.stop().await;
 }

@@ -1,16 +1,48 @@
-//! A fake Discord REST API on `127.0.0.1`: `POST /webhooks/{application_id}/{token}` (an
-//! interaction follow-up) is recorded with its body and answered with a message object whose
-//! `id` is fresh.
+//! A fake Discord REST API on `127.0.0.1`, below `/api/v10` like the real one (serenity's
+//! `HttpBuilder::proxy` replaces `https://discord.com` with the fake's origin):
+//!
+//! - `POST /webhooks/{application_id}/{token}` (an interaction follow-up) is recorded with its
+//!   body and answered with a message object whose `id` is fresh;
+//! - `GET /gateway` and `/gateway/bot` answer the websocket URL set with
+//!   [`FakeDiscord::set_gateway_url`] (a `ws://` fake from `discord_gateway.rs`);
+//! - `GET /users/@me` answers the bot user (or 401 after [`FakeDiscord::reject_token`]);
+//! - `POST /channels/{id}/messages` is recorded and answered with a full message object; a
+//!   repeated `nonce` with `enforce_nonce` returns the first message, as Discord does, and
+//!   [`FakeDiscord::rate_limit_next`] answers 429s first;
+//! - `POST /channels/{id}/typing` is recorded and answered 204.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::post;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+/// The fake bot user's id.
+pub const BOT_ID: &str = "1181000000000000001";
+/// The fake bot user's name.
+pub const BOT_NAME: &str = "conveyor";
+
+/// The fake bot user.
+pub fn bot_user() -> Value {
+    json!({
+        "id": BOT_ID,
+        "username": BOT_NAME,
+        "discriminator": "0",
+        "global_name": null,
+        "avatar": null,
+        "bot": true,
+        "verified": true,
+        "mfa_enabled": false,
+        "flags": 0
+    })
+}
 
 /// One recorded follow-up.
 #[derive(Debug, Clone)]
@@ -23,42 +55,102 @@ pub struct FollowUp {
     pub body: Value,
 }
 
+/// One recorded `POST /channels/{id}/messages` that created a message.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// The channel from the path.
+    pub channel_id: String,
+    /// The JSON body.
+    pub body: Value,
+    /// The `Authorization` header.
+    pub authorization: String,
+    /// The id the fake gave the message.
+    pub id: String,
+}
+
 #[derive(Default)]
 struct Inner {
     calls: Vec<FollowUp>,
+    sent: Vec<Sent>,
+    /// Every `POST /channels/{id}/messages`, also refused and deduplicated ones.
+    message_posts: usize,
+    typing: Vec<String>,
+    nonces: HashMap<(String, String), Value>,
     next_id: u64,
+    gateway_url: String,
+    rate_limit: usize,
+    reject_token: bool,
 }
 
 /// The running fake.
 #[derive(Clone)]
 pub struct FakeDiscord {
-    /// Base URL to put in `channels.discord.api_base_url`.
+    /// Base URL to put in `channels.discord.api_base_url` (ends with `/api/v10`).
     pub url: String,
     inner: Arc<Mutex<Inner>>,
 }
+
+type Shared = State<Arc<Mutex<Inner>>>;
 
 impl FakeDiscord {
     /// Starts the fake on an ephemeral port.
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             next_id: 1_100_000_000_000_000_000,
+            gateway_url: "ws://127.0.0.1:9".into(),
             ..Inner::default()
         }));
-        let app = Router::new()
+        let api = Router::new()
             .route("/webhooks/{app}/{token}", post(follow_up))
+            .route("/gateway", get(gateway))
+            .route("/gateway/bot", get(gateway_bot))
+            .route("/users/@me", get(me))
+            .route("/channels/{id}/messages", post(create_message))
+            .route("/channels/{id}/typing", post(typing))
             .with_state(Arc::clone(&inner));
+        let app = Router::new().nest("/api/v10", api);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
-            url: format!("http://{addr}"),
+            url: format!("http://{addr}/api/v10"),
             inner,
         }
+    }
+
+    /// Where `GET /gateway` sends the bot.
+    pub fn set_gateway_url(&self, url: &str) {
+        self.inner.lock().unwrap().gateway_url = url.to_string();
+    }
+
+    /// Answers the next `n` message posts with 429.
+    pub fn rate_limit_next(&self, n: usize) {
+        self.inner.lock().unwrap().rate_limit = n;
+    }
+
+    /// Answers `GET /users/@me` with 401 from now on.
+    pub fn reject_token(&self) {
+        self.inner.lock().unwrap().reject_token = true;
     }
 
     /// Every follow-up so far.
     pub fn follow_ups(&self) -> Vec<FollowUp> {
         self.inner.lock().unwrap().calls.clone()
+    }
+
+    /// Every message created so far.
+    pub fn sent(&self) -> Vec<Sent> {
+        self.inner.lock().unwrap().sent.clone()
+    }
+
+    /// How many `POST /channels/{id}/messages` arrived (created, refused or deduplicated).
+    pub fn message_posts(&self) -> usize {
+        self.inner.lock().unwrap().message_posts
+    }
+
+    /// The channels a typing indicator was sent to, in order.
+    pub fn typing(&self) -> Vec<String> {
+        self.inner.lock().unwrap().typing.clone()
     }
 
     /// Waits up to `timeout` until at least `n` follow-ups arrived.
@@ -72,10 +164,34 @@ impl FakeDiscord {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Waits up to `timeout` until at least `n` messages were created.
+    pub async fn wait_for_sent(&self, n: usize, timeout: Duration) -> Vec<Sent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let sent = self.sent();
+            if sent.len() >= n || tokio::time::Instant::now() >= deadline {
+                return sent;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits up to `timeout` until at least `n` typing indicators arrived.
+    pub async fn wait_for_typing(&self, n: usize, timeout: Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let typing = self.typing();
+            if typing.len() >= n || tokio::time::Instant::now() >= deadline {
+                return typing;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 async fn follow_up(
-    State(inner): State<Arc<Mutex<Inner>>>,
+    State(inner): Shared,
     Path((application_id, token)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Json<Value> {
@@ -89,4 +205,107 @@ async fn follow_up(
         body,
     });
     Json(json!({"id": id, "type": 0, "content": content, "channel_id": "645027906669510667"}))
+}
+
+async fn gateway(State(inner): Shared) -> Json<Value> {
+    Json(json!({"url": inner.lock().unwrap().gateway_url}))
+}
+
+async fn gateway_bot(State(inner): Shared) -> Json<Value> {
+    Json(json!({
+        "url": inner.lock().unwrap().gateway_url,
+        "shards": 1,
+        "session_start_limit": {
+            "total": 1000,
+            "remaining": 999,
+            "reset_after": 14_400_000,
+            "max_concurrency": 1
+        }
+    }))
+}
+
+async fn me(State(inner): Shared) -> Response {
+    if inner.lock().unwrap().reject_token {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "401: Unauthorized", "code": 0})),
+        )
+            .into_response();
+    }
+    Json(bot_user()).into_response()
+}
+
+async fn create_message(
+    State(inner): Shared,
+    Path(channel_id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut inner = inner.lock().unwrap();
+    inner.message_posts += 1;
+    if inner.rate_limit > 0 {
+        inner.rate_limit -= 1;
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "0.05"), ("x-ratelimit-scope", "user")],
+            Json(json!({
+                "message": "You are being rate limited.",
+                "retry_after": 0.05,
+                "global": false
+            })),
+        )
+            .into_response();
+    }
+    let nonce = body
+        .get("nonce")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let enforce = body.get("enforce_nonce").and_then(Value::as_bool) == Some(true);
+    if let (Some(nonce), true) = (&nonce, enforce)
+        && let Some(existing) = inner.nonces.get(&(channel_id.clone(), nonce.clone()))
+    {
+        return Json(existing.clone()).into_response();
+    }
+    inner.next_id += 1;
+    let id = inner.next_id.to_string();
+    let message = json!({
+        "id": id,
+        "channel_id": channel_id,
+        "author": bot_user(),
+        "content": body.get("content").cloned().unwrap_or(json!("")),
+        "timestamp": "2026-11-26T10:00:00.000000+00:00",
+        "edited_timestamp": null,
+        "tts": false,
+        "mention_everyone": false,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": [],
+        "pinned": false,
+        "type": if body.get("message_reference").is_some() { 19 } else { 0 },
+        "nonce": nonce,
+        "flags": 0
+    });
+    if let (Some(nonce), true) = (nonce, enforce) {
+        inner
+            .nonces
+            .insert((channel_id.clone(), nonce), message.clone());
+    }
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    inner.sent.push(Sent {
+        channel_id,
+        body,
+        authorization,
+        id,
+    });
+    Json(message).into_response()
+}
+
+async fn typing(State(inner): Shared, Path(channel_id): Path<String>) -> StatusCode {
+    inner.lock().unwrap().typing.push(channel_id);
+    StatusCode::NO_CONTENT
 }

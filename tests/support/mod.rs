@@ -2,6 +2,7 @@
 
 pub mod anthropic;
 pub mod discord;
+pub mod discord_gateway;
 pub mod gemini;
 pub mod llm_fake;
 pub mod openai;
