@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use conveyor::app::App;
-use conveyor::channels::telegram::{ReplyTarget, TelegramConfig, TelegramMode, to_html};
+use conveyor::channels::telegram::{ReplyTarget, Telegram, TelegramConfig, TelegramMode, to_html};
 use conveyor::config::{Config, Rate};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,14 @@ const SECRET: &str = "Secret_Token-1";
 const BOT: &str = "conveyor_test_bot";
 const WAIT: Duration = Duration::from_secs(10);
 const QUESTION: &str = "How do I request a refund?";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "TEST_TELEGRAM_TOKEN" => Some(TOKEN.to_string()),
+        "TEST_TELEGRAM_SECRET" => Some(SECRET.to_string()),
+        _ => None,
+    }
+}
 
 fn fixtures() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/telegram");
@@ -86,11 +94,6 @@ impl Harness {
             // Learned from getMe.
             bot_username: None,
         });
-        let env = |name: &str| match name {
-            "TEST_TELEGRAM_TOKEN" => Some(TOKEN.to_string()),
-            "TEST_TELEGRAM_SECRET" => Some(SECRET.to_string()),
-            _ => None,
-        };
         let app = App::build_with_env(config, &env).await.unwrap();
         let router = conveyor::http::router(app.clone());
         Self {
@@ -146,7 +149,9 @@ async fn a_private_message_gets_one_cited_reply_to_it() {
     assert_eq!(sends.len(), 1, "{:?}", h.fake.calls());
     let m = &sends[0];
     assert_eq!(m["chat_id"], 408258968);
-    assert_eq!(m["reply_to_message_id"], 154);
+    // teloxide sends the reply as `reply_parameters` (Bot API 7.0+).
+    assert_eq!(m["reply_parameters"]["message_id"], 154);
+    assert_eq!(m["reply_parameters"]["allow_sending_without_reply"], true);
     assert_eq!(m["parse_mode"], "HTML");
     assert!(m.get("message_thread_id").is_none());
     let text = m["text"].as_str().unwrap();
@@ -202,7 +207,7 @@ async fn groups_are_answered_only_when_addressed() {
     assert_eq!(sends.len(), 4, "{sends:?}");
     for m in &sends {
         assert_eq!(m["chat_id"], -1001293752024_i64);
-        assert_eq!(m["reply_to_message_id"], 134546);
+        assert_eq!(m["reply_parameters"]["message_id"], 134546);
         // A reply chain in a plain supergroup is not a forum topic.
         assert!(m.get("message_thread_id").is_none());
     }
@@ -224,7 +229,7 @@ async fn a_forum_topic_is_answered_in_its_topic() {
     let sends = h.sends();
     assert_eq!(sends.len(), 1);
     assert_eq!(sends[0]["message_thread_id"], 4);
-    assert_eq!(sends[0]["reply_to_message_id"], 5);
+    assert_eq!(sends[0]["reply_parameters"]["message_id"], 5);
     assert_eq!(
         h.fake.calls_of("sendChatAction")[0].body["message_thread_id"],
         4
@@ -265,6 +270,17 @@ async fn unknown_and_unanswered_update_kinds_get_200_and_nothing_is_sent() {
         let status = h.post(Some(SECRET), &fixture(&dir, name)).await;
         assert_eq!(status, StatusCode::OK, "{name}");
     }
+    // Updates teloxide cannot deserialize at all: acknowledged too, never a 4xx/5xx that
+    // Telegram would retry.
+    let message = private(&dir, 1, QUESTION)["message"].clone();
+    for body in [
+        json!({"update_id": -1, "message": message}),
+        json!({"message": message}),
+        json!({"update_id": 12}),
+        json!([1, 2, 3]),
+    ] {
+        assert_eq!(h.post(Some(SECRET), &body).await, StatusCode::OK, "{body}");
+    }
     h.settle().await;
     assert!(h.sends().is_empty(), "{:?}", h.sends());
 }
@@ -302,6 +318,12 @@ async fn long_polling_answers_each_update_and_advances_the_offset() {
         StatusCode::NOT_FOUND
     );
     h.fake.push_update(private(&dir, 500, QUESTION));
+    // Two updates teloxide cannot read (which fails its whole getUpdates batch): skipped one
+    // by one, while the others are answered and the offset still moves.
+    let mut broken = private(&dir, 499, QUESTION);
+    broken["message"]["chat"] = json!("not a chat");
+    h.fake.push_update(broken);
+    h.fake.push_update(json!("not an update"));
     h.fake
         .push_update(private(&dir, 501, "What is the refund policy?"));
     let telegram = h.app.telegram.clone().unwrap();
@@ -331,7 +353,7 @@ async fn long_polling_answers_each_update_and_advances_the_offset() {
     h.settle().await;
     let sends = h.sends();
     assert_eq!(sends.len(), 2, "{sends:?}");
-    assert_eq!(sends[0]["reply_to_message_id"], 154);
+    assert_eq!(sends[0]["reply_parameters"]["message_id"], 154);
     assert!(h.fake.calls_of("getUpdates").len() >= 2);
     assert!(
         h.app
@@ -410,7 +432,7 @@ async fn a_long_answer_is_split_and_each_part_sent_once() {
     assert_eq!(sends.len(), 4);
     for m in &sends {
         assert!(m["text"].as_str().unwrap().chars().count() <= 4_096);
-        assert_eq!(m["reply_to_message_id"], 154);
+        assert_eq!(m["reply_parameters"]["message_id"], 154);
     }
     telegram
         .deliver(&h.app.store, "telegram:408258968:0", &target(3), &text)
@@ -447,4 +469,27 @@ async fn channels_telegram_is_read_from_toml_and_checked() {
         .unwrap()
         .to_string();
     assert!(err.contains("channels.telegram.secret_token_env"), "{err}");
+}
+
+#[tokio::test]
+async fn a_network_error_names_the_method_but_never_the_token() {
+    let h = Harness::start(TelegramMode::Webhook).await;
+    // Nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut config = h.app.config.channels.telegram.clone().unwrap();
+    config.api_url = url;
+    let telegram = Telegram::build(&config, &env).unwrap();
+    let err = telegram
+        .deliver(&h.app.store, "telegram:408258968:0", &target(11), "hi")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sendMessage"), "{err}");
+    assert!(!err.contains(TOKEN) && !err.contains("TEST-token"), "{err}");
+    assert_eq!(
+        h.app.store.egress_pending("telegram").await.unwrap().len(),
+        1
+    );
 }
