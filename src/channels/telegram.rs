@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::gateway::Gateway;
 use crate::gateway::egress::record_once;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
-use crate::store::Store;
+use crate::store::{EgressRow, Store};
 
 /// Longest Telegram message text; longer replies are split at paragraph boundaries.
 pub const MAX_MESSAGE_CHARS: usize = 4_096;
@@ -378,7 +378,7 @@ pub fn render(out: &Outbound) -> String {
 }
 
 /// What [`Telegram::deliver`] records in the egress ledger for one reply part: everything
-/// `sendMessage` needs, so a row left pending by a crash can be sent again from the
+/// `sendMessage` needs, so [`Telegram::resend`] can send a row left pending by a crash from the
 /// row alone. The shape (Bot API field names, `reply_to_message_id`) is the one recorded before
 /// conveyor used teloxide, so older pending rows still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -631,6 +631,37 @@ impl Telegram {
         let key = format!("telegram:{}", to.update_id);
         self.deliver_keyed(store, conversation, to, html, &key)
             .await
+    }
+
+    /// Sends one egress row that was recorded (by [`Telegram::deliver`]) but never confirmed,
+    /// e.g. because the process died between recording and sending: the row's payload alone
+    /// says what to send. Confirmed with Telegram's `message_id` like a first send; a row that
+    /// is no longer pending (confirmed since it was listed) is not sent again.
+    pub async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
+        if row.channel != Channel::Telegram.as_str() {
+            return Err(Error::BadInput(format!(
+                "egress row `{}` belongs to channel `{}`, not telegram",
+                row.id, row.channel
+            )));
+        }
+        let payload: SendPayload = serde_json::from_value(row.payload.clone()).map_err(|e| {
+            Error::BadInput(format!(
+                "egress row `{}` is not a Telegram sendMessage payload ({e})",
+                row.id
+            ))
+        })?;
+        // The caller lists rows with `egress_pending`; re-reading the list here keeps a row that
+        // was confirmed in the meantime (by its own delivery finishing) from going out twice.
+        let still_pending = store
+            .egress_pending(Channel::Telegram.as_str())
+            .await?
+            .iter()
+            .any(|r| r.id == row.id);
+        if !still_pending {
+            tracing::info!(id = %row.id, dedupe_key = %row.dedupe_key, "egress row already confirmed; not sending it again");
+            return Ok(());
+        }
+        self.send_recorded(store, &row.id, &payload).await
     }
 
     /// Sends `html` as replies to the user's message, split into messages of at most

@@ -472,6 +472,66 @@ async fn channels_telegram_is_read_from_toml_and_checked() {
 }
 
 #[tokio::test]
+async fn a_pending_reply_is_resent_from_its_row_once_and_confirmed() {
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let telegram = h.app.telegram.clone().unwrap();
+    let store = &h.app.store;
+    // The send fails: the row stays pending.
+    h.fake
+        .fail("sendMessage", 400, "Bad Request: chat not found");
+    let to = ReplyTarget {
+        update_id: 9,
+        chat_id: -1001293752024,
+        thread_id: Some(4),
+        message_id: 5,
+    };
+    let err = telegram
+        .deliver(
+            store,
+            "telegram:-1001293752024:4",
+            &to,
+            "<b>refunds</b> &amp; more",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("chat not found"), "{err}");
+    assert!(!err.contains(TOKEN), "{err}");
+    let pending = store.egress_pending("telegram").await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(h.sends().len(), 1);
+
+    // After a "restart": a fresh channel sends it from the row alone.
+    let config = h.app.config.channels.telegram.clone().unwrap();
+    let restarted = Telegram::build(&config, &env).unwrap();
+    restarted.resend(store, &pending[0]).await.unwrap();
+    let sends = h.sends();
+    assert_eq!(sends.len(), 2, "exactly one more sendMessage: {sends:?}");
+    let m = &sends[1];
+    assert_eq!(m, &sends[0], "the resend is the recorded message");
+    assert_eq!(m["chat_id"], -1001293752024_i64);
+    assert_eq!(m["message_thread_id"], 4);
+    assert_eq!(m["reply_parameters"]["message_id"], 5);
+    assert_eq!(m["parse_mode"], "HTML");
+    assert_eq!(m["text"], "<b>refunds</b> &amp; more");
+    assert!(store.egress_pending("telegram").await.unwrap().is_empty());
+
+    // A confirmed row is never sent again: not by a stale resend, nor by delivering the same
+    // answer again.
+    restarted.resend(store, &pending[0]).await.unwrap();
+    telegram
+        .deliver(
+            store,
+            "telegram:-1001293752024:4",
+            &to,
+            "<b>refunds</b> &amp; more",
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.sends().len(), 2, "{:?}", h.sends());
+}
+
+#[tokio::test]
 async fn a_network_error_names_the_method_but_never_the_token() {
     let h = Harness::start(TelegramMode::Webhook).await;
     // Nothing listens there.
