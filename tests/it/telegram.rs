@@ -553,3 +553,112 @@ async fn a_network_error_names_the_method_but_never_the_token() {
         1
     );
 }
+
+/// Webhook throughput and latency on a real listening server: N private updates (default
+/// 2000, `CONVEYOR_BENCH_UPDATES`) posted at concurrency 16, each from its own chat so the
+/// 1/s-per-chat send pacing does not serialise them; latency is from the request's start until
+/// its `sendMessage` reached the fake Bot API. The 30/s overall send limit still applies (it is
+/// Telegram's), so end-to-end throughput cannot exceed it; the acknowledgement figures show
+/// the webhook itself.
+///
+/// `cargo test --release --test it telegram::bench_webhook -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn bench_webhook() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    let Some(dir) = fixtures() else { return };
+    let n: usize = std::env::var("CONVEYOR_BENCH_UPDATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let concurrency = 16;
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/telegram/webhook", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(conveyor::http::serve(
+        h.app.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    let client = reqwest::Client::new();
+    let base_chat = 5_000_000_i64;
+    let bodies: Vec<(i64, String)> = (0..n)
+        .map(|i| {
+            let chat = base_chat + i as i64;
+            let mut u = private(&dir, 1_000_000 + i as i64, QUESTION);
+            u["message"]["chat"]["id"] = json!(chat);
+            u["message"]["from"]["id"] = json!(chat);
+            (chat, u.to_string())
+        })
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(bodies.into_iter()));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let queue = Arc::clone(&queue);
+        let client = client.clone();
+        let url = url.clone();
+        workers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let next = queue.lock().unwrap().next();
+                let Some((chat, body)) = next else { break };
+                let t0 = Instant::now();
+                let status = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-telegram-bot-api-secret-token", SECRET)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(status.as_u16(), 200);
+                seen.push((chat, t0, t0.elapsed()));
+            }
+            seen
+        }));
+    }
+    let mut starts = HashMap::new();
+    let mut acks = Vec::new();
+    for w in workers {
+        for (chat, t0, ack) in w.await.unwrap() {
+            starts.insert(chat, t0);
+            acks.push(ack);
+        }
+    }
+    let acked = started.elapsed();
+    let timeout = Duration::from_secs(120 + n as u64 / 10);
+    let sends = h.fake.wait_for("sendMessage", n, timeout).await;
+    let done = started.elapsed();
+    assert_eq!(
+        sends.len(),
+        n,
+        "not every update was answered in {timeout:?}"
+    );
+    let mut latencies: Vec<Duration> = sends
+        .iter()
+        .map(|c| {
+            let chat = c.body["chat_id"].as_i64().unwrap();
+            c.at.duration_since(starts[&chat])
+        })
+        .collect();
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    println!(
+        "telegram webhook: {n} updates, concurrency {concurrency}\n  acknowledged: {:.0} updates/s, ack p50 {:?} p99 {:?}\n  answered (sendMessage observed): {:.1} updates/s, latency p50 {:?} p99 {:?}",
+        n as f64 / acked.as_secs_f64(),
+        pct(&mut acks, 0.50),
+        pct(&mut acks, 0.99),
+        n as f64 / done.as_secs_f64(),
+        pct(&mut latencies, 0.50),
+        pct(&mut latencies, 0.99),
+    );
+}
