@@ -933,6 +933,71 @@ mod tests {
         assert_eq!(strip_mention("@Bot hi there", "@bot"), "hi there");
     }
 
+    fn telegram() -> Telegram {
+        let config = TelegramConfig {
+            token_env: "T".into(),
+            mode: TelegramMode::Polling,
+            secret_token_env: None,
+            api_url: "http://127.0.0.1:9".into(),
+            bot_username: Some("conv_bot".into()),
+        };
+        Telegram::build(&config, &|_: &str| Some("123:secret-token".into())).unwrap()
+    }
+
+    #[test]
+    fn teloxide_errors_become_ours() {
+        let t = telegram();
+        let limited = t.api_error(
+            "sendMessage",
+            RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(3)),
+        );
+        assert!(matches!(
+            limited,
+            Error::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(3)
+        ));
+        let raw = r#"{"ok":true,"result":{"token":"123:secret-token"}}"#;
+        let invalid = RequestError::InvalidJson {
+            source: Arc::new(serde_json::from_str::<u8>("x").unwrap_err()),
+            raw: raw.into(),
+        };
+        let message = t.api_error("getMe", invalid).to_string();
+        assert!(message.contains("getMe"), "{message}");
+        assert!(!message.contains("secret-token"), "{message}");
+    }
+
+    #[test]
+    fn pending_rows_recorded_before_teloxide_still_read() {
+        let old = serde_json::json!({
+            "chat_id": -100, "text": "hi", "parse_mode": "HTML", "reply_to_message_id": 5,
+            "allow_sending_without_reply": true, "message_thread_id": 4
+        });
+        let payload: SendPayload = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(payload.message_thread_id, Some(4));
+        assert_eq!(payload.reply_to_message_id, Some(5));
+        assert_eq!(serde_json::to_value(&payload).unwrap(), old);
+        assert!(matches!(parse_mode("html"), Ok(ParseMode::Html)));
+        assert!(parse_mode("bbcode").is_err());
+    }
+
+    #[test]
+    fn unreadable_updates_are_ignored() {
+        for body in [
+            r#"{"update_id":-1,"message":{}}"#,
+            r#"{"update_id":3}"#,
+            r#"{"update_id":4,"brand_new_kind":{"x":1}}"#,
+            r#"[1,2]"#,
+        ] {
+            assert!(
+                matches!(
+                    parse(body.as_bytes(), "conv_bot").unwrap(),
+                    Incoming::Ignored(_)
+                ),
+                "{body}"
+            );
+        }
+        assert!(parse(b"not json", "conv_bot").is_err());
+    }
+
     fn group(text: &str, extra: &str) -> Vec<u8> {
         format!(
             r#"{{"update_id":7,"message":{{"message_id":3,"date":1,"chat":{{"id":-100,"type":"supergroup"}},
