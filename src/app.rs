@@ -202,6 +202,9 @@ impl App {
         if let Some(discord) = &self.discord {
             out.push(Arc::clone(discord) as Arc<dyn crate::gateway::egress::Resend>);
         }
+        if let Some(telegram) = &self.telegram {
+            out.push(Arc::clone(telegram) as Arc<dyn crate::gateway::egress::Resend>);
+        }
         out
     }
 

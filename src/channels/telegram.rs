@@ -1,10 +1,14 @@
 //! Telegram through the Bot API: `[channels.telegram]`, updates (webhook or long polling), the
 //! manners in groups, Markdown → Telegram HTML and the sends (`sendMessage`, `sendChatAction`).
 //!
-//! This is the only file that knows Telegram's JSON. Updates are read leniently with small
-//! serde structs of our own: unknown update kinds and unknown fields are ignored, so a Bot API
-//! release with new fields never turns into refused updates. Every reply part is recorded in the
-//! egress ledger before it is sent and confirmed with Telegram's `message_id` after.
+//! This is the only file that imports teloxide (teloxide-core's types and `Bot`; not its
+//! dispatcher). Updates are read as teloxide [`Update`]s: kinds teloxide cannot read arrive as
+//! `UpdateKind::Error` and an update it cannot deserialize at all is read on its own, so either
+//! is ignored with a log line, never refused and never a stuck polling offset. Sends go through
+//! [`Bot`] with the `Requester` trait; teloxide's errors become ours here (`retry_after` →
+//! [`Error::RateLimited`], the rest → [`Error::Upstream`] without the token). Every reply part
+//! is recorded in the egress ledger before it is sent and confirmed with Telegram's
+//! `message_id` after.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -12,7 +16,14 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use teloxide::payloads::{GetUpdatesSetters, SendChatActionSetters, SendMessageSetters};
+use teloxide::prelude::{Request, Requester};
+use teloxide::types::{
+    AllowedUpdate, ChatAction, ChatId, MessageEntityKind, MessageId, ParseMode, ReplyParameters,
+    ThreadId, Update, UpdateKind,
+};
+use teloxide::{Bot, RequestError};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -21,9 +32,10 @@ use crate::channels::verify::{self, VerifyError};
 use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
+use crate::gateway::access::{Decision, Subject};
 use crate::gateway::egress::record_once;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
-use crate::store::Store;
+use crate::store::{EgressRow, Store};
 
 /// Longest Telegram message text; longer replies are split at paragraph boundaries.
 pub const MAX_MESSAGE_CHARS: usize = 4_096;
@@ -121,83 +133,51 @@ pub enum Incoming {
     Message(Box<(Inbound, ReplyTarget)>),
 }
 
-#[derive(Deserialize)]
-struct Update {
-    update_id: i64,
-    #[serde(default)]
-    message: Option<Message>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    message_id: i64,
-    #[serde(default)]
-    message_thread_id: Option<i64>,
-    #[serde(default)]
-    is_topic_message: Option<bool>,
-    #[serde(default)]
-    from: Option<User>,
-    chat: Chat,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    entities: Vec<Entity>,
-    #[serde(default)]
-    reply_to_message: Option<Box<Message>>,
-}
-
-#[derive(Deserialize)]
-struct User {
-    id: i64,
-    #[serde(default)]
-    is_bot: bool,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    first_name: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Chat {
-    id: i64,
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Entity {
-    #[serde(rename = "type")]
-    kind: String,
-    offset: usize,
-    length: usize,
-}
-
-/// Text of `entity` (offsets count UTF-16 code units).
-fn entity_text(text: &str, e: &Entity) -> String {
+/// Text of the entity at `offset`/`length` (both count UTF-16 code units).
+fn entity_text(text: &str, offset: usize, length: usize) -> String {
     let units: Vec<u16> = text.encode_utf16().collect();
-    let end = (e.offset + e.length).min(units.len());
-    let start = e.offset.min(end);
+    let end = offset.saturating_add(length).min(units.len());
+    let start = offset.min(end);
     String::from_utf16_lossy(&units[start..end])
 }
 
 /// Reads an update. `bot_username` is our bot's username (without `@`).
+///
+/// A body that is not JSON is refused; any JSON that teloxide cannot read as an [`Update`]
+/// (a future Bot API, a broken field) is acknowledged and ignored with a log line, so Telegram
+/// does not retry it forever.
 pub fn parse(body: &[u8], bot_username: &str) -> Result<Incoming> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Error::BadInput(format!("the Telegram update is not valid JSON ({e})")))?;
-    match serde_json::from_value::<Update>(value) {
-        Ok(update) => Ok(read_update(update, bot_username)),
-        // A shape we do not know (a future Bot API): acknowledged, so Telegram does not retry
-        // it forever.
+    Ok(read_json(body, &value, bot_username))
+}
+
+/// One update (`text`, already read into `value`) → [`Incoming`]; unreadable updates are
+/// ignored with a log line.
+fn read_json(text: &[u8], value: &Value, bot_username: &str) -> Incoming {
+    let update_id = value.get("update_id").and_then(Value::as_i64);
+    // From the text, not from `value`: teloxide's `UpdateKind` reads its key as a borrowed
+    // `&str` first, which a `serde_json::Value` cannot lend, and then misreads the update.
+    match serde_json::from_slice::<Update>(text) {
+        Ok(update) => read_update(&update, bot_username),
         Err(e) => {
-            tracing::info!(error = %e, "an update conveyor cannot read; ignored");
-            Ok(Incoming::Ignored("an update conveyor cannot read"))
+            tracing::info!(error = %e, ?update_id, "an update teloxide cannot read; ignored");
+            Incoming::Ignored("an update conveyor cannot read")
         }
     }
 }
 
-fn read_update(update: Update, bot_username: &str) -> Incoming {
-    let Some(message) = update.message else {
-        return Incoming::Ignored("an update kind conveyor does not answer");
+fn read_update(update: &Update, bot_username: &str) -> Incoming {
+    let update_id = i64::from(update.id.0);
+    let message = match &update.kind {
+        UpdateKind::Message(message) => message,
+        // teloxide's catch-all for kinds (or shapes) it cannot read; getUpdates fills in the
+        // raw value, a webhook body leaves it empty.
+        UpdateKind::Error(raw) => {
+            tracing::info!(update_id, %raw, "an update kind teloxide cannot read; ignored");
+            return Incoming::Ignored("an update kind conveyor cannot read");
+        }
+        _ => return Incoming::Ignored("an update kind conveyor does not answer"),
     };
     let Some(from) = &message.from else {
         return Incoming::Ignored("a message without a sender");
@@ -205,21 +185,21 @@ fn read_update(update: Update, bot_username: &str) -> Incoming {
     if from.is_bot {
         return Incoming::Ignored("a message from a bot");
     }
-    let Some(raw) = message.text.as_deref() else {
+    let Some(raw) = message.text() else {
         return Incoming::Ignored("a message without text");
     };
     let mention = format!("@{bot_username}");
-    let private = message.chat.kind.as_deref().is_none_or(|k| k == "private");
-    let text = if private {
+    let text = if message.chat.is_private() {
         strip_command(raw, bot_username).unwrap_or_else(|| raw.to_string())
     } else if let Some(rest) = strip_command(raw, bot_username) {
         rest
     } else {
         let mentioned = !bot_username.is_empty()
-            && (message.entities.iter().any(|e| {
-                e.kind == "mention" && entity_text(raw, e).eq_ignore_ascii_case(&mention)
+            && (message.entities().unwrap_or_default().iter().any(|e| {
+                e.kind == MessageEntityKind::Mention
+                    && entity_text(raw, e.offset, e.length).eq_ignore_ascii_case(&mention)
             }) || contains_ci(raw, &mention));
-        let replies_to_bot = message.reply_to_message.as_ref().is_some_and(|r| {
+        let replies_to_bot = message.reply_to_message().is_some_and(|r| {
             r.from.as_ref().is_some_and(|u| {
                 u.is_bot
                     && u.username
@@ -237,21 +217,25 @@ fn read_update(update: Update, bot_username: &str) -> Incoming {
         return Incoming::Ignored("a message without a question");
     }
     // Only forum topics carry a thread to answer in; a plain reply chain's thread id is not one.
-    let thread_id = if message.is_topic_message == Some(true) {
-        message.message_thread_id
+    let thread_id = if message.is_topic_message {
+        message.thread_id.map(|t| i64::from(t.0.0))
     } else {
         None
     };
-    let chat_id = message.chat.id;
+    let chat_id = message.chat.id.0;
+    let name = from
+        .username
+        .clone()
+        .or_else(|| Some(from.first_name.clone()).filter(|n| !n.is_empty()));
     let inbound = Inbound {
-        idempotency_key: update.update_id.to_string(),
+        idempotency_key: update_id.to_string(),
         conversation: ConversationKey::new(
             Channel::Telegram,
             format!("{chat_id}:{}", thread_id.unwrap_or(0)),
         ),
         user: UserRef {
-            id: from.id.to_string(),
-            name: from.username.clone().or_else(|| from.first_name.clone()),
+            id: from.id.0.to_string(),
+            name,
         },
         text,
         attachments: Vec::new(),
@@ -259,10 +243,10 @@ fn read_update(update: Update, bot_username: &str) -> Incoming {
     Incoming::Message(Box::new((
         inbound,
         ReplyTarget {
-            update_id: update.update_id,
+            update_id,
             chat_id,
             thread_id,
-            message_id: message.message_id,
+            message_id: i64::from(message.id.0),
         },
     )))
 }
@@ -394,7 +378,48 @@ pub fn render(out: &Outbound) -> String {
     text
 }
 
-/// The running Telegram channel: token, webhook secret, the Bot API client and send limits.
+/// What [`Telegram::deliver`] records in the egress ledger for one reply part: everything
+/// `sendMessage` needs, so [`Telegram::resend`] can send a row left pending by a crash from the
+/// row alone. The shape (Bot API field names, `reply_to_message_id`) is the one recorded before
+/// conveyor used teloxide, so older pending rows still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SendPayload {
+    chat_id: i64,
+    text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parse_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to_message_id: Option<i64>,
+    #[serde(default)]
+    allow_sending_without_reply: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_thread_id: Option<i64>,
+}
+
+/// A Telegram message or thread id: the Bot API's are 32-bit.
+fn message_id(id: i64, what: &str) -> Result<MessageId> {
+    i32::try_from(id)
+        .map(MessageId)
+        .map_err(|_| Error::BadInput(format!("{what} {id} is not a Telegram message id")))
+}
+
+fn parse_mode(name: &str) -> Result<ParseMode> {
+    match name.to_ascii_lowercase().as_str() {
+        "html" => Ok(ParseMode::Html),
+        "markdownv2" => Ok(ParseMode::MarkdownV2),
+        #[allow(deprecated)]
+        "markdown" => Ok(ParseMode::Markdown),
+        _ => Err(Error::BadInput(format!(
+            "parse_mode `{name}` is not one Telegram knows (HTML, MarkdownV2, Markdown)"
+        ))),
+    }
+}
+
+/// The longest piece of a teloxide error message we pass on (an unreadable answer is quoted
+/// whole by teloxide).
+const MAX_ERROR_CHARS: usize = 300;
+
+/// The running Telegram channel: webhook secret, the teloxide [`Bot`] and the send limits.
 pub struct Telegram {
     token: Secret,
     secret_token: Option<Secret>,
@@ -402,7 +427,7 @@ pub struct Telegram {
     api_url: String,
     configured_username: Option<String>,
     username: OnceCell<String>,
-    http: reqwest::Client,
+    bot: Bot,
     per_chat: DefaultKeyedRateLimiter<i64>,
     overall: DefaultDirectRateLimiter,
 }
@@ -417,7 +442,7 @@ impl std::fmt::Debug for Telegram {
 }
 
 impl Telegram {
-    /// Reads the secrets named by `config` through `env`.
+    /// Reads the secrets named by `config` through `env` and sets up the Bot API client.
     pub fn build(config: &TelegramConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let token = Secret::from_lookup(&config.token_env, "channels.telegram.token_env", env)?;
         let secret_token = match (&config.mode, &config.secret_token_env) {
@@ -433,10 +458,19 @@ impl Telegram {
             }
             (TelegramMode::Polling, None) => None,
         };
-        let http = reqwest::Client::builder()
+        let api_url = config.api_url.trim_end_matches('/').to_string();
+        let url = reqwest::Url::parse(&api_url).map_err(|e| {
+            Error::Config(format!(
+                "channels.telegram.api_url: `{api_url}` is not a valid URL ({e})"
+            ))
+        })?;
+        // teloxide's settings, with a timeout longer than the getUpdates long poll (its default
+        // of 17 s would cut every idle poll short).
+        let client = teloxide::net::default_reqwest_settings()
             .timeout(Duration::from_secs(POLL_TIMEOUT_SECS + 15))
             .build()
             .map_err(|e| Error::internal("building the Telegram HTTP client", e))?;
+        let bot = Bot::with_client(token.expose(), client).set_api_url(url);
         // Telegram's limits: about one message per second in a chat, 30 per second overall.
         let per_chat = RateLimiter::keyed(Quota::per_second(NonZeroU32::MIN));
         let overall = RateLimiter::direct(Quota::per_second(
@@ -446,13 +480,13 @@ impl Telegram {
             token,
             secret_token,
             mode: config.mode,
-            api_url: config.api_url.trim_end_matches('/').to_string(),
+            api_url,
             configured_username: config
                 .bot_username
                 .as_deref()
                 .map(|u| u.trim_start_matches('@').to_string()),
             username: OnceCell::new(),
-            http,
+            bot,
             per_chat,
             overall,
         })
@@ -481,10 +515,15 @@ impl Telegram {
         }
         self.username
             .get_or_try_init(|| async {
-                let me = self.call("getMe", &json!({})).await?;
-                me.get("username")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
+                let me = self
+                    .bot
+                    .get_me()
+                    .send()
+                    .await
+                    .map_err(|e| self.api_error("getMe", e))?;
+                me.user
+                    .username
+                    .clone()
                     .ok_or_else(|| Error::Upstream("Telegram getMe returned no username".into()))
             })
             .await
@@ -523,6 +562,33 @@ impl Telegram {
         to: ReplyTarget,
     ) {
         let conversation = inbound.conversation.as_storage_key();
+        let chat = to.chat_id.to_string();
+        let who = Subject {
+            user_id: &inbound.user.id,
+            user_name: inbound.user.name.as_deref(),
+            chat: &chat,
+            space: None,
+            // Private chats have positive ids (the user's); groups and channels negative ones.
+            direct: to.chat_id > 0,
+        };
+        match gateway.check_access(Channel::Telegram, &who).await {
+            Ok(Decision::Allow) => {}
+            Ok(Decision::Ignore) => return,
+            Ok(Decision::Reply(text)) => {
+                let key = format!("telegram:{}:access", to.update_id);
+                if let Err(e) = self
+                    .deliver_keyed(store, &conversation, &to, &escape(&text), &key)
+                    .await
+                {
+                    tracing::warn!(error = %e, "sending a Telegram access reply failed");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "checking access for a Telegram message failed; not answering");
+                return;
+            }
+        }
         let stop_typing = CancellationToken::new();
         let typing = self.typing_until(&to, stop_typing.clone());
         let handled = async {
@@ -557,13 +623,22 @@ impl Telegram {
 
     /// Sends `typing` now and every 4 s (Telegram shows it for 5 s) until `stop` fires.
     async fn typing_until(&self, to: &ReplyTarget, stop: CancellationToken) {
-        let mut body = json!({"chat_id": to.chat_id, "action": "typing"});
-        if let Some(thread) = to.thread_id {
-            body["message_thread_id"] = json!(thread);
-        }
+        let thread = match to.thread_id.map(|t| message_id(t, "thread id")).transpose() {
+            Ok(thread) => thread,
+            Err(e) => {
+                tracing::debug!(error = %e, "no typing indicator");
+                return;
+            }
+        };
         loop {
-            if let Err(e) = self.call("sendChatAction", &body).await {
-                tracing::debug!(error = %e, "sendChatAction failed");
+            let mut action = self
+                .bot
+                .send_chat_action(ChatId(to.chat_id), ChatAction::Typing);
+            if let Some(thread) = thread {
+                action = action.message_thread_id(ThreadId(thread));
+            }
+            if let Err(e) = action.send().await {
+                tracing::debug!(error = %self.api_error("sendChatAction", e), "sendChatAction failed");
             }
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -586,6 +661,37 @@ impl Telegram {
             .await
     }
 
+    /// Sends one egress row that was recorded (by [`Telegram::deliver`]) but never confirmed,
+    /// e.g. because the process died between recording and sending: the row's payload alone
+    /// says what to send. Confirmed with Telegram's `message_id` like a first send; a row that
+    /// is no longer pending (confirmed since it was listed) is not sent again.
+    pub async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
+        if row.channel != Channel::Telegram.as_str() {
+            return Err(Error::BadInput(format!(
+                "egress row `{}` belongs to channel `{}`, not telegram",
+                row.id, row.channel
+            )));
+        }
+        let payload: SendPayload = serde_json::from_value(row.payload.clone()).map_err(|e| {
+            Error::BadInput(format!(
+                "egress row `{}` is not a Telegram sendMessage payload ({e})",
+                row.id
+            ))
+        })?;
+        // The caller lists rows with `egress_pending`; re-reading the list here keeps a row that
+        // was confirmed in the meantime (by its own delivery finishing) from going out twice.
+        let still_pending = store
+            .egress_pending(Channel::Telegram.as_str())
+            .await?
+            .iter()
+            .any(|r| r.id == row.id);
+        if !still_pending {
+            tracing::info!(id = %row.id, dedupe_key = %row.dedupe_key, "egress row already confirmed; not sending it again");
+            return Ok(());
+        }
+        self.send_recorded(store, &row.id, &payload).await
+    }
+
     /// Sends `html` as replies to the user's message, split into messages of at most
     /// [`MAX_MESSAGE_CHARS`]; each part is recorded in the egress ledger (dedupe key
     /// `{key}:{part}`) before it is sent and confirmed with its `message_id` after.
@@ -599,51 +705,46 @@ impl Telegram {
     ) -> Result<()> {
         for (i, part) in split_message(html, MAX_MESSAGE_CHARS).iter().enumerate() {
             let dedupe_key = format!("{key}:{}", i + 1);
-            let mut payload = json!({
-                "chat_id": to.chat_id,
-                "text": part,
-                "parse_mode": "HTML",
-                "reply_to_message_id": to.message_id,
-                "allow_sending_without_reply": true,
-            });
-            if let Some(thread) = to.thread_id {
-                payload["message_thread_id"] = json!(thread);
-            }
+            let payload = SendPayload {
+                chat_id: to.chat_id,
+                text: part.clone(),
+                parse_mode: Some("HTML".into()),
+                // 0: a new message (a forwarded webhook answer), not a reply.
+                reply_to_message_id: (to.message_id != 0).then_some(to.message_id),
+                allow_sending_without_reply: true,
+                message_thread_id: to.thread_id,
+            };
+            let recorded = serde_json::to_value(&payload)
+                .map_err(|e| Error::internal("recording a Telegram reply", e))?;
             let Some(id) = record_once(
                 store,
                 Channel::Telegram,
                 conversation,
                 &dedupe_key,
-                &payload,
+                &recorded,
             )
             .await?
             else {
                 continue;
             };
-            self.send_recorded(store, &id, to.chat_id, &payload).await?;
+            self.send_recorded(store, &id, &payload).await?;
         }
         Ok(())
     }
 
-    async fn send_recorded(
-        &self,
-        store: &Store,
-        id: &str,
-        chat_id: i64,
-        payload: &Value,
-    ) -> Result<()> {
+    /// Sends the recorded row `id` (paced per chat and overall, retrying on 429 within
+    /// [`MAX_RETRY_AFTER`]) and confirms it with Telegram's `message_id`.
+    async fn send_recorded(&self, store: &Store, id: &str, payload: &SendPayload) -> Result<()> {
         for _ in 0..MAX_SEND_TRIES {
             // Wait for a free slot rather than drop the message.
-            self.per_chat.until_key_ready(&chat_id).await;
+            self.per_chat.until_key_ready(&payload.chat_id).await;
             self.overall.until_ready().await;
             store.egress_attempt(id).await?;
-            match self.call("sendMessage", payload).await {
-                Ok(message) => {
-                    let remote = message
-                        .get("message_id")
-                        .and_then(Value::as_i64)
-                        .map(|m| m.to_string());
-                    return store.egress_confirm(id, remote.as_deref()).await;
+            match self.send_message(payload).await {
+                Ok(message_id) => {
+                    return store
+                        .egress_confirm(id, Some(&message_id.to_string()))
+                        .await;
                 }
                 Err(Error::RateLimited { retry_after, .. }) if retry_after <= MAX_RETRY_AFTER => {
                     tokio::time::sleep(retry_after).await;
@@ -657,43 +758,112 @@ impl Telegram {
         )))
     }
 
-    /// One Bot API call; the `result` on success.
-    async fn call(&self, method: &str, body: &Value) -> Result<Value> {
-        let response = self
-            .http
-            .post(format!(
-                "{}/bot{}/{method}",
-                self.api_url,
-                self.token.expose()
-            ))
-            .json(body)
+    /// One `sendMessage`; Telegram's `message_id` on success.
+    async fn send_message(&self, payload: &SendPayload) -> Result<i32> {
+        let mut request = self
+            .bot
+            .send_message(ChatId(payload.chat_id), payload.text.clone());
+        if let Some(mode) = &payload.parse_mode {
+            request = request.parse_mode(parse_mode(mode)?);
+        }
+        if let Some(thread) = payload.message_thread_id {
+            request = request.message_thread_id(ThreadId(message_id(thread, "thread id")?));
+        }
+        if let Some(reply_to) = payload.reply_to_message_id {
+            let mut reply = ReplyParameters::new(message_id(reply_to, "reply_to_message_id")?);
+            if payload.allow_sending_without_reply {
+                reply = reply.allow_sending_without_reply();
+            }
+            request = request.reply_parameters(reply);
+        }
+        let message = request
             .send()
             .await
-            // The URL holds the token: keep it out of the error.
-            .map_err(|e| {
-                Error::Upstream(format!("Telegram Bot API {method}: {}", e.without_url()))
-            })?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if answer.get("ok").and_then(Value::as_bool) == Some(true) {
-            return Ok(answer.get("result").cloned().unwrap_or(Value::Null));
-        }
-        let retry_after = answer
-            .pointer("/parameters/retry_after")
-            .and_then(Value::as_u64);
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS || retry_after.is_some() {
-            return Err(Error::RateLimited {
-                retry_after: Duration::from_secs(retry_after.unwrap_or(1)),
+            .map_err(|e| self.api_error("sendMessage", e))?;
+        Ok(message.id.0)
+    }
+
+    /// A teloxide error as ours: `retry_after` → [`Error::RateLimited`], anything else →
+    /// [`Error::Upstream`] naming the method. The token is part of every request URL, so it is
+    /// scrubbed from the text (reqwest's errors quote the URL).
+    fn api_error(&self, method: &str, error: RequestError) -> Error {
+        match error {
+            RequestError::RetryAfter(wait) => Error::RateLimited {
+                retry_after: wait.duration(),
                 message: format!("Telegram rate-limited {method}"),
-            });
+            },
+            other => {
+                let token = self.token.expose();
+                let mut text = other.to_string();
+                if !token.is_empty() {
+                    text = text
+                        .replace(token, "***")
+                        .replace(&token.replace(':', "%3A"), "***");
+                }
+                if text.chars().count() > MAX_ERROR_CHARS {
+                    text = text.chars().take(MAX_ERROR_CHARS).collect::<String>() + "…";
+                }
+                Error::Upstream(format!("Telegram Bot API {method} failed: {text}"))
+            }
         }
-        let description = answer
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or("no description given");
-        Err(Error::Upstream(format!(
-            "Telegram refused {method} (HTTP {status}: {description})"
-        )))
+    }
+
+    /// One `getUpdates` long poll from `offset`. An answer teloxide cannot read as a whole (one
+    /// update it cannot deserialize at all fails the batch) is read update by update here, so
+    /// one bad update is skipped with a log line and never stalls the offset.
+    async fn get_updates(&self, offset: Option<i64>) -> Result<Vec<(i64, Incoming)>> {
+        let username = self.username().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot learn the bot's username");
+            String::new()
+        });
+        let mut request = self
+            .bot
+            .get_updates()
+            .timeout(u32::try_from(POLL_TIMEOUT_SECS).unwrap_or(u32::MAX))
+            .allowed_updates([AllowedUpdate::Message]);
+        if let Some(o) = offset {
+            request = request.offset(i32::try_from(o).map_err(|_| {
+                Error::Upstream(format!("the getUpdates offset {o} is out of range"))
+            })?);
+        }
+        match request.send().await {
+            Ok(updates) => Ok(updates
+                .iter()
+                .map(|u| (i64::from(u.id.0), read_update(u, &username)))
+                .collect()),
+            Err(RequestError::InvalidJson { source, raw }) => {
+                tracing::info!(error = %source, "teloxide could not read a getUpdates answer; reading it update by update");
+                let answer: Value = serde_json::from_str(&raw).map_err(|e| {
+                    Error::Upstream(format!(
+                        "Telegram getUpdates answered with invalid JSON ({e})"
+                    ))
+                })?;
+                let Some(Value::Array(updates)) = answer.get("result") else {
+                    return Err(Error::Upstream(
+                        "Telegram getUpdates answered without a result list".into(),
+                    ));
+                };
+                let read: Vec<_> = updates
+                    .iter()
+                    .filter_map(|raw| {
+                        let update_id = raw.get("update_id").and_then(Value::as_i64);
+                        if update_id.is_none() {
+                            tracing::info!(update = %raw, "skipped an update without an update_id");
+                        }
+                        update_id
+                            .map(|id| (id, read_json(raw.to_string().as_bytes(), raw, &username)))
+                    })
+                    .collect();
+                if read.is_empty() && !updates.is_empty() {
+                    // Nothing to move the offset past: back off rather than spin on the batch.
+                    return Err(Error::Upstream(
+                        "Telegram getUpdates answered with updates that have no update_id".into(),
+                    ));
+                }
+                Ok(read)
+            }
+            Err(e) => Err(self.api_error("getUpdates", e)),
+        }
     }
 
     /// Long polling until `shutdown` fires: `getUpdates` with the next offset; each update is
@@ -708,20 +878,15 @@ impl Telegram {
         let mut offset: Option<i64> = None;
         let mut backoff = Duration::from_secs(1);
         loop {
-            let mut body = json!({"timeout": POLL_TIMEOUT_SECS, "allowed_updates": ["message"]});
-            if let Some(o) = offset {
-                body["offset"] = json!(o);
-            }
             let updates = tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = self.call("getUpdates", &body) => r,
+                r = self.get_updates(offset) => r,
             };
             let updates = match updates {
-                Ok(Value::Array(updates)) => {
+                Ok(updates) => {
                     backoff = Duration::from_secs(1);
                     updates
                 }
-                Ok(_) => Vec::new(),
                 Err(e) => {
                     let pause = match &e {
                         Error::RateLimited { retry_after, .. } => *retry_after,
@@ -735,34 +900,53 @@ impl Telegram {
                     }
                 }
             };
-            for raw in updates {
-                let Some(update_id) = raw.get("update_id").and_then(Value::as_i64) else {
-                    continue;
-                };
-                match serde_json::from_value::<Update>(raw) {
-                    Ok(update) => self.poll_one(&gateway, &store, update).await,
-                    Err(e) => tracing::info!(error = %e, update_id, "skipped an unreadable update"),
+            for (update_id, incoming) in updates {
+                match incoming {
+                    Incoming::Ignored(reason) => {
+                        tracing::debug!(update_id, reason, "ignored a Telegram update");
+                    }
+                    Incoming::Message(m) => {
+                        let (inbound, to) = *m;
+                        self.respond(&gateway, &store, inbound, to).await;
+                    }
                 }
-                offset = Some(update_id + 1);
+                offset = Some(offset.map_or(update_id + 1, |o| o.max(update_id + 1)));
             }
         }
     }
+}
 
-    async fn poll_one(&self, gateway: &Gateway, store: &Store, update: Update) {
-        let username = match self.username().await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot learn the bot's username");
-                String::new()
-            }
+#[async_trait::async_trait]
+impl crate::gateway::egress::Resend for Telegram {
+    fn channel(&self) -> Channel {
+        Channel::Telegram
+    }
+
+    async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
+        Telegram::resend(self, store, row).await
+    }
+
+    async fn post(
+        &self,
+        store: &Store,
+        chat: &str,
+        dedupe_key: &str,
+        out: &Outbound,
+    ) -> Result<()> {
+        let chat_id = chat.parse::<i64>().map_err(|_| {
+            Error::BadInput(format!(
+                "`{chat}` is not a Telegram chat id (a number, like -1001234567890)"
+            ))
+        })?;
+        let to = ReplyTarget {
+            update_id: 0,
+            chat_id,
+            thread_id: None,
+            message_id: 0,
         };
-        match read_update(update, &username) {
-            Incoming::Ignored(reason) => tracing::debug!(reason, "ignored a Telegram update"),
-            Incoming::Message(m) => {
-                let (inbound, to) = *m;
-                self.respond(gateway, store, inbound, to).await;
-            }
-        }
+        let conversation = ConversationKey::new(Channel::Telegram, chat).as_storage_key();
+        self.deliver_keyed(store, &conversation, &to, &render(out), dedupe_key)
+            .await
     }
 }
 
@@ -810,6 +994,71 @@ mod tests {
         assert_eq!(strip_command("/ask@other what?", "bot"), None);
         assert_eq!(strip_command("/start", "bot"), None);
         assert_eq!(strip_mention("@Bot hi there", "@bot"), "hi there");
+    }
+
+    fn telegram() -> Telegram {
+        let config = TelegramConfig {
+            token_env: "T".into(),
+            mode: TelegramMode::Polling,
+            secret_token_env: None,
+            api_url: "http://127.0.0.1:9".into(),
+            bot_username: Some("conv_bot".into()),
+        };
+        Telegram::build(&config, &|_: &str| Some("123:secret-token".into())).unwrap()
+    }
+
+    #[test]
+    fn teloxide_errors_become_ours() {
+        let t = telegram();
+        let limited = t.api_error(
+            "sendMessage",
+            RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(3)),
+        );
+        assert!(matches!(
+            limited,
+            Error::RateLimited { retry_after, .. } if retry_after == Duration::from_secs(3)
+        ));
+        let raw = r#"{"ok":true,"result":{"token":"123:secret-token"}}"#;
+        let invalid = RequestError::InvalidJson {
+            source: Arc::new(serde_json::from_str::<u8>("x").unwrap_err()),
+            raw: raw.into(),
+        };
+        let message = t.api_error("getMe", invalid).to_string();
+        assert!(message.contains("getMe"), "{message}");
+        assert!(!message.contains("secret-token"), "{message}");
+    }
+
+    #[test]
+    fn pending_rows_recorded_before_teloxide_still_read() {
+        let old = serde_json::json!({
+            "chat_id": -100, "text": "hi", "parse_mode": "HTML", "reply_to_message_id": 5,
+            "allow_sending_without_reply": true, "message_thread_id": 4
+        });
+        let payload: SendPayload = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(payload.message_thread_id, Some(4));
+        assert_eq!(payload.reply_to_message_id, Some(5));
+        assert_eq!(serde_json::to_value(&payload).unwrap(), old);
+        assert!(matches!(parse_mode("html"), Ok(ParseMode::Html)));
+        assert!(parse_mode("bbcode").is_err());
+    }
+
+    #[test]
+    fn unreadable_updates_are_ignored() {
+        for body in [
+            r#"{"update_id":-1,"message":{}}"#,
+            r#"{"update_id":3}"#,
+            r#"{"update_id":4,"brand_new_kind":{"x":1}}"#,
+            r#"[1,2]"#,
+        ] {
+            assert!(
+                matches!(
+                    parse(body.as_bytes(), "conv_bot").unwrap(),
+                    Incoming::Ignored(_)
+                ),
+                "{body}"
+            );
+        }
+        assert!(parse(b"not json", "conv_bot").is_err());
     }
 
     fn group(text: &str, extra: &str) -> Vec<u8> {

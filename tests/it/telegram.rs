@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use conveyor::app::App;
-use conveyor::channels::telegram::{ReplyTarget, TelegramConfig, TelegramMode, to_html};
+use conveyor::channels::telegram::{ReplyTarget, Telegram, TelegramConfig, TelegramMode, to_html};
 use conveyor::config::{Config, Rate};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,14 @@ const SECRET: &str = "Secret_Token-1";
 const BOT: &str = "conveyor_test_bot";
 const WAIT: Duration = Duration::from_secs(10);
 const QUESTION: &str = "How do I request a refund?";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "TEST_TELEGRAM_TOKEN" => Some(TOKEN.to_string()),
+        "TEST_TELEGRAM_SECRET" => Some(SECRET.to_string()),
+        _ => None,
+    }
+}
 
 fn fixtures() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/telegram");
@@ -69,6 +77,13 @@ struct Harness {
 
 impl Harness {
     async fn start(mode: TelegramMode) -> Self {
+        Self::start_with(mode, None).await
+    }
+
+    async fn start_with(
+        mode: TelegramMode,
+        access: Option<conveyor::gateway::access::PlatformAccess>,
+    ) -> Self {
         let fake = FakeTelegram::start(BOT).await;
         let dir = tempfile::tempdir().unwrap();
         conveyor::init::init(dir.path(), false).await.unwrap();
@@ -86,11 +101,7 @@ impl Harness {
             // Learned from getMe.
             bot_username: None,
         });
-        let env = |name: &str| match name {
-            "TEST_TELEGRAM_TOKEN" => Some(TOKEN.to_string()),
-            "TEST_TELEGRAM_SECRET" => Some(SECRET.to_string()),
-            _ => None,
-        };
+        config.access.telegram = access;
         let app = App::build_with_env(config, &env).await.unwrap();
         let router = conveyor::http::router(app.clone());
         Self {
@@ -146,7 +157,9 @@ async fn a_private_message_gets_one_cited_reply_to_it() {
     assert_eq!(sends.len(), 1, "{:?}", h.fake.calls());
     let m = &sends[0];
     assert_eq!(m["chat_id"], 408258968);
-    assert_eq!(m["reply_to_message_id"], 154);
+    // teloxide sends the reply as `reply_parameters` (Bot API 7.0+).
+    assert_eq!(m["reply_parameters"]["message_id"], 154);
+    assert_eq!(m["reply_parameters"]["allow_sending_without_reply"], true);
     assert_eq!(m["parse_mode"], "HTML");
     assert!(m.get("message_thread_id").is_none());
     let text = m["text"].as_str().unwrap();
@@ -202,7 +215,7 @@ async fn groups_are_answered_only_when_addressed() {
     assert_eq!(sends.len(), 4, "{sends:?}");
     for m in &sends {
         assert_eq!(m["chat_id"], -1001293752024_i64);
-        assert_eq!(m["reply_to_message_id"], 134546);
+        assert_eq!(m["reply_parameters"]["message_id"], 134546);
         // A reply chain in a plain supergroup is not a forum topic.
         assert!(m.get("message_thread_id").is_none());
     }
@@ -224,7 +237,7 @@ async fn a_forum_topic_is_answered_in_its_topic() {
     let sends = h.sends();
     assert_eq!(sends.len(), 1);
     assert_eq!(sends[0]["message_thread_id"], 4);
-    assert_eq!(sends[0]["reply_to_message_id"], 5);
+    assert_eq!(sends[0]["reply_parameters"]["message_id"], 5);
     assert_eq!(
         h.fake.calls_of("sendChatAction")[0].body["message_thread_id"],
         4
@@ -265,6 +278,17 @@ async fn unknown_and_unanswered_update_kinds_get_200_and_nothing_is_sent() {
         let status = h.post(Some(SECRET), &fixture(&dir, name)).await;
         assert_eq!(status, StatusCode::OK, "{name}");
     }
+    // Updates teloxide cannot deserialize at all: acknowledged too, never a 4xx/5xx that
+    // Telegram would retry.
+    let message = private(&dir, 1, QUESTION)["message"].clone();
+    for body in [
+        json!({"update_id": -1, "message": message}),
+        json!({"message": message}),
+        json!({"update_id": 12}),
+        json!([1, 2, 3]),
+    ] {
+        assert_eq!(h.post(Some(SECRET), &body).await, StatusCode::OK, "{body}");
+    }
     h.settle().await;
     assert!(h.sends().is_empty(), "{:?}", h.sends());
 }
@@ -302,6 +326,12 @@ async fn long_polling_answers_each_update_and_advances_the_offset() {
         StatusCode::NOT_FOUND
     );
     h.fake.push_update(private(&dir, 500, QUESTION));
+    // Two updates teloxide cannot read (which fails its whole getUpdates batch): skipped one
+    // by one, while the others are answered and the offset still moves.
+    let mut broken = private(&dir, 499, QUESTION);
+    broken["message"]["chat"] = json!("not a chat");
+    h.fake.push_update(broken);
+    h.fake.push_update(json!("not an update"));
     h.fake
         .push_update(private(&dir, 501, "What is the refund policy?"));
     let telegram = h.app.telegram.clone().unwrap();
@@ -331,7 +361,7 @@ async fn long_polling_answers_each_update_and_advances_the_offset() {
     h.settle().await;
     let sends = h.sends();
     assert_eq!(sends.len(), 2, "{sends:?}");
-    assert_eq!(sends[0]["reply_to_message_id"], 154);
+    assert_eq!(sends[0]["reply_parameters"]["message_id"], 154);
     assert!(h.fake.calls_of("getUpdates").len() >= 2);
     assert!(
         h.app
@@ -410,7 +440,7 @@ async fn a_long_answer_is_split_and_each_part_sent_once() {
     assert_eq!(sends.len(), 4);
     for m in &sends {
         assert!(m["text"].as_str().unwrap().chars().count() <= 4_096);
-        assert_eq!(m["reply_to_message_id"], 154);
+        assert_eq!(m["reply_parameters"]["message_id"], 154);
     }
     telegram
         .deliver(&h.app.store, "telegram:408258968:0", &target(3), &text)
@@ -447,4 +477,280 @@ async fn channels_telegram_is_read_from_toml_and_checked() {
         .unwrap()
         .to_string();
     assert!(err.contains("channels.telegram.secret_token_env"), "{err}");
+}
+
+#[tokio::test]
+async fn a_pending_reply_is_resent_from_its_row_once_and_confirmed() {
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let telegram = h.app.telegram.clone().unwrap();
+    let store = &h.app.store;
+    // The send fails: the row stays pending.
+    h.fake
+        .fail("sendMessage", 400, "Bad Request: chat not found");
+    let to = ReplyTarget {
+        update_id: 9,
+        chat_id: -1001293752024,
+        thread_id: Some(4),
+        message_id: 5,
+    };
+    let err = telegram
+        .deliver(
+            store,
+            "telegram:-1001293752024:4",
+            &to,
+            "<b>refunds</b> &amp; more",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("chat not found"), "{err}");
+    assert!(!err.contains(TOKEN), "{err}");
+    let pending = store.egress_pending("telegram").await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(h.sends().len(), 1);
+
+    // After a "restart": a fresh channel sends it from the row alone.
+    let config = h.app.config.channels.telegram.clone().unwrap();
+    let restarted = Telegram::build(&config, &env).unwrap();
+    restarted.resend(store, &pending[0]).await.unwrap();
+    let sends = h.sends();
+    assert_eq!(sends.len(), 2, "exactly one more sendMessage: {sends:?}");
+    let m = &sends[1];
+    assert_eq!(m, &sends[0], "the resend is the recorded message");
+    assert_eq!(m["chat_id"], -1001293752024_i64);
+    assert_eq!(m["message_thread_id"], 4);
+    assert_eq!(m["reply_parameters"]["message_id"], 5);
+    assert_eq!(m["parse_mode"], "HTML");
+    assert_eq!(m["text"], "<b>refunds</b> &amp; more");
+    assert!(store.egress_pending("telegram").await.unwrap().is_empty());
+
+    // A confirmed row is never sent again: not by a stale resend, nor by delivering the same
+    // answer again.
+    restarted.resend(store, &pending[0]).await.unwrap();
+    telegram
+        .deliver(
+            store,
+            "telegram:-1001293752024:4",
+            &to,
+            "<b>refunds</b> &amp; more",
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.sends().len(), 2, "{:?}", h.sends());
+}
+
+#[tokio::test]
+async fn a_network_error_names_the_method_but_never_the_token() {
+    let h = Harness::start(TelegramMode::Webhook).await;
+    // Nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut config = h.app.config.channels.telegram.clone().unwrap();
+    config.api_url = url;
+    let telegram = Telegram::build(&config, &env).unwrap();
+    let err = telegram
+        .deliver(&h.app.store, "telegram:408258968:0", &target(11), "hi")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sendMessage"), "{err}");
+    assert!(!err.contains(TOKEN) && !err.contains("TEST-token"), "{err}");
+    assert_eq!(
+        h.app.store.egress_pending("telegram").await.unwrap().len(),
+        1
+    );
+}
+
+/// Webhook throughput and latency on a real listening server: N private updates (default
+/// 2000, `CONVEYOR_BENCH_UPDATES`) posted at concurrency 16, each from its own chat so the
+/// 1/s-per-chat send pacing does not serialise them; latency is from the request's start until
+/// its `sendMessage` reached the fake Bot API. The 30/s overall send limit still applies (it is
+/// Telegram's), so end-to-end throughput cannot exceed it; the acknowledgement figures show
+/// the webhook itself.
+///
+/// `cargo test --release --test it telegram::bench_webhook -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn bench_webhook() {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    let Some(dir) = fixtures() else { return };
+    let n: usize = std::env::var("CONVEYOR_BENCH_UPDATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let concurrency = 16;
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/telegram/webhook", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(conveyor::http::serve(
+        h.app.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    let client = reqwest::Client::new();
+    let base_chat = 5_000_000_i64;
+    let bodies: Vec<(i64, String)> = (0..n)
+        .map(|i| {
+            let chat = base_chat + i as i64;
+            let mut u = private(&dir, 1_000_000 + i as i64, QUESTION);
+            u["message"]["chat"]["id"] = json!(chat);
+            u["message"]["from"]["id"] = json!(chat);
+            (chat, u.to_string())
+        })
+        .collect();
+    let queue = Arc::new(std::sync::Mutex::new(bodies.into_iter()));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let queue = Arc::clone(&queue);
+        let client = client.clone();
+        let url = url.clone();
+        workers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let next = queue.lock().unwrap().next();
+                let Some((chat, body)) = next else { break };
+                let t0 = Instant::now();
+                let status = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("x-telegram-bot-api-secret-token", SECRET)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(status.as_u16(), 200);
+                seen.push((chat, t0, t0.elapsed()));
+            }
+            seen
+        }));
+    }
+    let mut starts = HashMap::new();
+    let mut acks = Vec::new();
+    for w in workers {
+        for (chat, t0, ack) in w.await.unwrap() {
+            starts.insert(chat, t0);
+            acks.push(ack);
+        }
+    }
+    let acked = started.elapsed();
+    let timeout = Duration::from_secs(120 + n as u64 / 10);
+    let sends = h.fake.wait_for("sendMessage", n, timeout).await;
+    let done = started.elapsed();
+    assert_eq!(
+        sends.len(),
+        n,
+        "not every update was answered in {timeout:?}"
+    );
+    let mut latencies: Vec<Duration> = sends
+        .iter()
+        .map(|c| {
+            let chat = c.body["chat_id"].as_i64().unwrap();
+            c.at.duration_since(starts[&chat])
+        })
+        .collect();
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    println!(
+        "telegram webhook: {n} updates, concurrency {concurrency}\n  acknowledged: {:.0} updates/s, ack p50 {:?} p99 {:?}\n  answered (sendMessage observed): {:.1} updates/s, latency p50 {:?} p99 {:?}",
+        n as f64 / acked.as_secs_f64(),
+        pct(&mut acks, 0.50),
+        pct(&mut acks, 0.99),
+        n as f64 / done.as_secs_f64(),
+        pct(&mut latencies, 0.50),
+        pct(&mut latencies, 0.99),
+    );
+}
+
+#[tokio::test]
+async fn strangers_get_a_pairing_code_privately_and_are_ignored_in_groups() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start_with(
+        TelegramMode::Webhook,
+        Some(conveyor::gateway::access::PlatformAccess::default()),
+    )
+    .await;
+    // In a group, addressed with /ask: ignored.
+    assert_eq!(
+        h.post(
+            Some(SECRET),
+            &group(&dir, 9001, &format!("/ask {QUESTION}"))
+        )
+        .await,
+        StatusCode::OK
+    );
+    h.settle().await;
+    assert!(h.sends().is_empty(), "{:?}", h.sends());
+    // Privately: a pairing code, not an answer.
+    let update = private(&dir, 9002, QUESTION);
+    let user = update["message"]["from"]["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    assert_eq!(h.post(Some(SECRET), &update).await, StatusCode::OK);
+    h.settle().await;
+    let sends = h.sends();
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    let text = sends[0]["text"].as_str().unwrap();
+    assert!(text.contains("conveyor access approve"), "{text}");
+    let pending = h.app.store.pairing_pending().await.unwrap();
+    assert_eq!(pending[0].user_id, user);
+    assert!(text.contains(&pending[0].code));
+    // Approved: answered.
+    h.app
+        .store
+        .pairing_approve(&pending[0].code, "admin")
+        .await
+        .unwrap();
+    assert_eq!(
+        h.post(Some(SECRET), &private(&dir, 9003, QUESTION)).await,
+        StatusCode::OK
+    );
+    h.settle().await;
+    let sends = h.sends();
+    assert_eq!(sends.len(), 2);
+    assert!(sends[1]["text"].as_str().unwrap().contains("[1]"));
+}
+
+#[tokio::test]
+async fn a_forwarded_webhook_answer_is_posted_into_the_chat_once() {
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let out = conveyor::model::Outbound {
+        conversation: conveyor::model::ConversationKey::new(
+            conveyor::model::Channel::Webhook,
+            "alerts",
+        ),
+        reply_to: "q".into(),
+        message_id: "m".into(),
+        text: "Deploy **finished**.".into(),
+        citations: Vec::new(),
+        planner: "offline".into(),
+    };
+    let target = conveyor::config::ForwardTarget::parse("telegram:-1001234567890").unwrap();
+    h.app
+        .forward(&target, "hook:alerts:d1", &out)
+        .await
+        .unwrap();
+    h.app
+        .forward(&target, "hook:alerts:d1", &out)
+        .await
+        .unwrap();
+    let sends = h.sends();
+    assert_eq!(sends.len(), 1, "{sends:?}");
+    assert_eq!(sends[0]["chat_id"], -1_001_234_567_890_i64);
+    assert!(
+        sends[0].get("reply_to_message_id").is_none() && sends[0].get("reply_parameters").is_none(),
+        "{}",
+        sends[0]
+    );
+    assert_eq!(sends[0]["text"], "Deploy <b>finished</b>.");
 }

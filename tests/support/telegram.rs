@@ -1,12 +1,15 @@
 //! A fake Telegram Bot API on `127.0.0.1`: `/bot{token}/{method}` with method names matched
 //! case-insensitively (teloxide sends `SendMessage`, others `sendMessage`). Records every call
-//! with its body (JSON, or form fields as a JSON object); answers `getMe`, `getUpdates` from a
-//! scripted queue honouring `offset`, `sendMessage` with a Message, `sendChatAction` with
-//! `true`, and scripted 429s with `parameters.retry_after`.
+//! with its body (JSON, or form fields as a JSON object) and when it arrived. Answers as the
+//! real Bot API does, since teloxide reads answers strictly: `getMe` with a full bot User,
+//! `getUpdates` from a scripted queue honouring `offset`, `sendMessage` with a full Message (the
+//! private chat and sender of `../shared/fixtures/telegram/teloxide_tests/private_text.json`, a
+//! supergroup for negative chat ids, the topic for `message_thread_id`), `sendChatAction` with
+//! `true`, scripted 429s with `parameters.retry_after`, and scripted refusals (`ok: false`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
@@ -26,6 +29,8 @@ pub struct Call {
     pub method: String,
     /// The body: JSON, or form fields as a JSON object.
     pub body: Value,
+    /// When the call arrived.
+    pub at: Instant,
 }
 
 impl Call {
@@ -40,6 +45,7 @@ struct Inner {
     calls: Vec<Call>,
     updates: Vec<Value>,
     rate_limits: Vec<(String, u64)>,
+    failures: Vec<(String, u16, String)>,
     next_message_id: i64,
 }
 
@@ -86,6 +92,16 @@ impl FakeTelegram {
             .unwrap()
             .rate_limits
             .push((method.to_lowercase(), retry_after));
+    }
+
+    /// Makes the next call of `method` fail with HTTP `status` and `ok: false`, as Telegram
+    /// refuses a request (e.g. 400 "Bad Request: chat not found").
+    pub fn fail(&self, method: &str, status: u16, description: &str) {
+        self.inner.lock().unwrap().failures.push((
+            method.to_lowercase(),
+            status,
+            description.to_string(),
+        ));
     }
 
     /// Every call so far.
@@ -164,6 +180,7 @@ fn answer(
         token: token.to_string(),
         method: method.to_string(),
         body: body.clone(),
+        at: Instant::now(),
     });
     let lower = method.to_lowercase();
     if let Some(i) = inner.rate_limits.iter().position(|(m, _)| *m == lower) {
@@ -180,10 +197,20 @@ fn answer(
             .into_response();
         return (r, false);
     }
+    if let Some(i) = inner.failures.iter().position(|(m, _, _)| *m == lower) {
+        let (_, status, description) = inner.failures.remove(i);
+        let r = (
+            StatusCode::from_u16(status).unwrap(),
+            Json(json!({"ok": false, "error_code": status, "description": description})),
+        )
+            .into_response();
+        return (r, false);
+    }
     let result = match lower.as_str() {
         "getme" => json!({
             "id": 777_000_111, "is_bot": true, "first_name": "Conveyor", "username": username,
-            "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false
+            "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false,
+            "can_connect_to_business": false, "has_main_web_app": false
         }),
         "getupdates" => {
             let offset = body.get("offset").and_then(Value::as_i64).unwrap_or(0);
@@ -196,13 +223,7 @@ fn answer(
         }
         "sendmessage" => {
             inner.next_message_id += 1;
-            json!({
-                "message_id": inner.next_message_id,
-                "date": 1_700_000_000,
-                "chat": {"id": body["chat_id"], "type": "private"},
-                "from": {"id": 777_000_111, "is_bot": true, "first_name": "Conveyor", "username": username},
-                "text": body["text"],
-            })
+            sent_message(inner.next_message_id, username, &body)
         }
         "sendchataction" | "setwebhook" | "deletewebhook" => json!(true),
         _ => {
@@ -219,4 +240,26 @@ fn answer(
         Json(json!({"ok": true, "result": result})).into_response(),
         empty_poll,
     )
+}
+
+/// The Message Telegram answers `sendMessage` with: sent by the bot, in the chat of `body`.
+fn sent_message(message_id: i64, username: &str, body: &Value) -> Value {
+    let chat_id = body["chat_id"].as_i64().unwrap_or(0);
+    let chat = if chat_id < 0 {
+        json!({"id": chat_id, "type": "supergroup", "title": "Conveyor test group", "is_forum": body.get("message_thread_id").is_some()})
+    } else {
+        json!({"id": chat_id, "type": "private", "first_name": "Hirrolot", "username": "hirrolot"})
+    };
+    let mut message = json!({
+        "message_id": message_id,
+        "date": 1_700_000_000,
+        "chat": chat,
+        "from": {"id": 777_000_111, "is_bot": true, "first_name": "Conveyor", "username": username},
+        "text": body["text"],
+    });
+    if let Some(thread) = body.get("message_thread_id") {
+        message["message_thread_id"] = thread.clone();
+        message["is_topic_message"] = json!(true);
+    }
+    message
 }
