@@ -440,8 +440,8 @@ impl Discord {
             direct: true,
         };
         match gateway.check_access(Channel::Discord, &who).await {
-            Ok(Decision::Allow) => {}
-            Ok(Decision::Ignore) => {
+            Decision::Allow => {}
+            Decision::Ignore => {
                 let text = "Sorry, I only answer people my administrators have let in.";
                 let key = format!("discord:{}:access", to.interaction_id);
                 if let Err(e) = self.deliver(store, &conversation, &to, text, &key).await {
@@ -449,15 +449,11 @@ impl Discord {
                 }
                 return;
             }
-            Ok(Decision::Reply(text)) => {
+            Decision::Reply(text) => {
                 let key = format!("discord:{}:access", to.interaction_id);
                 if let Err(e) = self.deliver(store, &conversation, &to, &text, &key).await {
                     tracing::warn!(error = %e, "sending a Discord access reply failed");
                 }
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "checking access for a Discord /ask failed; not answering");
                 return;
             }
         }

@@ -70,13 +70,20 @@ impl Gateway {
     }
 
     /// Whether a chat-platform message may go through, before it is handed to
-    /// [`Gateway::handle`]; see [`access`].
+    /// [`Gateway::handle`]; see [`access`]. When the store cannot answer, the message is not
+    /// let in (logged): failing closed keeps strangers out during an outage.
     pub async fn check_access(
         &self,
         channel: crate::model::Channel,
         who: &access::Subject<'_>,
-    ) -> Result<access::Decision> {
-        self.access.check(channel, who).await
+    ) -> access::Decision {
+        match self.access.check(channel, who).await {
+            Ok(decision) => decision,
+            Err(e) => {
+                tracing::warn!(%channel, error = %e, "checking access failed; not answering");
+                access::Decision::Ignore
+            }
+        }
     }
 
     /// The planner's name, for surfaces that show it.

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::ApiError;
 use crate::app::App;
-use crate::channels::slack::{Incoming, Interaction};
+use crate::channels::slack::{Incoming, Interaction, Slack};
 use crate::error::Error;
 use crate::model::Channel;
 
@@ -24,11 +24,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub(super) async fn post_events(
-    State(app): State<App>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+/// The Slack channel, once the request's v0 signature checked out over the raw body: 404
+/// when Slack is not configured, 401 (nothing parsed or stored) when the check fails.
+fn verified(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<Arc<Slack>, ApiError> {
     let Some(slack) = app.slack.clone() else {
         return Err(Error::NotFound(
             "Slack is not configured; add [channels.slack] to conveyor.toml".into(),
@@ -36,13 +34,22 @@ pub(super) async fn post_events(
         .into());
     };
     if let Err(e) = slack.verify(
-        header(&headers, "x-slack-request-timestamp"),
-        header(&headers, "x-slack-signature"),
-        &body,
+        header(headers, "x-slack-request-timestamp"),
+        header(headers, "x-slack-signature"),
+        body,
     ) {
         tracing::warn!(error = %e, "refused a Slack request");
         return Err(Error::Unauthorized(format!("Slack signature check failed: {e}")).into());
     }
+    Ok(slack)
+}
+
+pub(super) async fn post_events(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let slack = verified(&app, &headers, &body)?;
     // `ssl_check` comes form-encoded (`ssl_check=1&token=…`); it only wants a 200.
     if body.starts_with(b"ssl_check=") || body.windows(11).any(|w| w == b"&ssl_check=") {
         return Ok(Json(json!({"ok": true})).into_response());
@@ -96,20 +103,7 @@ pub(super) async fn post_interactions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some(slack) = app.slack.clone() else {
-        return Err(Error::NotFound(
-            "Slack is not configured; add [channels.slack] to conveyor.toml".into(),
-        )
-        .into());
-    };
-    if let Err(e) = slack.verify(
-        header(&headers, "x-slack-request-timestamp"),
-        header(&headers, "x-slack-signature"),
-        &body,
-    ) {
-        tracing::warn!(error = %e, "refused a Slack interactivity request");
-        return Err(Error::Unauthorized(format!("Slack signature check failed: {e}")).into());
-    }
+    let slack = verified(&app, &headers, &body)?;
     match slack.parse_interaction(&body)? {
         Interaction::Ignored(reason) => {
             tracing::debug!(reason, "ignored a Slack interaction");
