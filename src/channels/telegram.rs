@@ -86,11 +86,22 @@ pub struct TelegramConfig {
     /// The bot's username (without `@`); asked with `getMe` when absent.
     #[serde(default)]
     pub bot_username: Option<String>,
+    /// Messages per second over all chats. Telegram allows about 30 for a bot; raise it only
+    /// with Telegram's paid broadcasts enabled for the bot.
+    #[serde(default = "default_sends_per_second")]
+    pub sends_per_second: u32,
+}
+
+fn default_sends_per_second() -> u32 {
+    30
 }
 
 impl TelegramConfig {
     /// Reports every problem with its path.
     pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.sends_per_second == 0 {
+            problems.push("channels.telegram.sends_per_second: must be at least 1 (Telegram allows about 30)".into());
+        }
         if self.token_env.trim().is_empty() {
             problems.push("channels.telegram.token_env: name the environment variable that holds the bot token, e.g. token_env = \"TELEGRAM_BOT_TOKEN\"".into());
         }
@@ -474,7 +485,7 @@ impl Telegram {
         // Telegram's limits: about one message per second in a chat, 30 per second overall.
         let per_chat = RateLimiter::keyed(Quota::per_second(NonZeroU32::MIN));
         let overall = RateLimiter::direct(Quota::per_second(
-            NonZeroU32::new(30).unwrap_or(NonZeroU32::MIN),
+            NonZeroU32::new(config.sends_per_second).unwrap_or(NonZeroU32::MIN),
         ));
         Ok(Self {
             token,
@@ -999,6 +1010,7 @@ mod tests {
             secret_token_env: None,
             api_url: "http://127.0.0.1:9".into(),
             bot_username: Some("conv_bot".into()),
+            sends_per_second: 30,
         };
         Telegram::build(&config, &|_: &str| Some("123:secret-token".into())).unwrap()
     }
