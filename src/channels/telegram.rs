@@ -685,13 +685,12 @@ impl Telegram {
                 row.id
             ))
         })?;
-        // The caller lists rows with `egress_pending`; re-reading the list here keeps a row that
-        // was confirmed in the meantime (by its own delivery finishing) from going out twice.
+        // Re-reading the row's state keeps a row that was confirmed in the meantime (by its own
+        // delivery finishing) from going out twice.
         let still_pending = store
-            .egress_pending(Channel::Telegram.as_str())
+            .egress_state(&row.dedupe_key)
             .await?
-            .iter()
-            .any(|r| r.id == row.id);
+            .is_some_and(|(state, _)| state == "pending");
         if !still_pending {
             tracing::info!(id = %row.id, dedupe_key = %row.dedupe_key, "egress row already confirmed; not sending it again");
             return Ok(());
