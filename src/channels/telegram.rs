@@ -100,7 +100,10 @@ impl TelegramConfig {
     /// Reports every problem with its path.
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.sends_per_second == 0 {
-            problems.push("channels.telegram.sends_per_second: must be at least 1 (Telegram allows about 30)".into());
+            problems.push(
+                "channels.telegram.sends_per_second: must be at least 1 (Telegram allows about 30)"
+                    .into(),
+            );
         }
         if self.token_env.trim().is_empty() {
             problems.push("channels.telegram.token_env: name the environment variable that holds the bot token, e.g. token_env = \"TELEGRAM_BOT_TOKEN\"".into());

@@ -40,6 +40,8 @@ pub enum Scripted {
 #[derive(Default)]
 struct Inner {
     calls: Vec<Call>,
+    /// When the first `chat.postMessage` into each channel arrived (benchmarks wait on it).
+    first_post: std::collections::HashMap<String, std::time::Instant>,
     script: VecDeque<(String, Scripted)>,
     next_ts: u64,
 }
@@ -106,9 +108,7 @@ impl FakeSlack {
             let notified = POSTED.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let found = self.inner.lock().unwrap().calls.iter().rev().find_map(|c| {
-                (c.method == "chat.postMessage" && c.body["channel"] == channel).then_some(c.at)
-            });
+            let found = self.inner.lock().unwrap().first_post.get(channel).copied();
             if found.is_some() {
                 return found;
             }
@@ -140,6 +140,14 @@ async fn handle(
     // Slack accepts JSON, a form, or no body at all (auth.test with the bearer token only).
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut inner = inner.lock().unwrap();
+    if method == "chat.postMessage"
+        && let Some(channel) = body["channel"].as_str()
+    {
+        inner
+            .first_post
+            .entry(channel.to_string())
+            .or_insert_with(std::time::Instant::now);
+    }
     inner.calls.push(Call {
         method: method.clone(),
         body,

@@ -43,11 +43,17 @@ impl Call {
 #[derive(Default)]
 struct Inner {
     calls: Vec<Call>,
+    /// When the first `sendMessage` into each chat arrived (benchmarks wait on it).
+    first_send: std::collections::HashMap<i64, Instant>,
     updates: Vec<Value>,
     rate_limits: Vec<(String, u64)>,
     failures: Vec<(String, u16, String)>,
     next_message_id: i64,
 }
+
+/// Wakes benchmark waiters on every `sendMessage`.
+static SENT: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
 
 /// The running fake.
 #[derive(Clone)]
@@ -112,6 +118,22 @@ impl FakeTelegram {
     /// The calls of `method` (any case) so far.
     pub fn calls_of(&self, method: &str) -> Vec<Call> {
         self.calls().into_iter().filter(|c| c.is(method)).collect()
+    }
+
+    /// Waits until a `sendMessage` into `chat` arrives and returns when it did.
+    pub async fn wait_for_send_to(&self, chat: i64, timeout: Duration) -> Option<Instant> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = SENT.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(at) = self.inner.lock().unwrap().first_send.get(&chat).copied() {
+                return Some(at);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Waits up to `timeout` until `method` was called at least `n` times.
@@ -182,6 +204,12 @@ fn answer(
         body: body.clone(),
         at: Instant::now(),
     });
+    if method.eq_ignore_ascii_case("sendMessage")
+        && let Some(chat) = body["chat_id"].as_i64()
+    {
+        inner.first_send.entry(chat).or_insert_with(Instant::now);
+        SENT.notify_waiters();
+    }
     let lower = method.to_lowercase();
     if let Some(i) = inner.rate_limits.iter().position(|(m, _)| *m == lower) {
         let (_, secs) = inner.rate_limits.remove(i);
