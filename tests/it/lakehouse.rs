@@ -26,10 +26,17 @@ struct Lab {
 
 impl Lab {
     async fn new() -> Self {
+        Self::with_store(None).await
+    }
+
+    /// With the store at `url` (SQLite in the temp folder when `None`).
+    async fn with_store(url: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-            .await
-            .unwrap();
+        let url = match url {
+            Some(u) => u.to_string(),
+            None => format!("sqlite://{}", dir.path().join("c.db").display()),
+        };
+        let store = Store::connect(&url).await.unwrap();
         let lake = Lakehouse::open(&LakehouseConfig::default(), dir.path()).unwrap();
         std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
         std::fs::create_dir_all(dir.path().join("data")).unwrap();
@@ -249,7 +256,19 @@ async fn a_type_conflict_fails_cleanly_and_the_previous_version_stays_readable()
 
 #[tokio::test]
 async fn a_crash_between_commit_and_cursor_does_not_duplicate_rows() {
-    let lab = Lab::new().await;
+    crash_between_commit_and_cursor(None).await;
+}
+
+#[tokio::test]
+async fn a_crash_between_commit_and_cursor_does_not_duplicate_rows_postgres() {
+    crate::common::with_pg_schema(|url| async move {
+        crash_between_commit_and_cursor(Some(&url)).await;
+    })
+    .await;
+}
+
+async fn crash_between_commit_and_cursor(store: Option<&str>) {
+    let lab = Lab::with_store(store).await;
     lab.write("data/c.csv", "id,v\n1,a\n2,b\n");
     let def = lab.connector(
         "c",
@@ -368,6 +387,88 @@ async fn one_run_per_connector_at_a_time() {
     assert_eq!(lab.lake.version(Layer::Silver, "x").await.unwrap(), None);
 }
 
+/// The claim, its takeover after a crash, the cursor and the history, on one backend.
+async fn claims_and_cursors_on(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    let lease = Duration::from_secs(60);
+    assert_eq!(
+        store.run_claim("k", "r1", lease).await.unwrap(),
+        RunClaim::Owned
+    );
+    match store.run_claim("k", "r2", lease).await.unwrap() {
+        RunClaim::Busy { run_id, .. } => assert_eq!(run_id, "r1"),
+        other => panic!("{other:?}"),
+    }
+    store.run_renew("k", "r1", lease).await.unwrap();
+    let outcome = conveyor::store::RunOutcome {
+        rows_read: 3,
+        rows_written: 2,
+        issues: json!([]),
+        ..Default::default()
+    };
+    store
+        .run_finish(
+            "k",
+            "r1",
+            Some(&json!({"files": {"a.csv": "h1"}})),
+            &outcome,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.run_cursor("k").await.unwrap(),
+        Some(json!({"files": {"a.csv": "h1"}}))
+    );
+
+    // r2 claims with a lease that runs out at once, as if its process died.
+    assert_eq!(
+        store
+            .run_claim("k", "r2", Duration::from_millis(1))
+            .await
+            .unwrap(),
+        RunClaim::Owned
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        store.run_claim("k", "r3", lease).await.unwrap(),
+        RunClaim::Owned
+    );
+    // The dead run can no longer save a cursor over the one that took over.
+    assert!(store.run_renew("k", "r2", lease).await.is_err());
+    assert!(
+        store
+            .run_finish("k", "r2", Some(&json!({"files": {}})), &outcome)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.run_cursor("k").await.unwrap(),
+        Some(json!({"files": {"a.csv": "h1"}}))
+    );
+    let runs = store.runs(Some("k"), 10).await.unwrap();
+    let status: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.id.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        status,
+        vec![("r3", "running"), ("r2", "failed"), ("r1", "ok")]
+    );
+    assert_eq!(runs[2].rows_read, 3);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claims_and_cursors_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    claims_and_cursors_on(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
+}
+
+#[tokio::test]
+async fn claims_and_cursors_postgres() {
+    crate::common::with_pg_schema(|url| async move { claims_and_cursors_on(&url).await }).await;
+}
+
 fn run_cli(config: &Path, args: &[&str]) -> std::process::Output {
     conveyor()
         .arg("--config")
@@ -463,6 +564,24 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
     assert!(String::from_utf8_lossy(&out.stderr).contains("first 5 rows"));
+
+    // The time limit stops a runaway query with a sentence.
+    let out = conveyor()
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "sql",
+            "SELECT count(*) FROM generate_series(1, 100000000000) a",
+        ])
+        .env("CONVEYOR__LAKEHOUSE__SQL_TIMEOUT", "1s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not finish within 1s"),
+        "{}",
+        show(&out)
+    );
 
     let out = run_cli(&cfg, &["runs"]);
     assert!(out.status.success(), "{}", show(&out));
