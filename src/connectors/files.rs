@@ -227,6 +227,9 @@ impl FilesSource {
     }
 
     fn parse_csv(&self, name: &Arc<str>, bytes: &[u8], out: &mut Extract) {
+        // Spreadsheet exports often start with a UTF-8 byte order mark; it is not part of
+        // the first column's name.
+        let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
         let delimiter = self
             .config
             .delimiter
@@ -464,11 +467,12 @@ mod tests {
         let name: Arc<str> = "t.csv".into();
         source(Format::Csv).parse(
             &name,
-            b"id,name\n1,Ada\n2,Bob,extra\n,NoKey\n3,\"Cy, Jr\"\n",
+            b"\xef\xbb\xbfid,name\n1,Ada\n2,Bob,extra\n,NoKey\n3,\"Cy, Jr\"\n",
             &mut out,
         );
         assert_eq!(out.records.len(), 2);
         assert_eq!(out.records[1].line, 5);
+        assert_eq!(out.records[0].data["id"], Value::String("1".into()));
         let lines: Vec<u64> = out.issues.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![3, 4], "{:?}", out.issues);
         assert!(out.issues[0].reason.contains("3 fields"));

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use deltalake::arrow::array::{Array, AsArray};
 use deltalake::arrow::datatypes::{
-    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type,
-    UInt16Type, UInt32Type, UInt64Type,
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef,
+    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -45,6 +45,8 @@ pub enum OutputFormat {
 pub struct QueryOutput {
     /// Column names.
     pub columns: Vec<String>,
+    /// The result's schema (kept for results without rows).
+    schema: SchemaRef,
     /// The rows, in Arrow batches.
     batches: Vec<RecordBatch>,
     /// Rows returned.
@@ -60,10 +62,14 @@ impl QueryOutput {
     pub fn render(&self, format: OutputFormat) -> Result<String> {
         match format {
             OutputFormat::Table => {
-                if self.batches.is_empty() {
-                    return Ok(format!("({} columns, no rows)", self.columns.len()));
-                }
-                deltalake::arrow::util::pretty::pretty_format_batches(&self.batches)
+                let empty;
+                let batches = if self.batches.is_empty() {
+                    empty = [RecordBatch::new_empty(self.schema.clone())];
+                    &empty[..]
+                } else {
+                    &self.batches[..]
+                };
+                deltalake::arrow::util::pretty::pretty_format_batches(batches)
                     .map(|t| t.to_string())
                     .map_err(|e| Error::internal("sql: formatting the result", e))
             }
@@ -259,25 +265,18 @@ pub(super) async fn run(
             .await
             .map_err(plan_err)?;
         let df = df.limit(0, Some(limit + 1)).map_err(plan_err)?;
-        df.collect().await.map_err(plan_err)
+        let schema = df.schema().inner().clone();
+        let batches = df.collect().await.map_err(plan_err)?;
+        Ok::<_, Error>((schema, batches))
     };
-    let batches = tokio::time::timeout(timeout, work).await.map_err(|_| {
+    let (schema, batches) = tokio::time::timeout(timeout, work).await.map_err(|_| {
         Error::BadInput(format!(
             "the query did not finish within {}s (lakehouse.sql_timeout); add a WHERE clause or a LIMIT",
             timeout.as_secs_f64()
         ))
     })??;
 
-    let columns: Vec<String> = batches
-        .first()
-        .map(|b| {
-            b.schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect()
-        })
-        .unwrap_or_default();
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let truncated = total > limit;
     let batches = if truncated {
@@ -287,6 +286,7 @@ pub(super) async fn run(
     };
     Ok(QueryOutput {
         columns,
+        schema,
         rows: total.min(limit),
         batches: batches.into_iter().filter(|b| b.num_rows() > 0).collect(),
         truncated,

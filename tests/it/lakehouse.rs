@@ -199,6 +199,27 @@ async fn a_removed_file_removes_its_rows_and_a_key_may_move_between_files() {
 }
 
 #[tokio::test]
+async fn a_key_listed_twice_in_one_run_is_one_row_and_the_later_record_wins() {
+    let lab = Lab::new().await;
+    lab.write("data/k/1.csv", "id,v\n1,old\n2,x\n1,older-line-wins-not\n");
+    lab.write("data/k/2.csv", "id,v\n1,newest\n");
+    let def = lab.connector(
+        "k",
+        "path = \"data/k/*.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    );
+    let r = lab.sync(&def).await;
+    ok(&r);
+    assert_eq!((r.rows_read, r.inserted), (4, 2));
+    assert_eq!(
+        lab.rows("SELECT id, v, _source FROM k ORDER BY id").await,
+        vec![
+            json!({"id": 1, "v": "newest", "_source": "2.csv"}),
+            json!({"id": 2, "v": "x", "_source": "1.csv"}),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_type_conflict_fails_cleanly_and_the_previous_version_stays_readable() {
     let lab = Lab::new().await;
     lab.write(
@@ -564,6 +585,19 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
     assert!(String::from_utf8_lossy(&out.stderr).contains("first 5 rows"));
+
+    // A result without rows still names its columns.
+    let out = run_cli(
+        &cfg,
+        &[
+            "sql",
+            "SELECT order_id, status FROM orders WHERE 1 = 0",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "order_id,status\n");
 
     // The time limit stops a runaway query with a sentence.
     let out = conveyor()
