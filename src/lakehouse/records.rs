@@ -404,6 +404,33 @@ fn build_column<'a>(
     })
 }
 
+/// Reads the rows of a Parquet file as JSON objects: integers, floats and booleans typed,
+/// everything else as text (timestamps with a time zone in RFC 3339, which inference reads as
+/// timestamps again).
+pub fn parquet_rows(bytes: Vec<u8>) -> Result<Vec<Map<String, Value>>> {
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let unreadable =
+        |e: &dyn std::fmt::Display| Error::BadInput(format!("not a readable Parquet file: {e}"));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .map_err(|e| unreadable(&e))?
+        .build()
+        .map_err(|e| unreadable(&e))?;
+    let mut rows: Vec<Map<String, Value>> = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| unreadable(&e))?;
+        let schema = batch.schema();
+        let start = rows.len();
+        rows.extend((0..batch.num_rows()).map(|_| Map::with_capacity(schema.fields().len())));
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            let cell = super::sql::Cell::new(array.as_ref())?;
+            for (i, row) in rows[start..].iter_mut().enumerate() {
+                row.insert(field.name().clone(), cell.json(i));
+            }
+        }
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

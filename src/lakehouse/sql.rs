@@ -117,13 +117,13 @@ impl QueryOutput {
 }
 
 /// One column of a batch, ready to read cell by cell.
-struct Cell<'a> {
+pub(super) struct Cell<'a> {
     array: &'a dyn Array,
     fmt: ArrayFormatter<'a>,
 }
 
 impl<'a> Cell<'a> {
-    fn new(array: &'a dyn Array) -> Result<Self> {
+    pub(super) fn new(array: &'a dyn Array) -> Result<Self> {
         let fmt = ArrayFormatter::try_new(array, &FORMAT)
             .map_err(|e| Error::internal("sql: formatting a column", e))?;
         Ok(Self { array, fmt })
@@ -137,7 +137,9 @@ impl<'a> Cell<'a> {
         }
     }
 
-    fn json(&self, i: usize) -> serde_json::Value {
+    /// The value as JSON: numbers and booleans typed, everything else as its display text
+    /// (timestamps with a time zone in RFC 3339).
+    pub(super) fn json(&self, i: usize) -> serde_json::Value {
         use serde_json::Value;
         let a = self.array;
         if a.is_null(i) {

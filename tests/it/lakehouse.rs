@@ -220,6 +220,62 @@ async fn a_key_listed_twice_in_one_run_is_one_row_and_the_later_record_wins() {
 }
 
 #[tokio::test]
+async fn parquet_files_keep_their_types() {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+    use deltalake::arrow::record_batch::RecordBatch;
+    use deltalake::parquet::arrow::ArrowWriter;
+
+    let lab = Lab::new().await;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+        (
+            "name",
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])) as ArrayRef,
+        ),
+        (
+            "score",
+            Arc::new(Float64Array::from(vec![0.5, 1.0, 2.5])) as ArrayRef,
+        ),
+        (
+            "ok",
+            Arc::new(BooleanArray::from(vec![true, false, true])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    std::fs::create_dir_all(lab.path("data/pq")).unwrap();
+    let file = std::fs::File::create(lab.path("data/pq/part-1.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    lab.write("data/pq/broken.parquet", "not parquet");
+
+    let def = lab.connector(
+        "pq",
+        "path = \"data/pq\"\nformat = \"parquet\"\nprimary_key = \"id\"\n",
+    );
+    let r = lab.sync(&def).await;
+    ok(&r);
+    assert_eq!(r.inserted, 3);
+    assert_eq!(r.issues.len(), 1);
+    assert!(
+        r.issues[0].to_string().contains("broken.parquet"),
+        "{:?}",
+        r.issues
+    );
+    assert_eq!(
+        lab.rows("SELECT id, name, score, ok FROM pq ORDER BY id")
+            .await,
+        vec![
+            json!({"id": 1, "name": "a", "score": 0.5, "ok": true}),
+            json!({"id": 2, "name": null, "score": 1.0, "ok": false}),
+            json!({"id": 3, "name": "c", "score": 2.5, "ok": true}),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_type_conflict_fails_cleanly_and_the_previous_version_stays_readable() {
     let lab = Lab::new().await;
     lab.write(
