@@ -152,7 +152,10 @@ pub async fn run(cx: SyncContext<'_>, def: &Definition, opts: SyncOptions) -> Re
         }
         Err(e) => {
             let message = e.to_string();
-            span.in_scope(|| tracing::warn!(error = %message, "sync failed"));
+            // Recorded in the history and returned; the caller (the CLI, later the scheduler)
+            // reports it, so it is logged here only at info level, not a second time as a
+            // warning.
+            span.in_scope(|| tracing::info!(error = %message, "sync failed"));
             outcome.error = Some(message.clone());
             cx.store
                 .run_finish(&def.name, &run_id, None, &outcome)
