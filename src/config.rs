@@ -51,6 +51,10 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// Who may talk to the bot on each chat platform: `[access.slack]`, ...
     pub access: crate::gateway::access::AccessConfig,
+    /// Delta tables of business data: `[lakehouse]`.
+    pub lakehouse: crate::lakehouse::LakehouseConfig,
+    /// Connector definitions: `[connectors]`.
+    pub connectors: crate::connectors::ConnectorsConfig,
     /// Folder the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -971,6 +975,8 @@ impl Config {
             telegram.validate(&mut problems);
         }
         self.access.validate(&mut problems);
+        self.lakehouse.validate(&self.base_dir, &mut problems);
+        self.connectors.validate(&mut problems);
         if self.llm.provider != LlmProvider::Offline
             && self.llm.turn_timeout.0 >= self.server.request_timeout.0
         {
@@ -1025,6 +1031,11 @@ impl Config {
     /// The embedded index folder, resolved.
     pub fn index_path(&self) -> PathBuf {
         self.resolve(&self.index.path)
+    }
+
+    /// The connectors folder, resolved.
+    pub fn connectors_dir(&self) -> PathBuf {
+        self.resolve(&self.connectors.dir)
     }
 }
 
@@ -1136,6 +1147,18 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.store_url().unwrap(), "sqlite:///srv/app/data/conveyor.db");
         assert_eq!(c.index_path(), PathBuf::from("/srv/app/data/index"));
+        assert_eq!(
+            c.lakehouse.root(&c.base_dir).unwrap(),
+            PathBuf::from("/srv/app/data/lake")
+        );
+        assert_eq!(c.connectors_dir(), PathBuf::from("/srv/app/connectors"));
+        let err = load("[lakehouse]\nuri = \"s3://bucket/lake\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("lakehouse.uri") && err.contains("s3://"),
+            "{err}"
+        );
     }
 
     #[test]

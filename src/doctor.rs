@@ -163,6 +163,7 @@ pub async fn run_with_env(
     report.checks.push(store_check(&config).await);
     report.checks.push(index_check(&config).await);
     report.checks.push(llm_check(&config, env));
+    report.checks.push(connectors_check(&config));
     for (name, hook) in &config.hooks {
         report.checks.push(hook_check(name, hook, env));
     }
@@ -251,6 +252,33 @@ async fn index_check(config: &Config) -> Check {
             "index",
             e.to_string(),
             "run `conveyor index PATH…` to create it",
+        ),
+    }
+}
+
+/// The connector files parse and validate (every problem at once, as `sync` would see them).
+fn connectors_check(config: &Config) -> Check {
+    let dir = config.connectors_dir();
+    match crate::connectors::load_dir(&dir, &config.base_dir) {
+        Ok(defs) if defs.is_empty() => {
+            Check::ok("connectors", format!("none defined in {}", dir.display()))
+        }
+        Ok(defs) => Check::ok(
+            "connectors",
+            format!(
+                "{} defined in {}: {}",
+                defs.len(),
+                dir.display(),
+                defs.iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Err(e) => Check::fail(
+            "connectors",
+            e.to_string(),
+            "fix the connector files named above; `conveyor sync` refuses to run until they load",
         ),
     }
 }

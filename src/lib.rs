@@ -19,6 +19,10 @@
 //!   `/slack/events`, `/telegram/webhook`.
 //! - [`channels`]: the surfaces: terminal chat, the web page, signed webhooks, Slack and
 //!   Telegram.
+//! - [`lakehouse`]: Delta tables (bronze, silver, gold) under `[lakehouse] uri` and read-only
+//!   SQL over them with DataFusion; the only module that imports deltalake.
+//! - [`connectors`]: connector definitions (`connectors/*.toml`), the `files` source, and
+//!   sync runs (claim, extract, lakehouse write, cursor, history).
 //! - [`app`]: the composition root that picks backends from config and wires them.
 //! - [`init`]: the starter project written by `conveyor init`.
 //! - [`bench`]: `conveyor bench`, a load generator for a running server's API.
@@ -28,12 +32,14 @@ pub mod app;
 pub mod bench;
 pub mod channels;
 pub mod config;
+pub mod connectors;
 pub mod doctor;
 pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod init;
 pub mod knowledge;
+pub mod lakehouse;
 pub mod metrics;
 pub mod model;
 pub mod store;

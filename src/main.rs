@@ -45,7 +45,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write a starter project (config, prompts, tools, demo documents) into DIR and index it.
+    /// Write a starter project (config, prompts, tools, demo documents, demo data and its
+    /// connectors) into DIR and index it.
     Init {
         /// Folder to create the project in.
         dir: PathBuf,
@@ -119,6 +120,36 @@ enum Command {
         #[command(subcommand)]
         what: AccessCommand,
     },
+    /// Sync connectors (connectors/*.toml) into the lakehouse: bronze, then silver.
+    Sync {
+        /// Only this connector (all of them by default).
+        name: Option<String>,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the history of sync runs, newest first.
+    Runs {
+        /// Only this connector's runs.
+        name: Option<String>,
+        /// How many runs.
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        n: usize,
+        /// Print the runs as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a read-only SQL query over the lakehouse (bronze.NAME, silver.NAME or NAME, gold.NAME).
+    Sql {
+        /// The query, e.g. "SELECT country, count(*) FROM customers GROUP BY country".
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+        /// Most rows to print (at most lakehouse.sql_row_limit).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
     /// Check the configuration, the store, the index and every configured channel (secrets
     /// present and well-formed, the platforms' APIs reachable), with advice for each problem.
     Doctor {
@@ -129,6 +160,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `conveyor sql --format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SqlFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -282,11 +321,12 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(serving: bool) {
-    // qdrant-edge warns about an mmap capability probe on every start; it is noise for users.
+    // qdrant-edge warns about an mmap capability probe on every start, and deltalake about
+    // merge metrics it derives itself; both are noise for users.
     let default = if serving {
-        "info,qdrant_edge=error"
+        "info,qdrant_edge=error,deltalake_core=error,buoyant_kernel=error"
     } else {
-        "warn,qdrant_edge=error"
+        "warn,qdrant_edge=error,deltalake_core=error,buoyant_kernel=error"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -302,6 +342,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tools { what } => tools(&cli.config, what).await,
         Command::Audit { what } => audit(&cli.config, what).await,
         Command::Access { what } => access(&cli.config, what).await,
+        Command::Sync { name, json } => sync(&cli.config, name.as_deref(), json).await,
+        Command::Runs { name, n, json } => runs(&cli.config, name.as_deref(), n, json).await,
+        Command::Sql {
+            query,
+            format,
+            limit,
+        } => sql(&cli.config, &query, format, limit).await,
         Command::Doctor { offline, json } => {
             let report = conveyor::doctor::run(&cli.config, !offline).await;
             if json {
@@ -341,6 +388,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 cfg.display()
             );
             out!("  conveyor --config {} chat", cfg.display());
+            out!(
+                "  conveyor --config {} sync         # demo CSVs → Delta tables in data/lake",
+                cfg.display()
+            );
+            out!(
+                "  conveyor --config {} sql \"SELECT plan, count(*) AS customers FROM customers GROUP BY plan\"",
+                cfg.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Index {
@@ -678,6 +733,204 @@ async fn audit(config_path: &Path, what: AuditCommand) -> Result<ExitCode> {
     };
     store.close().await;
     Ok(code)
+}
+
+/// `conveyor sync [NAME]`: one run per connector, in name order; a failed run does not stop
+/// the others, but makes the exit code non-zero.
+async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<ExitCode> {
+    use conveyor::connectors::sync::{self, SyncContext, SyncOptions};
+    let config = Config::load(config_path)?;
+    let dir = config.connectors_dir();
+    let mut defs = conveyor::connectors::load_dir(&dir, &config.base_dir)?;
+    if defs.is_empty() {
+        return Err(Error::BadInput(format!(
+            "there are no connectors in {}; add one file per connector there, e.g. orders.toml with name, kind = \"files\", path, format and primary_key",
+            dir.display()
+        )));
+    }
+    if let Some(name) = only {
+        defs.retain(|d| d.name == name);
+        if defs.is_empty() {
+            let known: Vec<String> = conveyor::connectors::load_dir(&dir, &config.base_dir)?
+                .into_iter()
+                .map(|d| d.name)
+                .collect();
+            return Err(Error::NotFound(format!(
+                "no connector is named `{name}`; the connectors in {} are: {}",
+                dir.display(),
+                known.join(", ")
+            )));
+        }
+    }
+    let store = conveyor::store::Store::connect(&config.store_url()?).await?;
+    let lake = conveyor::lakehouse::Lakehouse::open(&config.lakehouse, &config.base_dir)?;
+    let cx = SyncContext {
+        store: &store,
+        lake: &lake,
+        lease: config.connectors.run_lease.0,
+    };
+    let mut reports = Vec::new();
+    let mut failed = false;
+    for def in &defs {
+        let report = match sync::run(
+            cx,
+            def,
+            SyncOptions {
+                progress: !json,
+                ..Default::default()
+            },
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                failed = true;
+                eprintln!("{}: not run: {e}", def.name);
+                continue;
+            }
+        };
+        failed |= report.error.is_some();
+        if !json {
+            print_sync_report(&report);
+        }
+        reports.push(report);
+    }
+    if json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&reports).unwrap_or_default()
+        );
+    }
+    store.close().await;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_sync_report(r: &conveyor::connectors::sync::SyncReport) {
+    if let Some(e) = &r.error {
+        out!("{}: failed after {:.2}s: {e}", r.connector, r.seconds);
+        return;
+    }
+    out!(
+        "{}: read {} rows from {} file{} ({} unchanged, {} removed) → silver.{}: {} inserted, {} updated, {} deleted{} ({:.2}s)",
+        r.connector,
+        r.rows_read,
+        r.files_read,
+        if r.files_read == 1 { "" } else { "s" },
+        r.files_unchanged,
+        r.files_removed,
+        r.connector,
+        r.inserted,
+        r.updated,
+        r.deleted,
+        r.silver_version
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default(),
+        r.seconds
+    );
+    if !r.new_columns.is_empty() {
+        out!("  new columns: {}", r.new_columns.join(", "));
+    }
+    if !r.issues.is_empty() {
+        out!("  skipped {} malformed record(s):", r.issues.len());
+        for i in r.issues.iter().take(20) {
+            out!("    {i}");
+        }
+        if r.issues.len() > 20 {
+            out!(
+                "    … and {} more (conveyor runs --json shows up to 100)",
+                r.issues.len() - 20
+            );
+        }
+    }
+}
+
+/// `conveyor runs [NAME]`.
+async fn runs(config_path: &Path, only: Option<&str>, n: usize, json: bool) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let store = conveyor::store::Store::connect(&config.store_url()?).await?;
+    let rows = store.runs(only, n).await?;
+    store.close().await;
+    if json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        out!("no sync runs yet; run `conveyor sync`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    out!(
+        "{:<19}  {:<16} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8}  error",
+        "started",
+        "connector",
+        "status",
+        "read",
+        "written",
+        "deleted",
+        "skipped",
+        "duration"
+    );
+    for r in &rows {
+        let started = chrono::DateTime::from_timestamp_millis(r.started_at)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let duration = r
+            .finished_at
+            .map(|f| format!("{:.2}s", (f - r.started_at) as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        out!(
+            "{started:<19}  {:<16} {:<7} {:>7} {:>7} {:>7} {:>7} {:>8}  {}",
+            r.connector,
+            r.status,
+            r.rows_read,
+            r.rows_written,
+            r.rows_deleted,
+            r.rows_skipped,
+            duration,
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `conveyor sql "SELECT …"`.
+async fn sql(
+    config_path: &Path,
+    query: &str,
+    format: SqlFormat,
+    limit: Option<usize>,
+) -> Result<ExitCode> {
+    use conveyor::lakehouse::OutputFormat;
+    let config = Config::load(config_path)?;
+    let lake = conveyor::lakehouse::Lakehouse::open(&config.lakehouse, &config.base_dir)?;
+    let result = lake.query(query, limit).await?;
+    let format = match format {
+        SqlFormat::Table => OutputFormat::Table,
+        SqlFormat::Json => OutputFormat::Json,
+        SqlFormat::Csv => OutputFormat::Csv,
+    };
+    let text = result.render(format)?;
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout();
+        let _ = stdout.write_all(text.as_bytes());
+        if !text.ends_with('\n') {
+            let _ = stdout.write_all(b"\n");
+        }
+    }
+    if result.truncated {
+        eprintln!(
+            "(showing the first {} rows; the result has more: add a LIMIT or a WHERE clause, or raise --limit up to lakehouse.sql_row_limit)",
+            result.limit
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn login_name() -> String {

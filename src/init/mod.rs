@@ -1,5 +1,7 @@
 //! `conveyor init DIR`: a working starter project — config with embedded defaults, prompt and
-//! tool folders, a small demo knowledge base about a fictional company, already indexed.
+//! tool folders, a small demo knowledge base about a fictional company, already indexed, and
+//! a small business dataset (customers, products, orders as CSV) with its `files` connectors,
+//! ready for `conveyor sync` and `conveyor sql`.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +39,24 @@ const FILES: &[(&str, &str)] = &[
         include_str!("demo/security-and-privacy.md"),
     ),
     ("docs/support.md", include_str!("demo/support.md")),
+    (
+        "data/customers.csv",
+        include_str!("demo/data/customers.csv"),
+    ),
+    ("data/products.csv", include_str!("demo/data/products.csv")),
+    ("data/orders.csv", include_str!("demo/data/orders.csv")),
+    (
+        "connectors/customers.toml",
+        include_str!("demo/connectors/customers.toml"),
+    ),
+    (
+        "connectors/products.toml",
+        include_str!("demo/connectors/products.toml"),
+    ),
+    (
+        "connectors/orders.toml",
+        include_str!("demo/connectors/orders.toml"),
+    ),
 ];
 
 /// What `init` did.

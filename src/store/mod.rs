@@ -1,4 +1,5 @@
-//! The durable state of conveyor: ingress and egress ledgers, conversations and the audit log.
+//! The durable state of conveyor: ingress and egress ledgers, conversations, the audit log,
+//! and connector runs (claims, cursors, history).
 //!
 //! # Why `sqlx::Any`
 //!
@@ -27,6 +28,8 @@ mod ledger;
 pub use ledger::{EGRESS_LEASE_MS, IngressStatus};
 mod access;
 pub use access::{AccessGrant, PairingCode};
+mod connectors;
+pub use connectors::{RunClaim, RunOutcome, RunRow};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -565,7 +565,7 @@ fn doctor_passes_on_a_fresh_project_and_names_missing_channel_secrets() {
     let out = p.run(&["doctor", "--offline"]);
     assert_success(&out);
     let text = stdout(&out);
-    for area in ["config", "store", "index", "llm", "channels"] {
+    for area in ["config", "store", "index", "llm", "connectors", "channels"] {
         assert!(text.contains(area), "{area} not checked:\n{text}");
     }
     assert!(text.contains("0 failed"), "{text}");

@@ -3,6 +3,7 @@ mod cli;
 mod common;
 mod discord;
 mod knowledge;
+mod lakehouse;
 mod llm;
 mod slack;
 mod store;

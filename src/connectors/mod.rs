@@ -1,0 +1,467 @@
+//! Connectors: declarative definitions of where business data comes from.
+//!
+//! One file per connector in `[connectors] dir` (`connectors/*.toml` next to the config):
+//! `name`, `kind`, an optional cron `schedule`, `on_error`, kind-specific keys and an optional
+//! `[index]` table. Every file is checked when the folder is loaded and every problem of every
+//! file is reported at once, each with its file and key. A definition is a config struct whose
+//! `build` returns the running [`Source`]; kinds are registered in one place
+//! ([`Definition::build`]).
+//!
+//! Built: the `files` kind ([`files`]). Not built yet: `http` and `sql` kinds, the index feed
+//! of `[index]` (parsed and validated only), and scheduled runs inside `serve` (`schedule` is
+//! parsed and validated only).
+
+pub mod files;
+pub mod sync;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::config::HumanDuration;
+use crate::error::{Error, Result};
+use crate::lakehouse::SourceRecord;
+
+/// `[connectors]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectorsConfig {
+    /// Folder of connector definitions (`*.toml`), relative to the config folder.
+    pub dir: PathBuf,
+    /// How long a run's claim on its connector holds without being renewed; a run that
+    /// crashed is taken over after this.
+    pub run_lease: HumanDuration,
+}
+
+impl Default for ConnectorsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("connectors"),
+            run_lease: HumanDuration(Duration::from_secs(600)),
+        }
+    }
+}
+
+impl ConnectorsConfig {
+    /// Adds every problem of this section to `problems`.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.run_lease.0 < Duration::from_secs(10) {
+            problems.push("connectors.run_lease: must be at least 10s".into());
+        }
+    }
+}
+
+/// What to do with a record that cannot be read (a malformed CSV row, a JSON line that does
+/// not parse, a record without its primary key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Count it, report it with file and line, and go on.
+    #[default]
+    Skip,
+    /// Fail the run; nothing is written.
+    Fail,
+}
+
+/// `[index]` of a connector: which columns make the document a row becomes in the knowledge
+/// index. Parsed and validated; the index feed itself is not built yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSpec {
+    /// The column that is the document title.
+    pub title: Option<String>,
+    /// Columns that make the document text, in order.
+    pub text: Vec<String>,
+    /// Columns kept in the payload (for filters and citations).
+    #[serde(default)]
+    pub payload: Vec<String>,
+}
+
+/// The kinds of connector.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// Files in a folder, a glob or one file.
+    Files(files::FilesConfig),
+}
+
+impl Kind {
+    /// The kind's name as written in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Files(_) => "files",
+        }
+    }
+}
+
+/// One connector definition.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    /// The name; also the table name (`bronze.NAME`, `silver.NAME`).
+    pub name: String,
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The cron schedule as written, if any.
+    pub schedule: Option<String>,
+    /// What to do with unreadable records.
+    pub on_error: OnError,
+    /// The index feed settings, if any.
+    pub index: Option<IndexSpec>,
+    /// Kind-specific settings.
+    pub kind: Kind,
+}
+
+impl Definition {
+    /// The primary key columns.
+    pub fn primary_key(&self) -> &[String] {
+        match &self.kind {
+            Kind::Files(f) => &f.primary_key.0,
+        }
+    }
+
+    /// The next time the schedule fires after `after`, when there is a schedule.
+    pub fn next_run(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let cron = croner::Cron::from_str(self.schedule.as_deref()?).ok()?;
+        cron.find_next_occurrence(&after, false).ok()
+    }
+
+    /// Builds the running source. The one place kinds are wired.
+    pub fn build(&self) -> Arc<dyn Source> {
+        match &self.kind {
+            Kind::Files(f) => Arc::new(f.build()),
+        }
+    }
+}
+
+/// A malformed record, reported with where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowIssue {
+    /// The file (or object).
+    pub source: String,
+    /// The line (1-based; for CSV the header is line 1).
+    pub line: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for RowIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} line {}: {}", self.source, self.line, self.reason)
+    }
+}
+
+/// What a source read in one run.
+#[derive(Debug, Clone, Default)]
+pub struct Extract {
+    /// Records of new and changed source objects.
+    pub records: Vec<SourceRecord>,
+    /// Whether every value is text (CSV), so the lakehouse infers types from the text.
+    pub values_are_text: bool,
+    /// Source objects read in full: their old rows missing from `records` are deleted.
+    pub replaced: Vec<String>,
+    /// Source objects gone since the last run: all their rows are deleted.
+    pub removed: Vec<String>,
+    /// Source objects unchanged since the last run (not read again).
+    pub unchanged: usize,
+    /// Records that could not be read.
+    pub issues: Vec<RowIssue>,
+    /// The cursor to save once the data is committed.
+    pub cursor: serde_json::Value,
+}
+
+/// Progress reporting from a source to whoever draws it.
+pub trait Progress: Send + Sync {
+    /// Total units of work (files), once known.
+    fn total(&self, n: u64);
+    /// One unit done, with a short label.
+    fn step(&self, label: &str);
+}
+
+/// A place data is read from.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Reads what changed since `cursor` (the value a previous run's [`Extract::cursor`] held,
+    /// `None` on the first run).
+    async fn extract(
+        &self,
+        cursor: Option<&serde_json::Value>,
+        on_error: OnError,
+        progress: &dyn Progress,
+    ) -> Result<Extract>;
+}
+
+/// The primary key: one column name or several.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PrimaryKey(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for PrimaryKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        let cols = match OneOrMany::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a column name or a list of them, e.g. primary_key = \"id\"",
+            )
+        })? {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        if cols.is_empty() || cols.iter().any(|c| c.trim().is_empty()) {
+            return Err(serde::de::Error::custom(
+                "name at least one column, e.g. primary_key = \"id\"",
+            ));
+        }
+        Ok(Self(cols))
+    }
+}
+
+/// Loads every connector definition in `dir` (a missing folder means no connectors).
+/// `base_dir` resolves relative paths inside the definitions (the config file's folder).
+pub fn load_dir(dir: &Path, base_dir: &Path) -> Result<Vec<Definition>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot read the connectors folder {} (connectors.dir): {e}",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(".toml") && !n.starts_with('.'))
+        })
+        .collect();
+    files.sort();
+
+    let mut problems = Vec::new();
+    let mut defs: Vec<Definition> = Vec::new();
+    let mut defined_in: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for file in &files {
+        let origin = file.display().to_string();
+        match load_file(file, base_dir) {
+            Ok(def) => {
+                if let Some(first) = defined_in.get(&def.name) {
+                    problems.push(format!(
+                        "{origin}: name: `{}` is already used by {}; connector names must be unique (they are table names)",
+                        def.name,
+                        first.display()
+                    ));
+                    continue;
+                }
+                defined_in.insert(def.name.clone(), file.clone());
+                defs.push(def);
+            }
+            Err(ps) => problems.extend(ps.into_iter().map(|p| format!("{origin}: {p}"))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(defs)
+    } else {
+        let mut msg = format!(
+            "{} problem{} in the connector files of {}:",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" },
+            dir.display()
+        );
+        for p in &problems {
+            msg.push_str("\n  - ");
+            msg.push_str(p);
+        }
+        Err(Error::Config(msg))
+    }
+}
+
+/// Reads one definition; every problem is returned, each naming its key.
+fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Vec<String>> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| vec![format!("cannot read the file: {e}")])?;
+    let mut table: toml::Table = toml::from_str(&text)
+        .map_err(|e| vec![format!("not valid TOML: {}", e.to_string().trim_end())])?;
+    let mut problems = Vec::new();
+
+    let name = take_string(&mut table, "name", &mut problems);
+    let kind = take_string(&mut table, "kind", &mut problems);
+    let schedule = take_string(&mut table, "schedule", &mut problems);
+    let on_error = match table.remove("on_error") {
+        None => OnError::Skip,
+        Some(v) => match OnError::deserialize(v) {
+            Ok(o) => o,
+            Err(_) => {
+                problems.push("on_error: expected \"skip\" or \"fail\"".into());
+                OnError::Skip
+            }
+        },
+    };
+    let index = match table.remove("index") {
+        None => None,
+        Some(v) => match serde_path_to_error::deserialize::<_, IndexSpec>(v) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                problems.push(key_error("index", &e));
+                None
+            }
+        },
+    };
+
+    match &name {
+        None => problems.push(
+            "name: missing; add name = \"orders\" (lowercase letters, digits and '_'; it becomes the table name)".into(),
+        ),
+        Some(n) if !valid_name(n) => problems.push(format!(
+            "name: `{n}` must start with a lowercase letter and hold only lowercase letters, digits and '_' (it becomes the table name silver.{n})"
+        )),
+        _ => {}
+    }
+    if let Some(s) = &schedule
+        && let Err(e) = croner::Cron::from_str(s)
+    {
+        problems.push(format!(
+            "schedule: `{s}` is not a cron expression ({e}); use five fields like \"0 * * * *\" (hourly) or \"*/15 * * * *\""
+        ));
+    }
+
+    let kind = match kind.as_deref() {
+        Some("files") => match serde_path_to_error::deserialize::<_, files::FilesConfig>(
+            toml::Value::Table(table),
+        ) {
+            Ok(mut f) => {
+                f.resolve(base_dir);
+                f.validate(&mut problems);
+                Some(Kind::Files(f))
+            }
+            Err(e) => {
+                problems.push(key_error("", &e));
+                None
+            }
+        },
+        Some(k @ ("http" | "sql")) => {
+            problems.push(format!(
+                "kind: \"{k}\" connectors are not built yet; only kind = \"files\" works in this version"
+            ));
+            None
+        }
+        Some(other) => {
+            problems.push(format!(
+                "kind: \"{other}\" is not a connector kind; use kind = \"files\""
+            ));
+            None
+        }
+        None => {
+            problems.push("kind: missing; add kind = \"files\"".into());
+            None
+        }
+    };
+    if let Some(index) = &index
+        && index.text.is_empty()
+    {
+        problems.push("index.text: name at least one column that makes the document text".into());
+    }
+
+    match (name, kind) {
+        (Some(name), Some(kind)) if problems.is_empty() => Ok(Definition {
+            name,
+            file: file.to_path_buf(),
+            schedule,
+            on_error,
+            index,
+            kind,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// Removes `key` from `table` when it is a string; anything else is a problem.
+fn take_string(table: &mut toml::Table, key: &str, problems: &mut Vec<String>) -> Option<String> {
+    match table.remove(key) {
+        None => None,
+        Some(toml::Value::String(s)) => Some(s),
+        Some(other) => {
+            problems.push(format!(
+                "{key}: expected a string, found {}",
+                other.type_str()
+            ));
+            None
+        }
+    }
+}
+
+/// A deserialisation error as `path: message`.
+fn key_error(prefix: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> String {
+    let path = e.path().to_string();
+    let path = match (prefix.is_empty(), path.as_str()) {
+        (true, ".") => "(top level)".to_string(),
+        (true, p) => p.to_string(),
+        (false, ".") => prefix.to_string(),
+        (false, p) => format!("{prefix}.{p}"),
+    };
+    let message = e.inner().to_string();
+    let message = message.split("\nin `").next().unwrap_or("").trim();
+    format!("{path}: {message}")
+}
+
+/// A connector name is a plain SQL identifier.
+pub fn valid_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && n.len() <= 64
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn every_problem_of_every_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.toml"),
+            "name = \"Orders\"\nkind = \"files\"\npath = \"x.csv\"\nformat = \"xml\"\nprimary_key = \"id\"\nschedule = \"every day\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("b.toml"), "name = \"b\"\nkind = \"ftp\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("c.toml"),
+            "name = \"c\"\nkind = \"files\"\npath = \"x.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\ncolour = 1\n",
+        )
+        .unwrap();
+        let err = load_dir(dir.path(), dir.path()).unwrap_err().to_string();
+        assert!(err.contains("a.toml: name"), "{err}");
+        assert!(err.contains("a.toml: format"), "{err}");
+        assert!(err.contains("a.toml: schedule"), "{err}");
+        assert!(err.contains("b.toml: kind"), "{err}");
+        assert!(err.contains("c.toml") && err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn a_good_file_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("orders.toml"),
+            "name = \"orders\"\nkind = \"files\"\npath = \"data/orders.csv\"\nformat = \"csv\"\nprimary_key = [\"order_id\"]\nschedule = \"*/15 * * * *\"\non_error = \"fail\"\n[index]\ntitle = \"order_id\"\ntext = [\"notes\"]\n",
+        )
+        .unwrap();
+        let defs = load_dir(dir.path(), dir.path()).unwrap();
+        assert_eq!(defs.len(), 1);
+        assert_eq!(defs[0].primary_key(), ["order_id".to_string()]);
+        assert_eq!(defs[0].on_error, OnError::Fail);
+        assert!(defs[0].next_run(chrono::Utc::now()).is_some());
+    }
+}

@@ -1,0 +1,641 @@
+//! The lakehouse: Delta tables under `[lakehouse] uri`, laid out as `<uri>/<layer>/<name>`.
+//!
+//! - `bronze/NAME`: the raw records of every run, appended, every value as text, with
+//!   `_run_id`, `_fetched_at` and `_source` (the file or object a record came from).
+//! - `silver/NAME`: typed (inferred per column: integer, float, boolean, RFC 3339 timestamp,
+//!   text), one row per primary key, kept current with a Delta MERGE: changed rows updated, new
+//!   ones inserted, and rows whose source object was re-listed without them (or removed)
+//!   deleted. New source columns are added to the table; a value that does not fit a column's
+//!   type fails the run before anything is written, so the previous version stays as it was.
+//! - `gold/NAME`: not built yet (SQL models); the SQL surface already addresses the layer.
+//!
+//! This module is the only one that imports deltalake (and through it DataFusion, Arrow and
+//! Parquet). Records cross into it as [`SourceRecord`]s (JSON objects) and leave as query
+//! results rendered to text, JSON or CSV.
+
+pub mod records;
+mod sql;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deltalake::arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::datatypes::{DataType, Field, TimeUnit};
+use deltalake::datafusion::common::Column;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use serde::{Deserialize, Serialize};
+
+pub use records::{ColType, SourceRecord};
+pub use sql::{OutputFormat, QueryOutput};
+
+use crate::config::HumanDuration;
+use crate::error::{Error, Result};
+use records::{ColumnSpec, build_batch, infer};
+
+/// Columns every table gets; a source may not use these names.
+pub const RUN_ID: &str = "_run_id";
+/// When the run fetched the record (UTC).
+pub const FETCHED_AT: &str = "_fetched_at";
+/// The file or object the record came from.
+pub const SOURCE: &str = "_source";
+
+/// `[lakehouse]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakehouseConfig {
+    /// Root of the tables: a folder (relative to the config file) or `file:///abs/path`.
+    pub uri: String,
+    /// Most rows `conveyor sql` returns; a result cut there says so.
+    pub sql_row_limit: usize,
+    /// Time limit of one SQL query.
+    pub sql_timeout: HumanDuration,
+}
+
+impl Default for LakehouseConfig {
+    fn default() -> Self {
+        Self {
+            uri: "data/lake".into(),
+            sql_row_limit: 10_000,
+            sql_timeout: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+impl LakehouseConfig {
+    /// The root folder, with a relative path resolved against `base_dir`.
+    ///
+    /// Object stores (`s3://`, `gs://`, `az://`, …) are refused: this build carries only the
+    /// local file system, since each cloud backend adds a large SDK to the binary.
+    pub fn root(&self, base_dir: &Path) -> Result<PathBuf> {
+        let uri = self.uri.trim();
+        if uri.is_empty() {
+            return Err(Error::Config(
+                "lakehouse.uri: empty; give a folder, e.g. uri = \"data/lake\"".into(),
+            ));
+        }
+        if let Some(path) = uri.strip_prefix("file://") {
+            return Ok(PathBuf::from(path));
+        }
+        if let Some((scheme, _)) = uri.split_once("://") {
+            return Err(Error::Config(format!(
+                "lakehouse.uri: `{scheme}://` is not supported by this build, which stores Delta tables only in local folders; use a path such as uri = \"data/lake\" (or a mounted folder)"
+            )));
+        }
+        let p = Path::new(uri);
+        Ok(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base_dir.join(p)
+        })
+    }
+
+    /// Adds every problem of this section to `problems`.
+    pub fn validate(&self, base_dir: &Path, problems: &mut Vec<String>) {
+        if let Err(e) = self.root(base_dir) {
+            problems.push(e.to_string());
+        }
+        if self.sql_row_limit == 0 {
+            problems.push("lakehouse.sql_row_limit: must be at least 1".into());
+        }
+        if self.sql_timeout.0.is_zero() {
+            problems.push("lakehouse.sql_timeout: must be longer than 0s".into());
+        }
+    }
+}
+
+/// The three layers of the lakehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// Raw records, appended per run.
+    Bronze,
+    /// Typed, deduplicated, current.
+    Silver,
+    /// Models built from silver (not built yet).
+    Gold,
+}
+
+impl Layer {
+    /// Every layer, in order.
+    pub const ALL: [Layer; 3] = [Layer::Bronze, Layer::Silver, Layer::Gold];
+
+    /// The folder (and SQL schema) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bronze => "bronze",
+            Self::Silver => "silver",
+            Self::Gold => "gold",
+        }
+    }
+}
+
+/// What one run hands to the lakehouse.
+#[derive(Debug, Clone)]
+pub struct RunWrite<'a> {
+    /// The table name (the connector's name).
+    pub table: &'a str,
+    /// The run's id, stored in `_run_id`.
+    pub run_id: &'a str,
+    /// When the records were fetched.
+    pub fetched_at: chrono::DateTime<chrono::Utc>,
+    /// The records of new and changed source objects.
+    pub records: &'a [SourceRecord],
+    /// Whether every value arrived as text (CSV), so types are read from the text.
+    pub values_are_text: bool,
+    /// The primary key columns.
+    pub primary_key: &'a [String],
+    /// Source objects read in full this run: their rows not in `records` are deleted.
+    pub replaced: &'a [String],
+    /// Source objects that disappeared: all their rows are deleted.
+    pub removed: &'a [String],
+}
+
+/// What a run did to the tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WriteReport {
+    /// Rows appended to bronze.
+    pub bronze_rows: u64,
+    /// Rows inserted into silver.
+    pub inserted: u64,
+    /// Rows of silver updated because their values changed.
+    pub updated: u64,
+    /// Rows deleted from silver.
+    pub deleted: u64,
+    /// Columns added to silver by this run.
+    pub new_columns: Vec<String>,
+    /// The silver table's version after the run.
+    pub silver_version: Option<i64>,
+}
+
+/// A table that exists, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableInfo {
+    /// Its layer.
+    pub layer: Layer,
+    /// Its name.
+    pub name: String,
+    /// Its current Delta version.
+    pub version: i64,
+}
+
+/// The lakehouse over one root folder.
+#[derive(Debug, Clone)]
+pub struct Lakehouse {
+    root: PathBuf,
+    row_limit: usize,
+    timeout: Duration,
+}
+
+impl Lakehouse {
+    /// Opens the lakehouse of `config` (`base_dir` is the config file's folder); the root
+    /// folder is created on first write.
+    pub fn open(config: &LakehouseConfig, base_dir: &Path) -> Result<Self> {
+        Ok(Self {
+            root: config.root(base_dir)?,
+            row_limit: config.sql_row_limit,
+            timeout: config.sql_timeout.0,
+        })
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of one table.
+    pub fn table_dir(&self, layer: Layer, name: &str) -> PathBuf {
+        self.root.join(layer.as_str()).join(name)
+    }
+
+    /// The current version of a table, `None` when it does not exist yet.
+    pub async fn version(&self, layer: Layer, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .load(layer, name)
+            .await?
+            .and_then(|t| t.version())
+            .map(version_i64))
+    }
+
+    /// Every table, by layer and name.
+    pub async fn tables(&self) -> Result<Vec<TableInfo>> {
+        let mut out = Vec::new();
+        for layer in Layer::ALL {
+            for name in self.table_names(layer)? {
+                if let Some(v) = self.version(layer, &name).await? {
+                    out.push(TableInfo {
+                        layer,
+                        name,
+                        version: v,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of the Delta tables in one layer's folder.
+    fn table_names(&self, layer: Layer) -> Result<Vec<String>> {
+        let dir = self.root.join(layer.as_str());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::Upstream(format!(
+                    "lakehouse: cannot list {}: {e}",
+                    dir.display()
+                )));
+            }
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("_delta_log").is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Opens a table, `None` when it does not exist.
+    async fn load(&self, layer: Layer, name: &str) -> Result<Option<DeltaTable>> {
+        let dir = self.table_dir(layer, name);
+        if !dir.join("_delta_log").is_dir() {
+            return Ok(None);
+        }
+        let url = table_url(&dir)?;
+        let table = deltalake::open_table(url)
+            .await
+            .map_err(delta_err(format!("opening {}.{name}", layer.as_str())))?;
+        Ok(Some(table))
+    }
+
+    /// A handle for writing a table, created when it does not exist yet.
+    async fn load_or_new(&self, layer: Layer, name: &str) -> Result<DeltaTable> {
+        let dir = self.table_dir(layer, name);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::Upstream(format!(
+                "lakehouse: cannot create {} ({e}); check lakehouse.uri and the folder's permissions",
+                dir.display()
+            ))
+        })?;
+        if dir.join("_delta_log").is_dir() {
+            return self.load(layer, name).await?.ok_or_else(|| {
+                Error::Internal(format!("{}.{name} vanished while opening", layer.as_str()))
+            });
+        }
+        // A table not created yet: a handle without loading, which the first write creates.
+        // (Loading it would log an error from the Delta kernel about an empty log.)
+        let url = table_url(&dir)?;
+        deltalake::DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.build())
+            .map_err(delta_err(format!("creating {}.{name}", layer.as_str())))
+    }
+
+    /// Writes one run: records appended to bronze, merged into silver, deletions applied.
+    ///
+    /// The silver batch is built (and type conflicts detected) before anything is written, so
+    /// a run that fails on its data leaves both tables as they were. Bronze is committed before
+    /// silver; a crash between the two is repaired by the next run, which reads the same
+    /// source objects again (the caller saves its cursor only after this returns) and merges
+    /// them idempotently.
+    pub async fn write_run(&self, run: &RunWrite<'_>) -> Result<WriteReport> {
+        check_names(run)?;
+        let silver = self.load(Layer::Silver, run.table).await?;
+        let plan = plan_silver(run, silver.as_ref())?;
+        let mut report = WriteReport {
+            new_columns: plan.new_columns.clone(),
+            ..Default::default()
+        };
+
+        if !run.records.is_empty() {
+            let batch = bronze_batch(run)?;
+            report.bronze_rows = batch.num_rows() as u64;
+            let table = self.load_or_new(Layer::Bronze, run.table).await?;
+            table
+                .write(vec![batch])
+                .with_save_mode(SaveMode::Append)
+                .with_schema_mode(SchemaMode::Merge)
+                .await
+                .map_err(delta_err(format!("appending to bronze.{}", run.table)))?;
+        }
+
+        let what = format!("merging into silver.{}", run.table);
+        match silver {
+            None => {
+                if plan.batch.num_rows() > 0 {
+                    let table = self.load_or_new(Layer::Silver, run.table).await?;
+                    let rows = plan.batch.num_rows() as u64;
+                    let table = table
+                        .write(vec![plan.batch])
+                        .with_save_mode(SaveMode::Append)
+                        .await
+                        .map_err(delta_err(&what))?;
+                    report.inserted = rows;
+                    report.silver_version = table.version().map(version_i64);
+                }
+            }
+            Some(table) => {
+                if plan.batch.num_rows() == 0 && run.replaced.is_empty() && run.removed.is_empty() {
+                    report.silver_version = table.version().map(version_i64);
+                    return Ok(report);
+                }
+                let ctx = SessionContext::new();
+                let source = ctx
+                    .read_batch(plan.batch)
+                    .map_err(|e| Error::internal("lakehouse: reading the merge source", e))?;
+                let on = run
+                    .primary_key
+                    .iter()
+                    .map(|k| format!("(target.{q} = source.{q})", q = quote(k)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                let changed = plan
+                    .data_columns
+                    .iter()
+                    .map(|c| {
+                        if plan.new_columns.contains(c) {
+                            format!("(source.{} IS NOT NULL)", quote(c))
+                        } else {
+                            format!("(target.{q} IS DISTINCT FROM source.{q})", q = quote(c))
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let mut all_columns = plan.data_columns.clone();
+                all_columns.extend([SOURCE.to_string(), RUN_ID.into(), FETCHED_AT.into()]);
+                // `_source` moves with the row: a key that moved to another file is updated.
+                let mut changed = changed;
+                changed.push(format!(
+                    "(target.{q} IS DISTINCT FROM source.{q})",
+                    q = quote(SOURCE)
+                ));
+                let changed = changed.join(" OR ");
+                let scope: Vec<String> = run
+                    .replaced
+                    .iter()
+                    .chain(run.removed)
+                    .map(|s| sql_string(s))
+                    .collect();
+                let mut merge = table
+                    .merge(source, on)
+                    .with_source_alias("source")
+                    .with_target_alias("target")
+                    .with_merge_schema(!plan.new_columns.is_empty())
+                    .when_matched_update(|u| {
+                        let mut u = u.predicate(changed.clone());
+                        for c in &all_columns {
+                            u = u
+                                .update(Column::new_unqualified(c), format!("source.{}", quote(c)));
+                        }
+                        u
+                    })
+                    .map_err(delta_err(&what))?
+                    .when_not_matched_insert(|i| {
+                        let mut i = i;
+                        for c in &all_columns {
+                            i = i.set(Column::new_unqualified(c), format!("source.{}", quote(c)));
+                        }
+                        i
+                    })
+                    .map_err(delta_err(&what))?;
+                if !scope.is_empty() {
+                    let pred = format!("target.{} IN ({})", quote(SOURCE), scope.join(", "));
+                    merge = merge
+                        .when_not_matched_by_source_delete(|d| d.predicate(pred))
+                        .map_err(delta_err(&what))?;
+                }
+                let (table, metrics) = merge.await.map_err(delta_err(&what))?;
+                report.inserted = metrics.num_target_rows_inserted as u64;
+                report.updated = metrics.num_target_rows_updated as u64;
+                report.deleted = metrics.num_target_rows_deleted as u64;
+                report.silver_version = table.version().map(version_i64);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs one read-only SQL query over every table (see [`sql`]).
+    pub async fn query(&self, text: &str, limit: Option<usize>) -> Result<QueryOutput> {
+        let limit = limit.unwrap_or(self.row_limit).min(self.row_limit).max(1);
+        sql::run(self, text, limit, self.timeout).await
+    }
+}
+
+/// The silver batch of a run and what it changes in the schema.
+struct SilverPlan {
+    batch: deltalake::arrow::record_batch::RecordBatch,
+    /// Source columns, in table order (existing ones first, then new ones).
+    data_columns: Vec<String>,
+    /// Columns the table does not have yet.
+    new_columns: Vec<String>,
+}
+
+/// Reconciles the run's inferred types with the table's, deduplicates on the primary key
+/// (the last record wins) and builds the batch. Fails on a type conflict, naming the column,
+/// both types and an offending value.
+fn plan_silver(run: &RunWrite<'_>, table: Option<&DeltaTable>) -> Result<SilverPlan> {
+    let inferred = infer(run.records, run.values_are_text);
+    let existing: Vec<(String, DataType)> = match table {
+        Some(t) => {
+            let snapshot = t
+                .snapshot()
+                .map_err(delta_err("reading the silver schema"))?;
+            snapshot
+                .snapshot()
+                .arrow_schema()
+                .fields()
+                .iter()
+                .filter(|f| !is_meta(f.name()))
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+
+    let mut specs: Vec<ColumnSpec> = Vec::new();
+    let mut new_columns = Vec::new();
+    let mut problems = Vec::new();
+    for (name, dt) in &existing {
+        let Some(table_ty) = ColType::from_arrow(dt) else {
+            problems.push(format!(
+                "column `{name}` of silver.{} has the type {dt}, which conveyor does not write; rename the column at the source or drop the table",
+                run.table
+            ));
+            continue;
+        };
+        let ty = match inferred.iter().find(|c| &c.name == name) {
+            None => table_ty,
+            Some(c) => match (table_ty, c.ty) {
+                (t, ColType::Null) => t,
+                (t, i) if t == i => t,
+                (ColType::Float, ColType::Int) => ColType::Float,
+                (ColType::Text, _) => ColType::Text,
+                (t, i) => {
+                    let example = c
+                        .example
+                        .as_deref()
+                        .map(|e| format!(" (e.g. {e})"))
+                        .unwrap_or_default();
+                    problems.push(format!(
+                        "column `{name}` is {} in silver.{} but this run's values are {}{example}; fix the values at the source, or drop the table to let conveyor infer the type again",
+                        t.name(),
+                        run.table,
+                        i.name()
+                    ));
+                    continue;
+                }
+            },
+        };
+        specs.push(ColumnSpec {
+            name: name.clone(),
+            ty,
+        });
+    }
+    for c in &inferred {
+        if existing.iter().any(|(n, _)| n == &c.name) {
+            continue;
+        }
+        // A column seen only with nulls gets no type yet; it is added once a value arrives.
+        if c.ty == ColType::Null && table.is_some() {
+            continue;
+        }
+        if table.is_some() {
+            new_columns.push(c.name.clone());
+        }
+        specs.push(ColumnSpec {
+            name: c.name.clone(),
+            ty: c.ty,
+        });
+    }
+    for k in run.primary_key {
+        if !specs.iter().any(|s| &s.name == k) && !run.records.is_empty() {
+            problems.push(format!(
+                "the primary key column `{k}` is not in the records of this run; check primary_key against the source's columns"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::BadInput(format!(
+            "the run cannot be written to silver.{}: {}",
+            run.table,
+            problems.join("; ")
+        )));
+    }
+
+    // Deduplicate on the primary key: the last record (later file, later line) wins.
+    let mut seen: HashSet<Vec<String>> = HashSet::with_capacity(run.records.len());
+    let mut rows: Vec<&SourceRecord> = Vec::with_capacity(run.records.len());
+    for rec in run.records.iter().rev() {
+        let key: Vec<String> = run
+            .primary_key
+            .iter()
+            .map(|k| rec.data.get(k).map(records::render).unwrap_or_default())
+            .collect();
+        if seen.insert(key) {
+            rows.push(rec);
+        }
+    }
+    rows.reverse();
+
+    let extra = meta_columns(&rows, run);
+    let batch = build_batch(&rows, &specs, run.values_are_text, extra)?;
+    Ok(SilverPlan {
+        batch,
+        data_columns: specs.into_iter().map(|s| s.name).collect(),
+        new_columns,
+    })
+}
+
+/// Bronze keeps every value as text, so no source value can ever conflict with it.
+fn bronze_batch(run: &RunWrite<'_>) -> Result<deltalake::arrow::record_batch::RecordBatch> {
+    let rows: Vec<&SourceRecord> = run.records.iter().collect();
+    let specs: Vec<ColumnSpec> = infer(run.records, false)
+        .into_iter()
+        .map(|c| ColumnSpec {
+            name: c.name,
+            ty: ColType::Text,
+        })
+        .collect();
+    let extra = meta_columns(&rows, run);
+    build_batch(&rows, &specs, false, extra)
+}
+
+/// `_source`, `_run_id`, `_fetched_at` for `rows`.
+fn meta_columns(rows: &[&SourceRecord], run: &RunWrite<'_>) -> Vec<(Field, ArrayRef)> {
+    let sources: ArrayRef = Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|r| r.source.as_ref()),
+    ));
+    let run_ids: ArrayRef = Arc::new(StringArray::from_iter_values(
+        rows.iter().map(|_| run.run_id),
+    ));
+    let at = run.fetched_at.timestamp_micros();
+    let fetched: ArrayRef = Arc::new(
+        TimestampMicrosecondArray::from_iter_values(rows.iter().map(|_| at)).with_timezone("UTC"),
+    );
+    vec![
+        (Field::new(SOURCE, DataType::Utf8, true), sources),
+        (Field::new(RUN_ID, DataType::Utf8, true), run_ids),
+        (
+            Field::new(
+                FETCHED_AT,
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            fetched,
+        ),
+    ]
+}
+
+fn is_meta(name: &str) -> bool {
+    matches!(name, RUN_ID | FETCHED_AT | SOURCE)
+}
+
+/// Refuses records that use the bookkeeping column names, and an empty primary key.
+fn check_names(run: &RunWrite<'_>) -> Result<()> {
+    if run.primary_key.is_empty() {
+        return Err(Error::BadInput(format!(
+            "silver.{} needs a primary key; set primary_key in the connector",
+            run.table
+        )));
+    }
+    for rec in run.records {
+        if let Some(name) = rec.data.keys().find(|k| is_meta(k)) {
+            return Err(Error::BadInput(format!(
+                "{} line {} has a column named `{name}`, which conveyor reserves for its own bookkeeping; rename it at the source",
+                rec.source, rec.line
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A SQL identifier in double quotes.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A SQL string literal.
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn table_url(dir: &Path) -> Result<reqwest::Url> {
+    deltalake::ensure_table_uri(dir.to_string_lossy()).map_err(|e| {
+        Error::Upstream(format!(
+            "lakehouse: {} is not a usable table location: {e}",
+            dir.display()
+        ))
+    })
+}
+
+fn version_i64(v: deltalake::kernel::Version) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Maps a deltalake error to [`Error::Upstream`], naming what was being done.
+fn delta_err(what: impl std::fmt::Display) -> impl FnOnce(DeltaTableError) -> Error {
+    move |e| Error::Upstream(format!("lakehouse: {what} failed: {e}"))
+}

@@ -1,0 +1,489 @@
+//! Records (JSON objects) → Arrow record batches, with type inference.
+//!
+//! Columns are built directly from the values, one typed builder per column, never by
+//! serialising rows to JSON text and parsing them again. Inference is per column over the
+//! whole run: integers, floats, booleans, RFC 3339 timestamps and text. When a source delivers
+//! every value as text (CSV), the text itself is classified (`"42"` is an integer, `"007"`
+//! stays text so that leading zeros survive); JSON values keep the type JSON gave them, except
+//! that strings holding RFC 3339 timestamps become timestamps.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::record_batch::RecordBatch;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// One record read from a source, with the name of the source object it came from (a file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRecord {
+    /// Where it came from, e.g. `customers.csv`; stored in the `_source` column.
+    pub source: Arc<str>,
+    /// The line (or record number) within the source, for messages.
+    pub line: u64,
+    /// The fields.
+    pub data: Map<String, Value>,
+}
+
+/// The column types of silver tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ColType {
+    /// No value seen yet (only nulls).
+    Null,
+    /// 64-bit integers.
+    Int,
+    /// 64-bit floats.
+    Float,
+    /// true / false.
+    Bool,
+    /// An instant, stored as microseconds in UTC.
+    Timestamp,
+    /// Text (anything else, including nested JSON as text).
+    Text,
+}
+
+impl ColType {
+    /// The name people know the type by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Int => "integer",
+            Self::Float => "float",
+            Self::Bool => "boolean",
+            Self::Timestamp => "timestamp",
+            Self::Text => "text",
+        }
+    }
+
+    /// The Arrow type a column of this type is written with.
+    pub fn arrow(self) -> DataType {
+        match self {
+            Self::Int => DataType::Int64,
+            Self::Float => DataType::Float64,
+            Self::Bool => DataType::Boolean,
+            Self::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Self::Null | Self::Text => DataType::Utf8,
+        }
+    }
+
+    /// Our type for an Arrow type read from a table; `None` for types we never write.
+    pub fn from_arrow(t: &DataType) -> Option<Self> {
+        match t {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => Some(Self::Int),
+            DataType::Float32 | DataType::Float64 => Some(Self::Float),
+            DataType::Boolean => Some(Self::Bool),
+            DataType::Timestamp(_, _) => Some(Self::Timestamp),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(Self::Text),
+            DataType::Null => Some(Self::Null),
+            _ => None,
+        }
+    }
+
+    /// The type of a column holding values of both `self` and `other`.
+    fn unify(self, other: Self) -> Self {
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Self::Null, b) => b,
+            (a, Self::Null) => a,
+            (Self::Int, Self::Float) | (Self::Float, Self::Int) => Self::Float,
+            _ => Self::Text,
+        }
+    }
+}
+
+/// What inference learned about one column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inferred {
+    /// The column name.
+    pub name: String,
+    /// The type that holds every value of the run.
+    pub ty: ColType,
+    /// A value that made the column text (for messages about conflicts), with where it was.
+    pub example: Option<String>,
+}
+
+/// Classifies one value. `text` says the source delivers every value as text.
+pub fn classify(value: &Value, text: bool) -> ColType {
+    match value {
+        Value::Null => ColType::Null,
+        Value::Bool(_) => ColType::Bool,
+        Value::Number(n) => {
+            if n.is_i64() {
+                ColType::Int
+            } else if n.is_u64() {
+                // Larger than i64: keep the digits exactly, as text.
+                ColType::Text
+            } else {
+                ColType::Float
+            }
+        }
+        Value::String(s) if text => classify_text(s),
+        Value::String(s) => {
+            if parse_timestamp(s).is_some() {
+                ColType::Timestamp
+            } else {
+                ColType::Text
+            }
+        }
+        Value::Array(_) | Value::Object(_) => ColType::Text,
+    }
+}
+
+/// Classifies a value that arrived as text (a CSV field).
+fn classify_text(s: &str) -> ColType {
+    let t = s.trim();
+    if t.is_empty() {
+        return ColType::Null;
+    }
+    if parse_int_text(t).is_some() {
+        return ColType::Int;
+    }
+    if parse_float_text(t).is_some() {
+        return ColType::Float;
+    }
+    if parse_bool_text(t).is_some() {
+        return ColType::Bool;
+    }
+    if parse_timestamp(t).is_some() {
+        return ColType::Timestamp;
+    }
+    ColType::Text
+}
+
+/// An integer written without leading zeros (so `007` and `0123` stay text).
+fn parse_int_text(t: &str) -> Option<i64> {
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return None;
+    }
+    t.parse().ok()
+}
+
+/// A decimal number with a point or an exponent (`1.5`, `2e3`); not `NaN`, `inf` or `.5x`.
+fn parse_float_text(t: &str) -> Option<f64> {
+    if !t.contains(['.', 'e', 'E']) {
+        return None;
+    }
+    let body = t.strip_prefix(['-', '+']).unwrap_or(t);
+    let (mantissa, _) = body.split_once(['e', 'E']).unwrap_or((body, ""));
+    let int_part = mantissa.split('.').next().unwrap_or("");
+    if int_part.len() > 1 && int_part.starts_with('0') {
+        return None;
+    }
+    if !body
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+    {
+        return None;
+    }
+    t.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+fn parse_bool_text(t: &str) -> Option<bool> {
+    if t.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if t.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// An RFC 3339 timestamp (`2026-01-15T09:30:00Z`, `…+02:00`) as microseconds since the epoch.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    // Cheap guard first: most text is not a timestamp, and parsing is the expensive part.
+    let b = s.as_bytes();
+    if b.len() < 20 || !b[0].is_ascii_digit() || b[4] != b'-' {
+        return None;
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+/// Infers the columns of `records`, in the order they are first seen.
+pub fn infer(records: &[SourceRecord], text: bool) -> Vec<Inferred> {
+    let mut cols: Vec<Inferred> = Vec::new();
+    let mut pos: HashMap<String, usize> = HashMap::new();
+    for rec in records {
+        for (name, value) in &rec.data {
+            let ty = classify(value, text);
+            let i = match pos.get(name) {
+                Some(&i) => i,
+                None => {
+                    pos.insert(name.clone(), cols.len());
+                    cols.push(Inferred {
+                        name: name.clone(),
+                        ty: ColType::Null,
+                        example: None,
+                    });
+                    cols.len() - 1
+                }
+            };
+            let col = &mut cols[i];
+            let unified = col.ty.unify(ty);
+            if unified == ColType::Text && col.example.is_none() && ty != ColType::Null {
+                col.example = Some(format!(
+                    "{} in {} line {}",
+                    short(&render(value)),
+                    rec.source,
+                    rec.line
+                ));
+            }
+            col.ty = unified;
+        }
+    }
+    cols
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() > 40 {
+        format!("{:?}…", s.chars().take(40).collect::<String>())
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// A value as text: strings as they are, everything else as JSON.
+pub fn render(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A column to build: its name, its type, and where its values come from.
+#[derive(Debug, Clone)]
+pub struct ColumnSpec {
+    /// The column name in the table.
+    pub name: String,
+    /// Its type.
+    pub ty: ColType,
+}
+
+/// Builds one batch holding `specs` columns for every record, followed by the bookkeeping
+/// columns `extra` (built by the caller, one value per record).
+///
+/// Fails when a value cannot be read as its column's type (which inference rules out, unless
+/// the table's existing type was kept and the value does not fit it).
+pub fn build_batch(
+    records: &[&SourceRecord],
+    specs: &[ColumnSpec],
+    text: bool,
+    extra: Vec<(Field, ArrayRef)>,
+) -> Result<RecordBatch> {
+    let mut fields = Vec::with_capacity(specs.len() + extra.len());
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(specs.len() + extra.len());
+    for spec in specs {
+        fields.push(Field::new(&spec.name, spec.ty.arrow(), true));
+        arrays.push(build_column(records, spec, text)?);
+    }
+    for (field, array) in extra {
+        fields.push(field);
+        arrays.push(array);
+    }
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    RecordBatch::try_new(schema, arrays)
+        .map_err(|e| Error::internal("lakehouse: assembling a record batch", e))
+}
+
+/// The value of `name` in `rec`; `None` for missing, null, and empty text from a text source.
+fn cell<'a>(rec: &'a SourceRecord, name: &str, text: bool) -> Option<&'a Value> {
+    match rec.data.get(name) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if text && s.trim().is_empty() => None,
+        Some(v) => Some(v),
+    }
+}
+
+fn build_column<'a>(
+    records: &[&'a SourceRecord],
+    spec: &ColumnSpec,
+    text: bool,
+) -> Result<ArrayRef> {
+    let name = spec.name.as_str();
+    let bad = |rec: &SourceRecord, v: &Value| {
+        Error::BadInput(format!(
+            "column `{name}` is {} but {} line {} has {} there",
+            spec.ty.name(),
+            rec.source,
+            rec.line,
+            short(&render(v))
+        ))
+    };
+    let value = |rec: &'a SourceRecord| cell(rec, name, text);
+    Ok(match spec.ty {
+        ColType::Int => {
+            let mut b = Int64Builder::with_capacity(records.len());
+            for rec in records {
+                match value(rec) {
+                    None => b.append_null(),
+                    Some(v) => {
+                        let n = match v {
+                            Value::Number(n) => n.as_i64(),
+                            Value::String(s) => s.trim().parse().ok(),
+                            _ => None,
+                        };
+                        b.append_value(n.ok_or_else(|| bad(rec, v))?);
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColType::Float => {
+            let mut b = Float64Builder::with_capacity(records.len());
+            for rec in records {
+                match value(rec) {
+                    None => b.append_null(),
+                    Some(v) => {
+                        let n = match v {
+                            Value::Number(n) => n.as_f64(),
+                            Value::String(s) => s.trim().parse().ok(),
+                            _ => None,
+                        };
+                        b.append_value(n.ok_or_else(|| bad(rec, v))?);
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColType::Bool => {
+            let mut b = BooleanBuilder::with_capacity(records.len());
+            for rec in records {
+                match value(rec) {
+                    None => b.append_null(),
+                    Some(v) => {
+                        let x = match v {
+                            Value::Bool(x) => Some(*x),
+                            Value::String(s) => parse_bool_text(s.trim()),
+                            _ => None,
+                        };
+                        b.append_value(x.ok_or_else(|| bad(rec, v))?);
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColType::Timestamp => {
+            let mut b =
+                TimestampMicrosecondBuilder::with_capacity(records.len()).with_timezone("UTC");
+            for rec in records {
+                match value(rec) {
+                    None => b.append_null(),
+                    Some(v) => {
+                        let x = match v {
+                            Value::String(s) => parse_timestamp(s.trim()),
+                            _ => None,
+                        };
+                        b.append_value(x.ok_or_else(|| bad(rec, v))?);
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColType::Null | ColType::Text => {
+            let mut b = StringBuilder::with_capacity(records.len(), records.len() * 16);
+            for rec in records {
+                match value(rec) {
+                    None => b.append_null(),
+                    Some(Value::String(s)) => b.append_value(s),
+                    Some(v) => b.append_value(v.to_string()),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    })
+}
+
+/// Reads the rows of a Parquet file as JSON objects: integers, floats and booleans typed,
+/// everything else as text (timestamps with a time zone in RFC 3339, which inference reads as
+/// timestamps again).
+pub fn parquet_rows(bytes: Vec<u8>) -> Result<Vec<Map<String, Value>>> {
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let unreadable =
+        |e: &dyn std::fmt::Display| Error::BadInput(format!("not a readable Parquet file: {e}"));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .map_err(|e| unreadable(&e))?
+        .build()
+        .map_err(|e| unreadable(&e))?;
+    let mut rows: Vec<Map<String, Value>> = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| unreadable(&e))?;
+        let schema = batch.schema();
+        let start = rows.len();
+        rows.extend((0..batch.num_rows()).map(|_| Map::with_capacity(schema.fields().len())));
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            let cell = super::sql::Cell::new(array.as_ref())?;
+            for (i, row) in rows[start..].iter_mut().enumerate() {
+                row.insert(field.name().clone(), cell.json(i));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn rec(line: u64, v: Value) -> SourceRecord {
+        SourceRecord {
+            source: "t.csv".into(),
+            line,
+            data: v.as_object().cloned().unwrap(),
+        }
+    }
+
+    #[test]
+    fn text_values_are_classified_with_care() {
+        assert_eq!(classify_text("42"), ColType::Int);
+        assert_eq!(classify_text("-7"), ColType::Int);
+        assert_eq!(classify_text("007"), ColType::Text);
+        assert_eq!(classify_text("12.50"), ColType::Float);
+        assert_eq!(classify_text("1e3"), ColType::Float);
+        assert_eq!(classify_text("NaN"), ColType::Text);
+        assert_eq!(classify_text("TRUE"), ColType::Bool);
+        assert_eq!(classify_text("2026-01-15T09:30:00Z"), ColType::Timestamp);
+        assert_eq!(classify_text("2026-01-15"), ColType::Text);
+        assert_eq!(classify_text(""), ColType::Null);
+        assert_eq!(classify_text("99999999999999999999"), ColType::Text);
+    }
+
+    #[test]
+    fn inference_widens_and_names_an_example() {
+        let rows = vec![
+            rec(2, json!({"id": "1", "price": "3", "note": ""})),
+            rec(3, json!({"id": "2", "price": "3.5", "note": "x"})),
+            rec(4, json!({"id": "3", "price": "n/a"})),
+        ];
+        let cols = infer(&rows, true);
+        let by: HashMap<_, _> = cols.iter().map(|c| (c.name.as_str(), c)).collect();
+        assert_eq!(by["id"].ty, ColType::Int);
+        assert_eq!(by["price"].ty, ColType::Text);
+        assert!(by["price"].example.as_deref().unwrap().contains("line 4"));
+        assert_eq!(by["note"].ty, ColType::Text);
+        let refs: Vec<&SourceRecord> = rows.iter().collect();
+        let specs: Vec<ColumnSpec> = cols
+            .iter()
+            .map(|c| ColumnSpec {
+                name: c.name.clone(),
+                ty: c.ty,
+            })
+            .collect();
+        let batch = build_batch(&refs, &specs, true, Vec::new()).unwrap();
+        assert_eq!(batch.num_rows(), 3);
+        assert_eq!(batch.schema().field(0).data_type(), &DataType::Int64);
+        assert_eq!(batch.column(2).null_count(), 2);
+    }
+}

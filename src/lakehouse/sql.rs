@@ -1,0 +1,341 @@
+//! Read-only SQL over the lakehouse with DataFusion.
+//!
+//! Every Delta table is registered under its layer (`bronze.NAME`, `silver.NAME`, `gold.NAME`)
+//! and silver tables also under their plain name. A statement is checked before it is planned:
+//! only a single query (`SELECT …`, `WITH …`, `VALUES …`) passes, so DDL, DML, `COPY`, `SET`
+//! and the rest are refused with a sentence and never reach a planner that could act on them.
+//! DataFusion's own `SQLOptions` refuse them a second time. Results are cut at a row limit
+//! (and say so) and the query runs under a time limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deltalake::arrow::array::{Array, AsArray};
+use deltalake::arrow::datatypes::{
+    DataType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, SchemaRef,
+    UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::execution::context::SQLOptions;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use deltalake::datafusion::sql::sqlparser::ast::Statement;
+use serde::Serialize;
+
+use super::{Lakehouse, Layer};
+use crate::error::{Error, Result};
+
+/// How `conveyor sql` prints a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// An aligned text table.
+    #[default]
+    Table,
+    /// A JSON array of objects, typed values.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// The result of a query.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// The result's schema (kept for results without rows).
+    schema: SchemaRef,
+    /// The rows, in Arrow batches.
+    batches: Vec<RecordBatch>,
+    /// Rows returned.
+    pub rows: usize,
+    /// Whether the result was cut at the row limit.
+    pub truncated: bool,
+    /// The limit that applied.
+    pub limit: usize,
+}
+
+impl QueryOutput {
+    /// Renders the rows.
+    pub fn render(&self, format: OutputFormat) -> Result<String> {
+        match format {
+            OutputFormat::Table => {
+                let empty;
+                let batches = if self.batches.is_empty() {
+                    empty = [RecordBatch::new_empty(self.schema.clone())];
+                    &empty[..]
+                } else {
+                    &self.batches[..]
+                };
+                deltalake::arrow::util::pretty::pretty_format_batches(batches)
+                    .map(|t| t.to_string())
+                    .map_err(|e| Error::internal("sql: formatting the result", e))
+            }
+            OutputFormat::Json => {
+                let mut rows = Vec::with_capacity(self.rows);
+                for batch in &self.batches {
+                    let cols: Vec<Cell<'_>> = batch
+                        .columns()
+                        .iter()
+                        .map(|a| Cell::new(a.as_ref()))
+                        .collect::<Result<_>>()?;
+                    for i in 0..batch.num_rows() {
+                        let mut obj = serde_json::Map::with_capacity(cols.len());
+                        for (name, cell) in self.columns.iter().zip(&cols) {
+                            obj.insert(name.clone(), cell.json(i));
+                        }
+                        rows.push(serde_json::Value::Object(obj));
+                    }
+                }
+                serde_json::to_string_pretty(&rows)
+                    .map_err(|e| Error::internal("sql: encoding the result as JSON", e))
+            }
+            OutputFormat::Csv => {
+                let mut w = csv::Writer::from_writer(Vec::new());
+                let csv_err = |e: csv::Error| Error::internal("sql: writing CSV", e);
+                w.write_record(&self.columns).map_err(csv_err)?;
+                for batch in &self.batches {
+                    let cols: Vec<Cell<'_>> = batch
+                        .columns()
+                        .iter()
+                        .map(|a| Cell::new(a.as_ref()))
+                        .collect::<Result<_>>()?;
+                    for i in 0..batch.num_rows() {
+                        w.write_record(cols.iter().map(|c| c.text(i)))
+                            .map_err(csv_err)?;
+                    }
+                }
+                let bytes = w
+                    .into_inner()
+                    .map_err(|e| Error::internal("sql: writing CSV", e))?;
+                String::from_utf8(bytes).map_err(|e| Error::internal("sql: writing CSV", e))
+            }
+        }
+    }
+}
+
+/// One column of a batch, ready to read cell by cell.
+pub(super) struct Cell<'a> {
+    array: &'a dyn Array,
+    fmt: ArrayFormatter<'a>,
+}
+
+impl<'a> Cell<'a> {
+    pub(super) fn new(array: &'a dyn Array) -> Result<Self> {
+        let fmt = ArrayFormatter::try_new(array, &FORMAT)
+            .map_err(|e| Error::internal("sql: formatting a column", e))?;
+        Ok(Self { array, fmt })
+    }
+
+    fn text(&self, i: usize) -> String {
+        if self.array.is_null(i) {
+            String::new()
+        } else {
+            self.fmt.value(i).to_string()
+        }
+    }
+
+    /// The value as JSON: numbers and booleans typed, everything else as its display text
+    /// (timestamps with a time zone in RFC 3339).
+    pub(super) fn json(&self, i: usize) -> serde_json::Value {
+        use serde_json::Value;
+        let a = self.array;
+        if a.is_null(i) {
+            return Value::Null;
+        }
+        macro_rules! int {
+            ($t:ty) => {
+                Value::from(a.as_primitive::<$t>().value(i))
+            };
+        }
+        match a.data_type() {
+            DataType::Boolean => Value::Bool(a.as_boolean().value(i)),
+            DataType::Int8 => int!(Int8Type),
+            DataType::Int16 => int!(Int16Type),
+            DataType::Int32 => int!(Int32Type),
+            DataType::Int64 => int!(Int64Type),
+            DataType::UInt8 => int!(UInt8Type),
+            DataType::UInt16 => int!(UInt16Type),
+            DataType::UInt32 => int!(UInt32Type),
+            DataType::UInt64 => int!(UInt64Type),
+            DataType::Float32 => float(f64::from(a.as_primitive::<Float32Type>().value(i))),
+            DataType::Float64 => float(a.as_primitive::<Float64Type>().value(i)),
+            _ => Value::String(self.fmt.value(i).to_string()),
+        }
+    }
+}
+
+fn float(f: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(f)
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+const FORMAT: FormatOptions<'static> = FormatOptions::new();
+
+/// Checks that `text` is one read-only query; the refusal names what it is instead.
+pub fn check_read_only(text: &str) -> Result<()> {
+    let statements = DFParser::parse_sql(text)
+        .map_err(|e| Error::BadInput(format!("the SQL does not parse: {e}")))?;
+    if statements.len() != 1 {
+        return Err(Error::BadInput(format!(
+            "give exactly one query (found {} statements)",
+            statements.len()
+        )));
+    }
+    let ok = match statements.front() {
+        Some(DfStatement::Statement(s)) => matches!(s.as_ref(), Statement::Query(_)),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let verb: String = text
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    Err(Error::BadInput(format!(
+        "`{verb}` statements are refused: conveyor sql runs read-only queries (SELECT … or WITH …); the lakehouse is written only by `conveyor sync`, and nothing was changed"
+    )))
+}
+
+/// Plans and runs one query.
+pub(super) async fn run(
+    lake: &Lakehouse,
+    text: &str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<QueryOutput> {
+    check_read_only(text)?;
+    let ctx = SessionContext::new();
+    let mut names = Vec::new();
+    let catalog = ctx
+        .catalog("datafusion")
+        .ok_or_else(|| Error::Internal("sql: DataFusion has no default catalog".into()))?;
+    for layer in Layer::ALL {
+        let schema = Arc::new(MemorySchemaProvider::new());
+        for name in lake.table_names(layer)? {
+            let Some(table) = lake.load(layer, &name).await? else {
+                continue;
+            };
+            let what = format!("sql: opening {}.{name}", layer.as_str());
+            table
+                .update_datafusion_session(&ctx.state())
+                .map_err(|e| Error::upstream(&what, e))?;
+            let provider = table
+                .table_provider()
+                .await
+                .map_err(|e| Error::upstream(&what, e))?;
+            deltalake::datafusion::catalog::SchemaProvider::register_table(
+                schema.as_ref(),
+                name.clone(),
+                provider.clone(),
+            )
+            .map_err(|e| Error::upstream(&what, e))?;
+            if layer == Layer::Silver {
+                ctx.register_table(name.as_str(), provider)
+                    .map_err(|e| Error::upstream(&what, e))?;
+            }
+            names.push(format!("{}.{name}", layer.as_str()));
+        }
+        catalog
+            .register_schema(layer.as_str(), schema)
+            .map_err(|e| Error::internal("sql: registering a schema", e))?;
+    }
+
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let plan_err = |e: deltalake::datafusion::error::DataFusionError| {
+        let mut msg = format!("the query failed: {e}");
+        if msg.contains("not found") {
+            if names.is_empty() {
+                msg.push_str(" (the lakehouse has no tables yet; run `conveyor sync` first)");
+            } else {
+                msg.push_str(&format!(" (tables: {})", names.join(", ")));
+            }
+        }
+        Error::BadInput(msg)
+    };
+    let work = async {
+        let df = ctx
+            .sql_with_options(text, options)
+            .await
+            .map_err(plan_err)?;
+        let df = df.limit(0, Some(limit + 1)).map_err(plan_err)?;
+        let schema = df.schema().inner().clone();
+        let batches = df.collect().await.map_err(plan_err)?;
+        Ok::<_, Error>((schema, batches))
+    };
+    let (schema, batches) = tokio::time::timeout(timeout, work).await.map_err(|_| {
+        Error::BadInput(format!(
+            "the query did not finish within {}s (lakehouse.sql_timeout); add a WHERE clause or a LIMIT",
+            timeout.as_secs_f64()
+        ))
+    })??;
+
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let truncated = total > limit;
+    let batches = if truncated {
+        cut(batches, limit)
+    } else {
+        batches
+    };
+    Ok(QueryOutput {
+        columns,
+        schema,
+        rows: total.min(limit),
+        batches: batches.into_iter().filter(|b| b.num_rows() > 0).collect(),
+        truncated,
+        limit,
+    })
+}
+
+/// The first `limit` rows of `batches`.
+fn cut(batches: Vec<RecordBatch>, limit: usize) -> Vec<RecordBatch> {
+    let mut left = limit;
+    let mut out = Vec::new();
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let n = b.num_rows().min(left);
+        out.push(b.slice(0, n));
+        left -= n;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn only_queries_pass() {
+        assert!(check_read_only("SELECT 1").is_ok());
+        assert!(check_read_only("with t as (select 1) select * from t").is_ok());
+        for bad in [
+            "DROP TABLE orders",
+            "INSERT INTO orders VALUES (1)",
+            "DELETE FROM orders",
+            "UPDATE orders SET a = 1",
+            "CREATE TABLE x (a INT)",
+            "COPY orders TO '/tmp/x.csv'",
+            "SET datafusion.execution.batch_size = 1",
+            "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+            "SELECT 1; DROP TABLE orders",
+        ] {
+            let err = check_read_only(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("refused") || err.contains("exactly one"),
+                "{bad}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,684 @@
+//! Connectors and the lakehouse: real files in temp folders synced into real Delta tables,
+//! read back with SQL. Updates, deletions, new columns, type conflicts, a crash between the
+//! data commit and the cursor, malformed rows, and the CLI (`init` + `sync` + `sql`, writes
+//! refused).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use conveyor::connectors::sync::{self, SyncContext, SyncOptions, SyncReport};
+use conveyor::connectors::{self, Definition};
+use conveyor::lakehouse::{Lakehouse, LakehouseConfig, Layer, OutputFormat};
+use conveyor::store::{RunClaim, Store};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::common::{conveyor, show};
+
+/// A project folder with a store, a lakehouse and a connectors folder.
+struct Lab {
+    dir: TempDir,
+    store: Store,
+    lake: Lakehouse,
+}
+
+impl Lab {
+    async fn new() -> Self {
+        Self::with_store(None).await
+    }
+
+    /// With the store at `url` (SQLite in the temp folder when `None`).
+    async fn with_store(url: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = match url {
+            Some(u) => u.to_string(),
+            None => format!("sqlite://{}", dir.path().join("c.db").display()),
+        };
+        let store = Store::connect(&url).await.unwrap();
+        let lake = Lakehouse::open(&LakehouseConfig::default(), dir.path()).unwrap();
+        std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        Self { dir, store, lake }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn connector(&self, name: &str, body: &str) -> Definition {
+        self.write(
+            &format!("connectors/{name}.toml"),
+            &format!("name = \"{name}\"\nkind = \"files\"\n{body}"),
+        );
+        connectors::load_dir(&self.path("connectors"), self.dir.path())
+            .unwrap()
+            .into_iter()
+            .find(|d| d.name == name)
+            .unwrap()
+    }
+
+    async fn sync_with(&self, def: &Definition, opts: SyncOptions) -> SyncReport {
+        sync::run(
+            SyncContext {
+                store: &self.store,
+                lake: &self.lake,
+                lease: Duration::from_secs(60),
+            },
+            def,
+            opts,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn sync(&self, def: &Definition) -> SyncReport {
+        self.sync_with(def, SyncOptions::default()).await
+    }
+
+    async fn rows(&self, query: &str) -> Vec<Value> {
+        let out = self.lake.query(query, None).await.unwrap();
+        serde_json::from_str(&out.render(OutputFormat::Json).unwrap()).unwrap()
+    }
+}
+
+fn ok(r: &SyncReport) {
+    assert!(r.error.is_none(), "run failed: {:?}", r.error);
+}
+
+#[tokio::test]
+async fn updates_deletions_and_new_columns_reach_silver() {
+    let lab = Lab::new().await;
+    lab.write(
+        "data/customers.csv",
+        "id,name,plan,signed_up_at\n1,Ada,pro,2026-01-05T10:00:00Z\n2,Bob,starter,2026-02-01T09:30:00Z\n3,Cy,pro,2026-03-01T12:00:00+02:00\n",
+    );
+    let def = lab.connector(
+        "customers",
+        "path = \"data/customers.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    );
+
+    let first = lab.sync(&def).await;
+    ok(&first);
+    assert_eq!((first.rows_read, first.inserted), (3, 3));
+    let rows = lab
+        .rows("SELECT id, name, plan, signed_up_at FROM customers ORDER BY id")
+        .await;
+    assert_eq!(rows.len(), 3);
+    // Typed: integers stay integers, RFC 3339 text became a timestamp (in UTC).
+    assert_eq!(rows[0]["id"], json!(1));
+    assert!(
+        rows[2]["signed_up_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-03-01T10:00:00"),
+        "{rows:?}"
+    );
+
+    // Unchanged file: nothing read, nothing written.
+    let same = lab.sync(&def).await;
+    ok(&same);
+    assert_eq!((same.files_read, same.files_unchanged), (0, 1));
+    assert_eq!(same.silver_version, first.silver_version);
+
+    // Bob changes plan, Cy disappears, Dee arrives, and the source grows a column.
+    lab.write(
+        "data/customers.csv",
+        "id,name,plan,signed_up_at,seats\n1,Ada,pro,2026-01-05T10:00:00Z,\n2,Bob,pro,2026-02-01T09:30:00Z,12\n4,Dee,starter,2026-04-01T08:00:00Z,3\n",
+    );
+    let second = lab.sync(&def).await;
+    ok(&second);
+    assert_eq!(second.new_columns, vec!["seats".to_string()]);
+    assert_eq!(second.inserted, 1);
+    assert_eq!(second.updated, 1, "only Bob changed: {second:?}");
+    assert_eq!(second.deleted, 1);
+    let rows = lab
+        .rows("SELECT id, name, plan, seats FROM silver.customers ORDER BY id")
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            json!({"id": 1, "name": "Ada", "plan": "pro", "seats": null}),
+            json!({"id": 2, "name": "Bob", "plan": "pro", "seats": 12}),
+            json!({"id": 4, "name": "Dee", "plan": "starter", "seats": 3}),
+        ]
+    );
+    // Bronze kept both runs' raw records, tagged by run.
+    let bronze = lab
+        .rows("SELECT _run_id, count(*) AS n FROM bronze.customers GROUP BY _run_id ORDER BY n")
+        .await;
+    assert_eq!(bronze.len(), 2, "{bronze:?}");
+    assert_eq!(
+        lab.lake.version(Layer::Silver, "customers").await.unwrap(),
+        second.silver_version
+    );
+
+    // The history records both runs that wrote, and the one that had nothing to do.
+    let runs = lab.store.runs(Some("customers"), 10).await.unwrap();
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r.status == "ok"), "{runs:?}");
+    assert_eq!(runs[0].rows_deleted, 1);
+}
+
+#[tokio::test]
+async fn a_removed_file_removes_its_rows_and_a_key_may_move_between_files() {
+    let lab = Lab::new().await;
+    lab.write(
+        "data/orders/a.jsonl",
+        "{\"order_id\": \"A1\", \"total\": 10.5}\n{\"order_id\": \"A2\", \"total\": 3}\n",
+    );
+    lab.write(
+        "data/orders/b.jsonl",
+        "{\"order_id\": \"B1\", \"total\": 7, \"paid\": true}\n",
+    );
+    let def = lab.connector(
+        "orders",
+        "path = \"data/orders\"\nformat = \"jsonl\"\nprimary_key = \"order_id\"\n",
+    );
+    ok(&lab.sync(&def).await);
+    assert_eq!(lab.rows("SELECT * FROM orders").await.len(), 3);
+
+    std::fs::remove_file(lab.path("data/orders/a.jsonl")).unwrap();
+    let r = lab.sync(&def).await;
+    ok(&r);
+    assert_eq!((r.files_removed, r.deleted), (1, 2));
+    let rows = lab
+        .rows("SELECT order_id, total, paid, _source FROM orders")
+        .await;
+    assert_eq!(
+        rows,
+        vec![json!({"order_id": "B1", "total": 7.0, "paid": true, "_source": "b.jsonl"})]
+    );
+}
+
+#[tokio::test]
+async fn a_key_listed_twice_in_one_run_is_one_row_and_the_later_record_wins() {
+    let lab = Lab::new().await;
+    lab.write("data/k/1.csv", "id,v\n1,old\n2,x\n1,older-line-wins-not\n");
+    lab.write("data/k/2.csv", "id,v\n1,newest\n");
+    let def = lab.connector(
+        "k",
+        "path = \"data/k/*.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    );
+    let r = lab.sync(&def).await;
+    ok(&r);
+    assert_eq!((r.rows_read, r.inserted), (4, 2));
+    assert_eq!(
+        lab.rows("SELECT id, v, _source FROM k ORDER BY id").await,
+        vec![
+            json!({"id": 1, "v": "newest", "_source": "2.csv"}),
+            json!({"id": 2, "v": "x", "_source": "1.csv"}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn parquet_files_keep_their_types() {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+    use deltalake::arrow::record_batch::RecordBatch;
+    use deltalake::parquet::arrow::ArrowWriter;
+
+    let lab = Lab::new().await;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+        (
+            "name",
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("c")])) as ArrayRef,
+        ),
+        (
+            "score",
+            Arc::new(Float64Array::from(vec![0.5, 1.0, 2.5])) as ArrayRef,
+        ),
+        (
+            "ok",
+            Arc::new(BooleanArray::from(vec![true, false, true])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    std::fs::create_dir_all(lab.path("data/pq")).unwrap();
+    let file = std::fs::File::create(lab.path("data/pq/part-1.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    lab.write("data/pq/broken.parquet", "not parquet");
+
+    let def = lab.connector(
+        "pq",
+        "path = \"data/pq\"\nformat = \"parquet\"\nprimary_key = \"id\"\n",
+    );
+    let r = lab.sync(&def).await;
+    ok(&r);
+    assert_eq!(r.inserted, 3);
+    assert_eq!(r.issues.len(), 1);
+    assert!(
+        r.issues[0].to_string().contains("broken.parquet"),
+        "{:?}",
+        r.issues
+    );
+    assert_eq!(
+        lab.rows("SELECT id, name, score, ok FROM pq ORDER BY id")
+            .await,
+        vec![
+            json!({"id": 1, "name": "a", "score": 0.5, "ok": true}),
+            json!({"id": 2, "name": null, "score": 1.0, "ok": false}),
+            json!({"id": 3, "name": "c", "score": 2.5, "ok": true}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_type_conflict_fails_cleanly_and_the_previous_version_stays_readable() {
+    let lab = Lab::new().await;
+    lab.write(
+        "data/p.jsonl",
+        "{\"sku\": \"X\", \"price\": 10}\n{\"sku\": \"Y\", \"price\": 12}\n",
+    );
+    let def = lab.connector(
+        "products",
+        "path = \"data/p.jsonl\"\nformat = \"jsonl\"\nprimary_key = \"sku\"\n",
+    );
+    let first = lab.sync(&def).await;
+    ok(&first);
+
+    lab.write(
+        "data/p.jsonl",
+        "{\"sku\": \"X\", \"price\": 10}\n{\"sku\": \"Y\", \"price\": \"cheap\"}\n",
+    );
+    let bad = lab.sync(&def).await;
+    let err = bad.error.clone().expect("the run must fail");
+    assert!(
+        err.contains("`price`") && err.contains("integer") && err.contains("text"),
+        "{err}"
+    );
+    assert!(err.contains("p.jsonl line 2"), "{err}");
+    // Nothing was written: same silver version, same values, and no bronze rows for the run.
+    assert_eq!(
+        lab.lake.version(Layer::Silver, "products").await.unwrap(),
+        first.silver_version
+    );
+    assert_eq!(
+        lab.rows("SELECT sku, price FROM products ORDER BY sku")
+            .await,
+        vec![
+            json!({"sku": "X", "price": 10}),
+            json!({"sku": "Y", "price": 12})
+        ]
+    );
+    assert_eq!(
+        lab.rows("SELECT count(*) AS n FROM bronze.products").await,
+        vec![json!({"n": 2})]
+    );
+    let runs = lab.store.runs(Some("products"), 1).await.unwrap();
+    assert_eq!(runs[0].status, "failed");
+    assert!(runs[0].error.as_deref().unwrap().contains("price"));
+
+    // Fixed at the source: the next run goes through (the cursor was not advanced).
+    lab.write(
+        "data/p.jsonl",
+        "{\"sku\": \"X\", \"price\": 10}\n{\"sku\": \"Y\", \"price\": 11}\n",
+    );
+    let fixed = lab.sync(&def).await;
+    ok(&fixed);
+    assert_eq!(fixed.updated, 1);
+}
+
+#[tokio::test]
+async fn a_crash_between_commit_and_cursor_does_not_duplicate_rows() {
+    crash_between_commit_and_cursor(None).await;
+}
+
+#[tokio::test]
+async fn a_crash_between_commit_and_cursor_does_not_duplicate_rows_postgres() {
+    crate::common::with_pg_schema(|url| async move {
+        crash_between_commit_and_cursor(Some(&url)).await;
+    })
+    .await;
+}
+
+async fn crash_between_commit_and_cursor(store: Option<&str>) {
+    let lab = Lab::with_store(store).await;
+    lab.write("data/c.csv", "id,v\n1,a\n2,b\n");
+    let def = lab.connector(
+        "c",
+        "path = \"data/c.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    );
+    ok(&lab.sync(&def).await);
+    lab.write("data/c.csv", "id,v\n1,a\n2,B\n3,c\n");
+    let crashed = lab
+        .sync_with(
+            &def,
+            SyncOptions {
+                fail_after_commit: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        crashed
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("before the cursor")
+    );
+    // The data was committed; the cursor was not.
+    assert_eq!(lab.rows("SELECT * FROM c").await.len(), 3);
+
+    let again = lab.sync(&def).await;
+    ok(&again);
+    assert_eq!(again.files_read, 1, "the file is read again");
+    assert_eq!((again.inserted, again.updated, again.deleted), (0, 0, 0));
+    assert_eq!(
+        lab.rows("SELECT count(*) AS n, count(DISTINCT id) AS k FROM c")
+            .await,
+        vec![json!({"n": 3, "k": 3})]
+    );
+    let runs = lab.store.runs(Some("c"), 10).await.unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        vec!["ok", "failed", "ok"]
+    );
+}
+
+#[tokio::test]
+async fn malformed_rows_are_reported_with_lines_and_on_error_fail_writes_nothing() {
+    let lab = Lab::new().await;
+    lab.write(
+        "data/m.csv",
+        "id,name,qty\n1,Ada,2\n2,Bob\n,NoKey,1\n3,Cy,4\n",
+    );
+    let def = lab.connector(
+        "m",
+        "path = \"data/m.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    );
+    let r = lab.sync(&def).await;
+    ok(&r);
+    assert_eq!(r.inserted, 2);
+    let issues: Vec<String> = r.issues.iter().map(ToString::to_string).collect();
+    assert_eq!(issues.len(), 2, "{issues:?}");
+    assert!(
+        issues[0].starts_with("m.csv line 3:") && issues[0].contains("2 fields"),
+        "{issues:?}"
+    );
+    assert!(
+        issues[1].starts_with("m.csv line 4:") && issues[1].contains("primary key"),
+        "{issues:?}"
+    );
+    let runs = lab.store.runs(Some("m"), 1).await.unwrap();
+    assert_eq!(runs[0].rows_skipped, 2);
+    assert_eq!(runs[0].issues[0]["line"], json!(3));
+
+    let strict = lab.connector(
+        "strict",
+        "path = \"data/m.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\non_error = \"fail\"\n",
+    );
+    let r = lab.sync(&strict).await;
+    let err = r.error.unwrap();
+    assert!(
+        err.contains("line 3") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.lake.version(Layer::Silver, "strict").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn one_run_per_connector_at_a_time() {
+    let lab = Lab::new().await;
+    lab.write("data/x.csv", "id\n1\n");
+    let def = lab.connector(
+        "x",
+        "path = \"data/x.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    );
+    // Another process holds the claim.
+    assert_eq!(
+        lab.store
+            .run_claim("x", "other-run", Duration::from_secs(60))
+            .await
+            .unwrap(),
+        RunClaim::Owned
+    );
+    let err = sync::run(
+        SyncContext {
+            store: &lab.store,
+            lake: &lab.lake,
+            lease: Duration::from_secs(60),
+        },
+        &def,
+        SyncOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("already syncing"), "{err}");
+    assert_eq!(lab.lake.version(Layer::Silver, "x").await.unwrap(), None);
+}
+
+/// The claim, its takeover after a crash, the cursor and the history, on one backend.
+async fn claims_and_cursors_on(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    let lease = Duration::from_secs(60);
+    assert_eq!(
+        store.run_claim("k", "r1", lease).await.unwrap(),
+        RunClaim::Owned
+    );
+    match store.run_claim("k", "r2", lease).await.unwrap() {
+        RunClaim::Busy { run_id, .. } => assert_eq!(run_id, "r1"),
+        other => panic!("{other:?}"),
+    }
+    store.run_renew("k", "r1", lease).await.unwrap();
+    let outcome = conveyor::store::RunOutcome {
+        rows_read: 3,
+        rows_written: 2,
+        issues: json!([]),
+        ..Default::default()
+    };
+    store
+        .run_finish(
+            "k",
+            "r1",
+            Some(&json!({"files": {"a.csv": "h1"}})),
+            &outcome,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.run_cursor("k").await.unwrap(),
+        Some(json!({"files": {"a.csv": "h1"}}))
+    );
+
+    // r2 claims with a lease that runs out at once, as if its process died.
+    assert_eq!(
+        store
+            .run_claim("k", "r2", Duration::from_millis(1))
+            .await
+            .unwrap(),
+        RunClaim::Owned
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        store.run_claim("k", "r3", lease).await.unwrap(),
+        RunClaim::Owned
+    );
+    // The dead run can no longer save a cursor over the one that took over.
+    assert!(store.run_renew("k", "r2", lease).await.is_err());
+    assert!(
+        store
+            .run_finish("k", "r2", Some(&json!({"files": {}})), &outcome)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.run_cursor("k").await.unwrap(),
+        Some(json!({"files": {"a.csv": "h1"}}))
+    );
+    let runs = store.runs(Some("k"), 10).await.unwrap();
+    let status: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r.id.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        status,
+        vec![("r3", "running"), ("r2", "failed"), ("r1", "ok")]
+    );
+    assert_eq!(runs[2].rows_read, 3);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn claims_and_cursors_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    claims_and_cursors_on(&format!("sqlite://{}", dir.path().join("s.db").display())).await;
+}
+
+#[tokio::test]
+async fn claims_and_cursors_postgres() {
+    crate::common::with_pg_schema(|url| async move { claims_and_cursors_on(&url).await }).await;
+}
+
+fn run_cli(config: &Path, args: &[&str]) -> std::process::Output {
+    conveyor()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = conveyor().arg("init").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let cfg = dir.join("conveyor.toml");
+
+    let out = run_cli(&cfg, &["sync"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("customers: read 36 rows"), "{}", show(&out));
+    assert!(text.contains("orders: read 60 rows"), "{}", show(&out));
+
+    let out = run_cli(
+        &cfg,
+        &[
+            "sql",
+            "SELECT c.plan, count(*) AS orders FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY c.plan ORDER BY c.plan",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let total: i64 = rows.iter().map(|r| r["orders"].as_i64().unwrap()).sum();
+    assert_eq!(total, 60, "{rows:?}");
+
+    let out = run_cli(
+        &cfg,
+        &[
+            "sql",
+            "SELECT product_id, price_usd FROM silver.products ORDER BY product_id LIMIT 2",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "product_id,price_usd\nPRD-001,0.0\nPRD-002,12.0\n"
+    );
+
+    for bad in [
+        "DROP TABLE customers",
+        "DELETE FROM customers",
+        "INSERT INTO customers (customer_id) VALUES (1)",
+        "COPY customers TO 'x.csv'",
+        "CREATE TABLE t AS SELECT 1",
+    ] {
+        let out = run_cli(&cfg, &["sql", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("refused") && err.contains("read-only"),
+            "{bad}: {err}"
+        );
+    }
+    let out = run_cli(
+        &cfg,
+        &[
+            "sql",
+            "SELECT count(*) AS n FROM customers",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows, vec![json!({"n": 36})]);
+
+    // The row limit cuts and says so.
+    let out = run_cli(
+        &cfg,
+        &[
+            "sql",
+            "SELECT * FROM orders",
+            "--limit",
+            "5",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("first 5 rows"));
+
+    // A result without rows still names its columns.
+    let out = run_cli(
+        &cfg,
+        &[
+            "sql",
+            "SELECT order_id, status FROM orders WHERE 1 = 0",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "order_id,status\n");
+
+    // The time limit stops a runaway query with a sentence.
+    let out = conveyor()
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "sql",
+            "SELECT count(*) FROM generate_series(1, 100000000000) a",
+        ])
+        .env("CONVEYOR__LAKEHOUSE__SQL_TIMEOUT", "1s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not finish within 1s"),
+        "{}",
+        show(&out)
+    );
+
+    let out = run_cli(&cfg, &["runs"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.contains(" ok ")).count(),
+        3,
+        "{text}"
+    );
+}
