@@ -337,18 +337,17 @@ fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Ve
     }
 
     let kind = match kind.as_deref() {
-        Some("files") => match serde_path_to_error::deserialize::<_, files::FilesConfig>(
-            toml::Value::Table(table),
+        Some("files") => match deserialize_all::<files::FilesConfig>(
+            table,
+            &["path", "format", "primary_key"],
+            &mut problems,
         ) {
-            Ok(mut f) => {
+            Some(mut f) => {
                 f.resolve(base_dir);
                 f.validate(&mut problems);
                 Some(Kind::Files(f))
             }
-            Err(e) => {
-                problems.push(key_error("", &e));
-                None
-            }
+            None => None,
         },
         Some(k @ ("http" | "sql")) => {
             problems.push(format!(
@@ -401,6 +400,57 @@ fn take_string(table: &mut toml::Table, key: &str, problems: &mut Vec<String>) -
     }
 }
 
+/// Deserialises kind-specific keys, reporting every bad key: missing `required` keys are
+/// named first; then on each error the key is noted, dropped, and the rest tried again (as
+/// `Config::from_toml` does), so one typo does not hide the next. Bounded: each round removes
+/// a key or stops.
+fn deserialize_all<T: serde::de::DeserializeOwned>(
+    mut table: toml::Table,
+    required: &[&str],
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    let mut failed = false;
+    for key in required {
+        if !table.contains_key(*key) {
+            problems.push(format!("{key}: missing; this kind of connector needs it"));
+            failed = true;
+        }
+    }
+    let mut dropped: Vec<String> = Vec::new();
+    for _ in 0..32 {
+        match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(table.clone())) {
+            Ok(v) => return (!failed).then_some(v),
+            Err(e) => {
+                let message = e.inner().to_string();
+                if let Some(field) = missing_field(&message)
+                    && (required.contains(&field) || dropped.iter().any(|d| d == field))
+                {
+                    // Already reported (missing, or dropped after its own error).
+                    return None;
+                }
+                failed = true;
+                problems.push(key_error("", &e));
+                let first = e.path().iter().find_map(|seg| match seg {
+                    serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                    _ => None,
+                });
+                match first {
+                    Some(key) if table.remove(&key).is_some() => dropped.push(key),
+                    _ => return None,
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The key named by serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+}
+
 /// A deserialisation error as `path: message`.
 fn key_error(prefix: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> String {
     let path = e.path().to_string();
@@ -412,6 +462,14 @@ fn key_error(prefix: &str, e: &serde_path_to_error::Error<toml::de::Error>) -> S
     };
     let message = e.inner().to_string();
     let message = message.split("\nin `").next().unwrap_or("").trim();
+    // serde names a missing key in the message, at the level above it; name it as the key.
+    if let Some(field) = missing_field(message) {
+        let key = match path.as_str() {
+            "(top level)" => field.to_string(),
+            p => format!("{p}.{field}"),
+        };
+        return format!("{key}: missing; this kind of connector needs it");
+    }
     format!("{path}: {message}")
 }
 
@@ -433,7 +491,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("a.toml"),
-            "name = \"Orders\"\nkind = \"files\"\npath = \"x.csv\"\nformat = \"xml\"\nprimary_key = \"id\"\nschedule = \"every day\"\n",
+            "name = \"Orders\"\nkind = \"files\"\npath = \"x.csv\"\nformat = \"xml\"\nprimary_key = []\nschedule = \"every day\"\n",
         )
         .unwrap();
         std::fs::write(dir.path().join("b.toml"), "name = \"b\"\nkind = \"ftp\"\n").unwrap();
@@ -445,6 +503,7 @@ mod tests {
         let err = load_dir(dir.path(), dir.path()).unwrap_err().to_string();
         assert!(err.contains("a.toml: name"), "{err}");
         assert!(err.contains("a.toml: format"), "{err}");
+        assert!(err.contains("a.toml: primary_key"), "{err}");
         assert!(err.contains("a.toml: schedule"), "{err}");
         assert!(err.contains("b.toml: kind"), "{err}");
         assert!(err.contains("c.toml") && err.contains("colour"), "{err}");

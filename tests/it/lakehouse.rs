@@ -681,4 +681,26 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
         3,
         "{text}"
     );
+
+    // An unknown connector is named with the ones that exist.
+    let out = run_cli(&cfg, &["sync", "invoices"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`invoices`") && err.contains("customers, orders, products"),
+        "{err}"
+    );
+
+    // A broken connector file stops sync with every problem, file and key named.
+    std::fs::write(
+        dir.join("connectors/bad.toml"),
+        "name = \"bad\"\nkind = \"files\"\npath = \"data/x.csv\"\nformat = \"xlsx\"\nschedule = \"hourly\"\n",
+    )
+    .unwrap();
+    let out = run_cli(&cfg, &["sync"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml: schedule"), "{err}");
+    assert!(err.contains("bad.toml: format"), "{err}");
+    assert!(err.contains("bad.toml: primary_key: missing"), "{err}");
 }
