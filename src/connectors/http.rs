@@ -509,6 +509,18 @@ impl HttpSource {
             };
             let (retry, wait, why) = match client.send(req).await {
                 Err(Error::Upstream(why)) => (true, None, why),
+                Err(Error::Unauthorized(blocked)) => {
+                    // The guard's sentence ends with advice for tools; connectors have their
+                    // own switch.
+                    let reason = blocked
+                        .split("; if this is an internal service")
+                        .next()
+                        .unwrap_or(&blocked);
+                    return Err(Error::Unauthorized(format!(
+                        "connector `{}`: {reason}; if this API is on your own network, set allow_private = true in the connector file",
+                        self.name
+                    )));
+                }
                 Err(e) => return Err(e),
                 Ok(resp) => {
                     let status = resp.status();

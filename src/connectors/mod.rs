@@ -7,9 +7,10 @@
 //! `build` returns the running [`Source`]; kinds are registered in one place
 //! ([`Definition::build`]).
 //!
-//! Built: the `files` kind ([`files`]). Not built yet: `http` and `sql` kinds, the index feed
-//! of `[index]` (parsed and validated only), and scheduled runs inside `serve` (`schedule` is
-//! parsed and validated only).
+//! Built: the `files` kind ([`files`]), the `http` kind for REST JSON APIs ([`http`]) and the
+//! `sql` kind for PostgreSQL, MySQL/MariaDB and SQLite ([`sql`]). Not built yet: the index
+//! feed of `[index]` (parsed and validated only), and scheduled runs inside `serve`
+//! (`schedule` is parsed and validated only).
 
 pub mod files;
 pub mod http;

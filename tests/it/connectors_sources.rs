@@ -281,9 +281,12 @@ async fn http_ssrf_guard_refuses_loopback_without_allow_private() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("refused") && err.contains("127.0.0.1"),
+        err.contains("refused")
+            && err.contains("127.0.0.1")
+            && err.contains("allow_private = true"),
         "{err}"
     );
+    assert!(!err.contains("tools.allow_hosts"), "{err}");
     assert!(api.seen().is_empty(), "nothing reached the API");
 }
 
