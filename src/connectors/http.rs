@@ -398,15 +398,17 @@ impl HttpSource {
             for item in items {
                 pos += 1;
                 match item {
-                    Value::Object(map) => {
+                    record @ Value::Object(_) => {
                         if let Some(inc) = &self.config.incremental
-                            && let Some(v) = find(&Value::Object(map.clone()), &inc.field)
+                            && let Some(v) = find(&record, &inc.field)
                             && !v.is_null()
                             && largest.as_ref().is_none_or(|l| greater(v, l))
                         {
                             largest = Some(v.clone());
                         }
-                        push(&self.config.primary_key, source, pos, map, out);
+                        if let Value::Object(map) = record {
+                            push(&self.config.primary_key, source, pos, map, out);
+                        }
                     }
                     other => out.issues.push(RowIssue {
                         source: source.to_string(),
