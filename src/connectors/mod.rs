@@ -7,11 +7,14 @@
 //! `build` returns the running [`Source`]; kinds are registered in one place
 //! ([`Definition::build`]).
 //!
-//! Built: the `files` kind ([`files`]). Not built yet: `http` and `sql` kinds, the index feed
-//! of `[index]` (parsed and validated only), and scheduled runs inside `serve` (`schedule` is
-//! parsed and validated only).
+//! Built: the `files` kind ([`files`]), the `http` kind for REST JSON APIs ([`http`]) and the
+//! `sql` kind for PostgreSQL, MySQL/MariaDB and SQLite ([`sql`]). Not built yet: the index
+//! feed of `[index]` (parsed and validated only), and scheduled runs inside `serve`
+//! (`schedule` is parsed and validated only).
 
 pub mod files;
+pub mod http;
+pub mod sql;
 pub mod sync;
 
 use std::collections::BTreeMap;
@@ -87,6 +90,10 @@ pub struct IndexSpec {
 pub enum Kind {
     /// Files in a folder, a glob or one file.
     Files(files::FilesConfig),
+    /// A REST JSON API.
+    Http(http::HttpConfig),
+    /// A table or query of a SQL database.
+    Sql(sql::SqlConfig),
 }
 
 impl Kind {
@@ -94,6 +101,8 @@ impl Kind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Files(_) => "files",
+            Self::Http(_) => "http",
+            Self::Sql(_) => "sql",
         }
     }
 }
@@ -120,6 +129,8 @@ impl Definition {
     pub fn primary_key(&self) -> &[String] {
         match &self.kind {
             Kind::Files(f) => &f.primary_key.0,
+            Kind::Http(h) => &h.primary_key.0,
+            Kind::Sql(s) => &s.primary_key.0,
         }
     }
 
@@ -136,6 +147,8 @@ impl Definition {
     pub fn build(&self) -> Arc<dyn Source> {
         match &self.kind {
             Kind::Files(f) => Arc::new(f.build()),
+            Kind::Http(h) => Arc::new(h.build(&self.name)),
+            Kind::Sql(s) => Arc::new(s.build(&self.name)),
         }
     }
 }
@@ -349,20 +362,40 @@ fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Ve
             }
             None => None,
         },
-        Some(k @ ("http" | "sql")) => {
-            problems.push(format!(
-                "kind: \"{k}\" connectors are not built yet; only kind = \"files\" works in this version"
-            ));
-            None
+        Some("http") => {
+            match serde_path_to_error::deserialize::<_, http::HttpConfig>(toml::Value::Table(table))
+            {
+                Ok(h) => {
+                    h.validate(&mut problems);
+                    Some(Kind::Http(h))
+                }
+                Err(e) => {
+                    problems.push(key_error("", &e));
+                    None
+                }
+            }
+        }
+        Some("sql") => {
+            match serde_path_to_error::deserialize::<_, sql::SqlConfig>(toml::Value::Table(table)) {
+                Ok(mut s) => {
+                    s.resolve(base_dir);
+                    s.validate(&mut problems);
+                    Some(Kind::Sql(s))
+                }
+                Err(e) => {
+                    problems.push(key_error("", &e));
+                    None
+                }
+            }
         }
         Some(other) => {
             problems.push(format!(
-                "kind: \"{other}\" is not a connector kind; use kind = \"files\""
+                "kind: \"{other}\" is not a connector kind; use kind = \"files\", \"http\" or \"sql\""
             ));
             None
         }
         None => {
-            problems.push("kind: missing; add kind = \"files\"".into());
+            problems.push("kind: missing; add kind = \"files\", \"http\" or \"sql\"".into());
             None
         }
     };

@@ -1,6 +1,7 @@
 mod api;
 mod cli;
 mod common;
+mod connectors_sources;
 mod discord;
 mod knowledge;
 mod lakehouse;

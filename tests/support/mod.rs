@@ -6,5 +6,6 @@ pub mod discord_gateway;
 pub mod gemini;
 pub mod llm_fake;
 pub mod openai;
+pub mod rest_api;
 pub mod slack;
 pub mod telegram;

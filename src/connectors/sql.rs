@@ -1,0 +1,806 @@
+//! The `sql` connector: a table or a query of PostgreSQL, MySQL/MariaDB or SQLite.
+//!
+//! The connection URL comes from the environment (`url_env`), so a password never sits in a
+//! connector file. Rows are read in batches of `batch_size` with keyset pagination (`ORDER BY`
+//! the incremental column, then the primary key, and `WHERE (…) > (last values)`), never with
+//! `OFFSET`. With `incremental_column`, a run reads only rows whose value is greater than the
+//! cursor (the largest value read by the last committed run), so it cannot see deletions; rows
+//! whose incremental column is NULL are never read. Without it every run is a full listing and
+//! rows gone from the source are deleted from silver.
+//!
+//! Values become JSON: integers and floats as numbers, DECIMAL/NUMERIC as strings (exact, without
+//! trailing zeros; cast in SQL when a float is wanted), booleans, text, timestamps as RFC 3339 strings (a timestamp
+//! without a time zone is taken as UTC), dates as `YYYY-MM-DD`, times as `HH:MM:SS`, JSON
+//! columns as their JSON, bytes as base64, NULL as null. SQLite has no date types: its values
+//! come as stored.
+//!
+//! This module is the only one outside `src/store/` that uses sqlx.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::SecondsFormat;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sqlx::mysql::{MySql, MySqlConnection, MySqlRow};
+use sqlx::postgres::{PgConnection, PgRow, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
+use sqlx::types::BigDecimal;
+use sqlx::types::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use sqlx::{
+    AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef,
+};
+
+use super::http::{EnvLookup, fail_on_issues, push};
+use super::{Extract, OnError, PrimaryKey, Progress, Source};
+use crate::config::Secret;
+use crate::error::{Error, Result};
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The keys of a `kind = "sql"` connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// The environment variable holding the connection URL (`postgres://`, `mysql://`,
+    /// `mariadb://`, `sqlite://`).
+    pub url_env: String,
+    /// The table to read (`orders` or `schema.orders`).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// A query to read instead of a table.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The column (or columns) that identify a row.
+    pub primary_key: PrimaryKey,
+    /// Read only rows whose value here is greater than the last run's largest.
+    #[serde(default)]
+    pub incremental_column: Option<String>,
+    /// Rows per batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// The config file's folder (relative SQLite paths start there).
+    #[serde(skip)]
+    base_dir: PathBuf,
+}
+
+fn default_batch_size() -> u32 {
+    10_000
+}
+
+impl SqlConfig {
+    /// Remembers the config folder, against which a relative SQLite path is resolved.
+    pub(super) fn resolve(&mut self, base_dir: &Path) {
+        self.base_dir = base_dir.to_path_buf();
+    }
+
+    /// Adds every problem of these keys to `problems`.
+    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+        match (&self.table, &self.query) {
+            (Some(_), Some(_)) => {
+                problems.push("table, query: give one of them, not both".into());
+            }
+            (None, None) => problems.push(
+                "table: missing; name the table (table = \"orders\") or give a query (query = \"SELECT …\")".into(),
+            ),
+            (Some(t), None) if t.trim().is_empty() => problems.push("table: is empty".into()),
+            (None, Some(q)) if q.trim().is_empty() => problems.push("query: is empty".into()),
+            _ => {}
+        }
+        if self.url_env.trim().is_empty() {
+            problems.push(
+                "url_env: name the environment variable that holds the connection URL, e.g. url_env = \"SHOP_DB_URL\"".into(),
+            );
+        }
+        if self.batch_size == 0 {
+            problems.push("batch_size: must be at least 1".into());
+        }
+    }
+
+    /// The running source of the connector `name`; the URL comes from the process
+    /// environment when a run starts.
+    pub fn build(&self, name: &str) -> SqlSource {
+        self.build_with_env(name, Arc::new(|n: &str| std::env::var(n).ok()))
+    }
+
+    /// Like [`SqlConfig::build`], reading variables through `env` (tests inject their own).
+    pub fn build_with_env(&self, name: &str, env: EnvLookup) -> SqlSource {
+        SqlSource {
+            name: name.to_string(),
+            config: self.clone(),
+            env,
+        }
+    }
+}
+
+/// Reads one table or query.
+#[derive(Clone)]
+pub struct SqlSource {
+    name: String,
+    config: SqlConfig,
+    env: EnvLookup,
+}
+
+/// One value read from the database, typed well enough to be bound back as a keyset or
+/// cursor value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "lowercase")]
+enum Cell {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Decimal(String),
+    Text(String),
+    Bytes(Vec<u8>),
+    Timestamp(DateTime<Utc>),
+    NaiveTimestamp(NaiveDateTime),
+    Date(NaiveDate),
+    Time(NaiveTime),
+    Json(Value),
+}
+
+impl Cell {
+    fn to_json(&self) -> Value {
+        match self {
+            Self::Null => Value::Null,
+            Self::Bool(b) => Value::Bool(*b),
+            Self::Int(i) => Value::from(*i),
+            Self::UInt(u) => Value::from(*u),
+            Self::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or_else(|| Value::String(f.to_string())),
+            Self::Decimal(s) | Self::Text(s) => Value::String(s.clone()),
+            Self::Bytes(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+            Self::Timestamp(t) => Value::String(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            Self::NaiveTimestamp(t) => {
+                Value::String(t.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            }
+            Self::Date(d) => Value::String(d.format("%Y-%m-%d").to_string()),
+            Self::Time(t) => Value::String(t.format("%H:%M:%S%.f").to_string()),
+            Self::Json(v) => v.clone(),
+        }
+    }
+}
+
+/// The cursor saved between runs: the incremental column's largest value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Cursor {
+    since: Option<Cell>,
+}
+
+/// A connection to one of the three databases.
+enum Conn {
+    Pg(PgConnection),
+    My(MySqlConnection),
+    Lite(SqliteConnection),
+}
+
+/// What the URL says, for messages: the scheme and host:port (or the SQLite file), never the
+/// user or password.
+fn describe_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "sqlite" => format!("the SQLite database {}", u.path()),
+        Ok(u) => format!(
+            "{} at {}:{}",
+            u.scheme(),
+            u.host_str().unwrap_or("localhost"),
+            u.port().map_or_else(
+                || match u.scheme() {
+                    "postgres" | "postgresql" => "5432".to_string(),
+                    _ => "3306".to_string(),
+                },
+                |p| p.to_string()
+            )
+        ),
+        Err(_) => "the database".to_string(),
+    }
+}
+
+/// A driver error as text with the URL's password (if any) scrubbed.
+fn scrub(e: &dyn std::fmt::Display, url: &str) -> String {
+    let mut text = e.to_string();
+    if let Ok(u) = reqwest::Url::parse(url)
+        && let Some(p) = u.password()
+        && !p.is_empty()
+    {
+        text = text.replace(p, "***");
+    }
+    text
+}
+
+impl Conn {
+    async fn open(url: &str) -> std::result::Result<Self, String> {
+        let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
+        let fut = async {
+            match scheme.as_str() {
+                "postgres" | "postgresql" => PgConnection::connect(url).await.map(Self::Pg),
+                "mysql" | "mariadb" => {
+                    let url = match url.strip_prefix("mariadb://") {
+                        Some(rest) => format!("mysql://{rest}"),
+                        None => url.to_string(),
+                    };
+                    MySqlConnection::connect(&url).await.map(Self::My)
+                }
+                "sqlite" => SqliteConnection::connect(url).await.map(Self::Lite),
+                _ => Err(sqlx::Error::Configuration(
+                    "the URL must start with postgres://, mysql://, mariadb:// or sqlite://".into(),
+                )),
+            }
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(scrub(&e, url)),
+            Err(_) => Err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
+        }
+    }
+
+    fn quote(&self, ident: &str) -> String {
+        match self {
+            Self::My(_) => format!("`{}`", ident.replace('`', "``")),
+            _ => format!("\"{}\"", ident.replace('"', "\"\"")),
+        }
+    }
+
+    fn placeholder(&self, n: usize) -> String {
+        match self {
+            Self::Pg(_) => format!("${n}"),
+            _ => "?".to_string(),
+        }
+    }
+
+    /// The columns a statement returns, without running it.
+    async fn columns(&mut self, sql: &str) -> std::result::Result<Vec<String>, sqlx::Error> {
+        Ok(match self {
+            Self::Pg(c) => names_pg(
+                c.prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+                    .await?
+                    .columns(),
+            ),
+            Self::My(c) => names_my(
+                c.prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+                    .await?
+                    .columns(),
+            ),
+            Self::Lite(c) => names_lite(
+                c.prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+                    .await?
+                    .columns(),
+            ),
+        })
+    }
+
+    /// Runs a query with bound values; every row as cells in column order.
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        binds: &[Cell],
+    ) -> std::result::Result<(Vec<String>, Vec<Vec<Cell>>), String> {
+        match self {
+            Self::Pg(c) => {
+                let mut q = sqlx::query::<Postgres>(AssertSqlSafe(sql.to_string()));
+                for b in binds {
+                    q = match b.clone() {
+                        Cell::Null => q.bind(None::<String>),
+                        Cell::Bool(v) => q.bind(v),
+                        Cell::Int(v) => q.bind(v),
+                        Cell::UInt(v) => q.bind(i64::try_from(v).unwrap_or(i64::MAX)),
+                        Cell::Float(v) => q.bind(v),
+                        Cell::Decimal(v) => q.bind(
+                            BigDecimal::from_str(&v).map_err(|e| format!("decimal {v}: {e}"))?,
+                        ),
+                        Cell::Text(v) => q.bind(v),
+                        Cell::Bytes(v) => q.bind(v),
+                        Cell::Timestamp(v) => q.bind(v),
+                        Cell::NaiveTimestamp(v) => q.bind(v),
+                        Cell::Date(v) => q.bind(v),
+                        Cell::Time(v) => q.bind(v),
+                        Cell::Json(v) => q.bind(sqlx::types::Json(v)),
+                    };
+                }
+                let rows = q.fetch_all(&mut *c).await.map_err(|e| e.to_string())?;
+                let cols = rows
+                    .first()
+                    .map(|r| names_pg(r.columns()))
+                    .unwrap_or_default();
+                let cells = rows
+                    .iter()
+                    .map(|r| (0..r.len()).map(|i| pg_cell(r, i)).collect())
+                    .collect::<std::result::Result<_, _>>()?;
+                Ok((cols, cells))
+            }
+            Self::My(c) => {
+                let mut q = sqlx::query::<MySql>(AssertSqlSafe(sql.to_string()));
+                for b in binds {
+                    q = match b.clone() {
+                        Cell::Null => q.bind(None::<String>),
+                        Cell::Bool(v) => q.bind(v),
+                        Cell::Int(v) => q.bind(v),
+                        Cell::UInt(v) => q.bind(v),
+                        Cell::Float(v) => q.bind(v),
+                        Cell::Decimal(v) => q.bind(
+                            BigDecimal::from_str(&v).map_err(|e| format!("decimal {v}: {e}"))?,
+                        ),
+                        Cell::Text(v) => q.bind(v),
+                        Cell::Bytes(v) => q.bind(v),
+                        Cell::Timestamp(v) => q.bind(v),
+                        Cell::NaiveTimestamp(v) => q.bind(v),
+                        Cell::Date(v) => q.bind(v),
+                        Cell::Time(v) => q.bind(v),
+                        Cell::Json(v) => q.bind(sqlx::types::Json(v)),
+                    };
+                }
+                let rows = q.fetch_all(&mut *c).await.map_err(|e| e.to_string())?;
+                let cols = rows
+                    .first()
+                    .map(|r| names_my(r.columns()))
+                    .unwrap_or_default();
+                let cells = rows
+                    .iter()
+                    .map(|r| (0..r.len()).map(|i| my_cell(r, i)).collect())
+                    .collect::<std::result::Result<_, _>>()?;
+                Ok((cols, cells))
+            }
+            Self::Lite(c) => {
+                let mut q = sqlx::query::<Sqlite>(AssertSqlSafe(sql.to_string()));
+                for b in binds {
+                    q = match b.clone() {
+                        Cell::Null => q.bind(None::<String>),
+                        Cell::Bool(v) => q.bind(v),
+                        Cell::Int(v) => q.bind(v),
+                        Cell::UInt(v) => q.bind(i64::try_from(v).unwrap_or(i64::MAX)),
+                        Cell::Float(v) => q.bind(v),
+                        Cell::Decimal(v) | Cell::Text(v) => q.bind(v),
+                        Cell::Bytes(v) => q.bind(v),
+                        Cell::Timestamp(v) => q.bind(v),
+                        Cell::NaiveTimestamp(v) => q.bind(v),
+                        Cell::Date(v) => q.bind(v),
+                        Cell::Time(v) => q.bind(v),
+                        Cell::Json(v) => q.bind(sqlx::types::Json(v)),
+                    };
+                }
+                let rows = q.fetch_all(&mut *c).await.map_err(|e| e.to_string())?;
+                let cols = rows
+                    .first()
+                    .map(|r| names_lite(r.columns()))
+                    .unwrap_or_default();
+                let cells = rows
+                    .iter()
+                    .map(|r| (0..r.len()).map(|i| lite_cell(r, i)).collect())
+                    .collect::<std::result::Result<_, _>>()?;
+                Ok((cols, cells))
+            }
+        }
+    }
+
+    async fn close(self) {
+        let _ = match self {
+            Self::Pg(c) => c.close().await,
+            Self::My(c) => c.close().await,
+            Self::Lite(c) => c.close().await,
+        };
+    }
+}
+
+/// A decimal as exact text without trailing zeros after the point (`2.2500` → `2.25`,
+/// `100.00` → `100`), the same whatever scale the driver reports.
+fn decimal_text(d: &BigDecimal) -> String {
+    let text = d.to_plain_string();
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+fn name_of<C: Column>(c: &C) -> String {
+    c.name().to_string()
+}
+fn names_pg(cols: &[sqlx::postgres::PgColumn]) -> Vec<String> {
+    cols.iter().map(name_of).collect()
+}
+fn names_my(cols: &[sqlx::mysql::MySqlColumn]) -> Vec<String> {
+    cols.iter().map(name_of).collect()
+}
+fn names_lite(cols: &[sqlx::sqlite::SqliteColumn]) -> Vec<String> {
+    cols.iter().map(name_of).collect()
+}
+
+/// A decoding failure named by column and type.
+fn cannot<E: std::fmt::Display>(col: &str, ty: &str) -> impl FnOnce(E) -> String {
+    let (col, ty) = (col.to_string(), ty.to_string());
+    move |e| {
+        format!(
+            "the column `{col}` has the type {ty}, which could not be read ({e}); cast it in a query, e.g. query = \"SELECT CAST({col} AS TEXT) AS {col}, … FROM …\""
+        )
+    }
+}
+
+fn pg_cell(row: &PgRow, i: usize) -> std::result::Result<Cell, String> {
+    let col = row.column(i).name().to_string();
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(Cell::Null);
+    }
+    let ty = row.column(i).type_info().name().to_ascii_uppercase();
+    let err = || cannot::<sqlx::Error>(&col, &ty);
+    Ok(match ty.as_str() {
+        "BOOL" => Cell::Bool(row.try_get(i).map_err(err())?),
+        "INT2" => Cell::Int(i64::from(row.try_get::<i16, _>(i).map_err(err())?)),
+        "INT4" => Cell::Int(i64::from(row.try_get::<i32, _>(i).map_err(err())?)),
+        "INT8" => Cell::Int(row.try_get(i).map_err(err())?),
+        "FLOAT4" => Cell::Float(f64::from(row.try_get::<f32, _>(i).map_err(err())?)),
+        "FLOAT8" => Cell::Float(row.try_get(i).map_err(err())?),
+        "NUMERIC" => Cell::Decimal(decimal_text(
+            &row.try_get::<BigDecimal, _>(i).map_err(err())?,
+        )),
+        "TIMESTAMPTZ" => Cell::Timestamp(row.try_get(i).map_err(err())?),
+        "TIMESTAMP" => Cell::NaiveTimestamp(row.try_get(i).map_err(err())?),
+        "DATE" => Cell::Date(row.try_get(i).map_err(err())?),
+        "TIME" => Cell::Time(row.try_get(i).map_err(err())?),
+        "BYTEA" => Cell::Bytes(row.try_get(i).map_err(err())?),
+        "JSON" | "JSONB" => Cell::Json(
+            row.try_get::<sqlx::types::Json<Value>, _>(i)
+                .map_err(err())?
+                .0,
+        ),
+        _ => Cell::Text(row.try_get(i).map_err(err())?),
+    })
+}
+
+fn my_cell(row: &MySqlRow, i: usize) -> std::result::Result<Cell, String> {
+    let col = row.column(i).name().to_string();
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(Cell::Null);
+    }
+    let ty = row.column(i).type_info().name().to_ascii_uppercase();
+    let err = || cannot::<sqlx::Error>(&col, &ty);
+    Ok(match ty.as_str() {
+        "BOOLEAN" => Cell::Bool(row.try_get(i).map_err(err())?),
+        "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => {
+            Cell::Int(row.try_get(i).map_err(err())?)
+        }
+        t if t.ends_with("UNSIGNED") => Cell::UInt(row.try_get(i).map_err(err())?),
+        "YEAR" => Cell::UInt(u64::from(row.try_get::<u16, _>(i).map_err(err())?)),
+        "FLOAT" => Cell::Float(f64::from(row.try_get::<f32, _>(i).map_err(err())?)),
+        "DOUBLE" => Cell::Float(row.try_get(i).map_err(err())?),
+        "DECIMAL" => Cell::Decimal(decimal_text(
+            &row.try_get::<BigDecimal, _>(i).map_err(err())?,
+        )),
+        "TIMESTAMP" => Cell::Timestamp(row.try_get(i).map_err(err())?),
+        "DATETIME" => Cell::NaiveTimestamp(row.try_get(i).map_err(err())?),
+        "DATE" => Cell::Date(row.try_get(i).map_err(err())?),
+        "TIME" => Cell::Time(row.try_get(i).map_err(err())?),
+        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BIT"
+        | "GEOMETRY" => Cell::Bytes(row.try_get(i).map_err(err())?),
+        "JSON" => Cell::Json(
+            row.try_get::<sqlx::types::Json<Value>, _>(i)
+                .map_err(err())?
+                .0,
+        ),
+        _ => Cell::Text(row.try_get(i).map_err(err())?),
+    })
+}
+
+fn lite_cell(row: &SqliteRow, i: usize) -> std::result::Result<Cell, String> {
+    let col = row.column(i).name().to_string();
+    let raw = row.try_get_raw(i).map_err(|e| e.to_string())?;
+    if raw.is_null() {
+        return Ok(Cell::Null);
+    }
+    // SQLite types values, not columns: read what the value is, and booleans by the declared
+    // column type.
+    let value_ty = raw.type_info().name().to_ascii_uppercase();
+    let declared = row.column(i).type_info().name().to_ascii_uppercase();
+    let err = || cannot::<sqlx::Error>(&col, &value_ty);
+    Ok(match value_ty.as_str() {
+        "INTEGER" if declared == "BOOLEAN" => {
+            Cell::Bool(row.try_get_unchecked::<i64, _>(i).map_err(err())? != 0)
+        }
+        "INTEGER" => Cell::Int(row.try_get_unchecked(i).map_err(err())?),
+        "REAL" => Cell::Float(row.try_get_unchecked(i).map_err(err())?),
+        "BLOB" => Cell::Bytes(row.try_get_unchecked(i).map_err(err())?),
+        _ => Cell::Text(row.try_get_unchecked(i).map_err(err())?),
+    })
+}
+
+impl SqlSource {
+    /// What is read, for messages and as the rows' source object.
+    fn what(&self) -> String {
+        match (&self.config.table, &self.config.query) {
+            (Some(t), _) => format!("table {t}"),
+            _ => "query".to_string(),
+        }
+    }
+
+    fn source_clause(&self, conn: &Conn) -> String {
+        match (&self.config.table, &self.config.query) {
+            (Some(t), _) => format!(
+                "{} AS conveyor_src",
+                t.split('.')
+                    .map(|p| conn.quote(p.trim()))
+                    .collect::<Vec<_>>()
+                    .join(".")
+            ),
+            (None, Some(q)) => format!("({}) AS conveyor_src", q.trim().trim_end_matches(';')),
+            (None, None) => "(SELECT 1) AS conveyor_src".to_string(),
+        }
+    }
+
+    async fn read(
+        &self,
+        conn: &mut Conn,
+        since: Option<Cell>,
+        progress: &dyn Progress,
+        out: &mut Extract,
+        source: &Arc<str>,
+    ) -> Result<Option<Cell>> {
+        let from = self.source_clause(conn);
+        let fail = |what: String| Error::Upstream(format!("connector `{}`: {what}", self.name));
+
+        // The columns, checked before any row is read.
+        let columns = conn
+            .columns(&format!("SELECT * FROM {from}"))
+            .await
+            .map_err(|e| fail(format!("cannot read the {}: {e}", self.what())))?;
+        let mut order: Vec<String> = Vec::new();
+        if let Some(inc) = &self.config.incremental_column {
+            order.push(inc.clone());
+        }
+        for k in &self.config.primary_key.0 {
+            if !order.contains(k) {
+                order.push(k.clone());
+            }
+        }
+        for c in &order {
+            if !columns.contains(c) {
+                let key = if Some(c) == self.config.incremental_column.as_ref() {
+                    "incremental_column"
+                } else {
+                    "primary_key"
+                };
+                return Err(Error::BadInput(format!(
+                    "connector `{}`: the {} has no column `{c}` ({key}); its columns are: {}. Fix {key} or the source",
+                    self.name,
+                    self.what(),
+                    columns.join(", ")
+                )));
+            }
+        }
+        let positions: Vec<usize> = order
+            .iter()
+            .filter_map(|c| columns.iter().position(|x| x == c))
+            .collect();
+        let quoted: Vec<String> = order.iter().map(|c| conn.quote(c)).collect();
+        let inc_pos = self
+            .config
+            .incremental_column
+            .as_ref()
+            .and_then(|c| columns.iter().position(|x| x == c));
+
+        let mut largest = since.clone();
+        let mut last: Option<Vec<Cell>> = None;
+        let mut batch_no = 0u64;
+        let mut line = 0u64;
+        loop {
+            let mut conds = Vec::new();
+            let mut binds = Vec::new();
+            if let Some(inc) = quoted.first().filter(|_| inc_pos.is_some()) {
+                conds.push(format!("{inc} IS NOT NULL"));
+                if let Some(s) = &since {
+                    binds.push(s.clone());
+                    conds.push(format!("{inc} > {}", conn.placeholder(binds.len())));
+                }
+            }
+            if let Some(prev) = &last {
+                let mut ph = Vec::new();
+                for v in prev {
+                    binds.push(v.clone());
+                    ph.push(conn.placeholder(binds.len()));
+                }
+                conds.push(format!("({}) > ({})", quoted.join(", "), ph.join(", ")));
+            }
+            let sql = format!(
+                "SELECT * FROM {from}{} ORDER BY {} LIMIT {}",
+                if conds.is_empty() {
+                    String::new()
+                } else {
+                    format!(" WHERE {}", conds.join(" AND "))
+                },
+                quoted.join(", "),
+                self.config.batch_size
+            );
+            let (cols, rows) = conn
+                .fetch(&sql, &binds)
+                .await
+                .map_err(|e| fail(format!("reading the {} failed: {e}", self.what())))?;
+            batch_no += 1;
+            progress.step(&format!("batch {batch_no} ({} rows)", rows.len()));
+            let n = rows.len();
+            if let Some(row) = rows.last() {
+                let keys: Vec<Cell> = positions
+                    .iter()
+                    .map(|p| row.get(*p).cloned().unwrap_or(Cell::Null))
+                    .collect();
+                if n as u64 >= u64::from(self.config.batch_size)
+                    && let Some(i) = keys.iter().position(|k| *k == Cell::Null)
+                {
+                    return Err(fail(format!(
+                        "the column `{}` is NULL in some rows; the columns rows are ordered by (primary_key, incremental_column) must not be NULL",
+                        order.get(i).map_or("", String::as_str)
+                    )));
+                }
+                if let Some(p) = inc_pos
+                    && let Some(v) = row.get(p)
+                    && *v != Cell::Null
+                {
+                    largest = Some(v.clone());
+                }
+                last = Some(keys);
+            }
+            for row in rows {
+                line += 1;
+                let mut map = Map::with_capacity(cols.len());
+                for (c, v) in cols.iter().zip(row.iter()) {
+                    map.insert(c.clone(), v.to_json());
+                }
+                push(&self.config.primary_key, source, line, map, out);
+            }
+            if (n as u64) < u64::from(self.config.batch_size) {
+                break;
+            }
+        }
+        progress.total(batch_no);
+        Ok(largest)
+    }
+}
+
+#[async_trait]
+impl Source for SqlSource {
+    async fn extract(
+        &self,
+        cursor: Option<&Value>,
+        on_error: OnError,
+        progress: &dyn Progress,
+    ) -> Result<Extract> {
+        let previous: Cursor = match cursor {
+            None | Some(Value::Null) => Cursor::default(),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                Error::Internal(format!(
+                    "the saved cursor of `{}` cannot be read: {e}",
+                    self.name
+                ))
+            })?,
+        };
+        let since = match &self.config.incremental_column {
+            Some(_) => previous.since,
+            None => None,
+        };
+        let url = Secret::from_lookup(
+            &self.config.url_env,
+            &format!("connector `{}`: url_env", self.name),
+            &|n: &str| (self.env)(n),
+        )?;
+        let url = sqlite_relative(url.expose(), &self.config.base_dir);
+        let mut conn = Conn::open(&url).await.map_err(|e| {
+            Error::Upstream(format!(
+                "connector `{}`: cannot connect to {} (the URL in {}): {e}; check that the database is running and the URL is right",
+                self.name,
+                describe_url(&url),
+                self.config.url_env
+            ))
+        })?;
+        let source: Arc<str> = Arc::from(self.what().as_str());
+        let mut out = Extract::default();
+        let full = since.is_none();
+        let result = self
+            .read(&mut conn, since, progress, &mut out, &source)
+            .await;
+        conn.close().await;
+        let largest = result?;
+        fail_on_issues(&out, on_error)?;
+        if full {
+            // Every row of the table or query is in `records`: rows gone from the source
+            // are deleted from silver.
+            out.replaced.push(source.to_string());
+        }
+        out.cursor = serde_json::to_value(Cursor {
+            since: if self.config.incremental_column.is_some() {
+                largest
+            } else {
+                None
+            },
+        })
+        .map_err(|e| Error::internal("encoding the cursor", e))?;
+        Ok(out)
+    }
+}
+
+/// `sqlite://relative/path.db` is relative to the config folder, like other paths.
+fn sqlite_relative(url: &str, base_dir: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return url.to_string();
+    };
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty()
+        || path.starts_with('/')
+        || path.starts_with(':')
+        || base_dir.as_os_str().is_empty()
+    {
+        return url.to_string();
+    }
+    format!("sqlite://{}", base_dir.join(rest).display())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn urls_are_described_without_passwords() {
+        assert_eq!(
+            describe_url("postgres://u:secret@db.example:6543/x"),
+            "postgres at db.example:6543"
+        );
+        assert_eq!(
+            describe_url("mysql://root@127.0.0.1/test"),
+            "mysql at 127.0.0.1:3306"
+        );
+        let e = "password authentication failed: secret";
+        assert!(!scrub(&e, "postgres://u:secret@h/x").contains("secret"));
+    }
+
+    #[test]
+    fn cells_become_json() {
+        for (raw, text) in [
+            ("2.2500", "2.25"),
+            ("100.00", "100"),
+            ("-0.50", "-0.5"),
+            ("1200", "1200"),
+        ] {
+            assert_eq!(decimal_text(&BigDecimal::from_str(raw).unwrap()), text);
+        }
+        assert_eq!(
+            Cell::Decimal("12.50".into()).to_json(),
+            Value::String("12.50".into())
+        );
+        assert_eq!(
+            Cell::Bytes(vec![1, 2]).to_json(),
+            Value::String("AQI=".into())
+        );
+        let t = NaiveDate::from_ymd_opt(2024, 1, 2)
+            .unwrap()
+            .and_hms_opt(3, 4, 5)
+            .unwrap();
+        assert_eq!(
+            Cell::NaiveTimestamp(t).to_json(),
+            Value::String("2024-01-02T03:04:05Z".into())
+        );
+        let c = serde_json::to_value(Cursor {
+            since: Some(Cell::Int(7)),
+        })
+        .unwrap();
+        let back: Cursor = serde_json::from_value(c).unwrap();
+        assert_eq!(back.since, Some(Cell::Int(7)));
+    }
+
+    #[test]
+    fn relative_sqlite_paths() {
+        assert_eq!(
+            sqlite_relative("sqlite://data/x.db", Path::new("/cfg")),
+            "sqlite:///cfg/data/x.db"
+        );
+        assert_eq!(
+            sqlite_relative("sqlite:///abs.db", Path::new("/cfg")),
+            "sqlite:///abs.db"
+        );
+    }
+}
