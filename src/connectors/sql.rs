@@ -40,6 +40,30 @@ use super::{Extract, OnError, PrimaryKey, Progress, Source};
 use crate::config::Secret;
 use crate::error::{Error, Result};
 
+/// Binds one [`Cell`] to a query of a driver with typed parameters (PostgreSQL, MySQL); the
+/// drivers differ only in how an unsigned integer goes in (`$uint` maps it).
+macro_rules! bind_typed {
+    ($q:ident, $cell:expr, $uint:expr) => {
+        match $cell.clone() {
+            Cell::Null => $q.bind(None::<String>),
+            Cell::Bool(v) => $q.bind(v),
+            Cell::Int(v) => $q.bind(v),
+            Cell::UInt(v) => $q.bind(($uint)(v)),
+            Cell::Float(v) => $q.bind(v),
+            Cell::Decimal(v) => {
+                $q.bind(BigDecimal::from_str(&v).map_err(|e| format!("decimal {v}: {e}"))?)
+            }
+            Cell::Text(v) => $q.bind(v),
+            Cell::Bytes(v) => $q.bind(v),
+            Cell::Timestamp(v) => $q.bind(v),
+            Cell::NaiveTimestamp(v) => $q.bind(v),
+            Cell::Date(v) => $q.bind(v),
+            Cell::Time(v) => $q.bind(v),
+            Cell::Json(v) => $q.bind(sqlx::types::Json(v)),
+        }
+    };
+}
+
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -286,23 +310,8 @@ impl Conn {
             Self::Pg(c) => {
                 let mut q = sqlx::query::<Postgres>(AssertSqlSafe(sql.to_string()));
                 for b in binds {
-                    q = match b.clone() {
-                        Cell::Null => q.bind(None::<String>),
-                        Cell::Bool(v) => q.bind(v),
-                        Cell::Int(v) => q.bind(v),
-                        Cell::UInt(v) => q.bind(i64::try_from(v).unwrap_or(i64::MAX)),
-                        Cell::Float(v) => q.bind(v),
-                        Cell::Decimal(v) => q.bind(
-                            BigDecimal::from_str(&v).map_err(|e| format!("decimal {v}: {e}"))?,
-                        ),
-                        Cell::Text(v) => q.bind(v),
-                        Cell::Bytes(v) => q.bind(v),
-                        Cell::Timestamp(v) => q.bind(v),
-                        Cell::NaiveTimestamp(v) => q.bind(v),
-                        Cell::Date(v) => q.bind(v),
-                        Cell::Time(v) => q.bind(v),
-                        Cell::Json(v) => q.bind(sqlx::types::Json(v)),
-                    };
+                    // PostgreSQL has no unsigned integers.
+                    q = bind_typed!(q, b, |v: u64| i64::try_from(v).unwrap_or(i64::MAX));
                 }
                 let rows = q.fetch_all(&mut *c).await.map_err(|e| e.to_string())?;
                 let cols = rows
@@ -318,23 +327,7 @@ impl Conn {
             Self::My(c) => {
                 let mut q = sqlx::query::<MySql>(AssertSqlSafe(sql.to_string()));
                 for b in binds {
-                    q = match b.clone() {
-                        Cell::Null => q.bind(None::<String>),
-                        Cell::Bool(v) => q.bind(v),
-                        Cell::Int(v) => q.bind(v),
-                        Cell::UInt(v) => q.bind(v),
-                        Cell::Float(v) => q.bind(v),
-                        Cell::Decimal(v) => q.bind(
-                            BigDecimal::from_str(&v).map_err(|e| format!("decimal {v}: {e}"))?,
-                        ),
-                        Cell::Text(v) => q.bind(v),
-                        Cell::Bytes(v) => q.bind(v),
-                        Cell::Timestamp(v) => q.bind(v),
-                        Cell::NaiveTimestamp(v) => q.bind(v),
-                        Cell::Date(v) => q.bind(v),
-                        Cell::Time(v) => q.bind(v),
-                        Cell::Json(v) => q.bind(sqlx::types::Json(v)),
-                    };
+                    q = bind_typed!(q, b, |v: u64| v);
                 }
                 let rows = q.fetch_all(&mut *c).await.map_err(|e| e.to_string())?;
                 let cols = rows
