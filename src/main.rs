@@ -737,6 +737,62 @@ async fn audit(config_path: &Path, what: AuditCommand) -> Result<ExitCode> {
 
 /// `conveyor sync [NAME]`: one run per connector, in name order; a failed run does not stop
 /// the others, but makes the exit code non-zero.
+/// After the data commits: feeds the silver tables of connectors with `[index]` into the
+/// knowledge index. The index is opened only when some connector has `[index]`; when another
+/// process (`serve`) holds it, the feed says so and the next sync catches up.
+async fn feed_index(
+    config: &Config,
+    store: &conveyor::store::Store,
+    lake: &conveyor::lakehouse::Lakehouse,
+    defs: &[conveyor::connectors::Definition],
+    json: bool,
+) -> Result<Vec<conveyor::connectors::feed::FeedReport>> {
+    if !defs.iter().any(|d| d.index.is_some()) {
+        return Ok(Vec::new());
+    }
+    let knowledge = match conveyor::app::Knowledge::open(config) {
+        Ok(k) => k,
+        Err(e) => {
+            // The data commit stands; the marker in the store was not moved, so the next
+            // sync indexes what changed. Not a failure of this sync.
+            eprintln!(
+                "index feed: not run: {e}\n  The data was synced; the next `conveyor sync` indexes what changed."
+            );
+            return Ok(Vec::new());
+        }
+    };
+    let indexer = knowledge.indexer();
+    let mut out = Vec::new();
+    let mut result = Ok(());
+    for def in defs {
+        match conveyor::connectors::feed::run(store, lake, &indexer, knowledge.index.as_ref(), def)
+            .await
+        {
+            Ok(Some(r)) => {
+                if !json && !r.up_to_date {
+                    out!(
+                        "{}: indexed {} rows of silver.{} ({} chunks)",
+                        r.connector,
+                        r.documents,
+                        r.connector,
+                        r.chunks
+                    );
+                }
+                out.push(r);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!(
+                    "{}: index feed failed: {e}; the next sync retries it",
+                    def.name
+                );
+                result = Err(e);
+            }
+        }
+    }
+    result.map(|()| out)
+}
+
 async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<ExitCode> {
     use conveyor::connectors::sync::{self, SyncContext, SyncOptions};
     let config = Config::load(config_path)?;
@@ -795,10 +851,16 @@ async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit
         }
         reports.push(report);
     }
+    let feeds = feed_index(&config, &store, &lake, &defs, json).await;
+    failed |= feeds.is_err();
     if json {
         out!(
             "{}",
-            serde_json::to_string_pretty(&reports).unwrap_or_default()
+            serde_json::to_string_pretty(&serde_json::json!({
+                "runs": reports,
+                "index": feeds.unwrap_or_default(),
+            }))
+            .unwrap_or_default()
         );
     }
     store.close().await;

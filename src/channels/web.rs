@@ -75,6 +75,7 @@ mod tests {
             text: "\"quoted\" <b>".into(),
             position: 0,
             updated_at: 0,
+            lineage: None,
         };
         let html = source_page(&p);
         assert!(!html.contains("<script>x"));

@@ -12,6 +12,7 @@
 //! feed of `[index]` (parsed and validated only), and scheduled runs inside `serve`
 //! (`schedule` is parsed and validated only).
 
+pub mod feed;
 pub mod files;
 pub mod http;
 pub mod sql;

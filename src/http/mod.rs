@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod connectors;
 mod discord;
 mod hooks;
 mod slack;
@@ -95,6 +96,8 @@ pub fn router(app: App) -> Router {
         .route("/sources/{chunk_id}", get(source_page))
         .route("/v1/messages", post(post_message))
         .route("/v1/chunks/{chunk_id}", get(get_chunk))
+        .route("/v1/connectors", get(connectors::get_connectors))
+        .route("/v1/runs", get(connectors::get_runs))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

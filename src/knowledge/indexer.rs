@@ -157,6 +157,7 @@ impl Indexer {
                         text: chunk.text,
                         position: chunk.position,
                         updated_at: doc.updated_at,
+                        lineage: None,
                     },
                 });
             }
@@ -170,6 +171,12 @@ impl Indexer {
         let points = tokio::task::spawn_blocking(move || this.points(&docs))
             .await
             .map_err(|e| Error::internal("chunking documents", e))?;
+        self.replace_points(file, points).await
+    }
+
+    /// Replaces everything indexed for `file` with `points` (made by [`Indexer::points`]).
+    /// Returns the number of chunks.
+    pub async fn replace_points(&self, file: &str, points: Vec<IndexPoint>) -> Result<usize> {
         let n = points.len();
         self.index.delete_file(file).await?;
         let mut points = points.into_iter().peekable();

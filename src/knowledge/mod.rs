@@ -48,6 +48,21 @@ pub struct ChunkPayload {
     pub position: usize,
     /// When the document last changed (unix milliseconds).
     pub updated_at: i64,
+    /// For a row of a lakehouse table fed by a connector's `[index]`: where it lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lineage: Option<Lineage>,
+}
+
+/// Where an indexed row lives in the lakehouse.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The table, e.g. `silver.customers`.
+    pub table: String,
+    /// The row's primary key, column → value.
+    pub key: serde_json::Map<String, serde_json::Value>,
+    /// The `[index] payload` columns of the row.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A chunk ready to store.

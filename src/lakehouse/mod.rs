@@ -417,6 +417,26 @@ impl Lakehouse {
         Ok(report)
     }
 
+    /// Every row of `silver.NAME` as JSON objects (without conveyor's `_` columns); empty
+    /// when the table does not exist yet. Not cut at the SQL row limit: the index feed reads
+    /// the whole table.
+    pub async fn silver_rows(
+        &self,
+        name: &str,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+        if self.load(Layer::Silver, name).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let text = format!("SELECT * FROM silver.\"{}\"", name.replace('"', "\"\""));
+        // DataFusion takes the limit as an i64; 2^40 rows is more than any table we read whole.
+        let out = sql::run(self, &text, 1 << 40, self.timeout).await?;
+        let mut rows = out.json_rows()?;
+        for row in &mut rows {
+            row.retain(|k, _| !is_meta(k));
+        }
+        Ok(rows)
+    }
+
     /// Runs one read-only SQL query over every table (see [`sql`]).
     pub async fn query(&self, text: &str, limit: Option<usize>) -> Result<QueryOutput> {
         let limit = limit.unwrap_or(self.row_limit).min(self.row_limit).max(1);

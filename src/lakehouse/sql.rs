@@ -58,6 +58,26 @@ pub struct QueryOutput {
 }
 
 impl QueryOutput {
+    /// The rows as JSON objects (numbers and booleans typed, other values as text).
+    pub fn json_rows(&self) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+        let mut rows = Vec::with_capacity(self.rows);
+        for batch in &self.batches {
+            let cols: Vec<Cell<'_>> = batch
+                .columns()
+                .iter()
+                .map(|a| Cell::new(a.as_ref()))
+                .collect::<Result<_>>()?;
+            for i in 0..batch.num_rows() {
+                let mut obj = serde_json::Map::with_capacity(cols.len());
+                for (name, cell) in self.columns.iter().zip(&cols) {
+                    obj.insert(name.clone(), cell.json(i));
+                }
+                rows.push(obj);
+            }
+        }
+        Ok(rows)
+    }
+
     /// Renders the rows.
     pub fn render(&self, format: OutputFormat) -> Result<String> {
         match format {
@@ -74,21 +94,11 @@ impl QueryOutput {
                     .map_err(|e| Error::internal("sql: formatting the result", e))
             }
             OutputFormat::Json => {
-                let mut rows = Vec::with_capacity(self.rows);
-                for batch in &self.batches {
-                    let cols: Vec<Cell<'_>> = batch
-                        .columns()
-                        .iter()
-                        .map(|a| Cell::new(a.as_ref()))
-                        .collect::<Result<_>>()?;
-                    for i in 0..batch.num_rows() {
-                        let mut obj = serde_json::Map::with_capacity(cols.len());
-                        for (name, cell) in self.columns.iter().zip(&cols) {
-                            obj.insert(name.clone(), cell.json(i));
-                        }
-                        rows.push(serde_json::Value::Object(obj));
-                    }
-                }
+                let rows: Vec<serde_json::Value> = self
+                    .json_rows()?
+                    .into_iter()
+                    .map(serde_json::Value::Object)
+                    .collect();
                 serde_json::to_string_pretty(&rows)
                     .map_err(|e| Error::internal("sql: encoding the result as JSON", e))
             }

@@ -188,6 +188,29 @@ impl Store {
         }
     }
 
+    /// The silver version of `connector` that its index feed last indexed; `None` before the
+    /// first feed.
+    pub async fn indexed_version(&self, connector: &str) -> Result<Option<i64>> {
+        let v: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT indexed_version FROM connector_state WHERE connector = $1")
+                .bind(connector)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err("reading a connector's indexed version"))?;
+        Ok(v.flatten())
+    }
+
+    /// Saves the silver version the index feed of `connector` has indexed (after indexing).
+    pub async fn set_indexed_version(&self, connector: &str, version: i64) -> Result<()> {
+        sqlx::query("UPDATE connector_state SET indexed_version = $1 WHERE connector = $2")
+            .bind(version)
+            .bind(connector)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err("saving a connector's indexed version"))?;
+        Ok(())
+    }
+
     /// Ends a run: records its outcome, saves `cursor` (when given) and frees the claim, in
     /// one transaction, and only while this run holds the claim.
     pub async fn run_finish(

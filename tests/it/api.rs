@@ -1058,3 +1058,66 @@ async fn a_timed_out_request_can_be_retried_for_its_answer() {
     let roles: Vec<Role> = turns.iter().map(|t| t.role).collect();
     assert_eq!(roles, [Role::User, Role::Assistant], "{turns:#?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Connectors and runs
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn connectors_and_runs_are_listed_newest_first() {
+    use conveyor::connectors::sync::{self, SyncContext, SyncOptions};
+
+    let dir = demo_project().await;
+    let app = demo_app(dir.path()).await;
+    let lake =
+        conveyor::lakehouse::Lakehouse::open(&app.config.lakehouse, &app.config.base_dir).unwrap();
+    let defs =
+        conveyor::connectors::load_dir(&app.config.connectors_dir(), &app.config.base_dir).unwrap();
+    let cx = SyncContext {
+        store: &app.store,
+        lake: &lake,
+        lease: Duration::from_secs(60),
+    };
+    let customers = defs.iter().find(|d| d.name == "customers").unwrap();
+    for _ in 0..2 {
+        let r = sync::run(cx, customers, SyncOptions::default())
+            .await
+            .unwrap();
+        assert!(r.error.is_none(), "{r:?}");
+    }
+    let router = conveyor::http::router(app.clone());
+
+    let reply = get(&router, "/v1/connectors").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let body = reply.json();
+    let list = body["connectors"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["customers", "orders", "products"], "{body}");
+    let c = &list[0];
+    assert_eq!(c["kind"], "files");
+    assert_eq!(c["last_run"]["status"], "ok");
+    assert_eq!(
+        c["last_run"]["rows_read"], 0,
+        "the second run read nothing new: {c}"
+    );
+    assert!(c["last_run"]["duration_ms"].as_i64().unwrap() >= 0);
+    assert_eq!(list[2]["indexed"], true);
+    assert!(list[1]["last_run"].is_null());
+
+    let reply = get(&router, "/v1/runs?connector=customers&limit=5").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let runs = reply.json()["runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["rows_read"], 0, "newest first: {runs:?}");
+    assert_eq!(runs[1]["rows_read"], 36);
+    assert_eq!(runs[1]["rows_written"], 36);
+    assert!(runs[1]["error"].is_null());
+
+    let reply = get(&router, "/v1/runs?limit=1").await;
+    assert_eq!(reply.json()["runs"].as_array().unwrap().len(), 1);
+    for bad in ["/v1/runs?limit=0", "/v1/runs?limit=abc"] {
+        let reply = get(&router, bad).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(reply.json()["error"].is_object() || reply.json()["error"].is_string());
+    }
+}

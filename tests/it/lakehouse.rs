@@ -568,6 +568,57 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("customers: read 36 rows"), "{}", show(&out));
     assert!(text.contains("orders: read 60 rows"), "{}", show(&out));
+    assert!(
+        text.contains("products: indexed") && text.contains("rows of silver.products"),
+        "{}",
+        show(&out)
+    );
+
+    // While another process holds the index, the data still syncs and the feed says it could
+    // not run; the next sync catches up.
+    std::fs::write(
+        dir.join("data/products.csv"),
+        std::fs::read_to_string(dir.join("data/products.csv"))
+            .unwrap()
+            .replace("billed monthly", "billed monthly, with priority support"),
+    )
+    .unwrap();
+    {
+        let config = conveyor::config::Config::load(&cfg).unwrap();
+        let _held = conveyor::app::Knowledge::open(&config).unwrap();
+        let out = run_cli(&cfg, &["sync", "products"]);
+        assert!(out.status.success(), "{}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 updated"),
+            "{}",
+            show(&out)
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("index feed: not run"), "{}", show(&out));
+    }
+    let out = run_cli(&cfg, &["sync", "products"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("products: indexed 12 rows"),
+        "{}",
+        show(&out)
+    );
+    let out = run_cli(&cfg, &["ask", "Which plan has priority support?"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("silver.products#PRD-002"),
+        "{}",
+        show(&out)
+    );
+
+    // The index feed made the products searchable; the answer cites the silver row.
+    let out = run_cli(
+        &cfg,
+        &["ask", "What does Lumen Desk Pro cost per monthly seat?"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("silver.products#PRD-002"), "{}", show(&out));
 
     let out = run_cli(
         &cfg,
@@ -677,8 +728,9 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
+        // three from the first sync, two of products around the held index
         text.lines().filter(|l| l.contains(" ok ")).count(),
-        3,
+        5,
         "{text}"
     );
 
@@ -703,4 +755,84 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     assert!(err.contains("bad.toml: schedule"), "{err}");
     assert!(err.contains("bad.toml: format"), "{err}");
     assert!(err.contains("bad.toml: primary_key: missing"), "{err}");
+}
+
+/// The index feed: a row updated at the source changes its document, a deleted row leaves the
+/// index, the payload links back to the table and key, and an unchanged table is not re-fed.
+#[tokio::test]
+async fn updates_and_deletions_reach_the_index_with_lineage() {
+    use conveyor::app::Knowledge;
+    use conveyor::config::Config;
+    use conveyor::connectors::feed;
+
+    let lab = Lab::new().await;
+    let config = Config::from_toml("", "test config", lab.dir.path(), &[]).unwrap();
+    let knowledge = Knowledge::open(&config).unwrap();
+    let indexer = knowledge.indexer();
+    let retriever = knowledge.retriever();
+    lab.write(
+        "data/customers.csv",
+        "customer_id,name,notes,country\nCUS-001,Acme,Wants the zeppelin upgrade,BR\nCUS-002,Globex,Pays by invoice with walrus stamps,US\n",
+    );
+    let def = lab.connector(
+        "customers",
+        "path = \"data/customers.csv\"\nformat = \"csv\"\nprimary_key = \"customer_id\"\n[index]\ntitle = \"name\"\ntext = [\"name\", \"notes\"]\npayload = [\"country\"]\n",
+    );
+    let feed = || async {
+        feed::run(
+            &lab.store,
+            &lab.lake,
+            &indexer,
+            knowledge.index.as_ref(),
+            &def,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    ok(&lab.sync(&def).await);
+    let r = feed().await;
+    assert_eq!(r.documents, 2, "{r:?}");
+    assert!(!r.up_to_date);
+
+    let hits = retriever.retrieve("zeppelin", 5).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let p = &hits[0].payload;
+    assert_eq!(p.source, "silver.customers#CUS-001");
+    assert_eq!(p.title, "Acme");
+    let lineage = p.lineage.as_ref().unwrap();
+    assert_eq!(lineage.table, "silver.customers");
+    assert_eq!(
+        Value::Object(lineage.key.clone()),
+        json!({"customer_id": "CUS-001"})
+    );
+    assert_eq!(
+        Value::Object(lineage.fields.clone()),
+        json!({"country": "BR"})
+    );
+
+    // Nothing changed: the feed does nothing.
+    ok(&lab.sync(&def).await);
+    assert!(feed().await.up_to_date);
+
+    // CUS-001 updated, CUS-002 deleted at the source.
+    lab.write(
+        "data/customers.csv",
+        "customer_id,name,notes,country\nCUS-001,Acme,Now wants the blimp package,BR\n",
+    );
+    ok(&lab.sync(&def).await);
+    let r = feed().await;
+    assert_eq!(r.documents, 1, "{r:?}");
+    assert!(retriever.retrieve("zeppelin", 5).await.unwrap().is_empty());
+    assert!(
+        retriever
+            .retrieve("walrus stamps", 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let hits = retriever.retrieve("blimp", 5).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].payload.source, "silver.customers#CUS-001");
+    assert_eq!(hits[0].payload.text, "Acme\n\nNow wants the blimp package");
 }
