@@ -795,11 +795,37 @@ async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit
         }
         reports.push(report);
     }
+    // Gold models after the sources: each is rebuilt only if its SQL or an input changed.
+    let models = conveyor::connectors::gold::load_models(&dir)?;
+    let gold = conveyor::connectors::gold::build_all(&lake, &store, &models).await?;
+    for g in &gold {
+        use conveyor::connectors::gold::GoldStatus;
+        match &g.status {
+            GoldStatus::Built { version, rows } => {
+                if !json {
+                    out!(
+                        "gold.{}: built, {rows} rows, version {version} ({:.2}s)",
+                        g.model,
+                        g.seconds
+                    );
+                }
+            }
+            GoldStatus::Unchanged { version } => {
+                if !json {
+                    out!("gold.{}: unchanged (version {version})", g.model);
+                }
+            }
+            GoldStatus::Failed { error } => {
+                failed = true;
+                if !json {
+                    out!("gold.{}: failed: {error}", g.model);
+                }
+            }
+        }
+    }
     if json {
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&reports).unwrap_or_default()
-        );
+        let all = serde_json::json!({ "connectors": reports, "gold": gold });
+        out!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
     }
     store.close().await;
     Ok(if failed {

@@ -13,6 +13,7 @@
 //! (`schedule` is parsed and validated only).
 
 pub mod files;
+pub mod gold;
 pub mod http;
 pub mod sql;
 pub mod sync;
