@@ -924,3 +924,18 @@ async fn a_bad_model_fails_cleanly_and_the_others_still_build() {
         vec![json!({"plan": "starter", "revenue": 500.0})]
     );
 }
+
+#[test]
+fn bench_sync_reports_throughput_and_the_incremental_resync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = conveyor()
+        .args(["bench", "sync", "--rows", "2000", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2000 rows in 100 CSV files"), "{text}");
+    assert!(text.contains("20 rows read, 20 updated"), "{text}");
+    assert!(text.contains("silver has 2000 rows"), "{text}");
+}
