@@ -825,7 +825,11 @@ async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit
     }
     // Gold models after the sources: each is rebuilt only if its SQL or an input changed.
     let models = conveyor::connectors::gold::load_models(&dir)?;
-    let gold = conveyor::connectors::gold::build_all(&lake, &store, &models).await?;
+    let names: Vec<String> = conveyor::connectors::load_dir(&dir, &config.base_dir)?
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    let gold = conveyor::connectors::gold::build_all(&lake, &store, &models, &names).await?;
     for g in &gold {
         use conveyor::connectors::gold::GoldStatus;
         match &g.status {
@@ -841,6 +845,14 @@ async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit
             GoldStatus::Unchanged { version } => {
                 if !json {
                     out!("gold.{}: unchanged (version {version})", g.model);
+                }
+            }
+            GoldStatus::Waiting { table } => {
+                if !json {
+                    out!(
+                        "gold.{}: waiting for {table} (its connector has not run yet)",
+                        g.model
+                    );
                 }
             }
             GoldStatus::Failed { error } => {

@@ -84,6 +84,11 @@ pub enum GoldStatus {
         /// The gold table's version.
         version: i64,
     },
+    /// Not built yet: it reads the silver table of a connector that has not run yet.
+    Waiting {
+        /// The table it waits for.
+        table: String,
+    },
     /// Not built; the previous version (if any) stays.
     Failed {
         /// Why.
@@ -104,11 +109,13 @@ pub struct GoldReport {
 }
 
 /// Builds every model whose inputs or SQL changed, in dependency order. `Err` only when the
-/// store fails; a model's own problem is its report's `Failed`.
+/// store fails; a model's own problem is its report's `Failed`. `connectors` are the names of
+/// the defined connectors: a model reading one whose silver table does not exist yet waits.
 pub async fn build_all(
     lake: &Lakehouse,
     store: &Store,
     models: &[Model],
+    connectors: &[String],
 ) -> Result<Vec<GoldReport>> {
     let mut inputs: HashMap<&str, Result<Vec<TableName>>> = HashMap::new();
     for m in models {
@@ -150,7 +157,7 @@ pub async fn build_all(
     }
     for m in order {
         let started = Instant::now();
-        let status = match build_one(lake, store, m, &inputs, &reports).await? {
+        let status = match build_one(lake, store, m, &inputs, &reports, connectors).await? {
             Ok(s) => s,
             Err(e) => GoldStatus::Failed {
                 error: format!("{}: {e}", m.path.display()),
@@ -235,6 +242,7 @@ async fn build_one(
     m: &Model,
     inputs: &HashMap<&str, Result<Vec<TableName>>>,
     done: &[GoldReport],
+    connectors: &[String],
 ) -> Result<Result<GoldStatus>> {
     let tables = match inputs.get(m.name.as_str()) {
         Some(Ok(t)) => t,
@@ -249,14 +257,28 @@ async fn build_one(
     for t in tables {
         if t.layer == Layer::Gold
             && let Some(r) = done.iter().find(|r| r.model == t.name)
-            && matches!(r.status, GoldStatus::Failed { .. })
         {
-            return Ok(Err(Error::BadInput(format!(
-                "it reads {t}, which failed to build"
-            ))));
+            match &r.status {
+                GoldStatus::Failed { .. } => {
+                    return Ok(Err(Error::BadInput(format!(
+                        "it reads {t}, which failed to build"
+                    ))));
+                }
+                GoldStatus::Waiting { table } => {
+                    return Ok(Ok(GoldStatus::Waiting {
+                        table: table.clone(),
+                    }));
+                }
+                _ => {}
+            }
         }
         let v = match lake.version(t.layer, &t.name).await {
             Ok(Some(v)) => v,
+            Ok(None) if t.layer == Layer::Silver && connectors.contains(&t.name) => {
+                return Ok(Ok(GoldStatus::Waiting {
+                    table: t.to_string(),
+                }));
+            }
             Ok(None) => {
                 return Ok(Err(Error::BadInput(format!(
                     "it reads {t}, which does not exist (run the connector `{}` first, or check the name)",

@@ -743,7 +743,7 @@ impl Lab {
     /// Builds the models of `connectors/*.sql`, by model name.
     async fn gold(&self) -> std::collections::BTreeMap<String, GoldStatus> {
         let models = gold::load_models(&self.path("connectors")).unwrap();
-        let reports: Vec<GoldReport> = gold::build_all(&self.lake, &self.store, &models)
+        let reports: Vec<GoldReport> = gold::build_all(&self.lake, &self.store, &models, &[])
             .await
             .unwrap();
         reports.into_iter().map(|r| (r.model, r.status)).collect()
