@@ -254,3 +254,115 @@ fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
+
+/// What `conveyor bench sync` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncBench {
+    /// Rows in the generated CSV files.
+    pub rows: u64,
+    /// Files they are split into.
+    pub files: usize,
+    /// First sync (CSV → bronze → silver), seconds.
+    pub full_seconds: f64,
+    /// Rows per second of the first sync.
+    pub full_rows_per_second: f64,
+    /// The re-sync after one file (1% of the rows) changed, seconds.
+    pub incremental_seconds: f64,
+    /// Rows the re-sync read.
+    pub incremental_rows_read: u64,
+    /// Rows it updated in silver.
+    pub incremental_updated: u64,
+    /// Rows in silver after both runs.
+    pub silver_rows: u64,
+    /// The silver table's folder.
+    pub silver_path: std::path::PathBuf,
+}
+
+/// Generates `rows` rows of CSV split into 100 files under `dir` (a temporary folder when
+/// `None`), syncs them with a `files` connector into a fresh lakehouse, then rewrites one file
+/// (1% of the rows, every amount changed) and syncs again.
+pub async fn sync(rows: u64, dir: Option<&std::path::Path>) -> Result<SyncBench> {
+    use crate::connectors::sync::{SyncContext, SyncOptions};
+    use crate::lakehouse::{Lakehouse, LakehouseConfig};
+    const FILES: usize = 100;
+    let tmp = tempfile::tempdir()
+        .map_err(|e| Error::Upstream(format!("cannot create a temporary folder: {e}")))?;
+    let root = dir.unwrap_or(tmp.path()).to_path_buf();
+    let io = |what: &str, e: std::io::Error| Error::Upstream(format!("bench: {what}: {e}"));
+    std::fs::create_dir_all(root.join("data")).map_err(|e| io("creating data/", e))?;
+    std::fs::create_dir_all(root.join("connectors")).map_err(|e| io("creating connectors/", e))?;
+    let per_file = rows.div_ceil(FILES as u64).max(1);
+    let write_part = |part: usize, bump: f64| -> Result<()> {
+        let start = part as u64 * per_file;
+        let end = (start + per_file).min(rows);
+        let mut text = String::with_capacity((end.saturating_sub(start) as usize) * 64);
+        text.push_str("id,customer_id,amount,status,created_at\n");
+        for i in start..end {
+            let status = ["paid", "pending", "refunded"][(i % 3) as usize];
+            let amount = (i % 10_000) as f64 / 100.0 + bump;
+            text.push_str(&format!(
+                "{i},{},{amount:.2},{status},2026-01-{:02}T{:02}:00:00Z\n",
+                i % 5_000,
+                i % 28 + 1,
+                i % 24
+            ));
+        }
+        std::fs::write(root.join(format!("data/part-{part:03}.csv")), text)
+            .map_err(|e| io("writing the CSV", e))
+    };
+    for part in 0..FILES {
+        write_part(part, 0.0)?;
+    }
+    std::fs::write(
+        root.join("connectors/events.toml"),
+        "name = \"events\"\nkind = \"files\"\npath = \"data/*.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    )
+    .map_err(|e| io("writing the connector", e))?;
+    let defs = crate::connectors::load_dir(&root.join("connectors"), &root)?;
+    let def = defs
+        .first()
+        .ok_or_else(|| Error::Internal("bench: the connector did not load".into()))?;
+    let store = Store::connect(&format!("sqlite://{}", root.join("bench.db").display())).await?;
+    let lake = Lakehouse::open(&LakehouseConfig::default(), &root)?;
+    let cx = SyncContext {
+        store: &store,
+        lake: &lake,
+        lease: Duration::from_secs(3600),
+    };
+    let started = Instant::now();
+    let first = crate::connectors::sync::run(cx, def, SyncOptions::default()).await?;
+    let full_seconds = started.elapsed().as_secs_f64();
+    if let Some(e) = first.error {
+        return Err(Error::Internal(format!(
+            "bench: the first sync failed: {e}"
+        )));
+    }
+    write_part(FILES / 2, 1.0)?;
+    let started = Instant::now();
+    let second = crate::connectors::sync::run(cx, def, SyncOptions::default()).await?;
+    let incremental_seconds = started.elapsed().as_secs_f64();
+    if let Some(e) = second.error {
+        return Err(Error::Internal(format!("bench: the re-sync failed: {e}")));
+    }
+    let out = lake
+        .query("SELECT count(*) AS n FROM silver.events", None)
+        .await?
+        .render(crate::lakehouse::OutputFormat::Csv)?;
+    let silver_rows = out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    store.close().await;
+    Ok(SyncBench {
+        rows,
+        files: FILES,
+        full_seconds,
+        full_rows_per_second: rows as f64 / full_seconds.max(1e-9),
+        incremental_seconds,
+        incremental_rows_read: second.rows_read,
+        incremental_updated: second.updated,
+        silver_rows,
+        silver_path: lake.table_dir(crate::lakehouse::Layer::Silver, "events"),
+    })
+}

@@ -258,6 +258,16 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Sync throughput: generated CSV (100 files) → bronze → silver, then a re-sync after one
+    /// file (1% of the rows) changed. Uses a temporary folder unless --dir is given.
+    Sync {
+        /// Rows to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// Keep the generated data, store and lakehouse in this folder.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Personal-data redaction and restore throughput (MB/s) on a mixed sample text.
     Redact {
         /// Size of the sample text in MiB.
@@ -504,6 +514,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     );
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            what: BenchCommand::Sync { rows, dir },
+        } => {
+            let r = conveyor::bench::sync(rows, dir.as_deref()).await?;
+            out!(
+                "sync: {} rows in {} CSV files → bronze → silver in {:.2}s: {:.0} rows/s; re-sync after 1% changed (one file, {} rows read, {} updated): {:.2}s; silver has {} rows at {}",
+                r.rows,
+                r.files,
+                r.full_seconds,
+                r.full_rows_per_second,
+                r.incremental_rows_read,
+                r.incremental_updated,
+                r.incremental_seconds,
+                r.silver_rows,
+                r.silver_path.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -851,6 +879,46 @@ async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit
         }
         reports.push(report);
     }
+    // Gold models after the sources: each is rebuilt only if its SQL or an input changed.
+    let models = conveyor::connectors::gold::load_models(&dir)?;
+    let names: Vec<String> = conveyor::connectors::load_dir(&dir, &config.base_dir)?
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    let gold = conveyor::connectors::gold::build_all(&lake, &store, &models, &names).await?;
+    for g in &gold {
+        use conveyor::connectors::gold::GoldStatus;
+        match &g.status {
+            GoldStatus::Built { version, rows } => {
+                if !json {
+                    out!(
+                        "gold.{}: built, {rows} rows, version {version} ({:.2}s)",
+                        g.model,
+                        g.seconds
+                    );
+                }
+            }
+            GoldStatus::Unchanged { version } => {
+                if !json {
+                    out!("gold.{}: unchanged (version {version})", g.model);
+                }
+            }
+            GoldStatus::Waiting { table } => {
+                if !json {
+                    out!(
+                        "gold.{}: waiting for {table} (its connector has not run yet)",
+                        g.model
+                    );
+                }
+            }
+            GoldStatus::Failed { error } => {
+                failed = true;
+                if !json {
+                    out!("gold.{}: failed: {error}", g.model);
+                }
+            }
+        }
+    }
     let feeds = feed_index(&config, &store, &lake, &defs, json).await;
     failed |= feeds.is_err();
     if json {
@@ -859,6 +927,7 @@ async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit
             serde_json::to_string_pretty(&serde_json::json!({
                 "runs": reports,
                 "index": feeds.unwrap_or_default(),
+                "gold": gold,
             }))
             .unwrap_or_default()
         );

@@ -14,6 +14,7 @@
 
 pub mod feed;
 pub mod files;
+pub mod gold;
 pub mod http;
 pub mod sql;
 pub mod sync;

@@ -57,6 +57,10 @@ const FILES: &[(&str, &str)] = &[
         "connectors/orders.toml",
         include_str!("demo/connectors/orders.toml"),
     ),
+    (
+        "connectors/revenue_by_plan.sql",
+        include_str!("demo/connectors/revenue_by_plan.sql"),
+    ),
 ];
 
 /// What `init` did.

@@ -7,12 +7,14 @@
 //!   ones inserted, and rows whose source object was re-listed without them (or removed)
 //!   deleted. New source columns are added to the table; a value that does not fit a column's
 //!   type fails the run before anything is written, so the previous version stays as it was.
-//! - `gold/NAME`: not built yet (SQL models); the SQL surface already addresses the layer.
+//! - `gold/NAME`: SQL models (`connectors/NAME.sql`), one query over silver and gold tables,
+//!   materialised by overwriting the table as a new version (see [`gold`]).
 //!
 //! This module is the only one that imports deltalake (and through it DataFusion, Arrow and
 //! Parquet). Records cross into it as [`SourceRecord`]s (JSON objects) and leave as query
 //! results rendered to text, JSON or CSV.
 
+mod gold;
 pub mod records;
 mod sql;
 
@@ -30,8 +32,9 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use serde::{Deserialize, Serialize};
 
+pub use gold::{GoldBuild, TableName, model_inputs};
 pub use records::{ColType, SourceRecord};
-pub use sql::{OutputFormat, QueryOutput};
+pub use sql::{OutputFormat, QueryOutput, check_read_only};
 
 use crate::config::HumanDuration;
 use crate::error::{Error, Result};
@@ -109,14 +112,14 @@ impl LakehouseConfig {
 }
 
 /// The three layers of the lakehouse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layer {
     /// Raw records, appended per run.
     Bronze,
     /// Typed, deduplicated, current.
     Silver,
-    /// Models built from silver (not built yet).
+    /// SQL models over silver and other gold tables (`connectors/*.sql`).
     Gold,
 }
 

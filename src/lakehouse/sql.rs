@@ -212,14 +212,9 @@ pub fn check_read_only(text: &str) -> Result<()> {
     )))
 }
 
-/// Plans and runs one query.
-pub(super) async fn run(
-    lake: &Lakehouse,
-    text: &str,
-    limit: usize,
-    timeout: Duration,
-) -> Result<QueryOutput> {
-    check_read_only(text)?;
+/// A DataFusion session with every table registered: `bronze.NAME`, `silver.NAME`, `gold.NAME`,
+/// and silver tables also as plain `NAME`. Returns the qualified names too.
+pub(super) async fn session(lake: &Lakehouse) -> Result<(SessionContext, Vec<String>)> {
     let ctx = SessionContext::new();
     let mut names = Vec::new();
     let catalog = ctx
@@ -255,6 +250,19 @@ pub(super) async fn run(
             .register_schema(layer.as_str(), schema)
             .map_err(|e| Error::internal("sql: registering a schema", e))?;
     }
+
+    Ok((ctx, names))
+}
+
+/// Plans and runs one query.
+pub(super) async fn run(
+    lake: &Lakehouse,
+    text: &str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<QueryOutput> {
+    check_read_only(text)?;
+    let (ctx, names) = session(lake).await?;
 
     let options = SQLOptions::new()
         .with_allow_ddl(false)

@@ -30,6 +30,8 @@ mod access;
 pub use access::{AccessGrant, PairingCode};
 mod connectors;
 pub use connectors::{RunClaim, RunOutcome, RunRow};
+mod gold;
+pub use gold::GoldState;
 
 use std::str::FromStr;
 use std::time::Duration;

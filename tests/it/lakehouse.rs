@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use conveyor::connectors::gold::{self, GoldReport, GoldStatus};
 use conveyor::connectors::sync::{self, SyncContext, SyncOptions, SyncReport};
 use conveyor::connectors::{self, Definition};
 use conveyor::lakehouse::{Lakehouse, LakehouseConfig, Layer, OutputFormat};
@@ -573,6 +574,39 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
         "{}",
         show(&out)
     );
+    assert!(
+        text.contains("gold.revenue_by_plan: built"),
+        "{}",
+        show(&out)
+    );
+    // The demo's gold model matches the same query over silver.
+    let out = run_cli(
+        &cfg,
+        &[
+            "sql",
+            "SELECT g.revenue_usd - s.rev AS diff FROM gold.revenue_by_plan g JOIN \
+             (SELECT c.plan, sum(o.total_usd) AS rev FROM orders o JOIN customers c ON o.customer_id = c.customer_id \
+              WHERE o.status = 'paid' GROUP BY c.plan) s ON s.plan = g.plan",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter()
+            .all(|r| r["diff"].as_f64().unwrap().abs() < 1e-6),
+        "{rows:?}"
+    );
+    // A second sync (nothing changed at the source) leaves the gold model as it is.
+    let out = run_cli(&cfg, &["sync"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("gold.revenue_by_plan: unchanged"),
+        "{}",
+        show(&out)
+    );
 
     // While another process holds the index, the data still syncs and the feed says it could
     // not run; the next sync catches up.
@@ -728,9 +762,9 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        // three from the first sync, two of products around the held index
+        // three from the first sync, three from the second, two of products around the held index
         text.lines().filter(|l| l.contains(" ok ")).count(),
-        5,
+        8,
         "{text}"
     );
 
@@ -835,4 +869,205 @@ async fn updates_and_deletions_reach_the_index_with_lineage() {
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].payload.source, "silver.customers#CUS-001");
     assert_eq!(hits[0].payload.text, "Acme\n\nNow wants the blimp package");
+}
+
+impl Lab {
+    /// Builds the models of `connectors/*.sql`, by model name.
+    async fn gold(&self) -> std::collections::BTreeMap<String, GoldStatus> {
+        let models = gold::load_models(&self.path("connectors")).unwrap();
+        let reports: Vec<GoldReport> = gold::build_all(&self.lake, &self.store, &models, &[])
+            .await
+            .unwrap();
+        reports.into_iter().map(|r| (r.model, r.status)).collect()
+    }
+}
+
+fn built(s: &GoldStatus) -> bool {
+    matches!(s, GoldStatus::Built { .. })
+}
+
+fn unchanged(s: &GoldStatus) -> bool {
+    matches!(s, GoldStatus::Unchanged { .. })
+}
+
+fn failed_with(s: &GoldStatus) -> &str {
+    match s {
+        GoldStatus::Failed { error } => error,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+/// Two sources and three models: `by_plan` over silver, `top_plan` over `by_plan` (gold over
+/// gold), `plan_count` over `top_plan`.
+async fn gold_lab() -> (Lab, Definition, Definition) {
+    let lab = Lab::new().await;
+    lab.write("data/customers.csv", "id,plan\n1,pro\n2,starter\n3,pro\n");
+    lab.write(
+        "data/orders.csv",
+        "id,customer_id,total\n10,1,100.5\n11,2,20\n12,3,30\n",
+    );
+    let customers = lab.connector(
+        "customers",
+        "path = \"data/customers.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    );
+    let orders = lab.connector(
+        "orders",
+        "path = \"data/orders.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    );
+    ok(&lab.sync(&customers).await);
+    ok(&lab.sync(&orders).await);
+    // Written in an order the names would not sort into: dependencies decide.
+    lab.write(
+        "connectors/a_plan_count.sql",
+        "SELECT count(*) AS plans FROM gold.top_plan",
+    );
+    lab.write(
+        "connectors/by_plan.sql",
+        "SELECT c.plan, sum(o.total) AS revenue FROM silver.orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.plan",
+    );
+    lab.write(
+        "connectors/top_plan.sql",
+        "SELECT plan, revenue FROM gold.by_plan ORDER BY revenue DESC LIMIT 1",
+    );
+    (lab, customers, orders)
+}
+
+#[tokio::test]
+async fn gold_models_build_once_in_dependency_order_and_again_after_a_silver_change() {
+    let (lab, _customers, orders) = gold_lab().await;
+    let first = lab.gold().await;
+    assert!(first.values().all(built), "{first:?}");
+    assert_eq!(
+        lab.rows("SELECT plan, revenue FROM gold.top_plan").await,
+        vec![json!({"plan": "pro", "revenue": 130.5})]
+    );
+    assert_eq!(
+        lab.rows("SELECT plans FROM gold.a_plan_count").await,
+        vec![json!({"plans": 1})]
+    );
+
+    // Nothing changed: nothing is rebuilt, no new versions.
+    let again = lab.gold().await;
+    assert!(again.values().all(unchanged), "{again:?}");
+    let v = lab.lake.version(Layer::Gold, "by_plan").await.unwrap();
+
+    // A silver change rebuilds the model and the models that read it.
+    lab.write(
+        "data/orders.csv",
+        "id,customer_id,total\n10,1,100.5\n11,2,500\n12,3,30\n",
+    );
+    ok(&lab.sync(&orders).await);
+    let third = lab.gold().await;
+    assert!(third.values().all(built), "{third:?}");
+    assert_eq!(
+        lab.lake.version(Layer::Gold, "by_plan").await.unwrap(),
+        v.map(|v| v + 1)
+    );
+    assert_eq!(
+        lab.rows("SELECT plan, revenue FROM gold.top_plan").await,
+        vec![json!({"plan": "starter", "revenue": 500.0})]
+    );
+
+    // Changing only the SQL text rebuilds that model (and its readers), not the others.
+    lab.write(
+        "connectors/a_plan_count.sql",
+        "SELECT count(*) AS plans, 'x' AS tag FROM gold.top_plan",
+    );
+    let fourth = lab.gold().await;
+    assert!(built(&fourth["a_plan_count"]), "{fourth:?}");
+    assert!(unchanged(&fourth["by_plan"]) && unchanged(&fourth["top_plan"]));
+    assert_eq!(
+        lab.rows("SELECT plans, tag FROM gold.a_plan_count").await,
+        vec![json!({"plans": 1, "tag": "x"})]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_model_fails_cleanly_and_the_others_still_build() {
+    let (lab, _customers, orders) = gold_lab().await;
+    let first = lab.gold().await;
+    assert!(first.values().all(built), "{first:?}");
+
+    // by_plan now refers to a missing column: it fails, naming its file; top_plan and
+    // a_plan_count, which read it, fail too; a model of its own still builds.
+    lab.write(
+        "connectors/by_plan.sql",
+        "SELECT c.plan, sum(o.no_such_column) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.plan",
+    );
+    lab.write(
+        "connectors/n_orders.sql",
+        "SELECT count(*) AS n FROM orders",
+    );
+    lab.write("connectors/writes.sql", "DELETE FROM orders");
+    lab.write("connectors/unknown.sql", "SELECT * FROM silver.nope");
+    lab.write("connectors/ghost.sql", "SELECT * FROM gold.not_a_model");
+    lab.write("connectors/cyc_a.sql", "SELECT * FROM gold.cyc_b");
+    lab.write("connectors/cyc_b.sql", "SELECT * FROM gold.cyc_a");
+    lab.write(
+        "data/orders.csv",
+        "id,customer_id,total\n10,1,100.5\n11,2,500\n12,3,30\n",
+    );
+    ok(&lab.sync(&orders).await);
+    let r = lab.gold().await;
+    let e = failed_with(&r["by_plan"]);
+    assert!(
+        e.contains("by_plan.sql") && e.contains("no_such_column"),
+        "{e}"
+    );
+    assert!(failed_with(&r["top_plan"]).contains("gold.by_plan, which failed"));
+    assert!(failed_with(&r["a_plan_count"]).contains("gold.top_plan, which failed"));
+    let e = failed_with(&r["writes"]);
+    assert!(e.contains("writes.sql") && e.contains("refused"), "{e}");
+    let e = failed_with(&r["unknown"]);
+    assert!(
+        e.contains("unknown.sql") && e.contains("silver.nope"),
+        "{e}"
+    );
+    let e = failed_with(&r["ghost"]);
+    assert!(e.contains("ghost.sql") && e.contains("not a model"), "{e}");
+    for m in ["cyc_a", "cyc_b"] {
+        let e = failed_with(&r[m]);
+        assert!(
+            e.contains(&format!("{m}.sql")) && e.contains("cycle"),
+            "{e}"
+        );
+    }
+    assert!(built(&r["n_orders"]), "{r:?}");
+    assert_eq!(
+        lab.rows("SELECT n FROM gold.n_orders").await,
+        vec![json!({"n": 3})]
+    );
+    // The previous versions stay readable.
+    assert_eq!(
+        lab.rows("SELECT plan, revenue FROM gold.top_plan").await,
+        vec![json!({"plan": "pro", "revenue": 130.5})]
+    );
+
+    // Fixed: rebuilt on the next pass.
+    lab.write(
+        "connectors/by_plan.sql",
+        "SELECT c.plan, sum(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id GROUP BY c.plan",
+    );
+    let r = lab.gold().await;
+    assert!(built(&r["by_plan"]) && built(&r["top_plan"]), "{r:?}");
+    assert!(unchanged(&r["n_orders"]), "{r:?}");
+    assert_eq!(
+        lab.rows("SELECT plan, revenue FROM gold.top_plan").await,
+        vec![json!({"plan": "starter", "revenue": 500.0})]
+    );
+}
+
+#[test]
+fn bench_sync_reports_throughput_and_the_incremental_resync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = conveyor()
+        .args(["bench", "sync", "--rows", "2000", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2000 rows in 100 CSV files"), "{text}");
+    assert!(text.contains("20 rows read, 20 updated"), "{text}");
+    assert!(text.contains("silver has 2000 rows"), "{text}");
 }
