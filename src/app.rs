@@ -194,16 +194,16 @@ impl App {
 
 impl App {
     /// The channels whose unconfirmed replies the resender sends again.
-    pub fn outboxes(&self) -> Vec<Arc<dyn crate::gateway::egress::Resend>> {
-        let mut out: Vec<Arc<dyn crate::gateway::egress::Resend>> = Vec::new();
+    pub fn outboxes(&self) -> Vec<Arc<dyn crate::gateway::egress::Outbox>> {
+        let mut out: Vec<Arc<dyn crate::gateway::egress::Outbox>> = Vec::new();
         if let Some(slack) = &self.slack {
-            out.push(Arc::clone(slack) as Arc<dyn crate::gateway::egress::Resend>);
+            out.push(Arc::clone(slack) as Arc<dyn crate::gateway::egress::Outbox>);
         }
         if let Some(discord) = &self.discord {
-            out.push(Arc::clone(discord) as Arc<dyn crate::gateway::egress::Resend>);
+            out.push(Arc::clone(discord) as Arc<dyn crate::gateway::egress::Outbox>);
         }
         if let Some(telegram) = &self.telegram {
-            out.push(Arc::clone(telegram) as Arc<dyn crate::gateway::egress::Resend>);
+            out.push(Arc::clone(telegram) as Arc<dyn crate::gateway::egress::Outbox>);
         }
         out
     }

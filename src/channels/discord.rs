@@ -556,7 +556,7 @@ impl Discord {
 }
 
 #[async_trait::async_trait]
-impl crate::gateway::egress::Resend for Discord {
+impl crate::gateway::egress::Outbox for Discord {
     fn channel(&self) -> Channel {
         Channel::Discord
     }

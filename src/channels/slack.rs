@@ -20,7 +20,7 @@ use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
 use crate::gateway::access::{Decision, Subject};
-use crate::gateway::egress::{Resend, record_once};
+use crate::gateway::egress::{Outbox, record_once};
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
 use crate::store::{EgressRow, Store};
 
@@ -1164,7 +1164,7 @@ impl Slack {
 }
 
 #[async_trait::async_trait]
-impl Resend for Slack {
+impl Outbox for Slack {
     fn channel(&self) -> Channel {
         Channel::Slack
     }

@@ -926,7 +926,7 @@ impl Telegram {
 }
 
 #[async_trait::async_trait]
-impl crate::gateway::egress::Resend for Telegram {
+impl crate::gateway::egress::Outbox for Telegram {
     fn channel(&self) -> Channel {
         Channel::Telegram
     }

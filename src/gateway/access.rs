@@ -234,11 +234,6 @@ impl Access {
             }
         }
     }
-
-    /// The rules as configured.
-    pub fn config(&self) -> &AccessConfig {
-        &self.config
-    }
 }
 
 /// "1 hour", "30 minutes", "90 seconds": how long a code lives, in words.

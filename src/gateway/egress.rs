@@ -35,7 +35,7 @@ pub async fn record_once(
 /// the egress ledger again (its payload holds everything needed), and post an answer into a
 /// chat that did not ask (a webhook's `forward_to`).
 #[async_trait::async_trait]
-pub trait Resend: Send + Sync {
+pub trait Outbox: Send + Sync {
     /// The channel whose rows this sends.
     fn channel(&self) -> Channel;
     /// Sends one `pending` row and confirms it (`Store::egress_attempt`, then
@@ -74,7 +74,7 @@ pub struct ResendReport {
 /// delivery is at-least-once for that window and exactly-once otherwise.
 pub struct Resender {
     store: Store,
-    outboxes: Vec<std::sync::Arc<dyn Resend>>,
+    outboxes: Vec<std::sync::Arc<dyn Outbox>>,
     max_attempts: i64,
     max_age: std::time::Duration,
 }
@@ -83,7 +83,7 @@ impl Resender {
     /// A resender over `outboxes` (one per configured chat platform).
     pub fn new(
         store: Store,
-        outboxes: Vec<std::sync::Arc<dyn Resend>>,
+        outboxes: Vec<std::sync::Arc<dyn Outbox>>,
         config: &crate::config::GatewayConfig,
     ) -> Self {
         Self {
