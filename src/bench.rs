@@ -6,6 +6,8 @@
 //!   retrieval, planner). Latency is measured per request on the client side.
 //! - [`redaction`]: redaction and restore throughput on a mixed sample.
 //! - [`audit`]: audit log appends per second, hash chain included.
+//! - [`sync`]: connector sync throughput (CSV or PostgreSQL → bronze → silver), the re-sync
+//!   after 1% changed, and optionally the index feed (documents per second).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -255,18 +257,48 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Where `conveyor bench sync` reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncBenchSource {
+    /// Generated CSV files (100 of them) read by a `files` connector.
+    #[default]
+    Csv,
+    /// A generated PostgreSQL table read by a `sql` connector with an incremental column; the
+    /// URL comes from [`BENCH_POSTGRES_ENV`].
+    Postgres,
+}
+
+/// The environment variable `conveyor bench sync --source postgres` reads its URL from.
+pub const BENCH_POSTGRES_ENV: &str = "CONVEYOR_BENCH_POSTGRES_URL";
+
+/// What `conveyor bench sync` is asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct SyncBenchOptions {
+    /// Rows to generate.
+    pub rows: u64,
+    /// Keep everything in this folder instead of a temporary one.
+    pub dir: Option<std::path::PathBuf>,
+    /// The source.
+    pub source: SyncBenchSource,
+    /// Also feed silver into a fresh knowledge index (every row one document) and measure it.
+    pub index: bool,
+}
+
 /// What `conveyor bench sync` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncBench {
-    /// Rows in the generated CSV files.
+    /// The source read.
+    pub source: SyncBenchSource,
+    /// Rows generated at the source.
     pub rows: u64,
-    /// Files they are split into.
+    /// Files they are split into (CSV), 1 for a table.
     pub files: usize,
-    /// First sync (CSV → bronze → silver), seconds.
+    /// First sync (source → bronze → silver), seconds.
     pub full_seconds: f64,
     /// Rows per second of the first sync.
     pub full_rows_per_second: f64,
-    /// The re-sync after one file (1% of the rows) changed, seconds.
+    /// The re-sync after 1% of the rows changed, seconds.
     pub incremental_seconds: f64,
     /// Rows the re-sync read.
     pub incremental_rows_read: u64,
@@ -276,18 +308,37 @@ pub struct SyncBench {
     pub silver_rows: u64,
     /// The silver table's folder.
     pub silver_path: std::path::PathBuf,
+    /// The index feed, when asked for.
+    pub index: Option<IndexBench>,
 }
 
-/// Generates `rows` rows of CSV split into 100 files under `dir` (a temporary folder when
-/// `None`), syncs them with a `files` connector into a fresh lakehouse, then rewrites one file
-/// (1% of the rows, every amount changed) and syncs again.
-pub async fn sync(rows: u64, dir: Option<&std::path::Path>) -> Result<SyncBench> {
+/// The index feed part of `conveyor bench sync --index`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexBench {
+    /// Documents of the first (full) feed.
+    pub documents: usize,
+    /// Its seconds.
+    pub seconds: f64,
+    /// Documents per second.
+    pub docs_per_second: f64,
+    /// Documents of the feed after the 1% change (read from the change data feed).
+    pub changed_documents: usize,
+    /// Its seconds.
+    pub changed_seconds: f64,
+}
+
+/// Generates `rows` rows at the source (CSV split into 100 files under the folder, or a
+/// PostgreSQL table), syncs them into a fresh lakehouse, changes 1% of the rows (one file, or
+/// `UPDATE … WHERE id % 100 = 50` with the incremental column moved) and syncs again. With
+/// `index`, silver is also fed into a fresh knowledge index after each sync.
+pub async fn sync(opts: SyncBenchOptions) -> Result<SyncBench> {
     use crate::connectors::sync::{SyncContext, SyncOptions};
     use crate::lakehouse::{Lakehouse, LakehouseConfig};
     const FILES: usize = 100;
+    let rows = opts.rows.max(1);
     let tmp = tempfile::tempdir()
         .map_err(|e| Error::Upstream(format!("cannot create a temporary folder: {e}")))?;
-    let root = dir.unwrap_or(tmp.path()).to_path_buf();
+    let root = opts.dir.clone().unwrap_or(tmp.path().to_path_buf());
     let io = |what: &str, e: std::io::Error| Error::Upstream(format!("bench: {what}: {e}"));
     std::fs::create_dir_all(root.join("data")).map_err(|e| io("creating data/", e))?;
     std::fs::create_dir_all(root.join("connectors")).map_err(|e| io("creating connectors/", e))?;
@@ -310,14 +361,61 @@ pub async fn sync(rows: u64, dir: Option<&std::path::Path>) -> Result<SyncBench>
         std::fs::write(root.join(format!("data/part-{part:03}.csv")), text)
             .map_err(|e| io("writing the CSV", e))
     };
-    for part in 0..FILES {
-        write_part(part, 0.0)?;
-    }
-    std::fs::write(
-        root.join("connectors/events.toml"),
-        "name = \"events\"\nkind = \"files\"\npath = \"data/*.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
-    )
-    .map_err(|e| io("writing the connector", e))?;
+    let index_spec = if opts.index {
+        "[index]\ntitle = \"status\"\ntext = [\"status\", \"customer_id\", \"amount\"]\n"
+    } else {
+        ""
+    };
+    let pg_table = "conveyor_bench_events";
+    let pg_url = || {
+        std::env::var(BENCH_POSTGRES_ENV).map_err(|_| {
+            Error::BadInput(format!(
+                "bench sync --source postgres reads the database URL from {BENCH_POSTGRES_ENV}, which is not set; e.g. {BENCH_POSTGRES_ENV}=postgres://postgres@127.0.0.1:5432/test"
+            ))
+        })
+    };
+    let (files, connector) = match opts.source {
+        SyncBenchSource::Csv => {
+            for part in 0..FILES {
+                write_part(part, 0.0)?;
+            }
+            (
+                FILES,
+                format!(
+                    "name = \"events\"\nkind = \"files\"\npath = \"data/*.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n{index_spec}"
+                ),
+            )
+        }
+        SyncBenchSource::Postgres => {
+            let url = pg_url()?;
+            crate::connectors::sql::execute(
+                &url,
+                &[
+                    format!("DROP TABLE IF EXISTS {pg_table}"),
+                    format!(
+                        "CREATE TABLE {pg_table} AS SELECT i AS id, i % 5000 AS customer_id, \
+                         round((i % 10000) / 100.0, 2)::float8 AS amount, \
+                         (ARRAY['paid','pending','refunded'])[i % 3 + 1] AS status, \
+                         timestamptz '2026-01-01' + (i % 28) * interval '1 day' + (i % 24) * interval '1 hour' AS created_at, \
+                         1 AS version FROM generate_series(0, {}) AS i",
+                        rows - 1
+                    ),
+                    format!("ALTER TABLE {pg_table} ADD PRIMARY KEY (id)"),
+                    format!("CREATE INDEX ON {pg_table} (version, id)"),
+                    format!("ANALYZE {pg_table}"),
+                ],
+            )
+            .await?;
+            (
+                1,
+                format!(
+                    "name = \"events\"\nkind = \"sql\"\nurl_env = \"{BENCH_POSTGRES_ENV}\"\ntable = \"{pg_table}\"\nprimary_key = \"id\"\nincremental_column = \"version\"\nbatch_size = 50000\n{index_spec}"
+                ),
+            )
+        }
+    };
+    std::fs::write(root.join("connectors/events.toml"), connector)
+        .map_err(|e| io("writing the connector", e))?;
     let defs = crate::connectors::load_dir(&root.join("connectors"), &root)?;
     let def = defs
         .first()
@@ -329,6 +427,25 @@ pub async fn sync(rows: u64, dir: Option<&std::path::Path>) -> Result<SyncBench>
         lake: &lake,
         lease: Duration::from_secs(3600),
     };
+    let knowledge = if opts.index {
+        let config = crate::config::Config::from_toml("", "bench", &root, &[])?;
+        Some(crate::app::Knowledge::open(&config)?)
+    } else {
+        None
+    };
+    let feed = |knowledge: &crate::app::Knowledge| {
+        let indexer = knowledge.indexer();
+        let index = Arc::clone(&knowledge.index);
+        let (store, lake, def) = (&store, &lake, def);
+        async move {
+            let started = Instant::now();
+            let r = crate::connectors::feed::run(store, lake, &indexer, index.as_ref(), def)
+                .await?
+                .ok_or_else(|| Error::Internal("bench: the connector has no [index]".into()))?;
+            Ok::<_, Error>((r.documents, started.elapsed().as_secs_f64()))
+        }
+    };
+
     let started = Instant::now();
     let first = crate::connectors::sync::run(cx, def, SyncOptions::default()).await?;
     let full_seconds = started.elapsed().as_secs_f64();
@@ -337,13 +454,32 @@ pub async fn sync(rows: u64, dir: Option<&std::path::Path>) -> Result<SyncBench>
             "bench: the first sync failed: {e}"
         )));
     }
-    write_part(FILES / 2, 1.0)?;
+    let first_feed = match &knowledge {
+        Some(k) => Some(feed(k).await?),
+        None => None,
+    };
+    match opts.source {
+        SyncBenchSource::Csv => write_part(FILES / 2, 1.0)?,
+        SyncBenchSource::Postgres => {
+            crate::connectors::sql::execute(
+                &pg_url()?,
+                &[format!(
+                    "UPDATE {pg_table} SET amount = amount + 1, version = 2 WHERE id % 100 = 50"
+                )],
+            )
+            .await?;
+        }
+    }
     let started = Instant::now();
     let second = crate::connectors::sync::run(cx, def, SyncOptions::default()).await?;
     let incremental_seconds = started.elapsed().as_secs_f64();
     if let Some(e) = second.error {
         return Err(Error::Internal(format!("bench: the re-sync failed: {e}")));
     }
+    let second_feed = match &knowledge {
+        Some(k) => Some(feed(k).await?),
+        None => None,
+    };
     let out = lake
         .query("SELECT count(*) AS n FROM silver.events", None)
         .await?
@@ -354,9 +490,22 @@ pub async fn sync(rows: u64, dir: Option<&std::path::Path>) -> Result<SyncBench>
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or(0);
     store.close().await;
+    let index = match (first_feed, second_feed) {
+        (Some((documents, seconds)), Some((changed_documents, changed_seconds))) => {
+            Some(IndexBench {
+                documents,
+                seconds,
+                docs_per_second: documents as f64 / seconds.max(1e-9),
+                changed_documents,
+                changed_seconds,
+            })
+        }
+        _ => None,
+    };
     Ok(SyncBench {
+        source: opts.source,
         rows,
-        files: FILES,
+        files,
         full_seconds,
         full_rows_per_second: rows as f64 / full_seconds.max(1e-9),
         incremental_seconds,
@@ -364,5 +513,6 @@ pub async fn sync(rows: u64, dir: Option<&std::path::Path>) -> Result<SyncBench>
         incremental_updated: second.updated,
         silver_rows,
         silver_path: lake.table_dir(crate::lakehouse::Layer::Silver, "events"),
+        index,
     })
 }

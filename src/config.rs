@@ -551,7 +551,7 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
-/// A duration written like `"500ms"`, `"10s"`, `"5m"`, `"1h"`.
+/// A duration written like `"500ms"`, `"10s"`, `"5m"`, `"1h"`, `"1d"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
@@ -564,15 +564,16 @@ impl FromStr for HumanDuration {
         let (n, unit) = t.split_at(split);
         let bad = || {
             format!(
-                "invalid duration {s:?}: expected a number and a unit (ms, s, m, h), e.g. \"10s\""
+                "invalid duration {s:?}: expected a number and a unit (ms, s, m, h, d), e.g. \"10s\""
             )
         };
         let n: u64 = n.parse().map_err(|_| bad())?;
         let d = match unit.trim() {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" | "min" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
+            "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+            "d" => Duration::from_secs(n.checked_mul(86_400).ok_or_else(bad)?),
             _ => return Err(bad()),
         };
         Ok(Self(d))

@@ -124,6 +124,10 @@ enum Command {
     Sync {
         /// Only this connector (all of them by default).
         name: Option<String>,
+        /// Ignore the saved cursors and read every source in full: rows the source no longer
+        /// has are deleted from silver (use after changing a connector's query or filter).
+        #[arg(long)]
+        full: bool,
         /// Print the reports as JSON.
         #[arg(long)]
         json: bool,
@@ -258,8 +262,9 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Sync throughput: generated CSV (100 files) → bronze → silver, then a re-sync after one
-    /// file (1% of the rows) changed. Uses a temporary folder unless --dir is given.
+    /// Sync throughput: generated CSV (100 files) or a PostgreSQL table → bronze → silver,
+    /// then a re-sync after 1% of the rows changed; with --index also the index feed. Uses a
+    /// temporary folder unless --dir is given.
     Sync {
         /// Rows to generate.
         #[arg(long, default_value_t = 1_000_000)]
@@ -267,6 +272,16 @@ enum BenchCommand {
         /// Keep the generated data, store and lakehouse in this folder.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Where the rows come from: csv, or postgres (a table generated in the database at
+        /// CONVEYOR_BENCH_POSTGRES_URL).
+        #[arg(long, default_value = "csv", value_parser = ["csv", "postgres"])]
+        source: String,
+        /// Also feed silver into a fresh knowledge index and measure documents per second.
+        #[arg(long)]
+        index: bool,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Personal-data redaction and restore throughput (MB/s) on a mixed sample text.
     Redact {
@@ -352,7 +367,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tools { what } => tools(&cli.config, what).await,
         Command::Audit { what } => audit(&cli.config, what).await,
         Command::Access { what } => access(&cli.config, what).await,
-        Command::Sync { name, json } => sync(&cli.config, name.as_deref(), json).await,
+        Command::Sync { name, full, json } => sync(&cli.config, name.as_deref(), full, json).await,
         Command::Runs { name, n, json } => runs(&cli.config, name.as_deref(), n, json).await,
         Command::Sql {
             query,
@@ -517,13 +532,37 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
-            what: BenchCommand::Sync { rows, dir },
+            what:
+                BenchCommand::Sync {
+                    rows,
+                    dir,
+                    source,
+                    index,
+                    json,
+                },
         } => {
-            let r = conveyor::bench::sync(rows, dir.as_deref()).await?;
+            use conveyor::bench::{SyncBenchOptions, SyncBenchSource};
+            let r = conveyor::bench::sync(SyncBenchOptions {
+                rows,
+                dir,
+                source: if source == "postgres" {
+                    SyncBenchSource::Postgres
+                } else {
+                    SyncBenchSource::Csv
+                },
+                index,
+            })
+            .await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let what = match r.source {
+                SyncBenchSource::Csv => format!("{} rows in {} CSV files", r.rows, r.files),
+                SyncBenchSource::Postgres => format!("{} rows of a PostgreSQL table", r.rows),
+            };
             out!(
-                "sync: {} rows in {} CSV files → bronze → silver in {:.2}s: {:.0} rows/s; re-sync after 1% changed (one file, {} rows read, {} updated): {:.2}s; silver has {} rows at {}",
-                r.rows,
-                r.files,
+                "sync: {what} → bronze → silver in {:.2}s: {:.0} rows/s; re-sync after 1% changed ({} rows read, {} updated): {:.2}s; silver has {} rows at {}",
                 r.full_seconds,
                 r.full_rows_per_second,
                 r.incremental_rows_read,
@@ -532,6 +571,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 r.silver_rows,
                 r.silver_path.display()
             );
+            if let Some(i) = &r.index {
+                out!(
+                    "index feed: {} documents in {:.2}s: {:.0} docs/s; after the 1% change: {} documents in {:.2}s",
+                    i.documents,
+                    i.seconds,
+                    i.docs_per_second,
+                    i.changed_documents,
+                    i.changed_seconds
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -798,13 +847,24 @@ async fn feed_index(
         {
             Ok(Some(r)) => {
                 if !json && !r.up_to_date {
-                    out!(
-                        "{}: indexed {} rows of silver.{} ({} chunks)",
-                        r.connector,
-                        r.documents,
-                        r.connector,
-                        r.chunks
-                    );
+                    if r.mode == "changes" {
+                        out!(
+                            "{}: indexed {} changed rows of silver.{} ({} chunks), removed {}",
+                            r.connector,
+                            r.documents,
+                            r.connector,
+                            r.chunks,
+                            r.removed
+                        );
+                    } else {
+                        out!(
+                            "{}: indexed {} rows of silver.{} ({} chunks)",
+                            r.connector,
+                            r.documents,
+                            r.connector,
+                            r.chunks
+                        );
+                    }
                 }
                 out.push(r);
             }
@@ -821,7 +881,7 @@ async fn feed_index(
     result.map(|()| out)
 }
 
-async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<ExitCode> {
+async fn sync(config_path: &Path, only: Option<&str>, full: bool, json: bool) -> Result<ExitCode> {
     use conveyor::connectors::sync::{self, SyncContext, SyncOptions};
     let config = Config::load(config_path)?;
     let dir = config.connectors_dir();
@@ -861,6 +921,7 @@ async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit
             def,
             SyncOptions {
                 progress: !json,
+                full,
                 ..Default::default()
             },
         )

@@ -11,7 +11,8 @@
 //! value seen, sent as `param` on the next run. Such a run sees only changed records, so it
 //! cannot see deletions: only a full listing (the first run, or any run without a cursor) marks
 //! the source object as replaced, which lets the lakehouse delete the rows the API no longer
-//! lists.
+//! lists. With `incremental.full_every` (e.g. `"1d"`) a run lists everything again once that
+//! long has passed since the last full listing, so deletions reach silver on that schedule.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -205,6 +206,11 @@ pub struct Incremental {
     pub field: String,
     /// The query parameter the cursor is sent as.
     pub param: String,
+    /// How often a run lists everything instead (no updated-since parameter), so that records
+    /// deleted at the source are deleted from silver too; e.g. `"1d"`. Without it only the
+    /// first run (or `conveyor sync --full`) is a full listing.
+    #[serde(default)]
+    pub full_every: Option<HumanDuration>,
 }
 
 impl HttpConfig {
@@ -293,6 +299,9 @@ enum Credentials {
 struct Cursor {
     /// The largest `incremental.field` value seen so far.
     since: Option<Value>,
+    /// When the last full listing ran (Unix milliseconds); kept with `incremental.full_every`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    full_at: Option<i64>,
 }
 
 impl HttpSource {
@@ -852,9 +861,24 @@ impl Source for HttpSource {
                 ))
             })?,
         };
-        // The cursor is only meaningful with `incremental`; without it every run is full.
+        // The cursor is only meaningful with `incremental`; without it every run is full. With
+        // `full_every`, a run lists everything again once that long has passed since the last
+        // full listing, which is how deletions at the source reach silver.
+        let now = chrono::Utc::now().timestamp_millis();
         let since = match &self.config.incremental {
-            Some(_) => previous.since.clone(),
+            Some(inc) => {
+                let full_due = inc.full_every.is_some_and(|every| {
+                    let every = i64::try_from(every.0.as_millis()).unwrap_or(i64::MAX);
+                    previous
+                        .full_at
+                        .is_none_or(|at| now.saturating_sub(at) >= every)
+                });
+                if full_due {
+                    None
+                } else {
+                    previous.since.clone()
+                }
+            }
             None => None,
         };
         let source: Arc<str> = match Url::parse(&self.config.url) {
@@ -882,12 +906,23 @@ impl Source for HttpSource {
             out.replaced.push(source.to_string());
         }
         out.unchanged = 0;
+        let full_at = match &self.config.incremental {
+            Some(inc) if inc.full_every.is_some() => {
+                if since.is_none() {
+                    Some(now)
+                } else {
+                    previous.full_at
+                }
+            }
+            _ => None,
+        };
         out.cursor = serde_json::to_value(Cursor {
             since: if self.config.incremental.is_some() {
                 largest
             } else {
                 None
             },
+            full_at,
         })
         .map_err(|e| Error::internal("encoding the cursor", e))?;
         Ok(out)

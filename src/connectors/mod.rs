@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::HumanDuration;
 use crate::error::{Error, Result};
-use crate::lakehouse::SourceRecord;
+use crate::lakehouse::{KeyListing, SourceRecord};
 
 /// `[connectors]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,6 +183,9 @@ pub struct Extract {
     pub replaced: Vec<String>,
     /// Source objects gone since the last run: all their rows are deleted.
     pub removed: Vec<String>,
+    /// Every primary key the source holds now, when the run read only changes but could list
+    /// keys cheaply (`sql` with `incremental_column`): rows whose key is gone are deleted.
+    pub listed: Option<KeyListing>,
     /// Source objects unchanged since the last run (not read again).
     pub unchanged: usize,
     /// Records that could not be read.

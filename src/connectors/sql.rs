@@ -4,9 +4,10 @@
 //! connector file. Rows are read in batches of `batch_size` with keyset pagination (`ORDER BY`
 //! the incremental column, then the primary key, and `WHERE (…) > (last values)`), never with
 //! `OFFSET`. With `incremental_column`, a run reads only rows whose value is greater than the
-//! cursor (the largest value read by the last committed run), so it cannot see deletions; rows
-//! whose incremental column is NULL are never read. Without it every run is a full listing and
-//! rows gone from the source are deleted from silver.
+//! cursor (the largest value read by the last committed run), then lists every primary key
+//! (`SELECT key columns FROM …`, one narrow query), so rows deleted at the source are deleted
+//! from silver too; rows whose incremental column is NULL are never read. Without it every run
+//! is a full listing and rows gone from the source are deleted from silver.
 //!
 //! Values become JSON: integers and floats as numbers, DECIMAL/NUMERIC as strings (exact, without
 //! trailing zeros; cast in SQL when a float is wanted), booleans, text, timestamps as RFC 3339 strings (a timestamp
@@ -39,6 +40,7 @@ use super::http::{EnvLookup, fail_on_issues, push};
 use super::{Extract, OnError, PrimaryKey, Progress, Source};
 use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::lakehouse::KeyListing;
 
 /// Binds one [`Cell`] to a query of a driver with typed parameters (PostgreSQL, MySQL); the
 /// drivers differ only in how an unsigned integer goes in (`$uint` maps it).
@@ -655,6 +657,38 @@ impl SqlSource {
     }
 }
 
+impl SqlSource {
+    /// Every primary key of the table or query: `SELECT key columns FROM …`.
+    async fn list_keys(&self, conn: &mut Conn, source: &Arc<str>) -> Result<KeyListing> {
+        let cols: Vec<String> = self
+            .config
+            .primary_key
+            .0
+            .iter()
+            .map(|k| conn.quote(k))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {}",
+            cols.join(", "),
+            self.source_clause(conn)
+        );
+        let (_, rows) = conn.fetch(&sql, &[]).await.map_err(|e| {
+            Error::Upstream(format!(
+                "connector `{}`: listing the keys of the {} (to find deleted rows) failed: {e}",
+                self.name,
+                self.what()
+            ))
+        })?;
+        Ok(KeyListing {
+            source: source.to_string(),
+            keys: rows
+                .into_iter()
+                .map(|r| r.iter().map(Cell::to_json).collect())
+                .collect(),
+        })
+    }
+}
+
 #[async_trait]
 impl Source for SqlSource {
     async fn extract(
@@ -696,8 +730,20 @@ impl Source for SqlSource {
         let result = self
             .read(&mut conn, since, progress, &mut out, &source)
             .await;
+        let largest = match result {
+            // An incremental run sees no deletions by itself: list every key (one narrow
+            // query), and the lakehouse deletes the silver rows whose key is gone.
+            Ok(largest) if !full => match self.list_keys(&mut conn, &source).await {
+                Ok(listing) => {
+                    out.listed = Some(listing);
+                    Ok(largest)
+                }
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
         conn.close().await;
-        let largest = result?;
+        let largest = largest?;
         fail_on_issues(&out, on_error)?;
         if full {
             // Every row of the table or query is in `records`: rows gone from the source
@@ -714,6 +760,37 @@ impl Source for SqlSource {
         .map_err(|e| Error::internal("encoding the cursor", e))?;
         Ok(out)
     }
+}
+
+/// Runs `statements` in order on the database at `url` (benchmarks generate their source
+/// tables with it).
+pub async fn execute(url: &str, statements: &[String]) -> Result<()> {
+    let mut conn = Conn::open(url)
+        .await
+        .map_err(|e| Error::Upstream(format!("cannot connect to {}: {e}", describe_url(url))))?;
+    let mut result = Ok(());
+    for s in statements {
+        let done = match &mut conn {
+            Conn::Pg(c) => sqlx::raw_sql(AssertSqlSafe(s.clone()))
+                .execute(&mut *c)
+                .await
+                .map(|_| ()),
+            Conn::My(c) => sqlx::raw_sql(AssertSqlSafe(s.clone()))
+                .execute(&mut *c)
+                .await
+                .map(|_| ()),
+            Conn::Lite(c) => sqlx::raw_sql(AssertSqlSafe(s.clone()))
+                .execute(&mut *c)
+                .await
+                .map(|_| ()),
+        };
+        if let Err(e) = done {
+            result = Err(Error::Upstream(format!("{s}: {e}")));
+            break;
+        }
+    }
+    conn.close().await;
+    result
 }
 
 /// `sqlite://relative/path.db` is relative to the config folder, like other paths.

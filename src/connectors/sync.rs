@@ -35,6 +35,9 @@ pub struct SyncContext<'a> {
 pub struct SyncOptions {
     /// Draw a progress bar (shown only on a terminal).
     pub progress: bool,
+    /// Ignore the saved cursor and read the whole source (`conveyor sync --full`): every
+    /// silver row the source no longer has is deleted.
+    pub full: bool,
     /// Fault injection for tests: fail right after the lakehouse commit, before the cursor
     /// is saved, as a crash there would.
     #[doc(hidden)]
@@ -174,7 +177,11 @@ async fn attempt(
     run_id: &str,
     report: &mut SyncReport,
 ) -> Result<serde_json::Value> {
-    let cursor = cx.store.run_cursor(&def.name).await?;
+    let cursor = if opts.full {
+        None
+    } else {
+        cx.store.run_cursor(&def.name).await?
+    };
     let bar = if opts.progress {
         let bar = ProgressBar::new(0);
         if let Ok(style) =
@@ -213,6 +220,8 @@ async fn attempt(
             primary_key: def.primary_key(),
             replaced: &extract.replaced,
             removed: &extract.removed,
+            full: opts.full,
+            listed: extract.listed.as_ref(),
         })
         .await?;
     report.inserted = written.inserted;

@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 const SPARSE: &str = "bm25";
 /// Payload field indexed for replace/prune by file.
 const FILE_FIELD: &str = "file";
+/// The payload field with the document id (connector rows: `silver.NAME#KEY`).
+const DOC_FIELD: &str = "doc_id";
 
 /// Qdrant's engine in-process.
 pub struct EdgeIndex {
@@ -95,6 +97,22 @@ impl EdgeIndex {
                 ))
                 .map_err(|e| {
                     Error::upstream("creating the file index of the knowledge index", e)
+                })?;
+            // Connector rows are deleted one document at a time.
+            let doc_path: JsonPath = DOC_FIELD
+                .parse()
+                .map_err(|_| Error::Internal(format!("{DOC_FIELD:?} is not a payload path")))?;
+            shard
+                .update(UpdateOperation::FieldIndexOperation(
+                    qdrant_edge::FieldIndexOperations::CreateIndex(qdrant_edge::CreateIndex {
+                        field_name: doc_path,
+                        field_schema: Some(PayloadFieldSchema::FieldType(
+                            PayloadSchemaType::Keyword,
+                        )),
+                    }),
+                ))
+                .map_err(|e| {
+                    Error::upstream("creating the document index of the knowledge index", e)
                 })?;
             shard
         };
@@ -229,6 +247,31 @@ impl VectorIndex for EdgeIndex {
                     PointOperations::DeletePointsByFilter(filter),
                 ))
                 .map_err(|e| Error::upstream("deleting from the knowledge index", e))
+        })
+        .await
+    }
+
+    async fn delete_docs(&self, doc_ids: Vec<String>) -> Result<()> {
+        if doc_ids.is_empty() {
+            return Ok(());
+        }
+        let path: JsonPath = DOC_FIELD
+            .parse()
+            .map_err(|_| Error::Internal(format!("{DOC_FIELD:?} is not a payload path")))?;
+        self.blocking("deleting documents", move |shard| {
+            // Bounded filters: a few thousand ids per delete.
+            for ids in doc_ids.chunks(4096) {
+                let filter = Filter::new_must(Condition::Field(FieldCondition::new_match(
+                    path.clone(),
+                    Match::from(ids.to_vec()),
+                )));
+                shard
+                    .update(UpdateOperation::PointOperation(
+                        PointOperations::DeletePointsByFilter(filter),
+                    ))
+                    .map_err(|e| Error::upstream("deleting from the knowledge index", e))?;
+            }
+            Ok(())
         })
         .await
     }

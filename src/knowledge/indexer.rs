@@ -187,6 +187,16 @@ impl Indexer {
         Ok(n)
     }
 
+    /// Inserts or replaces `points` (made by [`Indexer::points`]) by id, in batches.
+    pub async fn upsert_points(&self, points: Vec<IndexPoint>) -> Result<()> {
+        let mut points = points.into_iter().peekable();
+        while points.peek().is_some() {
+            let batch: Vec<IndexPoint> = points.by_ref().take(BATCH).collect();
+            self.index.upsert(batch).await?;
+        }
+        Ok(())
+    }
+
     /// Ingests every supported file under `paths`, skipping unchanged files, and updates the
     /// manifest in `index_dir`.
     pub async fn index_paths(

@@ -94,6 +94,8 @@ pub trait VectorIndex: Send + Sync {
     async fn upsert(&self, points: Vec<IndexPoint>) -> Result<()>;
     /// Removes every chunk whose payload `file` equals `file`.
     async fn delete_file(&self, file: &str) -> Result<()>;
+    /// Removes every chunk of the documents `doc_ids` (payload `doc_id`).
+    async fn delete_docs(&self, doc_ids: Vec<String>) -> Result<()>;
     /// The `limit` best chunks for a sparse query vector.
     async fn search(&self, query: &SparseVector, limit: usize) -> Result<Vec<SearchHit>>;
     /// One chunk by id.

@@ -156,6 +156,31 @@ pub struct RunWrite<'a> {
     pub replaced: &'a [String],
     /// Source objects that disappeared: all their rows are deleted.
     pub removed: &'a [String],
+    /// The run read the whole source (`conveyor sync --full`): every silver row not in
+    /// `records` is deleted, whatever its source object.
+    pub full: bool,
+    /// Every primary key the source holds now, listed by a run that read only changes (the
+    /// `sql` kind with `incremental_column`): silver rows of that source object whose key is
+    /// not listed are deleted.
+    pub listed: Option<&'a KeyListing>,
+}
+
+/// A key-only listing of one source object (see [`RunWrite::listed`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyListing {
+    /// The source object, as in `_source`.
+    pub source: String,
+    /// One entry per source row: the primary key values, in `primary_key` order.
+    pub keys: Vec<Vec<serde_json::Value>>,
+}
+
+/// One row-level change of a silver table, read from its change data feed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowChange {
+    /// The row was inserted or updated; its current values (without `_` columns).
+    Upsert(serde_json::Map<String, serde_json::Value>),
+    /// The row with these primary key values was deleted.
+    Delete(serde_json::Map<String, serde_json::Value>),
 }
 
 /// What a run did to the tables.
@@ -332,9 +357,11 @@ impl Lakehouse {
                 if plan.batch.num_rows() > 0 {
                     let table = self.load_or_new(Layer::Silver, run.table).await?;
                     let rows = plan.batch.num_rows() as u64;
+                    // The change data feed lets the index feed read row-level changes.
                     let table = table
                         .write(vec![plan.batch])
                         .with_save_mode(SaveMode::Append)
+                        .with_configuration([(CHANGE_DATA_FEED, Some("true"))])
                         .await
                         .map_err(delta_err(&what))?;
                     report.inserted = rows;
@@ -342,9 +369,13 @@ impl Lakehouse {
                 }
             }
             Some(table) => {
-                if plan.batch.num_rows() == 0 && run.replaced.is_empty() && run.removed.is_empty() {
+                if plan.batch.num_rows() == 0
+                    && run.replaced.is_empty()
+                    && run.removed.is_empty()
+                    && !run.full
+                {
                     report.silver_version = table.version().map(version_i64);
-                    return Ok(report);
+                    return self.prune_unlisted(run, table, report).await;
                 }
                 let ctx = SessionContext::new();
                 let source = ctx
@@ -404,7 +435,11 @@ impl Lakehouse {
                         i
                     })
                     .map_err(delta_err(&what))?;
-                if !scope.is_empty() {
+                if run.full {
+                    merge = merge
+                        .when_not_matched_by_source_delete(|d| d)
+                        .map_err(delta_err(&what))?;
+                } else if !scope.is_empty() {
                     let pred = format!("target.{} IN ({})", quote(SOURCE), scope.join(", "));
                     merge = merge
                         .when_not_matched_by_source_delete(|d| d.predicate(pred))
@@ -415,9 +450,200 @@ impl Lakehouse {
                 report.updated = metrics.num_target_rows_updated as u64;
                 report.deleted = metrics.num_target_rows_deleted as u64;
                 report.silver_version = table.version().map(version_i64);
+                return self.prune_unlisted(run, table, report).await;
             }
         }
         Ok(report)
+    }
+
+    /// Deletes the silver rows of `run.listed`'s source object whose key the listing lacks
+    /// (rows deleted at a source that was read incrementally). A second commit after the
+    /// merge; a crash between the two is repaired by the next run, which lists again.
+    async fn prune_unlisted(
+        &self,
+        run: &RunWrite<'_>,
+        table: DeltaTable,
+        mut report: WriteReport,
+    ) -> Result<WriteReport> {
+        let Some(listing) = run.listed else {
+            return Ok(report);
+        };
+        let listed: HashSet<Vec<String>> = listing
+            .keys
+            .iter()
+            .map(|k| k.iter().map(records::render).collect())
+            .collect();
+        let cols: Vec<String> = run.primary_key.iter().map(|k| quote(k)).collect();
+        let text = format!(
+            "SELECT {} FROM silver.{} WHERE {} = {}",
+            cols.join(", "),
+            quote(run.table),
+            quote(SOURCE),
+            sql_string(&listing.source)
+        );
+        let out = sql::run(self, &text, 1 << 40, self.timeout).await?;
+        let gone: Vec<SourceRecord> = out
+            .json_rows()?
+            .into_iter()
+            .filter(|row| {
+                let key: Vec<String> = run
+                    .primary_key
+                    .iter()
+                    .map(|k| row.get(k).map(records::render).unwrap_or_default())
+                    .collect();
+                !listed.contains(&key)
+            })
+            .map(|data| SourceRecord {
+                source: Arc::from(listing.source.as_str()),
+                line: 0,
+                data,
+            })
+            .collect();
+        if gone.is_empty() {
+            return Ok(report);
+        }
+        let schema = table
+            .snapshot()
+            .map_err(delta_err("reading the silver schema"))?
+            .snapshot()
+            .arrow_schema();
+        let mut specs = Vec::with_capacity(run.primary_key.len());
+        for k in run.primary_key {
+            let ty = schema
+                .field_with_name(k)
+                .ok()
+                .and_then(|f| ColType::from_arrow(f.data_type()))
+                .ok_or_else(|| {
+                    Error::Internal(format!("silver.{} has no usable column `{k}`", run.table))
+                })?;
+            specs.push(ColumnSpec {
+                name: k.clone(),
+                ty,
+            });
+        }
+        let rows: Vec<&SourceRecord> = gone.iter().collect();
+        let batch = build_batch(&rows, &specs, false, Vec::new())?;
+        let what = format!("deleting rows gone from the source in silver.{}", run.table);
+        let ctx = SessionContext::new();
+        let source = ctx
+            .read_batch(batch)
+            .map_err(|e| Error::internal("lakehouse: reading the deleted keys", e))?;
+        let on = run
+            .primary_key
+            .iter()
+            .map(|k| format!("(target.{q} = source.{q})", q = quote(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let pred = format!("target.{} = {}", quote(SOURCE), sql_string(&listing.source));
+        let (table, metrics) = table
+            .merge(source, on)
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .when_matched_delete(|d| d.predicate(pred))
+            .map_err(delta_err(&what))?
+            .await
+            .map_err(delta_err(&what))?;
+        report.deleted += metrics.num_target_rows_deleted as u64;
+        report.silver_version = table.version().map(version_i64);
+        Ok(report)
+    }
+
+    /// The row-level changes of `silver.NAME` after version `since` up to the current version,
+    /// one per primary key (its last change), read from the table's change data feed.
+    /// `Ok(None)` when the feed cannot answer (the table was created without it, or the
+    /// versions are gone): the caller then reads the whole table.
+    pub async fn silver_changes(
+        &self,
+        name: &str,
+        primary_key: &[String],
+        since: i64,
+    ) -> Result<Option<(i64, Vec<RowChange>)>> {
+        let Some(table) = self.load(Layer::Silver, name).await? else {
+            return Ok(None);
+        };
+        let Some(current) = table.version().map(version_i64) else {
+            return Ok(None);
+        };
+        let enabled = table
+            .snapshot()
+            .ok()
+            .and_then(|s| {
+                s.metadata()
+                    .configuration()
+                    .get(CHANGE_DATA_FEED)
+                    .map(|v| v.eq_ignore_ascii_case("true"))
+            })
+            .unwrap_or(false);
+        if !enabled {
+            return Ok(None);
+        }
+        if current <= since {
+            return Ok(Some((current, Vec::new())));
+        }
+        let Ok(start) = u64::try_from(since + 1) else {
+            return Ok(None);
+        };
+        let cdf = match sql::change_rows(table, start, self.timeout).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::info!(table = %name, error = %e, "the change data feed cannot answer; reading the whole table");
+                return Ok(None);
+            }
+        };
+        // The last change of each key wins: by commit version, and within one commit a
+        // post-image or insert over a pre-image.
+        let rank = |t: &str| match t {
+            "update_preimage" => 0,
+            "delete" => 1,
+            _ => 2,
+        };
+        let mut last: std::collections::HashMap<Vec<String>, (i64, i32, RowChange)> =
+            std::collections::HashMap::new();
+        for mut row in cdf {
+            let kind = row
+                .remove("_change_type")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let version = row
+                .remove("_commit_version")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0);
+            row.remove("_commit_timestamp");
+            if kind == "update_preimage" {
+                continue;
+            }
+            row.retain(|k, _| !is_meta(k));
+            let key: Vec<String> = primary_key
+                .iter()
+                .map(|k| row.get(k).map(records::render).unwrap_or_default())
+                .collect();
+            let r = rank(&kind);
+            let change = if kind == "delete" {
+                let mut k = serde_json::Map::new();
+                for c in primary_key {
+                    k.insert(
+                        c.clone(),
+                        row.get(c).cloned().unwrap_or(serde_json::Value::Null),
+                    );
+                }
+                RowChange::Delete(k)
+            } else {
+                RowChange::Upsert(row)
+            };
+            match last.get(&key) {
+                Some((v, rk, _)) if (*v, *rk) > (version, r) => {}
+                _ => {
+                    last.insert(key, (version, r, change));
+                }
+            }
+        }
+        let mut changes: Vec<(Vec<String>, RowChange)> =
+            last.into_iter().map(|(k, (_, _, c))| (k, c)).collect();
+        changes.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Some((
+            current,
+            changes.into_iter().map(|(_, c)| c).collect(),
+        )))
     }
 
     /// Every row of `silver.NAME` as JSON objects (without conveyor's `_` columns); empty
@@ -611,6 +837,9 @@ fn meta_columns(rows: &[&SourceRecord], run: &RunWrite<'_>) -> Vec<(Field, Array
         ),
     ]
 }
+
+/// The table property that turns on Delta's change data feed.
+const CHANGE_DATA_FEED: &str = "delta.enableChangeDataFeed";
 
 fn is_meta(name: &str) -> bool {
     matches!(name, RUN_ID | FETCHED_AT | SOURCE)

@@ -314,6 +314,46 @@ pub(super) async fn run(
     })
 }
 
+/// Every row of `table`'s change data feed from version `start` on, as JSON objects with
+/// `_change_type` and `_commit_version`.
+pub(super) async fn change_rows(
+    table: deltalake::DeltaTable,
+    start: u64,
+    timeout: Duration,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let cdf_err = |e: deltalake::DeltaTableError| Error::Upstream(format!("change data feed: {e}"));
+    let df_err = |e: deltalake::datafusion::error::DataFusionError| {
+        Error::Upstream(format!("change data feed: {e}"))
+    };
+    let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(
+        table.scan_cdf().with_starting_version(start),
+    )
+    .map_err(cdf_err)?;
+    let ctx = SessionContext::new();
+    let work = async {
+        let df = ctx.read_table(Arc::new(provider)).map_err(df_err)?;
+        let schema = df.schema().inner().clone();
+        let batches = df.collect().await.map_err(df_err)?;
+        Ok::<_, Error>((schema, batches))
+    };
+    let (schema, batches) = tokio::time::timeout(timeout, work).await.map_err(|_| {
+        Error::Upstream(format!(
+            "change data feed: not read within {}s (lakehouse.sql_timeout)",
+            timeout.as_secs_f64()
+        ))
+    })??;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    QueryOutput {
+        columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        schema,
+        rows,
+        batches,
+        truncated: false,
+        limit: rows,
+    }
+    .json_rows()
+}
+
 /// The first `limit` rows of `batches`.
 fn cut(batches: Vec<RecordBatch>, limit: usize) -> Vec<RecordBatch> {
     let mut left = limit;

@@ -188,6 +188,53 @@ async fn http_incremental_run_fetches_only_newer_records() {
     assert_eq!(third.cursor, second.cursor);
 }
 
+/// `incremental.full_every`: an incremental connector lists everything again once that long
+/// has passed since its last full listing, so deletions at the source are seen.
+#[tokio::test]
+async fn http_incremental_lists_everything_again_on_its_full_every_schedule() {
+    let api = RestApi::start(api_records(3)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let def = define(
+        dir.path(),
+        "inc_full",
+        "http",
+        &format!(
+            "url = \"{}/items\"\nrecords = \"results\"\nprimary_key = \"id\"\nallow_private = true\nincremental = {{ field = \"updated_at\", param = \"updated_since\", full_every = \"1h\" }}\n",
+            api.url
+        ),
+    );
+    let src = source(&def, &[]);
+    let first = extract(&src, None).await.unwrap();
+    assert_eq!(first.replaced.len(), 1, "the first run is a full listing");
+    let full_at = first.cursor["full_at"].as_i64().expect("full_at kept");
+    let now = chrono::Utc::now().timestamp_millis();
+    assert!((now - full_at).abs() < 60_000, "{full_at} vs {now}");
+
+    // Within the hour: incremental, no pruning, full_at unchanged.
+    api.clear_seen();
+    let second = extract(&src, Some(&first.cursor)).await.unwrap();
+    assert_eq!(
+        api.seen(),
+        vec!["/items?updated_since=2026-01-03T00%3A00%3A00Z"]
+    );
+    assert!(second.replaced.is_empty());
+    assert_eq!(second.cursor["full_at"], first.cursor["full_at"]);
+
+    // Record 2 deleted at the source; the last full listing was two hours ago: this run lists
+    // everything (no updated-since) and marks the source replaced, so silver drops record 2.
+    let mut recs = api_records(3);
+    recs.remove(1);
+    api.set_records(recs);
+    api.clear_seen();
+    let stale = json!({"since": "2026-01-03T00:00:00Z", "full_at": now - 2 * 3_600_000});
+    let third = extract(&src, Some(&stale)).await.unwrap();
+    assert_eq!(api.seen(), vec!["/items"]);
+    assert_eq!(ids(&third), vec![1, 3]);
+    assert_eq!(third.replaced, vec![format!("{}/items", api.url)]);
+    assert!(third.cursor["full_at"].as_i64().unwrap() > now - 60_000);
+    assert_eq!(third.cursor["since"], json!("2026-01-03T00:00:00Z"));
+}
+
 #[tokio::test]
 async fn http_429_and_500_are_retried_then_a_clear_error() {
     let api = RestApi::start(api_records(2)).await;
@@ -450,10 +497,32 @@ async fn sql_suite(url: String, dialect: Dialect) {
     assert_eq!(ids(&second), vec![2, 7], "{dialect:?}");
     assert!(
         second.replaced.is_empty(),
-        "an incremental run sees no deletions"
+        "an incremental run does not replace the source object"
     );
+    let listed_ids = |x: &conveyor::connectors::Extract| {
+        let l = x
+            .listed
+            .as_ref()
+            .expect("an incremental run lists every key");
+        assert_eq!(l.source, "query");
+        let mut ids: Vec<i64> = l.keys.iter().map(|k| k[0].as_i64().unwrap()).collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(
+        listed_ids(&second),
+        vec![1, 2, 3, 4, 5, 6, 7],
+        "{dialect:?}"
+    );
+    assert!(
+        first.listed.is_none(),
+        "a full listing needs no key listing"
+    );
+    // Row 3 deleted at the source: nothing new to read, and the key listing lacks it.
+    exec(&url, &[format!("DELETE FROM {table} WHERE id = 3")]).await;
     let third = extract(&src, Some(&second.cursor)).await.unwrap();
     assert!(third.records.is_empty());
+    assert_eq!(listed_ids(&third), vec![1, 2, 4, 5, 6, 7], "{dialect:?}");
 
     // A missing primary-key column fails cleanly, naming the table and the column.
     let bad = define(

@@ -633,7 +633,8 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     let out = run_cli(&cfg, &["sync", "products"]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("products: indexed 12 rows"),
+        String::from_utf8_lossy(&out.stdout)
+            .contains("products: indexed 1 changed rows of silver.products"),
         "{}",
         show(&out)
     );
@@ -793,6 +794,9 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
 
 /// The index feed: a row updated at the source changes its document, a deleted row leaves the
 /// index, the payload links back to the table and key, and an unchanged table is not re-fed.
+/// After the first (full) feed, the feed reads silver's change data feed: only changed rows
+/// are indexed again, several syncs between two feeds collapse to each key's last change, and
+/// a column added at the source does not break it.
 #[tokio::test]
 async fn updates_and_deletions_reach_the_index_with_lineage() {
     use conveyor::app::Knowledge;
@@ -806,7 +810,7 @@ async fn updates_and_deletions_reach_the_index_with_lineage() {
     let retriever = knowledge.retriever();
     lab.write(
         "data/customers.csv",
-        "customer_id,name,notes,country\nCUS-001,Acme,Wants the zeppelin upgrade,BR\nCUS-002,Globex,Pays by invoice with walrus stamps,US\n",
+        "customer_id,name,notes,country\nCUS-001,Acme,Wants the zeppelin upgrade,BR\nCUS-002,Globex,Pays by invoice with walrus stamps,US\nCUS-003,Initech,Orders staplers by the pallet,US\n",
     );
     let def = lab.connector(
         "customers",
@@ -826,7 +830,8 @@ async fn updates_and_deletions_reach_the_index_with_lineage() {
     };
     ok(&lab.sync(&def).await);
     let r = feed().await;
-    assert_eq!(r.documents, 2, "{r:?}");
+    assert_eq!(r.documents, 3, "{r:?}");
+    assert_eq!(r.mode, "full", "the first feed indexes the whole table");
     assert!(!r.up_to_date);
 
     let hits = retriever.retrieve("zeppelin", 5).await.unwrap();
@@ -849,14 +854,19 @@ async fn updates_and_deletions_reach_the_index_with_lineage() {
     ok(&lab.sync(&def).await);
     assert!(feed().await.up_to_date);
 
-    // CUS-001 updated, CUS-002 deleted at the source.
+    // CUS-001 updated, CUS-002 deleted at the source; CUS-003 unchanged.
     lab.write(
         "data/customers.csv",
-        "customer_id,name,notes,country\nCUS-001,Acme,Now wants the blimp package,BR\n",
+        "customer_id,name,notes,country\nCUS-001,Acme,Now wants the blimp package,BR\nCUS-003,Initech,Orders staplers by the pallet,US\n",
     );
     ok(&lab.sync(&def).await);
     let r = feed().await;
-    assert_eq!(r.documents, 1, "{r:?}");
+    assert_eq!(r.mode, "changes", "{r:?}");
+    assert_eq!(
+        r.documents, 1,
+        "only the changed row is indexed again: {r:?}"
+    );
+    assert_eq!(r.removed, 1, "{r:?}");
     assert!(retriever.retrieve("zeppelin", 5).await.unwrap().is_empty());
     assert!(
         retriever
@@ -869,6 +879,89 @@ async fn updates_and_deletions_reach_the_index_with_lineage() {
     assert_eq!(hits.len(), 1, "{hits:?}");
     assert_eq!(hits[0].payload.source, "silver.customers#CUS-001");
     assert_eq!(hits[0].payload.text, "Acme\n\nNow wants the blimp package");
+    let hits = retriever.retrieve("staplers pallet", 5).await.unwrap();
+    assert_eq!(hits.len(), 1, "the unchanged row stays indexed: {hits:?}");
+    assert_eq!(hits[0].payload.source, "silver.customers#CUS-003");
+
+    // Two syncs before the next feed, and a column added at the source: CUS-004 inserted then
+    // deleted (nothing indexed), CUS-003 changed twice (the last text wins), CUS-002 back.
+    lab.write(
+        "data/customers.csv",
+        "customer_id,name,notes,country,tier\nCUS-001,Acme,Now wants the blimp package,BR,gold\nCUS-003,Initech,Switched to printer toner,US,\nCUS-004,Hooli,Buys kombucha kegs,US,\n",
+    );
+    ok(&lab.sync(&def).await);
+    lab.write(
+        "data/customers.csv",
+        "customer_id,name,notes,country,tier\nCUS-001,Acme,Now wants the blimp package,BR,gold\nCUS-002,Globex,Back with walrus stamps,US,\nCUS-003,Initech,Settled on fax paper,US,silver\n",
+    );
+    ok(&lab.sync(&def).await);
+    let r = feed().await;
+    assert_eq!(r.mode, "changes", "{r:?}");
+    assert!(
+        retriever
+            .retrieve("kombucha kegs", 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(retriever.retrieve("toner", 5).await.unwrap().is_empty());
+    let hits = retriever.retrieve("fax paper", 5).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].payload.source, "silver.customers#CUS-003");
+    let hits = retriever.retrieve("walrus stamps", 5).await.unwrap();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].payload.source, "silver.customers#CUS-002");
+    // The index holds exactly the three current rows.
+    assert_eq!(knowledge.index.count().await.unwrap(), 3);
+}
+
+/// `conveyor sync --full` (SyncOptions::full): the saved cursor is ignored, the whole source
+/// is read, and silver rows the source no longer has are deleted whatever file they came from.
+#[tokio::test]
+async fn a_full_sync_reads_everything_and_deletes_what_the_source_lost() {
+    let lab = Lab::new().await;
+    lab.write("data/a.csv", "id,v\n1,a\n2,b\n");
+    lab.write("data/b.csv", "id,v\n3,c\n");
+    let def = lab.connector(
+        "fullsync",
+        "path = \"data/*.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n",
+    );
+    ok(&lab.sync(&def).await);
+    // Unchanged files are skipped by a normal run, read by a full one.
+    let r = lab.sync(&def).await;
+    assert_eq!(r.files_read, 0, "{r:?}");
+    let r = lab
+        .sync_with(
+            &def,
+            SyncOptions {
+                full: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    ok(&r);
+    assert_eq!(
+        (r.files_read, r.inserted, r.updated, r.deleted),
+        (2, 0, 0, 0),
+        "{r:?}"
+    );
+    // b.csv removed while its cursor entry is ignored: the full run still deletes row 3.
+    std::fs::remove_file(lab.path("data/b.csv")).unwrap();
+    let r = lab
+        .sync_with(
+            &def,
+            SyncOptions {
+                full: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    ok(&r);
+    assert_eq!(r.deleted, 1, "{r:?}");
+    assert_eq!(
+        lab.rows("SELECT id FROM silver.fullsync ORDER BY id").await,
+        vec![json!({"id": 1}), json!({"id": 2})]
+    );
 }
 
 impl Lab {
@@ -1070,4 +1163,166 @@ fn bench_sync_reports_throughput_and_the_incremental_resync() {
     assert!(text.contains("2000 rows in 100 CSV files"), "{text}");
     assert!(text.contains("20 rows read, 20 updated"), "{text}");
     assert!(text.contains("silver has 2000 rows"), "{text}");
+}
+
+/// End to end with the binary: a SQLite database read incrementally by `conveyor sync`. A row
+/// updated and a row deleted at the source reach silver (the update by the incremental column,
+/// the deletion by the key listing) and the knowledge index (row-level feed), and `--full`
+/// reads everything again.
+#[tokio::test]
+async fn sql_source_updates_and_deletions_reach_silver_and_the_index() {
+    use sqlx::Connection;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("conveyor.toml"), "").unwrap();
+    std::fs::create_dir_all(dir.join("connectors")).unwrap();
+    std::fs::write(
+        dir.join("connectors/items.toml"),
+        "name = \"items\"\nkind = \"sql\"\nurl_env = \"SHOP_DB_URL\"\ntable = \"items\"\nprimary_key = \"id\"\nincremental_column = \"version\"\nbatch_size = 2\n[index]\ntitle = \"name\"\ntext = [\"notes\"]\n",
+    )
+    .unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.join("shop.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+    for s in [
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, notes TEXT, version INTEGER NOT NULL)",
+        "INSERT INTO items VALUES (1, 'Anvil', 'Drop-forged anvil for roadrunner traps', 1)",
+        "INSERT INTO items VALUES (2, 'Rocket skates', 'Skates with a tiny rocket', 1)",
+        "INSERT INTO items VALUES (3, 'Bird seed', 'Premium iron bird seed', 1)",
+    ] {
+        sqlx::raw_sql(s).execute(&mut conn).await.unwrap();
+    }
+    let cfg = dir.join("conveyor.toml");
+    let sync = |args: &[&str]| {
+        let out = conveyor()
+            .arg("--config")
+            .arg(&cfg)
+            .arg("sync")
+            .args(args)
+            .arg("--json")
+            .env("SHOP_DB_URL", &db)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
+    };
+    let first = sync(&[]);
+    assert_eq!(first["runs"][0]["inserted"], json!(3), "{first}");
+    assert_eq!(first["index"][0]["documents"], json!(3), "{first}");
+
+    for s in [
+        "UPDATE items SET notes = 'Skates with a jet turbine', version = 2 WHERE id = 2",
+        "DELETE FROM items WHERE id = 3",
+    ] {
+        sqlx::raw_sql(s).execute(&mut conn).await.unwrap();
+    }
+    let second = sync(&[]);
+    let run = &second["runs"][0];
+    assert_eq!(
+        (&run["rows_read"], &run["updated"], &run["deleted"]),
+        (&json!(1), &json!(1), &json!(1)),
+        "only the changed row is read; the deletion comes from the key listing: {second}"
+    );
+    let feed = &second["index"][0];
+    assert_eq!(feed["mode"], json!("changes"), "{second}");
+    assert_eq!(
+        (&feed["documents"], &feed["removed"]),
+        (&json!(1), &json!(1)),
+        "{second}"
+    );
+
+    let out = run_cli(
+        &cfg,
+        &[
+            "sql",
+            "SELECT id, notes FROM items ORDER BY id",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "id,notes\n1,Drop-forged anvil for roadrunner traps\n2,Skates with a jet turbine\n"
+    );
+    let out = run_cli(&cfg, &["ask", "Which skates have a jet turbine?"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("silver.items#2"),
+        "{}",
+        show(&out)
+    );
+    let out = run_cli(&cfg, &["ask", "Is there premium iron bird seed?"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("silver.items#3"),
+        "the deleted row is gone from the index: {}",
+        show(&out)
+    );
+
+    // `--full` reads every row again; nothing changed, so nothing is written.
+    let full = sync(&["items", "--full"]);
+    let run = &full["runs"][0];
+    assert_eq!(run["rows_read"], json!(2), "{full}");
+    assert_eq!(
+        (&run["inserted"], &run["updated"], &run["deleted"]),
+        (&json!(0), &json!(0), &json!(0)),
+        "{full}"
+    );
+    conn.close().await.unwrap();
+}
+
+/// `conveyor bench sync --index --json`: CSV with the index feed, and PostgreSQL (in a schema
+/// of its own) as the source, each with the 1% re-sync reading only what changed.
+#[tokio::test]
+async fn bench_sync_measures_postgres_and_the_index_feed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = conveyor()
+        .args([
+            "bench", "sync", "--rows", "1000", "--index", "--json", "--dir",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["silver_rows"], json!(1000), "{r}");
+    assert_eq!(r["index"]["documents"], json!(1000), "{r}");
+    assert_eq!(
+        r["index"]["changed_documents"],
+        json!(10),
+        "only the changed rows: {r}"
+    );
+
+    crate::common::with_pg_schema(|url| async move {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = conveyor()
+            .args([
+                "bench", "sync", "--source", "postgres", "--rows", "1000", "--json", "--dir",
+            ])
+            .arg(tmp.path())
+            .env("CONVEYOR_BENCH_POSTGRES_URL", &url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["source"], json!("postgres"), "{r}");
+        assert_eq!(r["silver_rows"], json!(1000), "{r}");
+        assert_eq!(
+            (&r["incremental_rows_read"], &r["incremental_updated"]),
+            (&json!(10), &json!(10)),
+            "{r}"
+        );
+    })
+    .await;
+    // Without the URL: a clear error.
+    let out = conveyor()
+        .args(["bench", "sync", "--source", "postgres", "--rows", "10"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CONVEYOR_BENCH_POSTGRES_URL"),
+        "{}",
+        show(&out)
+    );
 }
