@@ -74,7 +74,7 @@ pub enum OnError {
 }
 
 /// `[index]` of a connector: which columns make the document a row becomes in the knowledge
-/// index. Parsed and validated; the index feed itself is not built yet.
+/// index (see [`feed`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexSpec {
