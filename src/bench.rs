@@ -307,7 +307,7 @@ pub struct SyncBench {
     /// Rows in silver after both runs.
     pub silver_rows: u64,
     /// The silver table's folder.
-    pub silver_path: std::path::PathBuf,
+    pub silver_path: String,
     /// The index feed, when asked for.
     pub index: Option<IndexBench>,
 }
@@ -512,7 +512,7 @@ pub async fn sync(opts: SyncBenchOptions) -> Result<SyncBench> {
         incremental_rows_read: second.rows_read,
         incremental_updated: second.updated,
         silver_rows,
-        silver_path: lake.table_dir(crate::lakehouse::Layer::Silver, "events"),
+        silver_path: lake.table_location(crate::lakehouse::Layer::Silver, "events"),
         index,
     })
 }

@@ -1149,17 +1149,41 @@ mod tests {
         assert_eq!(c.store_url().unwrap(), "sqlite:///srv/app/data/conveyor.db");
         assert_eq!(c.index_path(), PathBuf::from("/srv/app/data/index"));
         assert_eq!(
-            c.lakehouse.root(&c.base_dir).unwrap(),
-            PathBuf::from("/srv/app/data/lake")
+            c.lakehouse.location(&c.base_dir).unwrap(),
+            crate::lakehouse::Location::Local(PathBuf::from("/srv/app/data/lake"))
         );
         assert_eq!(c.connectors_dir(), PathBuf::from("/srv/app/connectors"));
-        let err = load("[lakehouse]\nuri = \"s3://bucket/lake\"\n", &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("lakehouse.uri") && err.contains("s3://"),
-            "{err}"
-        );
+        let c = load(
+            "[lakehouse]\nuri = \"s3://bucket/lake\"\nstorage = { AWS_REGION = \"eu-west-1\" }\n",
+            &[],
+        )
+        .unwrap();
+        let loc = c.lakehouse.location(&c.base_dir).unwrap();
+        let crate::lakehouse::Location::Remote { url, options } = &loc else {
+            unreachable!("{loc:?}")
+        };
+        assert_eq!(url.as_str(), "s3://bucket/lake/");
+        assert_eq!(options["AWS_REGION"], "eu-west-1");
+        for (toml, want) in [
+            ("uri = \"gs://bucket/lake\"", "`gs://` is not supported"),
+            ("uri = \"s3://\"", "names no bucket"),
+            (
+                "uri = \"s3://b/l\"\nstorage = { AWS_SECRET_ACCESS_KEY = \"x\" }",
+                "credentials do not belong",
+            ),
+            (
+                "storage = { AWS_REGION = \"x\" }",
+                "only used with an object store",
+            ),
+        ] {
+            let err = load(&format!("[lakehouse]\n{toml}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("lakehouse.") && err.contains(want),
+                "{toml}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -569,7 +569,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 r.incremental_updated,
                 r.incremental_seconds,
                 r.silver_rows,
-                r.silver_path.display()
+                r.silver_path
             );
             if let Some(i) = &r.index {
                 out!(

@@ -18,7 +18,7 @@ mod gold;
 pub mod records;
 mod sql;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,8 +51,15 @@ pub const SOURCE: &str = "_source";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakehouseConfig {
-    /// Root of the tables: a folder (relative to the config file) or `file:///abs/path`.
+    /// Root of the tables: a folder (relative to the config file), `file:///abs/path`, or an
+    /// S3 bucket and prefix, `s3://bucket/prefix` (AWS, or an S3-compatible store through
+    /// `storage`).
     pub uri: String,
+    /// Object-store options passed to delta-rs, e.g. `AWS_REGION`, `AWS_ENDPOINT_URL` (MinIO,
+    /// R2, …), `AWS_ALLOW_HTTP`. Credentials come from the environment (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_PROFILE`, instance roles), never
+    /// from this file.
+    pub storage: BTreeMap<String, String>,
     /// Most rows `conveyor sql` returns; a result cut there says so.
     pub sql_row_limit: usize,
     /// Time limit of one SQL query.
@@ -63,43 +70,110 @@ impl Default for LakehouseConfig {
     fn default() -> Self {
         Self {
             uri: "data/lake".into(),
+            storage: BTreeMap::new(),
             sql_row_limit: 10_000,
             sql_timeout: HumanDuration(Duration::from_secs(30)),
         }
     }
 }
 
+/// Where the tables live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A local folder.
+    Local(PathBuf),
+    /// An object store: the root URL (ending in `/`) and the options for delta-rs.
+    Remote {
+        /// `s3://bucket/prefix/`.
+        url: reqwest::Url,
+        /// Storage options.
+        options: std::collections::HashMap<String, String>,
+    },
+}
+
+/// What to check when an object store does not answer.
+const REMOTE_HINT: &str = "check lakehouse.uri (bucket and prefix), lakehouse.storage (AWS_ENDPOINT_URL, AWS_REGION) and the AWS credentials in the environment";
+
+/// Option keys that would put a credential in the config file.
+const SECRET_OPTIONS: &[&str] = &[
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "SECRET_ACCESS_KEY",
+    "SESSION_TOKEN",
+];
+
 impl LakehouseConfig {
-    /// The root folder, with a relative path resolved against `base_dir`.
+    /// Where the tables live, with a relative path resolved against `base_dir`.
     ///
-    /// Object stores (`s3://`, `gs://`, `az://`, …) are refused: this build carries only the
-    /// local file system, since each cloud backend adds a large SDK to the binary.
-    pub fn root(&self, base_dir: &Path) -> Result<PathBuf> {
+    /// Local folders and S3 (`s3://`, `s3a://`, including S3-compatible stores) are built in;
+    /// other object stores (`gs://`, `az://`, …) are refused with a sentence.
+    pub fn location(&self, base_dir: &Path) -> Result<Location> {
         let uri = self.uri.trim();
         if uri.is_empty() {
             return Err(Error::Config(
-                "lakehouse.uri: empty; give a folder, e.g. uri = \"data/lake\"".into(),
+                "lakehouse.uri: empty; give a folder, e.g. uri = \"data/lake\", or a bucket, e.g. uri = \"s3://my-bucket/lake\"".into(),
             ));
         }
         if let Some(path) = uri.strip_prefix("file://") {
-            return Ok(PathBuf::from(path));
+            return Ok(Location::Local(PathBuf::from(path)));
         }
         if let Some((scheme, _)) = uri.split_once("://") {
-            return Err(Error::Config(format!(
-                "lakehouse.uri: `{scheme}://` is not supported by this build, which stores Delta tables only in local folders; use a path such as uri = \"data/lake\" (or a mounted folder)"
-            )));
+            let scheme = scheme.to_ascii_lowercase();
+            if !matches!(scheme.as_str(), "s3" | "s3a") {
+                return Err(Error::Config(format!(
+                    "lakehouse.uri: `{scheme}://` is not supported by this build, which stores Delta tables in local folders or S3 (s3://bucket/prefix, also S3-compatible stores such as MinIO or R2 through lakehouse.storage.AWS_ENDPOINT_URL)"
+                )));
+            }
+            let with_slash = if uri.ends_with('/') {
+                uri.to_string()
+            } else {
+                format!("{uri}/")
+            };
+            let url = reqwest::Url::parse(&with_slash).map_err(|e| {
+                Error::Config(format!(
+                    "lakehouse.uri: `{uri}` is not a URL ({e}); write it like uri = \"s3://my-bucket/lake\""
+                ))
+            })?;
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(Error::Config(format!(
+                    "lakehouse.uri: `{uri}` names no bucket; write it like uri = \"s3://my-bucket/lake\""
+                )));
+            }
+            if let Some(k) = self.storage.keys().find(|k| {
+                SECRET_OPTIONS
+                    .iter()
+                    .any(|s| k.to_ascii_uppercase().ends_with(s))
+            }) {
+                return Err(Error::Config(format!(
+                    "lakehouse.storage.{k}: credentials do not belong in the config file; set the environment variable {} instead",
+                    k.to_ascii_uppercase()
+                )));
+            }
+            return Ok(Location::Remote {
+                url,
+                options: self
+                    .storage
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            });
+        }
+        if !self.storage.is_empty() {
+            return Err(Error::Config(
+                "lakehouse.storage: only used with an object store (uri = \"s3://…\"); remove it for a local folder".into(),
+            ));
         }
         let p = Path::new(uri);
-        Ok(if p.is_absolute() {
+        Ok(Location::Local(if p.is_absolute() {
             p.to_path_buf()
         } else {
             base_dir.join(p)
-        })
+        }))
     }
 
     /// Adds every problem of this section to `problems`.
     pub fn validate(&self, base_dir: &Path, problems: &mut Vec<String>) {
-        if let Err(e) = self.root(base_dir) {
+        if let Err(e) = self.location(base_dir) {
             problems.push(e.to_string());
         }
         if self.sql_row_limit == 0 {
@@ -211,33 +285,41 @@ pub struct TableInfo {
     pub version: i64,
 }
 
-/// The lakehouse over one root folder.
+/// The lakehouse over one root folder or bucket prefix.
 #[derive(Debug, Clone)]
 pub struct Lakehouse {
-    root: PathBuf,
+    location: Location,
     row_limit: usize,
     timeout: Duration,
 }
 
 impl Lakehouse {
-    /// Opens the lakehouse of `config` (`base_dir` is the config file's folder); the root
+    /// Opens the lakehouse of `config` (`base_dir` is the config file's folder); a local root
     /// folder is created on first write.
     pub fn open(config: &LakehouseConfig, base_dir: &Path) -> Result<Self> {
+        let location = config.location(base_dir)?;
+        if matches!(location, Location::Remote { .. }) {
+            static S3: std::sync::Once = std::sync::Once::new();
+            S3.call_once(|| deltalake::aws::register_handlers(None));
+        }
         Ok(Self {
-            root: config.root(base_dir)?,
+            location,
             row_limit: config.sql_row_limit,
             timeout: config.sql_timeout.0,
         })
     }
 
-    /// The root folder.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the tables live.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
-    /// The folder of one table.
-    pub fn table_dir(&self, layer: Layer, name: &str) -> PathBuf {
-        self.root.join(layer.as_str()).join(name)
+    /// Where one table lives, as a path or URL (for messages and other tools).
+    pub fn table_location(&self, layer: Layer, name: &str) -> String {
+        match &self.location {
+            Location::Local(root) => root.join(layer.as_str()).join(name).display().to_string(),
+            Location::Remote { url, .. } => format!("{url}{}/{name}", layer.as_str()),
+        }
     }
 
     /// The current version of a table, `None` when it does not exist yet.
@@ -253,7 +335,7 @@ impl Lakehouse {
     pub async fn tables(&self) -> Result<Vec<TableInfo>> {
         let mut out = Vec::new();
         for layer in Layer::ALL {
-            for name in self.table_names(layer)? {
+            for name in self.table_names(layer).await? {
                 if let Some(v) = self.version(layer, &name).await? {
                     out.push(TableInfo {
                         layer,
@@ -266,60 +348,116 @@ impl Lakehouse {
         Ok(out)
     }
 
-    /// Names of the Delta tables in one layer's folder.
-    fn table_names(&self, layer: Layer) -> Result<Vec<String>> {
-        let dir = self.root.join(layer.as_str());
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::Upstream(format!(
-                    "lakehouse: cannot list {}: {e}",
-                    dir.display()
-                )));
-            }
+    /// Names of the tables (folders or prefixes) in one layer; for an object store, every
+    /// prefix, whether or not it holds a Delta log yet (`load` tells).
+    async fn table_names(&self, layer: Layer) -> Result<Vec<String>> {
+        let (root, options) = match &self.location {
+            Location::Local(root) => return local_table_names(&root.join(layer.as_str())),
+            Location::Remote { url, options } => (url, options),
         };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("_delta_log").is_dir())
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        let layer_url = root
+            .join(&format!("{}/", layer.as_str()))
+            .map_err(|e| Error::internal("lakehouse: a layer URL", e))?;
+        let what = format!("listing {layer_url}");
+        let store = deltalake::DeltaTableBuilder::from_url(layer_url.clone())
+            .map(|b| b.with_storage_options(options.clone()))
+            .and_then(|b| b.build_storage())
+            .map_err(delta_err(&what))?
+            .object_store(None);
+        let listing = store.list_with_delimiter(None).await.map_err(|e| {
+            Error::Upstream(format!("lakehouse: {what} failed: {e}; {REMOTE_HINT}"))
+        })?;
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
             .collect();
         names.sort();
         Ok(names)
     }
 
+    /// The URL of one table.
+    fn table_url(&self, layer: Layer, name: &str) -> Result<reqwest::Url> {
+        match &self.location {
+            Location::Local(root) => table_url(&root.join(layer.as_str()).join(name)),
+            Location::Remote { url, .. } => url
+                .join(&format!("{}/{name}/", layer.as_str()))
+                .map_err(|e| Error::internal("lakehouse: a table URL", e)),
+        }
+    }
+
+    /// A builder for one table, with the storage options.
+    fn builder(&self, layer: Layer, name: &str) -> Result<deltalake::DeltaTableBuilder> {
+        let url = self.table_url(layer, name)?;
+        let builder = deltalake::DeltaTableBuilder::from_url(url)
+            .map_err(delta_err(format!("opening {}.{name}", layer.as_str())))?;
+        Ok(match &self.location {
+            Location::Local(_) => builder,
+            Location::Remote { options, .. } => builder.with_storage_options(options.clone()),
+        })
+    }
+
     /// Opens a table, `None` when it does not exist.
     async fn load(&self, layer: Layer, name: &str) -> Result<Option<DeltaTable>> {
-        let dir = self.table_dir(layer, name);
-        if !dir.join("_delta_log").is_dir() {
+        if let Location::Local(root) = &self.location
+            && !root
+                .join(layer.as_str())
+                .join(name)
+                .join("_delta_log")
+                .is_dir()
+        {
             return Ok(None);
         }
-        let url = table_url(&dir)?;
-        let table = deltalake::open_table(url)
-            .await
-            .map_err(delta_err(format!("opening {}.{name}", layer.as_str())))?;
-        Ok(Some(table))
+        if let Location::Remote { .. } = &self.location
+            && !self.remote_log_exists(layer, name).await?
+        {
+            return Ok(None);
+        }
+        match self.builder(layer, name)?.load().await {
+            Ok(table) => Ok(Some(table)),
+            Err(DeltaTableError::NotATable(_))
+                if matches!(self.location, Location::Remote { .. }) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(delta_err(format!("opening {}.{name}", layer.as_str()))(e)),
+        }
+    }
+
+    /// Whether an object-store table has a Delta log (one listing request), so that a table
+    /// not created yet is not loaded (which the Delta kernel would log as an error).
+    async fn remote_log_exists(&self, layer: Layer, name: &str) -> Result<bool> {
+        let what = format!("looking for {}", self.table_location(layer, name));
+        let store = self
+            .builder(layer, name)?
+            .build_storage()
+            .map_err(delta_err(&what))?
+            .object_store(None);
+        let log = deltalake::Path::from("_delta_log");
+        let listing = store.list_with_delimiter(Some(&log)).await.map_err(|e| {
+            Error::Upstream(format!("lakehouse: {what} failed: {e}; {REMOTE_HINT}"))
+        })?;
+        Ok(!listing.objects.is_empty())
     }
 
     /// A handle for writing a table, created when it does not exist yet.
     async fn load_or_new(&self, layer: Layer, name: &str) -> Result<DeltaTable> {
-        let dir = self.table_dir(layer, name);
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            Error::Upstream(format!(
-                "lakehouse: cannot create {} ({e}); check lakehouse.uri and the folder's permissions",
-                dir.display()
-            ))
-        })?;
-        if dir.join("_delta_log").is_dir() {
-            return self.load(layer, name).await?.ok_or_else(|| {
-                Error::Internal(format!("{}.{name} vanished while opening", layer.as_str()))
-            });
+        if let Location::Local(root) = &self.location {
+            let dir = root.join(layer.as_str()).join(name);
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::Upstream(format!(
+                    "lakehouse: cannot create {} ({e}); check lakehouse.uri and the folder's permissions",
+                    dir.display()
+                ))
+            })?;
+        }
+        if let Some(table) = self.load(layer, name).await? {
+            return Ok(table);
         }
         // A table not created yet: a handle without loading, which the first write creates.
         // (Loading it would log an error from the Delta kernel about an empty log.)
-        let url = table_url(&dir)?;
-        deltalake::DeltaTableBuilder::from_url(url)
-            .and_then(|b| b.build())
+        self.builder(layer, name)?
+            .build()
             .map_err(delta_err(format!("creating {}.{name}", layer.as_str())))
     }
 
@@ -872,6 +1010,27 @@ fn quote(name: &str) -> String {
 /// A SQL string literal.
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Names of the Delta tables in a local layer folder.
+fn local_table_names(dir: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::Upstream(format!(
+                "lakehouse: cannot list {}: {e}",
+                dir.display()
+            )));
+        }
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("_delta_log").is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 fn table_url(dir: &Path) -> Result<reqwest::Url> {

@@ -222,7 +222,7 @@ pub(super) async fn session(lake: &Lakehouse) -> Result<(SessionContext, Vec<Str
         .ok_or_else(|| Error::Internal("sql: DataFusion has no default catalog".into()))?;
     for layer in Layer::ALL {
         let schema = Arc::new(MemorySchemaProvider::new());
-        for name in lake.table_names(layer)? {
+        for name in lake.table_names(layer).await? {
             let Some(table) = lake.load(layer, &name).await? else {
                 continue;
             };
