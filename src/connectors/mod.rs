@@ -16,6 +16,8 @@ pub mod feed;
 pub mod files;
 pub mod gold;
 pub mod http;
+pub mod pipeline;
+pub mod schedule;
 pub mod sql;
 pub mod sync;
 
@@ -143,6 +145,15 @@ impl Definition {
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         let cron = croner::Cron::from_str(self.schedule.as_deref()?).ok()?;
         cron.find_next_occurrence(&after, false).ok()
+    }
+
+    /// The last time the schedule fired at or before `at`, when there is a schedule.
+    pub fn previous_run(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let cron = croner::Cron::from_str(self.schedule.as_deref()?).ok()?;
+        cron.find_previous_occurrence(&at, true).ok()
     }
 
     /// Builds the running source. The one place kinds are wired.
