@@ -780,7 +780,7 @@ async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit
         )));
     }
     let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
-    let mut defs = all;
+    let mut defs = all.clone();
     if let Some(name) = only {
         defs.retain(|d| d.name == name);
         if defs.is_empty() {
@@ -799,10 +799,9 @@ async fn sync(config_path: &Path, only: Option<&str>, json: bool) -> Result<Exit
         config: &config,
         index: IndexAccess::OpenWhenNeeded,
         progress: !json,
+        feed_all: false,
     };
-    let report = pipeline
-        .run(&defs, &names, &Printer { json }, &|| true)
-        .await;
+    let report = pipeline.run(&defs, &all, &Printer { json }, &|| true).await;
     store.close().await;
     let report = report?;
     if json {

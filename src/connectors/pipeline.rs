@@ -44,6 +44,10 @@ pub struct Pipeline<'a> {
     pub index: IndexAccess<'a>,
     /// Draw progress bars for the runs (on a terminal).
     pub progress: bool,
+    /// Feed every connector with `[index]`, not only those run in this pass. A feed whose
+    /// silver table did not move is a no-op, so this is cheap; `serve` uses it to catch up
+    /// on tables a `conveyor sync` changed but could not index while `serve` held the index.
+    pub feed_all: bool,
 }
 
 /// A connector whose run could not start.
@@ -112,14 +116,15 @@ impl Events for Quiet {}
 
 impl Pipeline<'_> {
     /// Runs `defs` in order, then every gold model, then the index feed of those of `defs`
-    /// with `[index]`. `connectors` names every defined connector (a gold model reading one
+    /// with `[index]` (of every connector in `all` with [`Pipeline::feed_all`]). `all` is
+    /// every defined connector (a gold model reading one
     /// that has not run yet waits instead of failing). `keep_going` is asked before each run
     /// and before gold; when it says no, the rest of the pass is left out. `Err` only when the gold model files cannot be read or the store
     /// fails while building gold.
     pub async fn run(
         &self,
         defs: &[Definition],
-        connectors: &[String],
+        all: &[Definition],
         events: &dyn Events,
         keep_going: &(dyn Fn() -> bool + Sync),
     ) -> Result<PipelineReport> {
@@ -159,9 +164,11 @@ impl Pipeline<'_> {
         }
         // Gold models after the sources: each is rebuilt only if its SQL or an input changed.
         let models = gold::load_models(&self.config.connectors_dir())?;
-        report.gold = gold::build_all(self.lake, self.store, &models, connectors).await?;
+        let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
+        report.gold = gold::build_all(self.lake, self.store, &models, &names).await?;
         events.gold_done(&report.gold);
-        self.feed(defs, events, &mut report).await;
+        let fed = if self.feed_all { all } else { defs };
+        self.feed(fed, events, &mut report).await;
         Ok(report)
     }
 

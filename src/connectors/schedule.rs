@@ -3,7 +3,9 @@
 //! `serve` starts a [`Scheduler`] when some connector has a cron `schedule` (five fields, or
 //! six with seconds first; evaluated in UTC). It sleeps until the earliest next fire time,
 //! then runs the due connectors through the same [`Pipeline`] as `conveyor sync`: the runs in
-//! name order, then the gold models, then the index feed into the index `serve` already holds.
+//! name order, then the gold models, then the index feed into the index `serve` already holds
+//! (of every connector with `[index]`: a table that a `conveyor sync` changed while `serve`
+//! held the index is indexed by the next scheduled pass).
 //!
 //! - One run per connector at a time: each run takes the connector's claim in the store, so a
 //!   `conveyor sync` running at the same moment (or another `serve`) wins or loses cleanly; a
@@ -177,7 +179,6 @@ impl Scheduler {
         if defs.is_empty() {
             return Ok(None);
         }
-        let names: Vec<String> = self.defs.iter().map(|d| d.name.clone()).collect();
         let pipeline = Pipeline {
             store: &self.store,
             lake: &self.lake,
@@ -187,8 +188,12 @@ impl Scheduler {
                 None => IndexAccess::OpenWhenNeeded,
             },
             progress: false,
+            feed_all: true,
         };
-        pipeline.run(defs, &names, &Log, keep_going).await.map(Some)
+        pipeline
+            .run(defs, &self.defs, &Log, keep_going)
+            .await
+            .map(Some)
     }
 
     /// Runs until `shutdown`: first the catch-up of missed runs, then each fire time.

@@ -502,6 +502,53 @@ async fn serve_runs_a_connector_every_second_and_feeds_the_index_it_holds() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
+    // A manual `conveyor sync products` while serve holds the index: the data syncs, the
+    // feed cannot run there, and the next scheduled pass (of gadgets) indexes products.
+    std::fs::write(
+        dir.join("data/products.csv"),
+        std::fs::read_to_string(dir.join("data/products.csv"))
+            .unwrap()
+            .replace("billed monthly", "billed monthly, with priority support"),
+    )
+    .unwrap();
+    let out = conveyor()
+        .arg("--config")
+        .arg(dir.join("conveyor.toml"))
+        .args(["sync", "products"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("index feed: not run"),
+        "{}",
+        show(&out)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = client
+            .post(format!("{base}/v1/messages"))
+            .json(&json!({
+                "conversation_id": format!("plans-{}", uuid::Uuid::new_v4()),
+                "user": "tester",
+                "text": "Which plan has priority support?"
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v.to_string().contains("silver.products#PRD-002") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve never indexed the manually synced products: {v}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     // A second scheduled run comes a second or so later (the file is unchanged: nothing read).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
