@@ -7,10 +7,11 @@
 //! `build` returns the running [`Source`]; kinds are registered in one place
 //! ([`Definition::build`]).
 //!
-//! Built: the `files` kind ([`files`]), the `http` kind for REST JSON APIs ([`http`]) and the
-//! `sql` kind for PostgreSQL, MySQL/MariaDB and SQLite ([`sql`]). Not built yet: the index
-//! feed of `[index]` (parsed and validated only), and scheduled runs inside `serve`
-//! (`schedule` is parsed and validated only).
+//! Kinds: `files` ([`files`]), `http` for REST JSON APIs ([`http`]) and `sql` for
+//! PostgreSQL, MySQL/MariaDB and SQLite ([`sql`]). One run of one connector is [`sync::run`];
+//! a pass over several — runs, then the gold models ([`gold`]), then the index feed of
+//! `[index]` ([`feed`]) — is [`pipeline::Pipeline`], used by `conveyor sync` and by the
+//! [`schedule::Scheduler`] that `serve` starts for connectors with a `schedule`.
 
 pub mod feed;
 pub mod files;
@@ -76,7 +77,7 @@ pub enum OnError {
 }
 
 /// `[index]` of a connector: which columns make the document a row becomes in the knowledge
-/// index. Parsed and validated; the index feed itself is not built yet.
+/// index (written by [`feed::run`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexSpec {
@@ -358,7 +359,7 @@ fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Ve
         && let Err(e) = croner::Cron::from_str(s)
     {
         problems.push(format!(
-            "schedule: `{s}` is not a cron expression ({e}); use five fields like \"0 * * * *\" (hourly) or \"*/15 * * * *\""
+            "schedule: `{s}` is not a cron expression ({e}); use five fields like \"0 * * * *\" (hourly) or \"*/15 * * * *\", or six with seconds first such as \"*/30 * * * * *\""
         ));
     }
 
