@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::Definition;
-use super::feed::FeedReport;
 use super::gold::{GoldReport, GoldStatus};
 use super::pipeline::{Events, IndexAccess, Pipeline, PipelineReport};
 use super::sync::SyncReport;
@@ -39,6 +38,7 @@ use crate::app::{App, Knowledge};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lakehouse::Lakehouse;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The longest the scheduler sleeps before looking at the clock again, so a wall clock that
@@ -68,6 +68,8 @@ pub struct Scheduler {
     knowledge: Option<Knowledge>,
     /// Every definition (gold models may read any connector's table).
     defs: Vec<Definition>,
+    /// The server's metrics, whose index size gauge follows the feed.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Scheduler {
@@ -86,6 +88,7 @@ impl Scheduler {
             config,
             knowledge,
             defs,
+            metrics: None,
         }
     }
 
@@ -94,13 +97,14 @@ impl Scheduler {
     /// which connectors it runs.
     pub fn for_app(app: &App) -> Result<Option<Self>> {
         let defs = super::load_dir(&app.config.connectors_dir(), &app.config.base_dir)?;
-        let scheduler = Self::new(
+        let mut scheduler = Self::new(
             app.store.clone(),
             app.lake.clone(),
             Arc::clone(&app.config),
             Some(app.knowledge.clone()),
             defs,
         );
+        scheduler.metrics = Some(Arc::clone(&app.metrics));
         if scheduler.scheduled().next().is_none() {
             return Ok(None);
         }
@@ -190,10 +194,16 @@ impl Scheduler {
             progress: false,
             feed_all: true,
         };
-        pipeline
-            .run(defs, &self.defs, &Log, keep_going)
-            .await
-            .map(Some)
+        let report = pipeline.run(defs, &self.defs, &Log, keep_going).await?;
+        if let (Some(metrics), Some(knowledge)) = (&self.metrics, &self.knowledge)
+            && report.index.iter().any(|f| !f.up_to_date)
+        {
+            match knowledge.index.count().await {
+                Ok(n) => metrics.set_index_chunks(n),
+                Err(e) => tracing::warn!(error = %e, "cannot count the index's chunks"),
+            }
+        }
+        Ok(Some(report))
     }
 
     /// Runs until `shutdown`: first the catch-up of missed runs, then each fire time.
@@ -289,8 +299,6 @@ impl Events for Log {
     fn index_unavailable(&self, error: &Error) {
         tracing::warn!(%error, "index feed not run; the next pass catches up");
     }
-
-    fn fed(&self, _report: &FeedReport) {}
 
     fn feed_failed(&self, def: &Definition, error: &Error) {
         tracing::warn!(connector = %def.name, %error, "index feed failed; the next pass retries it");

@@ -378,6 +378,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The `conveyor_index_chunks` gauge of `/metrics`.
+async fn index_chunks(client: &reqwest::Client, base: &str) -> u64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("conveyor_index_chunks "))
+        .unwrap_or_else(|| panic!("no conveyor_index_chunks in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn write(dir: &Path, rel: &str, text: &str) {
     let p = dir.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -504,6 +522,7 @@ async fn serve_runs_a_connector_every_second_and_feeds_the_index_it_holds() {
 
     // A manual `conveyor sync products` while serve holds the index: the data syncs, the
     // feed cannot run there, and the next scheduled pass (of gadgets) indexes products.
+    let chunks_before = index_chunks(&client, &base).await;
     std::fs::write(
         dir.join("data/products.csv"),
         std::fs::read_to_string(dir.join("data/products.csv"))
@@ -547,6 +566,16 @@ async fn serve_runs_a_connector_every_second_and_feeds_the_index_it_holds() {
             server.log()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // The index size gauge follows the feed (12 product rows more).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while index_chunks(&client, &base).await < chunks_before + 12 {
+        assert!(
+            Instant::now() < deadline,
+            "conveyor_index_chunks stayed below {} + 12",
+            chunks_before
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // A second scheduled run comes a second or so later (the file is unchanged: nothing read).
