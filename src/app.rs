@@ -15,6 +15,7 @@ use crate::channels::slack::Slack;
 use crate::channels::telegram::Telegram;
 use crate::channels::webhook::Hooks;
 use crate::config::{Config, IndexBackend, LlmProvider};
+use crate::connectors::schedule::ScheduleStatus;
 use crate::error::Result;
 use crate::gateway::Gateway;
 use crate::knowledge::chunker::ChunkerConfig;
@@ -22,6 +23,7 @@ use crate::knowledge::edge::EdgeIndex;
 use crate::knowledge::indexer::Indexer;
 use crate::knowledge::sparse::Bm25Embedder;
 use crate::knowledge::{Embedder, Retriever, VectorIndex};
+use crate::lakehouse::Lakehouse;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tools::search::SearchKnowledge;
@@ -87,6 +89,10 @@ pub struct App {
     pub store: Store,
     /// Knowledge index.
     pub knowledge: Knowledge,
+    /// The lakehouse (`[lakehouse]`), where scheduled connector runs write.
+    pub lake: Lakehouse,
+    /// Which connectors the scheduler of this process runs (set when `serve` starts it).
+    pub schedule: Arc<ScheduleStatus>,
     /// Message handling.
     pub gateway: Arc<Gateway>,
     /// Metrics.
@@ -144,6 +150,7 @@ impl App {
         // The store first: when it is unreachable, nothing should be created on disk.
         let store = Store::connect(&config.store_url()?).await?;
         let knowledge = Knowledge::open(&config)?;
+        let lake = Lakehouse::open(&config.lakehouse, &config.base_dir)?;
         let tools = Arc::new(build_tools(&config, &store, &knowledge)?);
         let metrics = Arc::new(Metrics::default());
         metrics.set_index_chunks(knowledge.index.count().await?);
@@ -179,6 +186,8 @@ impl App {
             config: Arc::new(config),
             store,
             knowledge,
+            lake,
+            schedule: Arc::new(ScheduleStatus::default()),
             gateway,
             metrics,
             prompts,

@@ -21,8 +21,9 @@
 //!   Telegram.
 //! - [`lakehouse`]: Delta tables (bronze, silver, gold) under `[lakehouse] uri` and read-only
 //!   SQL over them with DataFusion; the only module that imports deltalake.
-//! - [`connectors`]: connector definitions (`connectors/*.toml`), the `files` source, and
-//!   sync runs (claim, extract, lakehouse write, cursor, history).
+//! - [`connectors`]: connector definitions (`connectors/*.toml`), the `files`, `http` and
+//!   `sql` sources, sync runs (claim, extract, lakehouse write, cursor, history), gold models,
+//!   the index feed, the pipeline that chains them, and the scheduler `serve` runs.
 //! - [`app`]: the composition root that picks backends from config and wires them.
 //! - [`init`]: the starter project written by `conveyor init`.
 //! - [`bench`]: `conveyor bench`, a load generator for a running server's API.

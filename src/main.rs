@@ -813,192 +813,142 @@ async fn audit(config_path: &Path, what: AuditCommand) -> Result<ExitCode> {
 }
 
 /// `conveyor sync [NAME]`: one run per connector, in name order; a failed run does not stop
-/// the others, but makes the exit code non-zero.
-/// After the data commits: feeds the silver tables of connectors with `[index]` into the
-/// knowledge index. The index is opened only when some connector has `[index]`; when another
-/// process (`serve`) holds it, the feed says so and the next sync catches up.
-async fn feed_index(
-    config: &Config,
-    store: &conveyor::store::Store,
-    lake: &conveyor::lakehouse::Lakehouse,
-    defs: &[conveyor::connectors::Definition],
-    json: bool,
-) -> Result<Vec<conveyor::connectors::feed::FeedReport>> {
-    if !defs.iter().any(|d| d.index.is_some()) {
-        return Ok(Vec::new());
-    }
-    let knowledge = match conveyor::app::Knowledge::open(config) {
-        Ok(k) => k,
-        Err(e) => {
-            // The data commit stands; the marker in the store was not moved, so the next
-            // sync indexes what changed. Not a failure of this sync.
-            eprintln!(
-                "index feed: not run: {e}\n  The data was synced; the next `conveyor sync` indexes what changed."
-            );
-            return Ok(Vec::new());
-        }
-    };
-    let indexer = knowledge.indexer();
-    let mut out = Vec::new();
-    let mut result = Ok(());
-    for def in defs {
-        match conveyor::connectors::feed::run(store, lake, &indexer, knowledge.index.as_ref(), def)
-            .await
-        {
-            Ok(Some(r)) => {
-                if !json && !r.up_to_date {
-                    if r.mode == "changes" {
-                        out!(
-                            "{}: indexed {} changed rows of silver.{} ({} chunks), removed {}",
-                            r.connector,
-                            r.documents,
-                            r.connector,
-                            r.chunks,
-                            r.removed
-                        );
-                    } else {
-                        out!(
-                            "{}: indexed {} rows of silver.{} ({} chunks)",
-                            r.connector,
-                            r.documents,
-                            r.connector,
-                            r.chunks
-                        );
-                    }
-                }
-                out.push(r);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                eprintln!(
-                    "{}: index feed failed: {e}; the next sync retries it",
-                    def.name
-                );
-                result = Err(e);
-            }
-        }
-    }
-    result.map(|()| out)
-}
-
+/// the others, but makes the exit code non-zero. Then the gold models, then the index feed of
+/// connectors with `[index]` (`connectors::pipeline`). The index is opened only when some
+/// connector has `[index]`; when another process (`serve`) holds it, the feed says so and the
+/// next sync catches up.
 async fn sync(config_path: &Path, only: Option<&str>, full: bool, json: bool) -> Result<ExitCode> {
-    use conveyor::connectors::sync::{self, SyncContext, SyncOptions};
+    use conveyor::connectors::pipeline::{IndexAccess, Pipeline};
     let config = Config::load(config_path)?;
     let dir = config.connectors_dir();
-    let mut defs = conveyor::connectors::load_dir(&dir, &config.base_dir)?;
-    if defs.is_empty() {
+    let all = conveyor::connectors::load_dir(&dir, &config.base_dir)?;
+    if all.is_empty() {
         return Err(Error::BadInput(format!(
             "there are no connectors in {}; add one file per connector there, e.g. orders.toml with name, kind = \"files\", path, format and primary_key",
             dir.display()
         )));
     }
+    let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
+    let mut defs = all.clone();
     if let Some(name) = only {
         defs.retain(|d| d.name == name);
         if defs.is_empty() {
-            let known: Vec<String> = conveyor::connectors::load_dir(&dir, &config.base_dir)?
-                .into_iter()
-                .map(|d| d.name)
-                .collect();
             return Err(Error::NotFound(format!(
                 "no connector is named `{name}`; the connectors in {} are: {}",
                 dir.display(),
-                known.join(", ")
+                names.join(", ")
             )));
         }
     }
     let store = conveyor::store::Store::connect(&config.store_url()?).await?;
     let lake = conveyor::lakehouse::Lakehouse::open(&config.lakehouse, &config.base_dir)?;
-    let cx = SyncContext {
+    let pipeline = Pipeline {
         store: &store,
         lake: &lake,
-        lease: config.connectors.run_lease.0,
+        config: &config,
+        index: IndexAccess::OpenWhenNeeded,
+        progress: !json,
+        full,
+        feed_all: false,
     };
-    let mut reports = Vec::new();
-    let mut failed = false;
-    for def in &defs {
-        let report = match sync::run(
-            cx,
-            def,
-            SyncOptions {
-                progress: !json,
-                full,
-                ..Default::default()
-            },
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(e) => {
-                failed = true;
-                eprintln!("{}: not run: {e}", def.name);
-                continue;
-            }
-        };
-        failed |= report.error.is_some();
-        if !json {
-            print_sync_report(&report);
-        }
-        reports.push(report);
-    }
-    // Gold models after the sources: each is rebuilt only if its SQL or an input changed.
-    let models = conveyor::connectors::gold::load_models(&dir)?;
-    let names: Vec<String> = conveyor::connectors::load_dir(&dir, &config.base_dir)?
-        .into_iter()
-        .map(|d| d.name)
-        .collect();
-    let gold = conveyor::connectors::gold::build_all(&lake, &store, &models, &names).await?;
-    for g in &gold {
-        use conveyor::connectors::gold::GoldStatus;
-        match &g.status {
-            GoldStatus::Built { version, rows } => {
-                if !json {
-                    out!(
-                        "gold.{}: built, {rows} rows, version {version} ({:.2}s)",
-                        g.model,
-                        g.seconds
-                    );
-                }
-            }
-            GoldStatus::Unchanged { version } => {
-                if !json {
-                    out!("gold.{}: unchanged (version {version})", g.model);
-                }
-            }
-            GoldStatus::Waiting { table } => {
-                if !json {
-                    out!(
-                        "gold.{}: waiting for {table} (its connector has not run yet)",
-                        g.model
-                    );
-                }
-            }
-            GoldStatus::Failed { error } => {
-                failed = true;
-                if !json {
-                    out!("gold.{}: failed: {error}", g.model);
-                }
-            }
-        }
-    }
-    let feeds = feed_index(&config, &store, &lake, &defs, json).await;
-    failed |= feeds.is_err();
+    let report = pipeline.run(&defs, &all, &Printer { json }, &|| true).await;
+    store.close().await;
+    let report = report?;
     if json {
         out!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
-                "runs": reports,
-                "index": feeds.unwrap_or_default(),
-                "gold": gold,
+                "runs": report.runs,
+                "index": report.index,
+                "gold": report.gold,
             }))
             .unwrap_or_default()
         );
     }
-    store.close().await;
-    Ok(if failed {
+    Ok(if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Prints each step of `conveyor sync` as it ends (results on stdout unless `--json`,
+/// problems on stderr).
+struct Printer {
+    json: bool,
+}
+
+impl conveyor::connectors::pipeline::Events for Printer {
+    fn run_done(&self, report: &conveyor::connectors::sync::SyncReport) {
+        if !self.json {
+            print_sync_report(report);
+        }
+    }
+
+    fn not_run(&self, def: &conveyor::connectors::Definition, error: &Error) {
+        eprintln!("{}: not run: {error}", def.name);
+    }
+
+    fn gold_done(&self, reports: &[conveyor::connectors::gold::GoldReport]) {
+        use conveyor::connectors::gold::GoldStatus;
+        if self.json {
+            return;
+        }
+        for g in reports {
+            match &g.status {
+                GoldStatus::Built { version, rows } => out!(
+                    "gold.{}: built, {rows} rows, version {version} ({:.2}s)",
+                    g.model,
+                    g.seconds
+                ),
+                GoldStatus::Unchanged { version } => {
+                    out!("gold.{}: unchanged (version {version})", g.model);
+                }
+                GoldStatus::Waiting { table } => out!(
+                    "gold.{}: waiting for {table} (its connector has not run yet)",
+                    g.model
+                ),
+                GoldStatus::Failed { error } => out!("gold.{}: failed: {error}", g.model),
+            }
+        }
+    }
+
+    fn index_unavailable(&self, error: &Error) {
+        eprintln!(
+            "index feed: not run: {error}\n  The data was synced; the next `conveyor sync` indexes what changed."
+        );
+    }
+
+    fn fed(&self, r: &conveyor::connectors::feed::FeedReport) {
+        if self.json || r.up_to_date {
+            return;
+        }
+        if r.mode == "changes" {
+            out!(
+                "{}: indexed {} changed rows of silver.{} ({} chunks), removed {}",
+                r.connector,
+                r.documents,
+                r.connector,
+                r.chunks,
+                r.removed
+            );
+        } else {
+            out!(
+                "{}: indexed {} rows of silver.{} ({} chunks)",
+                r.connector,
+                r.documents,
+                r.connector,
+                r.chunks
+            );
+        }
+    }
+
+    fn feed_failed(&self, def: &conveyor::connectors::Definition, error: &Error) {
+        eprintln!(
+            "{}: index feed failed: {error}; the next sync retries it",
+            def.name
+        );
+    }
 }
 
 fn print_sync_report(r: &conveyor::connectors::sync::SyncReport) {
@@ -1230,7 +1180,9 @@ async fn access(config_path: &Path, what: AccessCommand) -> Result<ExitCode> {
 async fn target(config: &Path, server: Option<&str>) -> Result<Target> {
     match server {
         Some(url) => Target::server(url),
-        None => Ok(Target::Local(App::build(Config::load(config)?).await?)),
+        None => Ok(Target::Local(Box::new(
+            App::build(Config::load(config)?).await?,
+        ))),
     }
 }
 
@@ -1278,6 +1230,16 @@ async fn serve(config_path: &Path) -> Result<()> {
             tasks: app.tasks.clone(),
         };
         tracker.spawn(bot.run(cx, shutdown.clone()));
+    }
+    // Connectors with a cron schedule run here, through the same pipeline as `conveyor sync`,
+    // feeding the index this process holds. A broken connector folder does not stop the chat
+    // gateway; it is reported and the scheduler stays off until a restart.
+    match conveyor::connectors::schedule::Scheduler::for_app(&app) {
+        Ok(Some(scheduler)) => {
+            tracker.spawn(scheduler.run(shutdown.clone()));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::error!(error = %e, "scheduled connector runs are off"),
     }
     tracker.close();
     tracing::info!(

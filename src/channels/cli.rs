@@ -17,7 +17,7 @@ use crate::model::{Channel, Citation, ConversationKey, Inbound, UserRef};
 /// Where questions go.
 pub enum Target {
     /// In-process, through the gateway.
-    Local(App),
+    Local(Box<App>),
     /// A running server's `POST /v1/messages`.
     Server {
         /// Base URL, e.g. `http://127.0.0.1:8080`.

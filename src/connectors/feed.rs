@@ -5,7 +5,7 @@
 //! primary key and the `payload` columns. Its id is derived from table and key
 //! (`silver.NAME#KEY`), so re-indexing replaces it. The silver version last indexed is kept in
 //! the store and saved only after indexing, so a feed that could not run (the index held by
-//! `serve`) is caught up by the next one.
+//! `serve`) is caught up by the next one (`serve`'s next scheduled pass, or the next sync).
 //!
 //! When silver moved past that version, the feed reads the table's change data feed from it
 //! (row level): inserted and updated rows are indexed again, deleted rows (and rows whose text

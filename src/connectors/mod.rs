@@ -7,15 +7,18 @@
 //! `build` returns the running [`Source`]; kinds are registered in one place
 //! ([`Definition::build`]).
 //!
-//! Built: the `files` kind ([`files`]), the `http` kind for REST JSON APIs ([`http`]) and the
-//! `sql` kind for PostgreSQL, MySQL/MariaDB and SQLite ([`sql`]). Not built yet: the index
-//! feed of `[index]` (parsed and validated only), and scheduled runs inside `serve`
-//! (`schedule` is parsed and validated only).
+//! Kinds: `files` ([`files`]), `http` for REST JSON APIs ([`http`]) and `sql` for
+//! PostgreSQL, MySQL/MariaDB and SQLite ([`sql`]). One run of one connector is [`sync::run`];
+//! a pass over several — runs, then the gold models ([`gold`]), then the index feed of
+//! `[index]` ([`feed`]) — is [`pipeline::Pipeline`], used by `conveyor sync` and by the
+//! [`schedule::Scheduler`] that `serve` starts for connectors with a `schedule`.
 
 pub mod feed;
 pub mod files;
 pub mod gold;
 pub mod http;
+pub mod pipeline;
+pub mod schedule;
 pub mod sql;
 pub mod sync;
 
@@ -74,7 +77,7 @@ pub enum OnError {
 }
 
 /// `[index]` of a connector: which columns make the document a row becomes in the knowledge
-/// index (see [`feed`]).
+/// index (written by [`feed::run`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IndexSpec {
@@ -143,6 +146,15 @@ impl Definition {
     ) -> Option<chrono::DateTime<chrono::Utc>> {
         let cron = croner::Cron::from_str(self.schedule.as_deref()?).ok()?;
         cron.find_next_occurrence(&after, false).ok()
+    }
+
+    /// The last time the schedule fired at or before `at`, when there is a schedule.
+    pub fn previous_run(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let cron = croner::Cron::from_str(self.schedule.as_deref()?).ok()?;
+        cron.find_previous_occurrence(&at, true).ok()
     }
 
     /// Builds the running source. The one place kinds are wired.
@@ -350,7 +362,7 @@ fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Ve
         && let Err(e) = croner::Cron::from_str(s)
     {
         problems.push(format!(
-            "schedule: `{s}` is not a cron expression ({e}); use five fields like \"0 * * * *\" (hourly) or \"*/15 * * * *\""
+            "schedule: `{s}` is not a cron expression ({e}); use five fields like \"0 * * * *\" (hourly) or \"*/15 * * * *\", or six with seconds first such as \"*/30 * * * * *\""
         ));
     }
 

@@ -42,6 +42,9 @@ pub struct ConnectorView {
     pub schedule: Option<String>,
     /// When the schedule fires next (RFC 3339), if there is one.
     pub next_run: Option<String>,
+    /// Whether the scheduler of this server runs it on its schedule (false for a schedule
+    /// added after the server started: schedules are read at start).
+    pub scheduled: bool,
     /// Whether it feeds the index (`[index]`).
     pub indexed: bool,
     /// Its latest run.
@@ -68,6 +71,7 @@ pub async fn get_connectors(State(app): State<App>) -> Result<Json<serde_json::V
             .map(RunView::from);
         out.push(ConnectorView {
             next_run: def.next_run(now).map(|t| t.to_rfc3339()),
+            scheduled: app.schedule.runs(&def.name),
             kind: def.kind.name(),
             schedule: def.schedule.clone(),
             indexed: def.index.is_some(),

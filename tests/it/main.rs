@@ -6,6 +6,7 @@ mod discord;
 mod knowledge;
 mod lakehouse;
 mod llm;
+mod schedule;
 mod slack;
 mod store;
 #[path = "../support/mod.rs"]
