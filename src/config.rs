@@ -1164,12 +1164,57 @@ mod tests {
         };
         assert_eq!(url.as_str(), "s3://bucket/lake/");
         assert_eq!(options["AWS_REGION"], "eu-west-1");
+        for (uri, storage, want) in [
+            (
+                "gs://bucket/lake",
+                "{ GOOGLE_BASE_URL = \"http://127.0.0.1:9023\" }",
+                "gs://bucket/lake/",
+            ),
+            (
+                "az://container/lake/",
+                "{ AZURE_STORAGE_ACCOUNT_NAME = \"acct\" }",
+                "az://container/lake/",
+            ),
+            (
+                "abfss://fs@acct.dfs.core.windows.net/lake",
+                "{}",
+                "abfss://fs@acct.dfs.core.windows.net/lake/",
+            ),
+        ] {
+            let c = load(
+                &format!("[lakehouse]\nuri = \"{uri}\"\nstorage = {storage}\n"),
+                &[],
+            )
+            .unwrap();
+            let loc = c.lakehouse.location(&c.base_dir).unwrap();
+            let crate::lakehouse::Location::Remote { url, .. } = &loc else {
+                unreachable!("{loc:?}")
+            };
+            assert_eq!(url.as_str(), want);
+        }
         for (toml, want) in [
-            ("uri = \"gs://bucket/lake\"", "`gs://` is not supported"),
+            ("uri = \"hdfs://nn/lake\"", "`hdfs://` is not supported"),
             ("uri = \"s3://\"", "names no bucket"),
+            ("uri = \"az://\"", "names no container"),
             (
                 "uri = \"s3://b/l\"\nstorage = { AWS_SECRET_ACCESS_KEY = \"x\" }",
                 "credentials do not belong",
+            ),
+            (
+                "uri = \"gs://b/l\"\nstorage = { service_account_key = \"{}\" }",
+                "set the environment variable GOOGLE_SERVICE_ACCOUNT_KEY",
+            ),
+            (
+                "uri = \"az://c/l\"\nstorage = { azure_storage_account_key = \"x\" }",
+                "set the environment variable AZURE_STORAGE_ACCOUNT_KEY",
+            ),
+            (
+                "uri = \"az://c/l\"\nstorage = { SAS_TOKEN = \"x\" }",
+                "set the environment variable AZURE_STORAGE_SAS_KEY",
+            ),
+            (
+                "uri = \"abfs://c/l\"\nstorage = { AZURE_CLIENT_SECRET = \"x\" }",
+                "set the environment variable AZURE_CLIENT_SECRET",
             ),
             (
                 "storage = { AWS_REGION = \"x\" }",

@@ -52,13 +52,15 @@ pub const SOURCE: &str = "_source";
 #[serde(deny_unknown_fields, default)]
 pub struct LakehouseConfig {
     /// Root of the tables: a folder (relative to the config file), `file:///abs/path`, or an
-    /// S3 bucket and prefix, `s3://bucket/prefix` (AWS, or an S3-compatible store through
-    /// `storage`).
+    /// object-store bucket and prefix: `s3://bucket/prefix` (AWS, or an S3-compatible store
+    /// through `storage`), `gs://bucket/prefix` (Google Cloud Storage) or
+    /// `az://container/prefix` (Azure Blob Storage; also `abfs://` and `abfss://`).
     pub uri: String,
     /// Object-store options passed to delta-rs, e.g. `AWS_REGION`, `AWS_ENDPOINT_URL` (MinIO,
-    /// R2, …), `AWS_ALLOW_HTTP`. Credentials come from the environment (`AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_PROFILE`, instance roles), never
-    /// from this file.
+    /// R2, …), `GOOGLE_BASE_URL`, `AZURE_STORAGE_ACCOUNT_NAME`. Credentials come from the
+    /// environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `GOOGLE_APPLICATION_CREDENTIALS`,
+    /// `GOOGLE_SERVICE_ACCOUNT_KEY`, `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_KEY`,
+    /// `AZURE_CLIENT_SECRET`, instance roles and managed identities), never from this file.
     pub storage: BTreeMap<String, String>,
     /// Most rows `conveyor sql` returns; a result cut there says so.
     pub sql_row_limit: usize,
@@ -84,29 +86,105 @@ pub enum Location {
     Local(PathBuf),
     /// An object store: the root URL (ending in `/`) and the options for delta-rs.
     Remote {
-        /// `s3://bucket/prefix/`.
+        /// `s3://bucket/prefix/`, `gs://bucket/prefix/` or `az://container/prefix/`.
         url: reqwest::Url,
         /// Storage options.
         options: std::collections::HashMap<String, String>,
     },
 }
 
-/// What to check when an object store does not answer.
-const REMOTE_HINT: &str = "check lakehouse.uri (bucket and prefix), lakehouse.storage (AWS_ENDPOINT_URL, AWS_REGION) and the AWS credentials in the environment";
+/// The object stores this build speaks to, by URI scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    S3,
+    Gcs,
+    Azure,
+}
 
-/// Option keys that would put a credential in the config file.
-const SECRET_OPTIONS: &[&str] = &[
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "SECRET_ACCESS_KEY",
-    "SESSION_TOKEN",
-];
+impl Store {
+    /// The store of a URI scheme (lower case), `None` for one this build does not speak to.
+    fn of_scheme(scheme: &str) -> Option<Self> {
+        match scheme {
+            "s3" | "s3a" => Some(Self::S3),
+            "gs" => Some(Self::Gcs),
+            "az" | "abfs" | "abfss" => Some(Self::Azure),
+            _ => None,
+        }
+    }
+
+    /// An example URI, for messages.
+    fn example(self) -> &'static str {
+        match self {
+            Self::S3 => "s3://my-bucket/lake",
+            Self::Gcs => "gs://my-bucket/lake",
+            Self::Azure => "az://my-container/lake",
+        }
+    }
+
+    /// What the host part of the URI names.
+    fn root_noun(self) -> &'static str {
+        match self {
+            Self::S3 | Self::Gcs => "bucket",
+            Self::Azure => "container",
+        }
+    }
+
+    /// What to check when the store does not answer.
+    fn hint(self) -> &'static str {
+        match self {
+            Self::S3 => {
+                "check lakehouse.uri (bucket and prefix), lakehouse.storage (AWS_ENDPOINT_URL, AWS_REGION) and the AWS credentials in the environment"
+            }
+            Self::Gcs => {
+                "check lakehouse.uri (bucket and prefix), lakehouse.storage (GOOGLE_BASE_URL for an emulator) and the Google credentials in the environment (GOOGLE_APPLICATION_CREDENTIALS or GOOGLE_SERVICE_ACCOUNT_KEY)"
+            }
+            Self::Azure => {
+                "check lakehouse.uri (container and prefix), lakehouse.storage (AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_USE_EMULATOR) and the Azure credentials in the environment (AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_KEY or AZURE_CLIENT_ID/AZURE_CLIENT_SECRET/AZURE_TENANT_ID)"
+            }
+        }
+    }
+
+    /// Option keys (by upper-case suffix, covering delta-rs' aliases) that would put a
+    /// credential in the config file, each with the environment variable to use instead.
+    fn secret_options(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            // aws_secret_access_key, secret_access_key; aws_session_token, aws_token, token.
+            Self::S3 => &[
+                ("SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+                ("TOKEN", "AWS_SESSION_TOKEN"),
+            ],
+            // google_service_account_key, service_account_key (the key's JSON itself; a path
+            // to a key file is not a secret and may stay in the file).
+            Self::Gcs => &[("SERVICE_ACCOUNT_KEY", "GOOGLE_SERVICE_ACCOUNT_KEY")],
+            // azure_storage_{account,access,master}_key, account_key, access_key, master_key;
+            // azure_storage_sas_{key,token}, sas_key, sas_token; azure_client_secret,
+            // client_secret; azure_storage_token, bearer_token, token; fabric_session_token.
+            Self::Azure => &[
+                ("ACCOUNT_KEY", "AZURE_STORAGE_ACCOUNT_KEY"),
+                ("ACCESS_KEY", "AZURE_STORAGE_ACCOUNT_KEY"),
+                ("MASTER_KEY", "AZURE_STORAGE_ACCOUNT_KEY"),
+                ("SAS_KEY", "AZURE_STORAGE_SAS_KEY"),
+                ("SAS_TOKEN", "AZURE_STORAGE_SAS_KEY"),
+                ("CLIENT_SECRET", "AZURE_CLIENT_SECRET"),
+                ("SESSION_TOKEN", "AZURE_FABRIC_SESSION_TOKEN"),
+                ("TOKEN", "AZURE_STORAGE_TOKEN"),
+            ],
+        }
+    }
+
+    /// The store of a `Location::Remote` URL.
+    fn of_url(url: &reqwest::Url) -> Option<Self> {
+        Self::of_scheme(url.scheme())
+    }
+}
 
 impl LakehouseConfig {
     /// Where the tables live, with a relative path resolved against `base_dir`.
     ///
-    /// Local folders and S3 (`s3://`, `s3a://`, including S3-compatible stores) are built in;
-    /// other object stores (`gs://`, `az://`, …) are refused with a sentence.
+    /// Local folders, S3 (`s3://`, `s3a://`, including S3-compatible stores), Google Cloud
+    /// Storage (`gs://`) and Azure Blob Storage (`az://`, `abfs://`, `abfss://`) are built in;
+    /// other schemes are refused with a sentence, and so are storage options that hold a
+    /// credential.
     pub fn location(&self, base_dir: &Path) -> Result<Location> {
         let uri = self.uri.trim();
         if uri.is_empty() {
@@ -119,11 +197,12 @@ impl LakehouseConfig {
         }
         if let Some((scheme, _)) = uri.split_once("://") {
             let scheme = scheme.to_ascii_lowercase();
-            if !matches!(scheme.as_str(), "s3" | "s3a") {
+            let Some(store) = Store::of_scheme(&scheme) else {
                 return Err(Error::Config(format!(
-                    "lakehouse.uri: `{scheme}://` is not supported by this build, which stores Delta tables in local folders or S3 (s3://bucket/prefix, also S3-compatible stores such as MinIO or R2 through lakehouse.storage.AWS_ENDPOINT_URL)"
+                    "lakehouse.uri: `{scheme}://` is not supported by this build, which stores Delta tables in local folders, S3 (s3://bucket/prefix, also S3-compatible stores such as MinIO or R2 through lakehouse.storage.AWS_ENDPOINT_URL), Google Cloud Storage (gs://bucket/prefix) or Azure Blob Storage (az://container/prefix)"
                 )));
-            }
+            };
+            let example = store.example();
             let with_slash = if uri.ends_with('/') {
                 uri.to_string()
             } else {
@@ -131,23 +210,26 @@ impl LakehouseConfig {
             };
             let url = reqwest::Url::parse(&with_slash).map_err(|e| {
                 Error::Config(format!(
-                    "lakehouse.uri: `{uri}` is not a URL ({e}); write it like uri = \"s3://my-bucket/lake\""
+                    "lakehouse.uri: `{uri}` is not a URL ({e}); write it like uri = \"{example}\""
                 ))
             })?;
             if url.host_str().is_none_or(str::is_empty) {
                 return Err(Error::Config(format!(
-                    "lakehouse.uri: `{uri}` names no bucket; write it like uri = \"s3://my-bucket/lake\""
+                    "lakehouse.uri: `{uri}` names no {}; write it like uri = \"{example}\"",
+                    store.root_noun()
                 )));
             }
-            if let Some(k) = self.storage.keys().find(|k| {
-                SECRET_OPTIONS
+            for k in self.storage.keys() {
+                let upper = k.to_ascii_uppercase();
+                if let Some((_, env)) = store
+                    .secret_options()
                     .iter()
-                    .any(|s| k.to_ascii_uppercase().ends_with(s))
-            }) {
-                return Err(Error::Config(format!(
-                    "lakehouse.storage.{k}: credentials do not belong in the config file; set the environment variable {} instead",
-                    k.to_ascii_uppercase()
-                )));
+                    .find(|(suffix, _)| upper.ends_with(suffix))
+                {
+                    return Err(Error::Config(format!(
+                        "lakehouse.storage.{k}: credentials do not belong in the config file; set the environment variable {env} instead"
+                    )));
+                }
             }
             return Ok(Location::Remote {
                 url,
@@ -160,7 +242,7 @@ impl LakehouseConfig {
         }
         if !self.storage.is_empty() {
             return Err(Error::Config(
-                "lakehouse.storage: only used with an object store (uri = \"s3://…\"); remove it for a local folder".into(),
+                "lakehouse.storage: only used with an object store (uri = \"s3://…\", \"gs://…\" or \"az://…\"); remove it for a local folder".into(),
             ));
         }
         let p = Path::new(uri);
@@ -299,8 +381,14 @@ impl Lakehouse {
     pub fn open(config: &LakehouseConfig, base_dir: &Path) -> Result<Self> {
         let location = config.location(base_dir)?;
         if matches!(location, Location::Remote { .. }) {
-            static S3: std::sync::Once = std::sync::Once::new();
-            S3.call_once(|| deltalake::aws::register_handlers(None));
+            // deltalake also registers them from a constructor at start-up; registering them
+            // here says which stores this code relies on and does not depend on link order.
+            static STORES: std::sync::Once = std::sync::Once::new();
+            STORES.call_once(|| {
+                deltalake::aws::register_handlers(None);
+                deltalake::gcp::register_handlers(None);
+                deltalake::azure::register_handlers(None);
+            });
         }
         Ok(Self {
             location,
@@ -365,7 +453,10 @@ impl Lakehouse {
             .map_err(delta_err(&what))?
             .object_store(None);
         let listing = store.list_with_delimiter(None).await.map_err(|e| {
-            Error::Upstream(format!("lakehouse: {what} failed: {e}; {REMOTE_HINT}"))
+            Error::Upstream(format!(
+                "lakehouse: {what} failed: {e}; {}",
+                self.remote_hint()
+            ))
         })?;
         let mut names: Vec<String> = listing
             .common_prefixes
@@ -424,6 +515,16 @@ impl Lakehouse {
         }
     }
 
+    /// What to check when the object store does not answer.
+    fn remote_hint(&self) -> &'static str {
+        match &self.location {
+            Location::Local(_) => "check lakehouse.uri",
+            Location::Remote { url, .. } => {
+                Store::of_url(url).map_or("check lakehouse.uri and lakehouse.storage", Store::hint)
+            }
+        }
+    }
+
     /// Whether an object-store table has a Delta log (one listing request), so that a table
     /// not created yet is not loaded (which the Delta kernel would log as an error).
     async fn remote_log_exists(&self, layer: Layer, name: &str) -> Result<bool> {
@@ -435,7 +536,10 @@ impl Lakehouse {
             .object_store(None);
         let log = deltalake::Path::from("_delta_log");
         let listing = store.list_with_delimiter(Some(&log)).await.map_err(|e| {
-            Error::Upstream(format!("lakehouse: {what} failed: {e}; {REMOTE_HINT}"))
+            Error::Upstream(format!(
+                "lakehouse: {what} failed: {e}; {}",
+                self.remote_hint()
+            ))
         })?;
         Ok(!listing.objects.is_empty())
     }
