@@ -106,13 +106,7 @@ pub async fn run(
         }
         report.documents = docs.len();
         index.delete_docs(gone).await?;
-        let this = indexer.clone();
-        let mut points = tokio::task::spawn_blocking(move || this.points(&docs))
-            .await
-            .map_err(|e| crate::error::Error::internal("chunking silver rows", e))?;
-        for p in &mut points {
-            p.payload.lineage = lineages.get(&p.payload.doc_id).cloned();
-        }
+        let points = chunk_with_lineage(indexer, docs, lineages).await?;
         report.chunks = points.len();
         indexer.upsert_points(points).await?;
         index.flush().await?;
@@ -133,6 +127,20 @@ pub async fn run(
         docs.push(doc);
     }
     report.documents = docs.len();
+    let points = chunk_with_lineage(indexer, docs, lineages).await?;
+    report.chunks = indexer.replace_points(&table, points).await?;
+    index.flush().await?;
+    store.set_indexed_version(&def.name, version).await?;
+    tracing::info!(connector = %def.name, version, documents = report.documents, "index feed finished");
+    Ok(Some(report))
+}
+
+/// Chunks `docs` off the async threads and gives every chunk its row's lineage.
+async fn chunk_with_lineage(
+    indexer: &Indexer,
+    docs: Vec<Document>,
+    lineages: std::collections::HashMap<String, Lineage>,
+) -> Result<Vec<crate::knowledge::IndexPoint>> {
     let this = indexer.clone();
     let mut points = tokio::task::spawn_blocking(move || this.points(&docs))
         .await
@@ -140,11 +148,7 @@ pub async fn run(
     for p in &mut points {
         p.payload.lineage = lineages.get(&p.payload.doc_id).cloned();
     }
-    report.chunks = indexer.replace_points(&table, points).await?;
-    index.flush().await?;
-    store.set_indexed_version(&def.name, version).await?;
-    tracing::info!(connector = %def.name, version, documents = report.documents, "index feed finished");
-    Ok(Some(report))
+    Ok(points)
 }
 
 /// The document id of the row with `row`'s primary key values: `silver.NAME#KEY`.

@@ -623,12 +623,7 @@ impl Lakehouse {
                 let source = ctx
                     .read_batch(plan.batch)
                     .map_err(|e| Error::internal("lakehouse: reading the merge source", e))?;
-                let on = run
-                    .primary_key
-                    .iter()
-                    .map(|k| format!("(target.{q} = source.{q})", q = quote(k)))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
+                let on = key_match(run.primary_key);
                 let changed = plan
                     .data_columns
                     .iter()
@@ -770,12 +765,7 @@ impl Lakehouse {
         let source = ctx
             .read_batch(batch)
             .map_err(|e| Error::internal("lakehouse: reading the deleted keys", e))?;
-        let on = run
-            .primary_key
-            .iter()
-            .map(|k| format!("(target.{q} = source.{q})", q = quote(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let on = key_match(run.primary_key);
         let pred = format!("target.{} = {}", quote(SOURCE), sql_string(&listing.source));
         let (table, metrics) = table
             .merge(source, on)
@@ -1104,6 +1094,15 @@ fn check_names(run: &RunWrite<'_>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The MERGE condition matching target and source rows on the primary key.
+fn key_match(primary_key: &[String]) -> String {
+    primary_key
+        .iter()
+        .map(|k| format!("(target.{q} = source.{q})", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 /// A SQL identifier in double quotes.

@@ -496,31 +496,14 @@ async fn serve_runs_a_connector_every_second_and_feeds_the_index_it_holds() {
     assert_eq!(by_name("customers")["scheduled"], false, "{v}");
 
     // The feed ran in-process, into the index serve holds: the row answers a question.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v: Value = client
-            .post(format!("{base}/v1/messages"))
-            .json(&json!({
-                "conversation_id": format!("gadgets-{}", uuid::Uuid::new_v4()),
-                "user": "tester",
-                "text": "What does the zephyrine gadget fold into?"
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v.to_string().contains("silver.gadgets#1") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gadgets row never reached the index: {v}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    ask_until_cited(
+        &client,
+        &base,
+        "What does the zephyrine gadget fold into?",
+        "silver.gadgets#1",
+        &|| server.log(),
+    )
+    .await;
 
     // A manual `conveyor sync products` while serve holds the index: the data syncs, the
     // feed cannot run there, and the next scheduled pass (of gadgets) indexes products.
@@ -544,31 +527,14 @@ async fn serve_runs_a_connector_every_second_and_feeds_the_index_it_holds() {
         "{}",
         show(&out)
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v: Value = client
-            .post(format!("{base}/v1/messages"))
-            .json(&json!({
-                "conversation_id": format!("plans-{}", uuid::Uuid::new_v4()),
-                "user": "tester",
-                "text": "Which plan has priority support?"
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v.to_string().contains("silver.products#PRD-002") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve never indexed the manually synced products: {v}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    ask_until_cited(
+        &client,
+        &base,
+        "Which plan has priority support?",
+        "silver.products#PRD-002",
+        &|| server.log(),
+    )
+    .await;
     // The index size gauge follows the feed (12 product rows more).
     let deadline = Instant::now() + Duration::from_secs(10);
     while index_chunks(&client, &base).await < chunks_before + 12 {
@@ -625,4 +591,40 @@ async fn serve_runs_a_connector_every_second_and_feeds_the_index_it_holds() {
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     assert!(log.contains("scheduled connector runs are on"), "{log}");
+}
+
+/// Asks `question` (each time in a new conversation) until the answer cites `source`, for at
+/// most 30 s; fails with the last answer and the server's log.
+async fn ask_until_cited(
+    client: &reqwest::Client,
+    base: &str,
+    question: &str,
+    source: &str,
+    log: &dyn Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = client
+            .post(format!("{base}/v1/messages"))
+            .json(&json!({
+                "conversation_id": format!("ask-{}", uuid::Uuid::new_v4()),
+                "user": "tester",
+                "text": question
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v.to_string().contains(source) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer to {question:?} cited {source} within 30 s: {v}\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
