@@ -66,3 +66,15 @@ pub fn show(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Changes one row of the `conveyor init` demo's products (PRD-002's description gains
+/// "with priority support"), for tests of updates reaching silver and the index.
+pub fn give_demo_product_priority_support(demo: &std::path::Path) {
+    let file = demo.join("data/products.csv");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("billed monthly", "billed monthly, with priority support"),
+    )
+    .unwrap();
+}

@@ -610,13 +610,7 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
 
     // While another process holds the index, the data still syncs and the feed says it could
     // not run; the next sync catches up.
-    std::fs::write(
-        dir.join("data/products.csv"),
-        std::fs::read_to_string(dir.join("data/products.csv"))
-            .unwrap()
-            .replace("billed monthly", "billed monthly, with priority support"),
-    )
-    .unwrap();
+    crate::common::give_demo_product_priority_support(&dir);
     {
         let config = conveyor::config::Config::load(&cfg).unwrap();
         let _held = conveyor::app::Knowledge::open(&config).unwrap();
@@ -1610,13 +1604,7 @@ fn demo_on_object_store(lakehouse: &str, env: &[(&str, &str)]) {
         "csv",
     ]);
     assert_eq!(text, "n\n60\n");
-    std::fs::write(
-        dir.join("data/products.csv"),
-        std::fs::read_to_string(dir.join("data/products.csv"))
-            .unwrap()
-            .replace("billed monthly", "billed monthly, with priority support"),
-    )
-    .unwrap();
+    crate::common::give_demo_product_priority_support(&dir);
     let text = run(&["sync", "products"]);
     assert!(text.contains("1 updated"), "{text}");
     assert!(text.contains("products: indexed 1 changed rows"), "{text}");

@@ -508,13 +508,7 @@ async fn serve_runs_a_connector_every_second_and_feeds_the_index_it_holds() {
     // A manual `conveyor sync products` while serve holds the index: the data syncs, the
     // feed cannot run there, and the next scheduled pass (of gadgets) indexes products.
     let chunks_before = index_chunks(&client, &base).await;
-    std::fs::write(
-        dir.join("data/products.csv"),
-        std::fs::read_to_string(dir.join("data/products.csv"))
-            .unwrap()
-            .replace("billed monthly", "billed monthly, with priority support"),
-    )
-    .unwrap();
+    crate::common::give_demo_product_priority_support(&dir);
     let out = conveyor()
         .arg("--config")
         .arg(dir.join("conveyor.toml"))
