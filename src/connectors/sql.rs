@@ -27,13 +27,14 @@ use base64::Engine;
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::mysql::{MySql, MySqlConnection, MySqlRow};
-use sqlx::postgres::{PgConnection, PgRow, Postgres};
-use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlConnection, MySqlRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgRow, Postgres};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::types::BigDecimal;
 use sqlx::types::chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use sqlx::{
-    AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, Statement, TypeInfo, ValueRef,
+    AssertSqlSafe, Column, ConnectOptions, Connection, Executor, Row, SqlSafeStr, Statement,
+    TypeInfo, ValueRef,
 };
 
 use super::http::{EnvLookup, fail_on_issues, push};
@@ -246,15 +247,29 @@ impl Conn {
         let scheme = url.split("://").next().unwrap_or("").to_ascii_lowercase();
         let fut = async {
             match scheme.as_str() {
-                "postgres" | "postgresql" => PgConnection::connect(url).await.map(Self::Pg),
+                // Reading a large table in batches is slow by nature: sqlx's slow-statement
+                // warnings would only be noise (the run reports its own progress).
+                "postgres" | "postgresql" => PgConnectOptions::from_str(url)?
+                    .disable_statement_logging()
+                    .connect()
+                    .await
+                    .map(Self::Pg),
                 "mysql" | "mariadb" => {
                     let url = match url.strip_prefix("mariadb://") {
                         Some(rest) => format!("mysql://{rest}"),
                         None => url.to_string(),
                     };
-                    MySqlConnection::connect(&url).await.map(Self::My)
+                    MySqlConnectOptions::from_str(&url)?
+                        .disable_statement_logging()
+                        .connect()
+                        .await
+                        .map(Self::My)
                 }
-                "sqlite" => SqliteConnection::connect(url).await.map(Self::Lite),
+                "sqlite" => SqliteConnectOptions::from_str(url)?
+                    .disable_statement_logging()
+                    .connect()
+                    .await
+                    .map(Self::Lite),
                 _ => Err(sqlx::Error::Configuration(
                     "the URL must start with postgres://, mysql://, mariadb:// or sqlite://".into(),
                 )),
