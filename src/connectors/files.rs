@@ -1,5 +1,9 @@
 //! The `files` connector: CSV, JSON, JSONL or Parquet files from one file, a folder or a glob.
-//! For Parquet, a record's "line" is its row number in the file.
+//! For Parquet, a record's "line" is its row number in the file. Markdown and plain-text files
+//! are documents: each file is one record with `path` (its name under the listing root),
+//! `title` (a Markdown file's first heading, else the file name without extension) and
+//! `text` (the whole content), so `primary_key = "path"` and `[index] text = ["text"]` make a
+//! folder of documents a table and a searchable source.
 //!
 //! Change detection is by content hash: the cursor is a manifest of every file's sha256 as of
 //! the last committed run. New and changed files are read in full (and replace their rows in
@@ -32,6 +36,10 @@ pub enum Format {
     Jsonl,
     /// Apache Parquet (typed columns).
     Parquet,
+    /// Markdown documents: one record per file (`path`, `title`, `text`).
+    Markdown,
+    /// Plain-text documents: one record per file (`path`, `title`, `text`).
+    Text,
 }
 
 impl Format {
@@ -47,6 +55,8 @@ impl Format {
                 | (Self::Json, Some("json"))
                 | (Self::Jsonl, Some("jsonl" | "ndjson"))
                 | (Self::Parquet, Some("parquet"))
+                | (Self::Markdown, Some("md" | "markdown"))
+                | (Self::Text, Some("txt" | "text"))
         )
     }
 }
@@ -105,6 +115,33 @@ impl FilesConfig {
             config: self.clone(),
         }
     }
+}
+
+/// The text of a Markdown document's first ATX heading (`# Title`, any level), outside
+/// fenced code blocks.
+fn first_heading(text: &str) -> Option<String> {
+    let mut fenced = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("```") || t.starts_with("~~~") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced || line.len() - t.len() > 3 {
+            continue;
+        }
+        let hashes = t.chars().take_while(|c| *c == '#').count();
+        if (1..=6).contains(&hashes) {
+            let rest = &t[hashes..];
+            if rest.is_empty() || rest.starts_with([' ', '\t']) {
+                let title = rest.trim().trim_end_matches('#').trim();
+                if !title.is_empty() {
+                    return Some(title.to_string());
+                }
+            }
+        }
+    }
+    None
 }
 
 fn is_glob(p: &str) -> bool {
@@ -207,6 +244,35 @@ impl FilesSource {
                     }
                 }
             }
+            Format::Markdown | Format::Text => match std::str::from_utf8(bytes) {
+                Ok(text) => {
+                    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+                    let heading = if self.config.format == Format::Markdown {
+                        first_heading(text)
+                    } else {
+                        None
+                    };
+                    let title = heading.unwrap_or_else(|| {
+                        Path::new(name.as_ref())
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| name.to_string())
+                    });
+                    let mut map = Map::with_capacity(3);
+                    map.insert("path".into(), Value::String(name.to_string()));
+                    map.insert("title".into(), Value::String(title));
+                    map.insert("text".into(), Value::String(text.trim().to_string()));
+                    self.push(name, 1, map, out);
+                }
+                Err(e) => out.issues.push(issue(
+                    name,
+                    0,
+                    format!(
+                        "is not valid UTF-8 (first bad byte at offset {})",
+                        e.valid_up_to()
+                    ),
+                )),
+            },
             Format::Json => match serde_json::from_slice::<Value>(bytes) {
                 Ok(Value::Array(items)) => {
                     for (i, item) in items.into_iter().enumerate() {
@@ -488,6 +554,33 @@ mod tests {
         let lines: Vec<u64> = out.issues.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![3, 4], "{:?}", out.issues);
         assert!(out.issues[0].reason.contains("3 fields"));
+    }
+
+    #[test]
+    fn markdown_and_text_files_are_one_document_record_each() {
+        let mut src = source(Format::Markdown);
+        src.config.primary_key = PrimaryKey(vec!["path".into()]);
+        let mut out = Extract::default();
+        let name: Arc<str> = "guides/refunds.md".into();
+        src.parse(
+            &name,
+            b"```\n# not a heading\n```\nIntro.\n\n## Refunds within 30 days ##\nAsk support.\n",
+            &mut out,
+        );
+        let r = &out.records[0].data;
+        assert_eq!(r["path"], Value::String("guides/refunds.md".into()));
+        assert_eq!(r["title"], Value::String("Refunds within 30 days".into()));
+        assert!(r["text"].as_str().unwrap().ends_with("Ask support."));
+
+        src.config.format = Format::Text;
+        let name: Arc<str> = "notes/oncall.txt".into();
+        src.parse(&name, b"# not markdown here\npager rota\n", &mut out);
+        assert_eq!(out.records[1].data["title"], Value::String("oncall".into()));
+        src.parse(&name, b"bad \xff byte", &mut out);
+        assert!(out.issues[0].reason.contains("UTF-8"), "{:?}", out.issues);
+        assert!(Format::Markdown.matches(Path::new("a/B.MD")));
+        assert!(Format::Text.matches(Path::new("a/b.txt")));
+        assert!(!Format::Text.matches(Path::new("a/b.md")));
     }
 
     #[test]

@@ -1624,3 +1624,82 @@ fn set_lakehouse(cfg: &Path, lakehouse: &str) {
         .to_string();
     std::fs::write(cfg, text.replace(&uri_line, lakehouse)).unwrap();
 }
+
+/// `format = "markdown"`: a folder of documents becomes `silver.NAME` (one row per file:
+/// path, title, text) and, with `[index]`, searchable documents; an edited file changes its
+/// row and document, a removed file removes both.
+#[tokio::test]
+async fn a_folder_of_markdown_files_is_a_table_and_a_searchable_source() {
+    use conveyor::app::Knowledge;
+    use conveyor::config::Config;
+    use conveyor::connectors::feed;
+
+    let lab = Lab::new().await;
+    let config = Config::from_toml("", "test config", lab.dir.path(), &[]).unwrap();
+    let knowledge = Knowledge::open(&config).unwrap();
+    let indexer = knowledge.indexer();
+    let retriever = knowledge.retriever();
+    lab.write(
+        "wiki/refunds.md",
+        "# Refund policy\n\nRefunds are granted within 30 days for unused seats.\n",
+    );
+    lab.write(
+        "wiki/ops/oncall.md",
+        "Intro line.\n\n## On-call rota\n\nThe pager rotates every Tuesday at noon.\n",
+    );
+    lab.write("wiki/ignored.txt", "not markdown");
+    let def = lab.connector(
+        "wiki",
+        "path = \"wiki\"\nformat = \"markdown\"\nprimary_key = \"path\"\n[index]\ntitle = \"title\"\ntext = [\"text\"]\n",
+    );
+    let r = lab.sync(&def).await;
+    ok(&r);
+    assert_eq!(r.inserted, 2, "{r:?}");
+    assert_eq!(
+        lab.rows("SELECT path, title FROM silver.wiki ORDER BY path")
+            .await,
+        vec![
+            json!({"path": "ops/oncall.md", "title": "On-call rota"}),
+            json!({"path": "refunds.md", "title": "Refund policy"}),
+        ]
+    );
+    let feed = || async {
+        feed::run(
+            &lab.store,
+            &lab.lake,
+            &indexer,
+            knowledge.index.as_ref(),
+            &def,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!(feed().await.documents, 2);
+    let hits = retriever
+        .retrieve("pager rotates Tuesday", 5)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].payload.source, "silver.wiki#ops/oncall.md");
+    assert_eq!(hits[0].payload.title, "On-call rota");
+
+    lab.write(
+        "wiki/ops/oncall.md",
+        "## On-call rota\n\nThe pager now rotates every Friday.\n",
+    );
+    std::fs::remove_file(lab.path("wiki/refunds.md")).unwrap();
+    let r = lab.sync(&def).await;
+    ok(&r);
+    assert_eq!((r.updated, r.deleted), (1, 1), "{r:?}");
+    let f = feed().await;
+    assert_eq!((f.mode, f.documents, f.removed), ("changes", 1, 1), "{f:?}");
+    assert!(
+        retriever
+            .retrieve("refunds unused seats", 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let hits = retriever.retrieve("pager Friday", 5).await.unwrap();
+    assert_eq!(hits[0].payload.source, "silver.wiki#ops/oncall.md");
+}
