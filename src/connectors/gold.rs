@@ -1,5 +1,6 @@
-//! Gold models: `connectors/NAME.sql` files, each one read-only query over silver (and other
-//! gold) tables, materialised into `gold/NAME` by `conveyor sync` after the sources ran.
+//! Gold models: `connectors/NAME.sql` files (or inline, `[connectors.models]` NAME = SQL),
+//! each one read-only query over silver (and other gold) tables, materialised into
+//! `gold/NAME` by `conveyor sync` after the sources ran.
 //!
 //! A model is rebuilt only when its SQL text or the Delta version of one of its input tables
 //! changed since its last build (recorded in the store by [`Store::gold_record`]). Models that
@@ -60,6 +61,32 @@ pub fn load_models(dir: &Path) -> Result<Vec<Model>> {
             Ok(sql) => models.push(Model { name, path, sql }),
             Err(e) => problems.push(format!("{}: cannot read it: {e}", path.display())),
         }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Config(problems.join("\n")));
+    }
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(models)
+}
+
+/// The model files of `dir` and the inline models of `[connectors.models]`, sorted by name;
+/// a name defined both ways is an error naming both.
+pub fn all_models(dir: &Path, inline: &BTreeMap<String, String>) -> Result<Vec<Model>> {
+    let mut models = load_models(dir)?;
+    let mut problems = Vec::new();
+    for (name, sql) in inline {
+        if let Some(file) = models.iter().find(|m| &m.name == name) {
+            problems.push(format!(
+                "the gold model `{name}` is defined twice: {} and [connectors.models] {name}; keep one",
+                file.path.display()
+            ));
+            continue;
+        }
+        models.push(Model {
+            name: name.clone(),
+            path: PathBuf::from(format!("[connectors.models] {name}")),
+            sql: sql.clone(),
+        });
     }
     if !problems.is_empty() {
         return Err(Error::Config(problems.join("\n")));

@@ -44,6 +44,9 @@ pub struct ConnectorsConfig {
     /// How long a run's claim on its connector holds without being renewed; a run that
     /// crashed is taken over after this.
     pub run_lease: HumanDuration,
+    /// Gold models written inline (`[connectors.models]`, name = SQL), beside the
+    /// `connectors/NAME.sql` files.
+    pub models: BTreeMap<String, String>,
 }
 
 impl Default for ConnectorsConfig {
@@ -51,6 +54,7 @@ impl Default for ConnectorsConfig {
         Self {
             dir: PathBuf::from("connectors"),
             run_lease: HumanDuration(Duration::from_secs(600)),
+            models: BTreeMap::new(),
         }
     }
 }
@@ -60,6 +64,18 @@ impl ConnectorsConfig {
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.run_lease.0 < Duration::from_secs(10) {
             problems.push("connectors.run_lease: must be at least 10s".into());
+        }
+        for (name, sql) in &self.models {
+            if !valid_name(name) {
+                problems.push(format!(
+                    "connectors.models.{name}: the name becomes the table gold.{name}, so it must start with a lowercase letter and hold only lowercase letters, digits and '_'"
+                ));
+            }
+            if sql.trim().is_empty() {
+                problems.push(format!(
+                    "connectors.models.{name}: empty; write one query, e.g. {name} = \"SELECT … FROM orders\""
+                ));
+            }
         }
     }
 }

@@ -166,7 +166,10 @@ impl Pipeline<'_> {
             return Ok(report);
         }
         // Gold models after the sources: each is rebuilt only if its SQL or an input changed.
-        let models = gold::load_models(&self.config.connectors_dir())?;
+        let models = gold::all_models(
+            &self.config.connectors_dir(),
+            &self.config.connectors.models,
+        )?;
         let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
         report.gold = gold::build_all(self.lake, self.store, &models, &names).await?;
         events.gold_done(&report.gold);

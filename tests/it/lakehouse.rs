@@ -1703,3 +1703,74 @@ async fn a_folder_of_markdown_files_is_a_table_and_a_searchable_source() {
     let hits = retriever.retrieve("pager Friday", 5).await.unwrap();
     assert_eq!(hits[0].payload.source, "silver.wiki#ops/oncall.md");
 }
+
+/// Gold models written inline in the config (`[connectors.models]`) build like model files;
+/// a name defined both ways, or a bad name, is a clear error.
+#[test]
+fn inline_gold_models_build_beside_model_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = conveyor().arg("init").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let cfg = dir.join("conveyor.toml");
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{base}\n[connectors.models]\npaid_orders = \"SELECT order_id, total_usd FROM orders WHERE status = 'paid'\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run_cli(&cfg, &["sync"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("gold.paid_orders: built"), "{}", show(&out));
+    assert!(
+        text.contains("gold.revenue_by_plan: built"),
+        "{}",
+        show(&out)
+    );
+    let out = run_cli(
+        &cfg,
+        &[
+            "sql",
+            "SELECT (SELECT count(*) FROM gold.paid_orders) - (SELECT count(*) FROM orders WHERE status = 'paid') AS diff",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "diff\n0\n",
+        "{}",
+        show(&out)
+    );
+
+    // Defined twice: as a file and inline.
+    std::fs::write(
+        &cfg,
+        format!("{base}\n[connectors.models]\nrevenue_by_plan = \"SELECT 1 AS x\"\n"),
+    )
+    .unwrap();
+    let out = run_cli(&cfg, &["sync"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`revenue_by_plan` is defined twice") && err.contains("revenue_by_plan.sql"),
+        "{}",
+        show(&out)
+    );
+    // A name that cannot be a table.
+    std::fs::write(
+        &cfg,
+        format!("{base}\n[connectors.models]\n\"Bad-Name\" = \"SELECT 1 AS x\"\n"),
+    )
+    .unwrap();
+    let out = run_cli(&cfg, &["sync"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("connectors.models.Bad-Name"),
+        "{}",
+        show(&out)
+    );
+}
