@@ -961,10 +961,11 @@ fn plan_silver(
         if let Some(&want) = run.declared.get(name) {
             if want != table_ty {
                 problems.push(format!(
-                    "column `{name}` is {} in silver.{} but the connector's [schema] declares it {}; conveyor does not change the type of an existing column: drop the silver table folder {location} to re-type it on the next run, or declare it {}",
+                    "column `{name}` is {} in silver.{} but the connector's [schema] declares it {}; conveyor does not change the type of an existing column: drop the silver table folder {location} and run `conveyor sync {} --full` to re-type it, or declare it {}",
                     table_ty.name(),
                     run.table,
                     want.name(),
+                    run.table,
                     table_ty.name()
                 ));
             } else if let Some(p) = misfit(run, name, want) {
