@@ -1,9 +1,10 @@
 //! Connectors: declarative definitions of where business data comes from.
 //!
 //! One file per connector in `[connectors] dir` (`connectors/*.toml` next to the config):
-//! `name`, `kind`, an optional cron `schedule`, `on_error`, kind-specific keys and an optional
-//! `[index]` table. Every file is checked when the folder is loaded and every problem of every
-//! file is reported at once, each with its file and key. A definition is a config struct whose
+//! `name`, `kind`, an optional cron `schedule`, `on_error`, kind-specific keys, an optional
+//! `[index]` table and an optional `[schema]` of declared silver column types. Every file is
+//! checked when the folder is loaded and every problem of every file is reported at once, each
+//! with its file and key. A definition is a config struct whose
 //! `build` returns the running [`Source`]; kinds are registered in one place
 //! ([`Definition::build`]).
 //!

@@ -3,7 +3,7 @@
 //! - `bronze/NAME`: the raw records of every run, appended, every value as text, with
 //!   `_run_id`, `_fetched_at` and `_source` (the file or object a record came from).
 //! - `silver/NAME`: typed (inferred per column: integer, float, boolean, RFC 3339 timestamp,
-//!   text), one row per primary key, kept current with a Delta MERGE: changed rows updated, new
+//!   text — or declared, [`RunWrite::declared`]; an existing column is never re-typed), one row per primary key, kept current with a Delta MERGE: changed rows updated, new
 //!   ones inserted, and rows whose source object was re-listed without them (or removed)
 //!   deleted. New source columns are added to the table; a value that does not fit a column's
 //!   type fails the run before anything is written, so the previous version stays as it was.

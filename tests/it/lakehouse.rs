@@ -1,8 +1,7 @@
 //! Connectors and the lakehouse: real files in temp folders synced into real Delta tables,
 //! read back with SQL. Updates, deletions, new columns, type conflicts, declared types
-//! (`[schema]`), a crash between the
-//! data commit and the cursor, malformed rows, and the CLI (`init` + `sync` + `sql`, writes
-//! refused).
+//! (`[schema]`), a crash between the data commit and the cursor, malformed rows, and the CLI
+//! (`init` + `sync` + `sql`, writes refused).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
