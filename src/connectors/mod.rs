@@ -1,9 +1,10 @@
 //! Connectors: declarative definitions of where business data comes from.
 //!
 //! One file per connector in `[connectors] dir` (`connectors/*.toml` next to the config):
-//! `name`, `kind`, an optional cron `schedule`, `on_error`, kind-specific keys and an optional
-//! `[index]` table. Every file is checked when the folder is loaded and every problem of every
-//! file is reported at once, each with its file and key. A definition is a config struct whose
+//! `name`, `kind`, an optional cron `schedule`, `on_error`, kind-specific keys, an optional
+//! `[index]` table and an optional `[schema]` of declared silver column types. Every file is
+//! checked when the folder is loaded and every problem of every file is reported at once, each
+//! with its file and key. A definition is a config struct whose
 //! `build` returns the running [`Source`]; kinds are registered in one place
 //! ([`Definition::build`]).
 //!
@@ -33,7 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::HumanDuration;
 use crate::error::{Error, Result};
-use crate::lakehouse::{KeyListing, SourceRecord};
+use crate::lakehouse::records::DECLARABLE;
+use crate::lakehouse::{ColType, KeyListing, SourceRecord};
 
 /// `[connectors]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +143,8 @@ pub struct Definition {
     pub on_error: OnError,
     /// The index feed settings, if any.
     pub index: Option<IndexSpec>,
+    /// Declared silver column types (`[schema]`); other columns are inferred.
+    pub schema: BTreeMap<String, ColType>,
     /// Kind-specific settings.
     pub kind: Kind,
 }
@@ -364,6 +368,10 @@ fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Ve
             }
         },
     };
+    let schema = match table.remove("schema") {
+        None => BTreeMap::new(),
+        Some(v) => take_schema(v, &mut problems),
+    };
 
     match &name {
         None => problems.push(
@@ -445,10 +453,46 @@ fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Ve
             schedule,
             on_error,
             index,
+            schema,
             kind,
         }),
         _ => Err(problems),
     }
+}
+
+/// Reads `[schema]`: column name → declared type. Every bad entry is a problem naming its key.
+fn take_schema(value: toml::Value, problems: &mut Vec<String>) -> BTreeMap<String, ColType> {
+    let mut schema = BTreeMap::new();
+    let toml::Value::Table(cols) = value else {
+        problems.push(format!(
+            "schema: expected a table of column = \"type\" ({DECLARABLE}), found {}",
+            value.type_str()
+        ));
+        return schema;
+    };
+    for (col, ty) in cols {
+        if col.starts_with('_') {
+            problems.push(format!(
+                "schema.{col}: column names starting with '_' are conveyor's own (_run_id, _fetched_at, _source); declare only source columns"
+            ));
+            continue;
+        }
+        match ty.as_str().and_then(ColType::declared) {
+            Some(t) => {
+                schema.insert(col, t);
+            }
+            None => problems.push(match &ty {
+                toml::Value::String(s) => {
+                    format!("schema.{col}: \"{s}\" is not a column type; use {DECLARABLE}")
+                }
+                other => format!(
+                    "schema.{col}: expected a type name, found {}; use {DECLARABLE}",
+                    other.type_str()
+                ),
+            }),
+        }
+    }
+    schema
 }
 
 /// Removes `key` from `table` when it is a string; anything else is a problem.
@@ -588,5 +632,42 @@ mod tests {
         assert_eq!(defs[0].primary_key(), ["order_id".to_string()]);
         assert_eq!(defs[0].on_error, OnError::Fail);
         assert!(defs[0].next_run(chrono::Utc::now()).is_some());
+        assert!(defs[0].schema.is_empty());
+    }
+
+    #[test]
+    fn schema_types_are_read_and_bad_ones_named_with_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = "kind = \"files\"\npath = \"x.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n";
+        std::fs::write(
+            dir.path().join("good.toml"),
+            format!("name = \"good\"\n{head}[schema]\nzip = \"text\"\nid = \"integer\"\namount = \"float\"\nok = \"boolean\"\nat = \"timestamp\"\n"),
+        )
+        .unwrap();
+        let defs = load_dir(dir.path(), dir.path()).unwrap();
+        assert_eq!(defs[0].schema["zip"], ColType::Text);
+        assert_eq!(defs[0].schema["id"], ColType::Int);
+        assert_eq!(defs[0].schema["amount"], ColType::Float);
+        assert_eq!(defs[0].schema["ok"], ColType::Bool);
+        assert_eq!(defs[0].schema["at"], ColType::Timestamp);
+
+        std::fs::write(
+            dir.path().join("bad.toml"),
+            format!(
+                "name = \"bad\"\n{head}[schema]\nzip = \"varchar\"\nn = 3\n_source = \"text\"\n"
+            ),
+        )
+        .unwrap();
+        let err = load_dir(dir.path(), dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.toml: schema.zip: \"varchar\" is not a column type; use integer, float, boolean, timestamp or text"),
+            "{err}"
+        );
+        assert!(
+            err.contains("bad.toml: schema.n: expected a type name, found integer"),
+            "{err}"
+        );
+        assert!(err.contains("bad.toml: schema._source"), "{err}");
+        assert!(!err.contains("good.toml"), "{err}");
     }
 }

@@ -222,6 +222,7 @@ async fn attempt(
             removed: &extract.removed,
             full: opts.full,
             listed: extract.listed.as_ref(),
+            declared: &def.schema,
         })
         .await?;
     report.inserted = written.inserted;

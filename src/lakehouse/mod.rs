@@ -3,7 +3,7 @@
 //! - `bronze/NAME`: the raw records of every run, appended, every value as text, with
 //!   `_run_id`, `_fetched_at` and `_source` (the file or object a record came from).
 //! - `silver/NAME`: typed (inferred per column: integer, float, boolean, RFC 3339 timestamp,
-//!   text), one row per primary key, kept current with a Delta MERGE: changed rows updated, new
+//!   text — or declared, [`RunWrite::declared`]; an existing column is never re-typed), one row per primary key, kept current with a Delta MERGE: changed rows updated, new
 //!   ones inserted, and rows whose source object was re-listed without them (or removed)
 //!   deleted. New source columns are added to the table; a value that does not fit a column's
 //!   type fails the run before anything is written, so the previous version stays as it was.
@@ -319,6 +319,10 @@ pub struct RunWrite<'a> {
     /// `sql` kind with `incremental_column`): silver rows of that source object whose key is
     /// not listed are deleted.
     pub listed: Option<&'a KeyListing>,
+    /// Declared column types (a connector's `[schema]`): these columns get this type instead
+    /// of the inferred one, a value that cannot be read as it fails the run, and an existing
+    /// column of another type is an error (the table is never re-typed).
+    pub declared: &'a BTreeMap<String, ColType>,
 }
 
 /// A key-only listing of one source object (see [`RunWrite::listed`]).
@@ -575,7 +579,8 @@ impl Lakehouse {
     pub async fn write_run(&self, run: &RunWrite<'_>) -> Result<WriteReport> {
         check_names(run)?;
         let silver = self.load(Layer::Silver, run.table).await?;
-        let plan = plan_silver(run, silver.as_ref())?;
+        let location = self.table_location(Layer::Silver, run.table);
+        let plan = plan_silver(run, silver.as_ref(), &location)?;
         let mut report = WriteReport {
             new_columns: plan.new_columns.clone(),
             ..Default::default()
@@ -916,8 +921,14 @@ struct SilverPlan {
 
 /// Reconciles the run's inferred types with the table's, deduplicates on the primary key
 /// (the last record wins) and builds the batch. Fails on a type conflict, naming the column,
-/// both types and an offending value.
-fn plan_silver(run: &RunWrite<'_>, table: Option<&DeltaTable>) -> Result<SilverPlan> {
+/// both types and an offending value. Declared columns (`run.declared`) take the declared type;
+/// their values must all be readable as it, and an existing column must already have it
+/// (`location`, the table's folder, is named in that message).
+fn plan_silver(
+    run: &RunWrite<'_>,
+    table: Option<&DeltaTable>,
+    location: &str,
+) -> Result<SilverPlan> {
     let inferred = infer(run.records, run.values_are_text);
     let existing: Vec<(String, DataType)> = match table {
         Some(t) => {
@@ -947,6 +958,26 @@ fn plan_silver(run: &RunWrite<'_>, table: Option<&DeltaTable>) -> Result<SilverP
             ));
             continue;
         };
+        if let Some(&want) = run.declared.get(name) {
+            if want != table_ty {
+                problems.push(format!(
+                    "column `{name}` is {} in silver.{} but the connector's [schema] declares it {}; conveyor does not change the type of an existing column: drop the silver table folder {location} and run `conveyor sync {} --full` to re-type it, or declare it {}",
+                    table_ty.name(),
+                    run.table,
+                    want.name(),
+                    run.table,
+                    table_ty.name()
+                ));
+            } else if let Some(p) = misfit(run, name, want) {
+                problems.push(p);
+            } else {
+                specs.push(ColumnSpec {
+                    name: name.clone(),
+                    ty: want,
+                });
+            }
+            continue;
+        }
         let ty = match inferred.iter().find(|c| &c.name == name) {
             None => table_ty,
             Some(c) => match (table_ty, c.ty) {
@@ -983,12 +1014,22 @@ fn plan_silver(run: &RunWrite<'_>, table: Option<&DeltaTable>) -> Result<SilverP
         if c.ty == ColType::Null && table.is_some() {
             continue;
         }
+        let ty = match run.declared.get(&c.name) {
+            None => c.ty,
+            Some(&want) => {
+                if let Some(p) = misfit(run, &c.name, want) {
+                    problems.push(p);
+                    continue;
+                }
+                want
+            }
+        };
         if table.is_some() {
             new_columns.push(c.name.clone());
         }
         specs.push(ColumnSpec {
             name: c.name.clone(),
-            ty: c.ty,
+            ty,
         });
     }
     for k in run.primary_key {
@@ -1028,6 +1069,20 @@ fn plan_silver(run: &RunWrite<'_>, table: Option<&DeltaTable>) -> Result<SilverP
         data_columns: specs.into_iter().map(|s| s.name).collect(),
         new_columns,
     })
+}
+
+/// The problem with column `name`'s values when some cannot be read as its declared type.
+fn misfit(run: &RunWrite<'_>, name: &str, ty: ColType) -> Option<String> {
+    let (first, count) = records::misfits(run.records, name, ty, run.values_are_text)?;
+    let more = match count {
+        1 => String::new(),
+        n => format!(" and {} more", n - 1),
+    };
+    Some(format!(
+        "column `{name}` is declared {} in the connector's [schema] but this run has values that cannot be read as {}: {first}{more}; fix the values at the source, or declare the column text",
+        ty.name(),
+        ty.name()
+    ))
 }
 
 /// Bronze keeps every value as text, so no source value can ever conflict with it.

@@ -61,6 +61,19 @@ impl ColType {
         }
     }
 
+    /// The type a connector's `[schema]` names: `integer`, `float`, `boolean`, `timestamp`
+    /// or `text` (see [`DECLARABLE`]); `None` for anything else.
+    pub fn declared(name: &str) -> Option<Self> {
+        match name {
+            "integer" => Some(Self::Int),
+            "float" => Some(Self::Float),
+            "boolean" => Some(Self::Bool),
+            "timestamp" => Some(Self::Timestamp),
+            "text" => Some(Self::Text),
+            _ => None,
+        }
+    }
+
     /// The Arrow type a column of this type is written with.
     pub fn arrow(self) -> DataType {
         match self {
@@ -96,6 +109,9 @@ impl ColType {
         }
     }
 }
+
+/// The type names a connector's `[schema]` may use, for messages.
+pub const DECLARABLE: &str = "integer, float, boolean, timestamp or text";
 
 /// What inference learned about one column.
 #[derive(Debug, Clone, PartialEq)]
@@ -305,6 +321,80 @@ fn cell<'a>(rec: &'a SourceRecord, name: &str, text: bool) -> Option<&'a Value> 
     }
 }
 
+/// `v` read as an integer: a JSON integer, or text holding one.
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// `v` read as a float: any JSON number (integers included), or text holding one.
+fn as_float(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// `v` read as a boolean: a JSON boolean, or the text `true`/`false` (any case).
+fn as_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(x) => Some(*x),
+        Value::String(s) => parse_bool_text(s.trim()),
+        _ => None,
+    }
+}
+
+/// `v` read as a timestamp: RFC 3339 text.
+fn as_timestamp(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(s) => parse_timestamp(s.trim()),
+        _ => None,
+    }
+}
+
+/// Whether `v` (not null) can be stored in a column of type `ty`. Text holds anything.
+fn fits(v: &Value, ty: ColType) -> bool {
+    match ty {
+        ColType::Int => as_int(v).is_some(),
+        ColType::Float => as_float(v).is_some(),
+        ColType::Bool => as_bool(v).is_some(),
+        ColType::Timestamp => as_timestamp(v).is_some(),
+        ColType::Null | ColType::Text => true,
+    }
+}
+
+/// Values of column `name` that cannot be read as `ty`: the first one (as
+/// `"value" in SOURCE line N`) and how many there are; `None` when every value fits.
+pub fn misfits(
+    records: &[SourceRecord],
+    name: &str,
+    ty: ColType,
+    text: bool,
+) -> Option<(String, usize)> {
+    let mut first = None;
+    let mut count = 0;
+    for rec in records {
+        if let Some(v) = cell(rec, name, text)
+            && !fits(v, ty)
+        {
+            count += 1;
+            if first.is_none() {
+                first = Some(format!(
+                    "{} in {} line {}",
+                    short(&render(v)),
+                    rec.source,
+                    rec.line
+                ));
+            }
+        }
+    }
+    first.map(|f| (f, count))
+}
+
 fn build_column<'a>(
     records: &[&'a SourceRecord],
     spec: &ColumnSpec,
@@ -328,12 +418,7 @@ fn build_column<'a>(
                 match value(rec) {
                     None => b.append_null(),
                     Some(v) => {
-                        let n = match v {
-                            Value::Number(n) => n.as_i64(),
-                            Value::String(s) => s.trim().parse().ok(),
-                            _ => None,
-                        };
-                        b.append_value(n.ok_or_else(|| bad(rec, v))?);
+                        b.append_value(as_int(v).ok_or_else(|| bad(rec, v))?);
                     }
                 }
             }
@@ -345,12 +430,7 @@ fn build_column<'a>(
                 match value(rec) {
                     None => b.append_null(),
                     Some(v) => {
-                        let n = match v {
-                            Value::Number(n) => n.as_f64(),
-                            Value::String(s) => s.trim().parse().ok(),
-                            _ => None,
-                        };
-                        b.append_value(n.ok_or_else(|| bad(rec, v))?);
+                        b.append_value(as_float(v).ok_or_else(|| bad(rec, v))?);
                     }
                 }
             }
@@ -362,12 +442,7 @@ fn build_column<'a>(
                 match value(rec) {
                     None => b.append_null(),
                     Some(v) => {
-                        let x = match v {
-                            Value::Bool(x) => Some(*x),
-                            Value::String(s) => parse_bool_text(s.trim()),
-                            _ => None,
-                        };
-                        b.append_value(x.ok_or_else(|| bad(rec, v))?);
+                        b.append_value(as_bool(v).ok_or_else(|| bad(rec, v))?);
                     }
                 }
             }
@@ -380,11 +455,7 @@ fn build_column<'a>(
                 match value(rec) {
                     None => b.append_null(),
                     Some(v) => {
-                        let x = match v {
-                            Value::String(s) => parse_timestamp(s.trim()),
-                            _ => None,
-                        };
-                        b.append_value(x.ok_or_else(|| bad(rec, v))?);
+                        b.append_value(as_timestamp(v).ok_or_else(|| bad(rec, v))?);
                     }
                 }
             }
@@ -485,5 +556,62 @@ mod tests {
         assert_eq!(batch.num_rows(), 3);
         assert_eq!(batch.schema().field(0).data_type(), &DataType::Int64);
         assert_eq!(batch.column(2).null_count(), 2);
+    }
+
+    #[test]
+    fn declared_types_read_values_or_name_the_first_that_does_not_fit() {
+        let json_rows = vec![
+            rec(
+                1,
+                json!({"zip": 1234, "n": 1, "x": 2.5, "ok": true, "tags": [1]}),
+            ),
+            rec(2, json!({"zip": "01234", "n": "2", "x": 3, "ok": "FALSE"})),
+            rec(3, json!({"zip": null, "n": "two", "x": "n/a", "ok": 1})),
+            rec(4, json!({"n": 4.5})),
+        ];
+        assert_eq!(misfits(&json_rows, "zip", ColType::Text, false), None);
+        assert_eq!(misfits(&json_rows, "tags", ColType::Text, false), None);
+        assert_eq!(
+            misfits(&json_rows, "n", ColType::Int, false),
+            Some(("\"two\" in t.csv line 3".to_string(), 2))
+        );
+        let (first, n) = misfits(&json_rows, "x", ColType::Float, false).unwrap();
+        assert!(first.contains("n/a") && first.contains("line 3"), "{first}");
+        assert_eq!(n, 1);
+        let (first, _) = misfits(&json_rows, "ok", ColType::Bool, false).unwrap();
+        assert!(first.contains("line 3"), "{first}");
+        assert_eq!(ColType::declared("boolean"), Some(ColType::Bool));
+        assert_eq!(ColType::declared("null"), None);
+
+        // Text holds JSON numbers rendered as text, and CSV text as it is.
+        let refs: Vec<&SourceRecord> = json_rows[..2].iter().collect();
+        let spec = ColumnSpec {
+            name: "zip".into(),
+            ty: ColType::Text,
+        };
+        let batch = build_batch(&refs, std::slice::from_ref(&spec), false, Vec::new()).unwrap();
+        let col = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<deltalake::arrow::array::StringArray>()
+            .unwrap();
+        assert_eq!((col.value(0), col.value(1)), ("1234", "01234"));
+        let csv = [rec(2, json!({"zip": "00501"}))];
+        let refs: Vec<&SourceRecord> = csv.iter().collect();
+        let batch = build_batch(&refs, &[spec], true, Vec::new()).unwrap();
+        let col = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<deltalake::arrow::array::StringArray>()
+            .unwrap();
+        assert_eq!(col.value(0), "00501");
+        // Float takes integers.
+        let spec = ColumnSpec {
+            name: "x".into(),
+            ty: ColType::Float,
+        };
+        let refs: Vec<&SourceRecord> = json_rows[..2].iter().collect();
+        let batch = build_batch(&refs, &[spec], false, Vec::new()).unwrap();
+        assert_eq!(batch.schema().field(0).data_type(), &DataType::Float64);
     }
 }

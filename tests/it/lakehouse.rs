@@ -1,7 +1,7 @@
 //! Connectors and the lakehouse: real files in temp folders synced into real Delta tables,
-//! read back with SQL. Updates, deletions, new columns, type conflicts, a crash between the
-//! data commit and the cursor, malformed rows, and the CLI (`init` + `sync` + `sql`, writes
-//! refused).
+//! read back with SQL. Updates, deletions, new columns, type conflicts, declared types
+//! (`[schema]`), a crash between the data commit and the cursor, malformed rows, and the CLI
+//! (`init` + `sync` + `sql`, writes refused).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -330,6 +330,168 @@ async fn a_type_conflict_fails_cleanly_and_the_previous_version_stays_readable()
     let fixed = lab.sync(&def).await;
     ok(&fixed);
     assert_eq!(fixed.updated, 1);
+}
+
+#[tokio::test]
+async fn declared_text_keeps_zip_codes_and_declared_float_takes_integers() {
+    let lab = Lab::new().await;
+    // Every zip of the first run looks like a number, every amount like an integer.
+    lab.write("data/c/a.csv", "id,zip,amount\n1,90210,10\n2,12345,7\n");
+    let def = lab.connector(
+        "customers",
+        "path = \"data/c\"\nformat = \"csv\"\nprimary_key = \"id\"\n[schema]\nzip = \"text\"\namount = \"float\"\n",
+    );
+    ok(&lab.sync(&def).await);
+    // Leading zeros arrive later and survive; a decimal amount fits the float column.
+    lab.write("data/c/b.csv", "id,zip,amount\n3,01234,2.5\n");
+    ok(&lab.sync(&def).await);
+    assert_eq!(
+        lab.rows("SELECT id, zip, amount FROM customers ORDER BY id")
+            .await,
+        vec![
+            json!({"id": 1, "zip": "90210", "amount": 10.0}),
+            json!({"id": 2, "zip": "12345", "amount": 7.0}),
+            json!({"id": 3, "zip": "01234", "amount": 2.5}),
+        ]
+    );
+
+    // JSON numbers in a declared text column are stored as their text.
+    lab.write(
+        "data/j.jsonl",
+        "{\"id\": 1, \"zip\": 501, \"ok\": \"true\"}\n{\"id\": 2, \"zip\": \"00501\", \"ok\": false}\n",
+    );
+    let def = lab.connector(
+        "places",
+        "path = \"data/j.jsonl\"\nformat = \"jsonl\"\nprimary_key = \"id\"\n[schema]\nzip = \"text\"\nok = \"boolean\"\n",
+    );
+    ok(&lab.sync(&def).await);
+    assert_eq!(
+        lab.rows("SELECT id, zip, ok FROM places ORDER BY id").await,
+        vec![
+            json!({"id": 1, "zip": "501", "ok": true}),
+            json!({"id": 2, "zip": "00501", "ok": false}),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_value_that_does_not_fit_its_declared_type_fails_and_nothing_is_written() {
+    let lab = Lab::new().await;
+    lab.write(
+        "data/p.jsonl",
+        "{\"sku\": \"X\", \"qty\": 1}\n{\"sku\": \"Y\", \"qty\": \"2\"}\n",
+    );
+    let def = lab.connector(
+        "stock",
+        "path = \"data/p.jsonl\"\nformat = \"jsonl\"\nprimary_key = \"sku\"\n[schema]\nqty = \"integer\"\n",
+    );
+    let first = lab.sync(&def).await;
+    ok(&first);
+
+    lab.write(
+        "data/p.jsonl",
+        "{\"sku\": \"X\", \"qty\": 1}\n{\"sku\": \"Y\", \"qty\": \"many\"}\n{\"sku\": \"Z\", \"qty\": 2.5}\n",
+    );
+    let bad = lab.sync(&def).await;
+    let err = bad.error.clone().expect("the run must fail");
+    assert!(
+        err.contains("column `qty` is declared integer")
+            && err.contains("\"many\" in ")
+            && err.contains("p.jsonl line 2 and 1 more"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.lake.version(Layer::Silver, "stock").await.unwrap(),
+        first.silver_version
+    );
+    assert_eq!(
+        lab.rows("SELECT sku, qty FROM stock ORDER BY sku").await,
+        vec![json!({"sku": "X", "qty": 1}), json!({"sku": "Y", "qty": 2})]
+    );
+    assert_eq!(
+        lab.rows("SELECT count(*) AS n FROM bronze.stock").await,
+        vec![json!({"n": 2})]
+    );
+
+    // A first run that does not fit creates no table at all.
+    lab.write("data/q.jsonl", "{\"id\": 1, \"at\": \"yesterday\"}\n");
+    let def = lab.connector(
+        "events",
+        "path = \"data/q.jsonl\"\nformat = \"jsonl\"\nprimary_key = \"id\"\n[schema]\nat = \"timestamp\"\n",
+    );
+    let err = lab.sync(&def).await.error.expect("the run must fail");
+    assert!(
+        err.contains("`at` is declared timestamp") && err.contains("q.jsonl line 1"),
+        "{err}"
+    );
+    assert_eq!(
+        lab.lake.version(Layer::Silver, "events").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_declared_type_that_differs_from_the_table_fails_until_the_table_is_dropped() {
+    let lab = Lab::new().await;
+    lab.write(
+        "data/p.jsonl",
+        "{\"sku\": \"X\", \"price\": 10}\n{\"sku\": \"Y\", \"price\": 12}\n",
+    );
+    let plain = "path = \"data/p.jsonl\"\nformat = \"jsonl\"\nprimary_key = \"sku\"\n";
+    let def = lab.connector("products", plain);
+    let first = lab.sync(&def).await;
+    ok(&first);
+
+    let def = lab.connector("products", &format!("{plain}[schema]\nprice = \"text\"\n"));
+    let full = SyncOptions {
+        full: true,
+        ..Default::default()
+    };
+    let err = lab
+        .sync_with(&def, full)
+        .await
+        .error
+        .expect("the run must fail");
+    let folder = lab.lake.table_location(Layer::Silver, "products");
+    assert!(
+        err.contains("column `price` is integer in silver.products")
+            && err.contains("declares it text")
+            && err.contains(&format!("drop the silver table folder {folder}")),
+        "{err}"
+    );
+    assert_eq!(
+        lab.lake.version(Layer::Silver, "products").await.unwrap(),
+        first.silver_version
+    );
+
+    // Dropped as the message says, the table is made again with the declared type.
+    std::fs::remove_dir_all(&folder).unwrap();
+    ok(&lab.sync_with(&def, full).await);
+    assert_eq!(
+        lab.rows("SELECT sku, price FROM products ORDER BY sku")
+            .await,
+        vec![
+            json!({"sku": "X", "price": "10"}),
+            json!({"sku": "Y", "price": "12"})
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_bad_schema_type_is_reported_with_file_and_key() {
+    let lab = Lab::new().await;
+    lab.write(
+        "connectors/bad.toml",
+        "name = \"bad\"\nkind = \"files\"\npath = \"data/x.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n[schema]\nzip = \"string\"\n_run_id = \"text\"\n",
+    );
+    let err = connectors::load_dir(&lab.path("connectors"), lab.dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.toml: schema.zip: \"string\" is not a column type; use integer, float, boolean, timestamp or text"),
+        "{err}"
+    );
+    assert!(err.contains("bad.toml: schema._run_id"), "{err}");
 }
 
 #[tokio::test]
