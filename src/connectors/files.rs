@@ -440,12 +440,7 @@ impl Source for FilesSource {
         on_error: OnError,
         progress: &dyn Progress,
     ) -> Result<Extract> {
-        let previous: FileManifest = match cursor {
-            None => FileManifest::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                Error::Internal(format!("the saved file manifest cannot be read: {e}"))
-            })?,
-        };
+        let previous: FileManifest = super::decode_cursor(cursor, &self.config.path)?;
         let this = self.clone();
         // Hashing and parsing are blocking work on possibly large files.
         let files = tokio::task::spawn_blocking(move || this.list())

@@ -852,15 +852,7 @@ impl Source for HttpSource {
         on_error: OnError,
         progress: &dyn Progress,
     ) -> Result<Extract> {
-        let previous: Cursor = match cursor {
-            None | Some(Value::Null) => Cursor::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                Error::Internal(format!(
-                    "the saved cursor of `{}` cannot be read: {e}",
-                    self.name
-                ))
-            })?,
-        };
+        let previous: Cursor = super::decode_cursor(cursor, &self.name)?;
         // The cursor is only meaningful with `incremental`; without it every run is full. With
         // `full_every`, a run lists everything again once that long has passed since the last
         // full listing, which is how deletions at the source reach silver.

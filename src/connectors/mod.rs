@@ -226,6 +226,21 @@ pub struct Extract {
     pub cursor: serde_json::Value,
 }
 
+/// A source's saved cursor as its own type: the default when there is none yet.
+pub(crate) fn decode_cursor<T: serde::de::DeserializeOwned + Default>(
+    cursor: Option<&serde_json::Value>,
+    connector: &str,
+) -> Result<T> {
+    match cursor {
+        None | Some(serde_json::Value::Null) => Ok(T::default()),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            Error::Internal(format!(
+                "the saved cursor of `{connector}` cannot be read: {e}"
+            ))
+        }),
+    }
+}
+
 /// Progress reporting from a source to whoever draws it.
 pub trait Progress: Send + Sync {
     /// Total units of work (files), once known.

@@ -712,15 +712,7 @@ impl Source for SqlSource {
         on_error: OnError,
         progress: &dyn Progress,
     ) -> Result<Extract> {
-        let previous: Cursor = match cursor {
-            None | Some(Value::Null) => Cursor::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                Error::Internal(format!(
-                    "the saved cursor of `{}` cannot be read: {e}",
-                    self.name
-                ))
-            })?,
-        };
+        let previous: Cursor = super::decode_cursor(cursor, &self.name)?;
         let since = match &self.config.incremental_column {
             Some(_) => previous.since,
             None => None,

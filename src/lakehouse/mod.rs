@@ -717,15 +717,14 @@ impl Lakehouse {
             .collect();
         let cols: Vec<String> = run.primary_key.iter().map(|k| quote(k)).collect();
         let text = format!(
-            "SELECT {} FROM silver.{} WHERE {} = {}",
+            "SELECT {} FROM t WHERE {} = {}",
             cols.join(", "),
-            quote(run.table),
             quote(SOURCE),
             sql_string(&listing.source)
         );
-        let out = sql::run(self, &text, 1 << 40, self.timeout).await?;
-        let gone: Vec<SourceRecord> = out
-            .json_rows()?
+        let what = format!("reading the keys of silver.{}", run.table);
+        let gone: Vec<SourceRecord> = sql::table_rows(&table, &text, self.timeout, &what)
+            .await?
             .into_iter()
             .filter(|row| {
                 let key: Vec<String> = run

@@ -321,27 +321,59 @@ pub(super) async fn change_rows(
     start: u64,
     timeout: Duration,
 ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
-    let cdf_err = |e: deltalake::DeltaTableError| Error::Upstream(format!("change data feed: {e}"));
-    let df_err = |e: deltalake::datafusion::error::DataFusionError| {
-        Error::Upstream(format!("change data feed: {e}"))
-    };
+    let what = "change data feed";
     let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(
         table.scan_cdf().with_starting_version(start),
     )
-    .map_err(cdf_err)?;
+    .map_err(|e| Error::Upstream(format!("{what}: {e}")))?;
     let ctx = SessionContext::new();
-    let work = async {
-        let df = ctx.read_table(Arc::new(provider)).map_err(df_err)?;
-        let schema = df.schema().inner().clone();
-        let batches = df.collect().await.map_err(df_err)?;
-        Ok::<_, Error>((schema, batches))
-    };
-    let (schema, batches) = tokio::time::timeout(timeout, work).await.map_err(|_| {
-        Error::Upstream(format!(
-            "change data feed: not read within {}s (lakehouse.sql_timeout)",
-            timeout.as_secs_f64()
-        ))
-    })??;
+    let df = ctx
+        .read_table(Arc::new(provider))
+        .map_err(|e| Error::Upstream(format!("{what}: {e}")))?;
+    json_rows_within(df, timeout, what).await
+}
+
+/// Runs `query` over one table only, registered as `t` (no other table is opened), and
+/// returns every row as JSON objects.
+pub(super) async fn table_rows(
+    table: &deltalake::DeltaTable,
+    query: &str,
+    timeout: Duration,
+    what: &str,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| Error::upstream(what, e))?;
+    let provider = table
+        .table_provider()
+        .await
+        .map_err(|e| Error::upstream(what, e))?;
+    ctx.register_table("t", provider)
+        .map_err(|e| Error::upstream(what, e))?;
+    let df = ctx
+        .sql(query)
+        .await
+        .map_err(|e| Error::Upstream(format!("{what}: {e}")))?;
+    json_rows_within(df, timeout, what).await
+}
+
+/// Collects `df` under the time limit, every row as a JSON object.
+async fn json_rows_within(
+    df: deltalake::datafusion::dataframe::DataFrame,
+    timeout: Duration,
+    what: &str,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let schema = df.schema().inner().clone();
+    let batches = tokio::time::timeout(timeout, df.collect())
+        .await
+        .map_err(|_| {
+            Error::Upstream(format!(
+                "{what}: not read within {}s (lakehouse.sql_timeout)",
+                timeout.as_secs_f64()
+            ))
+        })?
+        .map_err(|e| Error::Upstream(format!("{what}: {e}")))?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     QueryOutput {
         columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
