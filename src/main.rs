@@ -283,6 +283,31 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// TPC-H end to end: generate the eight tables as Parquet at a scale factor, sync them
+    /// (Parquet → bronze → silver, in a child process whose peak memory is reported), run the
+    /// 22 queries, check the answers (scale factors 0.01 and 1) and, when Python's `duckdb`
+    /// package is installed, time DuckDB on the same files.
+    Tpch {
+        /// Scale factor (1 = 6,001,215 lineitem rows).
+        #[arg(long, default_value_t = 1.0)]
+        sf: f64,
+        /// Keep the generated data, store and lakehouse in this folder.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Timed runs of each query (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Python with the duckdb package (default: CONVEYOR_DUCKDB_PYTHON,
+        /// ~/.cache/conveyor-duckdb/bin/python, python3).
+        #[arg(long)]
+        python: Option<PathBuf>,
+        /// Do not run DuckDB.
+        #[arg(long)]
+        no_duckdb: bool,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Personal-data redaction and restore throughput (MB/s) on a mixed sample text.
     Redact {
         /// Size of the sample text in MiB.
@@ -584,6 +609,79 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            what:
+                BenchCommand::Tpch {
+                    sf,
+                    dir,
+                    runs,
+                    python,
+                    no_duckdb,
+                    json,
+                },
+        } => {
+            let opts = conveyor::bench::tpch::TpchOptions {
+                sf,
+                dir,
+                runs,
+                sync_exe: std::env::current_exe().ok(),
+                python,
+                no_duckdb,
+            };
+            let r = conveyor::bench::tpch::tpch(opts, &|line: &str| eprintln!("{line}")).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                out!("query  conveyor_s  duckdb_s  rows  answer");
+                for q in &r.queries {
+                    out!(
+                        "Q{:02}    {:>9.3}  {:>8}  {:>5}  {}",
+                        q.query,
+                        q.seconds,
+                        q.duckdb_seconds
+                            .map(|d| format!("{d:.3}"))
+                            .unwrap_or_else(|| "-".into()),
+                        q.rows,
+                        match (q.correct, &q.problem) {
+                            (Some(true), _) => "correct".to_string(),
+                            (_, Some(p)) => format!("WRONG: {p}"),
+                            _ => "not checked".to_string(),
+                        }
+                    );
+                }
+                out!(
+                    "TPC-H SF{}: {} rows generated in {:.1}s; sync {:.1}s ({:.0} rows/s, peak RSS {}); 22 queries {:.2}s{}; {}",
+                    r.sf,
+                    r.rows,
+                    r.generate_seconds,
+                    r.sync_seconds,
+                    r.sync_rows_per_second,
+                    r.sync_peak_rss_bytes
+                        .map(|b| format!("{:.0} MiB", b as f64 / 1048576.0))
+                        .unwrap_or_else(|| "unknown".into()),
+                    r.total_seconds,
+                    match (r.duckdb_total_seconds, r.ratio()) {
+                        (Some(d), Some(x)) => format!(", DuckDB {d:.2}s, ratio {x:.2}×"),
+                        _ => format!(
+                            " (DuckDB: {})",
+                            r.duckdb_note.as_deref().unwrap_or("not run")
+                        ),
+                    },
+                    if r.checked {
+                        format!("{}/22 answers correct", r.correct)
+                    } else {
+                        "answers not checked at this scale factor (official answers are kept for 0.01 and 1)".to_string()
+                    }
+                );
+                out!("data kept in {}", r.dir);
+            }
+            let ok = !r.checked || r.correct == 22;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Bench {
             what: BenchCommand::Redact { mib, runs },
         } => {
             let r = conveyor::bench::redaction(mib, runs);
@@ -861,6 +959,7 @@ async fn sync(config_path: &Path, only: Option<&str>, full: bool, json: bool) ->
                 "runs": report.runs,
                 "index": report.index,
                 "gold": report.gold,
+                "peak_rss_bytes": conveyor::bench::peak_rss_bytes(),
             }))
             .unwrap_or_default()
         );

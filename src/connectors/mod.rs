@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::HumanDuration;
 use crate::error::{Error, Result};
 use crate::lakehouse::records::DECLARABLE;
-use crate::lakehouse::{ColType, KeyListing, SourceRecord};
+use crate::lakehouse::{ColType, KeyListing, ParquetInput, SourceRecord};
 
 /// `[connectors]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +209,14 @@ impl std::fmt::Display for RowIssue {
 pub struct Extract {
     /// Records of new and changed source objects.
     pub records: Vec<SourceRecord>,
+    /// Typed files (Parquet) of new and changed source objects, streamed by the lakehouse
+    /// itself instead of being read into `records`.
+    pub files: Vec<ParquetInput>,
+    /// Rows in `files` (from their footers).
+    pub file_rows: u64,
+    /// Column types the source knows (a SQL table's declared types), used instead of
+    /// inference; a connector's `[schema]` still wins.
+    pub column_types: BTreeMap<String, ColType>,
     /// Whether every value is text (CSV), so the lakehouse infers types from the text.
     pub values_are_text: bool,
     /// Source objects read in full: their old rows missing from `records` are deleted.
@@ -497,6 +505,9 @@ fn take_schema(value: toml::Value, problems: &mut Vec<String>) -> BTreeMap<Strin
                 schema.insert(col, t);
             }
             None => problems.push(match &ty {
+                toml::Value::String(s) if s.trim().starts_with("decimal(") => format!(
+                    "schema.{col}: \"{s}\" has more than 38 digits, a scale above its precision or is not written decimal(P,S); a decimal holds 1 to 38 digits (P) of which S are after the point, e.g. decimal(18,2)"
+                ),
                 toml::Value::String(s) => {
                     format!("schema.{col}: \"{s}\" is not a column type; use {DECLARABLE}")
                 }
@@ -656,7 +667,7 @@ mod tests {
         let head = "kind = \"files\"\npath = \"x.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\n";
         std::fs::write(
             dir.path().join("good.toml"),
-            format!("name = \"good\"\n{head}[schema]\nzip = \"text\"\nid = \"integer\"\namount = \"float\"\nok = \"boolean\"\nat = \"timestamp\"\n"),
+            format!("name = \"good\"\n{head}[schema]\nzip = \"text\"\nid = \"integer\"\namount = \"float\"\nok = \"boolean\"\nat = \"timestamp\"\nprice = \"decimal(12, 2)\"\nday = \"date\"\n"),
         )
         .unwrap();
         let defs = load_dir(dir.path(), dir.path()).unwrap();
@@ -665,17 +676,19 @@ mod tests {
         assert_eq!(defs[0].schema["amount"], ColType::Float);
         assert_eq!(defs[0].schema["ok"], ColType::Bool);
         assert_eq!(defs[0].schema["at"], ColType::Timestamp);
+        assert_eq!(defs[0].schema["price"], ColType::Decimal(12, 2));
+        assert_eq!(defs[0].schema["day"], ColType::Date);
 
         std::fs::write(
             dir.path().join("bad.toml"),
             format!(
-                "name = \"bad\"\n{head}[schema]\nzip = \"varchar\"\nn = 3\n_source = \"text\"\n"
+                "name = \"bad\"\n{head}[schema]\nzip = \"varchar\"\nn = 3\n_source = \"text\"\nbig = \"decimal(40,2)\"\n"
             ),
         )
         .unwrap();
         let err = load_dir(dir.path(), dir.path()).unwrap_err().to_string();
         assert!(
-            err.contains("bad.toml: schema.zip: \"varchar\" is not a column type; use integer, float, boolean, timestamp or text"),
+            err.contains("bad.toml: schema.zip: \"varchar\" is not a column type; use integer, float, decimal(P,S), boolean, date, timestamp or text"),
             "{err}"
         );
         assert!(
@@ -683,6 +696,10 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("bad.toml: schema._source"), "{err}");
+        assert!(
+            err.contains("bad.toml: schema.big: \"decimal(40,2)\" has more than 38 digits"),
+            "{err}"
+        );
         assert!(!err.contains("good.toml"), "{err}");
     }
 }

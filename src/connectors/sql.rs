@@ -17,6 +17,7 @@
 //!
 //! This module is the only one outside `src/store/` that uses sqlx.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ use super::http::{EnvLookup, fail_on_issues, push};
 use super::{Extract, OnError, PrimaryKey, Progress, Source};
 use crate::config::Secret;
 use crate::error::{Error, Result};
-use crate::lakehouse::KeyListing;
+use crate::lakehouse::{ColType, KeyListing};
 
 /// Binds one [`Cell`] to a query of a driver with typed parameters (PostgreSQL, MySQL); the
 /// drivers differ only in how an unsigned integer goes in (`$uint` maps it).
@@ -317,6 +318,29 @@ impl Conn {
         })
     }
 
+    /// The columns a statement returns with the driver's type name of each (upper case).
+    async fn column_type_names(
+        &mut self,
+        sql: &str,
+    ) -> std::result::Result<Vec<(String, String)>, sqlx::Error> {
+        fn named<C: Column>(cols: &[C]) -> Vec<(String, String)> {
+            cols.iter()
+                .map(|c| {
+                    (
+                        c.name().to_string(),
+                        c.type_info().name().to_ascii_uppercase(),
+                    )
+                })
+                .collect()
+        }
+        let sql = AssertSqlSafe(sql.to_string());
+        Ok(match self {
+            Self::Pg(c) => named(c.prepare(sql.into_sql_str()).await?.columns()),
+            Self::My(c) => named(c.prepare(sql.into_sql_str()).await?.columns()),
+            Self::Lite(c) => named(c.prepare(sql.into_sql_str()).await?.columns()),
+        })
+    }
+
     /// Runs a query with bound values; every row as cells in column order.
     async fn fetch(
         &mut self,
@@ -521,7 +545,193 @@ fn lite_cell(row: &SqliteRow, i: usize) -> std::result::Result<Cell, String> {
     })
 }
 
+/// The silver type of a column from its driver type name (upper case) and, for decimals, the
+/// precision and scale the database declares. `None` leaves the column to inference: a
+/// decimal whose precision is not known (an unconstrained `numeric`, or a column of a
+/// `query`) stays exact text unless `[schema]` declares it.
+fn column_type(conn: &Conn, name: &str, decimal: Option<(u8, i8)>) -> Option<ColType> {
+    let known = decimal;
+    let decimal = || known.map(|(p, s)| ColType::Decimal(p, s));
+    match conn {
+        Conn::Pg(_) => Some(match name {
+            "BOOL" => ColType::Bool,
+            "INT2" | "INT4" | "INT8" | "OID" => ColType::Int,
+            "FLOAT4" | "FLOAT8" => ColType::Float,
+            "NUMERIC" => return decimal(),
+            "DATE" => ColType::Date,
+            "TIMESTAMPTZ" | "TIMESTAMP" => ColType::Timestamp,
+            _ => ColType::Text,
+        }),
+        Conn::My(_) => Some(match name {
+            "BOOLEAN" => ColType::Bool,
+            "BIGINT UNSIGNED" => ColType::Decimal(20, 0),
+            "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" | "YEAR" => ColType::Int,
+            t if t.ends_with("UNSIGNED") && !t.starts_with("DECIMAL") => ColType::Int,
+            "FLOAT" | "DOUBLE" => ColType::Float,
+            "DECIMAL" => return decimal(),
+            "DATE" => ColType::Date,
+            "DATETIME" | "TIMESTAMP" => ColType::Timestamp,
+            _ => ColType::Text,
+        }),
+        // SQLite: the declared type's affinity words.
+        Conn::Lite(_) => {
+            let t = name.trim();
+            if let Some((p, s)) = known.or_else(|| declared_decimal(t)) {
+                return Some(ColType::Decimal(p, s));
+            }
+            Some(if t.contains("INT") {
+                ColType::Int
+            } else if t.contains("BOOL") {
+                ColType::Bool
+            } else if t == "DATE" {
+                ColType::Date
+            } else if t.contains("DATETIME") || t.contains("TIMESTAMP") {
+                ColType::Timestamp
+            } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+                ColType::Float
+            } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
+                ColType::Text
+            } else {
+                return None;
+            })
+        }
+    }
+}
+
+/// `DECIMAL(10,2)` / `NUMERIC(10, 2)` as precision and scale (SQLite keeps declared types as
+/// written).
+fn declared_decimal(t: &str) -> Option<(u8, i8)> {
+    let upper = t.to_ascii_uppercase();
+    let inner = upper
+        .strip_prefix("DECIMAL")
+        .or_else(|| upper.strip_prefix("NUMERIC"))?
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?;
+    let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
+    let p: u8 = p.trim().parse().ok()?;
+    let s: i8 = s.trim().parse().ok()?;
+    ((1..=38).contains(&p) && s >= 0 && i16::from(s) <= i16::from(p)).then_some((p, s))
+}
+
+/// A value of a typed column made readable as that type: floats of a decimal column (SQLite
+/// stores them as REAL) at the column's scale, and SQLite's `YYYY-MM-DD HH:MM:SS` text of a
+/// timestamp column as RFC 3339 in UTC.
+fn conform(value: Value, ty: Option<&ColType>) -> Value {
+    match (ty, value) {
+        (Some(ColType::Decimal(_, s)), Value::Number(n)) if n.is_f64() => {
+            let scale = usize::try_from(*s).unwrap_or(0);
+            match n.as_f64() {
+                Some(f) => Value::String(format!("{f:.scale$}")),
+                None => Value::Number(n),
+            }
+        }
+        (Some(ColType::Timestamp), Value::String(t))
+            if crate::lakehouse::records::parse_timestamp(&t).is_none() =>
+        {
+            let naive = [
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M",
+            ]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(&t, f).ok());
+            match naive {
+                Some(n) => Value::String(n.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+                None => Value::String(t),
+            }
+        }
+        (_, v) => v,
+    }
+}
+
 impl SqlSource {
+    /// The silver types of the columns of the table or query (see [`column_type`]), with
+    /// decimals' precision and scale from the catalog when a table is read. A catalog that
+    /// cannot be read leaves decimals to inference; it never fails the run.
+    async fn column_types(&self, conn: &mut Conn) -> Result<BTreeMap<String, ColType>> {
+        let from = self.source_clause(conn);
+        let names = conn
+            .column_type_names(&format!("SELECT * FROM {from}"))
+            .await
+            .map_err(|e| {
+                Error::Upstream(format!(
+                    "connector `{}`: cannot read the {}: {e}",
+                    self.name,
+                    self.what()
+                ))
+            })?;
+        let mut decimals: BTreeMap<String, (u8, i8)> = BTreeMap::new();
+        // SQLite keeps each column's declared type as written; sqlx names only its affinity.
+        let mut declared: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(table) = &self.config.table {
+            let (schema, bare) = match table.rsplit_once('.') {
+                Some((s, t)) => (Some(s.trim().to_string()), t.trim().to_string()),
+                None => (None, table.trim().to_string()),
+            };
+            let (sql, binds) = match conn {
+                Conn::Pg(_) => (
+                    format!(
+                        "SELECT column_name::text, numeric_precision::int8, numeric_scale::int8 FROM information_schema.columns WHERE table_name = $1 AND data_type = 'numeric' AND numeric_precision IS NOT NULL{}",
+                        if schema.is_some() {
+                            " AND table_schema = $2"
+                        } else {
+                            " AND table_schema = current_schema()"
+                        }
+                    ),
+                    [Some(bare.clone()), schema.clone()],
+                ),
+                Conn::My(_) => (
+                    format!(
+                        "SELECT CAST(column_name AS CHAR), CAST(numeric_precision AS SIGNED), CAST(numeric_scale AS SIGNED) FROM information_schema.columns WHERE table_name = ? AND data_type = 'decimal'{}",
+                        if schema.is_some() {
+                            " AND table_schema = ?"
+                        } else {
+                            " AND table_schema = DATABASE()"
+                        }
+                    ),
+                    [Some(bare.clone()), schema.clone()],
+                ),
+                Conn::Lite(_) => (
+                    format!(
+                        "SELECT name, type FROM pragma_table_info({})",
+                        sql_text(&bare)
+                    ),
+                    [None, None],
+                ),
+            };
+            let binds: Vec<Cell> = binds.into_iter().flatten().map(Cell::Text).collect();
+            if let Ok((_, rows)) = conn.fetch(&sql, &binds).await {
+                for row in rows {
+                    match row.as_slice() {
+                        [Cell::Text(c), Cell::Int(p), Cell::Int(s)] => {
+                            if let (Ok(p), Ok(s)) = (u8::try_from(*p), i8::try_from(*s))
+                                && (1..=38).contains(&p)
+                            {
+                                decimals.insert(c.clone(), (p, s));
+                            }
+                        }
+                        [Cell::Text(c), Cell::Text(t)] => {
+                            if let Some(d) = declared_decimal(t) {
+                                decimals.insert(c.clone(), d);
+                            }
+                            declared.insert(c.clone(), t.to_ascii_uppercase());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(names
+            .into_iter()
+            .filter_map(|(c, t)| {
+                let t = declared.get(&c).cloned().unwrap_or(t);
+                let ty = column_type(conn, &t, decimals.get(&c).copied())?;
+                Some((c, ty))
+            })
+            .collect())
+    }
+
     /// What is read, for messages and as the rows' source object.
     fn what(&self) -> String {
         match (&self.config.table, &self.config.query) {
@@ -584,6 +794,7 @@ impl SqlSource {
                 )));
             }
         }
+        out.column_types = self.column_types(conn).await?;
         let positions: Vec<usize> = order
             .iter()
             .filter_map(|c| columns.iter().position(|x| x == c))
@@ -659,7 +870,7 @@ impl SqlSource {
                 line += 1;
                 let mut map = Map::with_capacity(cols.len());
                 for (c, v) in cols.iter().zip(row.iter()) {
-                    map.insert(c.clone(), v.to_json());
+                    map.insert(c.clone(), conform(v.to_json(), out.column_types.get(c)));
                 }
                 push(&self.config.primary_key, source, line, map, out);
             }
@@ -767,6 +978,11 @@ impl Source for SqlSource {
         .map_err(|e| Error::internal("encoding the cursor", e))?;
         Ok(out)
     }
+}
+
+/// A SQL string literal.
+fn sql_text(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Runs `statements` in order on the database at `url` (benchmarks generate their source

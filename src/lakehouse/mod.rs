@@ -17,6 +17,8 @@
 mod gold;
 pub mod records;
 mod sql;
+pub mod tpch;
+pub mod typed;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use gold::{GoldBuild, TableName, model_inputs};
 pub use records::{ColType, SourceRecord};
 pub use sql::{OutputFormat, QueryOutput, check_read_only};
+pub use typed::{ParquetInput, parquet_row_count};
 
 use crate::config::HumanDuration;
 use crate::error::{Error, Result};
@@ -66,6 +69,15 @@ pub struct LakehouseConfig {
     pub sql_row_limit: usize,
     /// Time limit of one SQL query.
     pub sql_timeout: HumanDuration,
+    /// Rows per record batch between a source and the Delta writer; a run's memory is
+    /// bounded by a few batches, whatever the table's size.
+    pub batch_rows: usize,
+    /// Memory the query engine may use (MiB) for syncs, gold models and `conveyor sql`;
+    /// sorts and aggregates spill to disk past it, and a query that cannot spill fails with
+    /// a message instead of exhausting the machine.
+    pub memory_limit_mb: usize,
+    /// Threads a query runs on; 0 means one per core.
+    pub target_partitions: usize,
 }
 
 impl Default for LakehouseConfig {
@@ -75,6 +87,9 @@ impl Default for LakehouseConfig {
             storage: BTreeMap::new(),
             sql_row_limit: 10_000,
             sql_timeout: HumanDuration(Duration::from_secs(30)),
+            batch_rows: 65_536,
+            memory_limit_mb: 1024,
+            target_partitions: 0,
         }
     }
 }
@@ -264,6 +279,18 @@ impl LakehouseConfig {
         if self.sql_timeout.0.is_zero() {
             problems.push("lakehouse.sql_timeout: must be longer than 0s".into());
         }
+        if !(1024..=1 << 24).contains(&self.batch_rows) {
+            problems.push(format!(
+                "lakehouse.batch_rows: {} is out of range; use 1024 to 16777216 (default 65536)",
+                self.batch_rows
+            ));
+        }
+        if self.memory_limit_mb < 64 {
+            problems.push(format!(
+                "lakehouse.memory_limit_mb: {} is too small; give at least 64 (default 1024)",
+                self.memory_limit_mb
+            ));
+        }
     }
 }
 
@@ -319,10 +346,17 @@ pub struct RunWrite<'a> {
     /// `sql` kind with `incremental_column`): silver rows of that source object whose key is
     /// not listed are deleted.
     pub listed: Option<&'a KeyListing>,
+    /// Parquet files read in full this run (typed sources): streamed into bronze and silver
+    /// with their own column types; `records` is then empty.
+    pub files: &'a [ParquetInput],
     /// Declared column types (a connector's `[schema]`): these columns get this type instead
     /// of the inferred one, a value that cannot be read as it fails the run, and an existing
     /// column of another type is an error (the table is never re-typed).
     pub declared: &'a BTreeMap<String, ColType>,
+    /// Column types the source itself gives (a SQL table's `numeric(12,2)`, `date`, …): used
+    /// instead of inference; unlike `declared`, an existing column that holds them (text, or
+    /// a wider number) keeps its type, and `full` rebuilds the table when they differ.
+    pub source_types: &'a BTreeMap<String, ColType>,
 }
 
 /// A key-only listing of one source object (see [`RunWrite::listed`]).
@@ -377,6 +411,9 @@ pub struct Lakehouse {
     location: Location,
     row_limit: usize,
     timeout: Duration,
+    batch_rows: usize,
+    memory_limit: usize,
+    partitions: usize,
 }
 
 impl Lakehouse {
@@ -398,6 +435,12 @@ impl Lakehouse {
             location,
             row_limit: config.sql_row_limit,
             timeout: config.sql_timeout.0,
+            batch_rows: config.batch_rows.max(1),
+            memory_limit: config.memory_limit_mb.saturating_mul(1 << 20),
+            partitions: match config.target_partitions {
+                0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+                n => n,
+            },
         })
     }
 
@@ -578,6 +621,9 @@ impl Lakehouse {
     /// them idempotently.
     pub async fn write_run(&self, run: &RunWrite<'_>) -> Result<WriteReport> {
         check_names(run)?;
+        if !run.files.is_empty() {
+            return self.write_typed(run).await;
+        }
         let silver = self.load(Layer::Silver, run.table).await?;
         let location = self.table_location(Layer::Silver, run.table);
         let plan = plan_silver(run, silver.as_ref(), &location)?;
@@ -599,6 +645,23 @@ impl Lakehouse {
         }
 
         let what = format!("merging into silver.{}", run.table);
+        if plan.rebuild
+            && let Some(table) = silver
+        {
+            // A full run with other types: the table is replaced by the run's rows, typed
+            // as the run says, in one commit.
+            let rows = plan.batch.num_rows() as u64;
+            let table = table
+                .write(vec![plan.batch])
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(SchemaMode::Overwrite)
+                .with_writer_properties(writer_properties())
+                .await
+                .map_err(delta_err(format!("rebuilding silver.{}", run.table)))?;
+            report.inserted = rows;
+            report.silver_version = table.version().map(version_i64);
+            return Ok(report);
+        }
         match silver {
             None => {
                 if plan.batch.num_rows() > 0 {
@@ -624,78 +687,402 @@ impl Lakehouse {
                     report.silver_version = table.version().map(version_i64);
                     return self.prune_unlisted(run, table, report).await;
                 }
-                let ctx = SessionContext::new();
+                let ctx = self.engine()?;
                 let source = ctx
                     .read_batch(plan.batch)
                     .map_err(|e| Error::internal("lakehouse: reading the merge source", e))?;
-                let on = key_match(run.primary_key);
-                let changed = plan
-                    .data_columns
-                    .iter()
-                    .map(|c| {
-                        if plan.new_columns.contains(c) {
-                            format!("(source.{} IS NOT NULL)", quote(c))
-                        } else {
-                            format!("(target.{q} IS DISTINCT FROM source.{q})", q = quote(c))
-                        }
-                    })
-                    .collect::<Vec<_>>();
-                let mut all_columns = plan.data_columns.clone();
-                all_columns.extend([SOURCE.to_string(), RUN_ID.into(), FETCHED_AT.into()]);
-                // `_source` moves with the row: a key that moved to another file is updated.
-                let mut changed = changed;
-                changed.push(format!(
-                    "(target.{q} IS DISTINCT FROM source.{q})",
-                    q = quote(SOURCE)
-                ));
-                let changed = changed.join(" OR ");
-                let scope: Vec<String> = run
-                    .replaced
-                    .iter()
-                    .chain(run.removed)
-                    .map(|s| sql_string(s))
-                    .collect();
-                let mut merge = table
-                    .merge(source, on)
-                    .with_source_alias("source")
-                    .with_target_alias("target")
-                    .with_merge_schema(!plan.new_columns.is_empty())
-                    .when_matched_update(|u| {
-                        let mut u = u.predicate(changed.clone());
-                        for c in &all_columns {
-                            u = u
-                                .update(Column::new_unqualified(c), format!("source.{}", quote(c)));
-                        }
-                        u
-                    })
-                    .map_err(delta_err(&what))?
-                    .when_not_matched_insert(|i| {
-                        let mut i = i;
-                        for c in &all_columns {
-                            i = i.set(Column::new_unqualified(c), format!("source.{}", quote(c)));
-                        }
-                        i
-                    })
-                    .map_err(delta_err(&what))?;
-                if run.full {
-                    merge = merge
-                        .when_not_matched_by_source_delete(|d| d)
-                        .map_err(delta_err(&what))?;
-                } else if !scope.is_empty() {
-                    let pred = format!("target.{} IN ({})", quote(SOURCE), scope.join(", "));
-                    merge = merge
-                        .when_not_matched_by_source_delete(|d| d.predicate(pred))
-                        .map_err(delta_err(&what))?;
-                }
-                let (table, metrics) = merge.await.map_err(delta_err(&what))?;
-                report.inserted = metrics.num_target_rows_inserted as u64;
-                report.updated = metrics.num_target_rows_updated as u64;
-                report.deleted = metrics.num_target_rows_deleted as u64;
-                report.silver_version = table.version().map(version_i64);
-                return self.prune_unlisted(run, table, report).await;
+                return self
+                    .merge_silver(
+                        run,
+                        table,
+                        &ctx,
+                        source,
+                        &plan.data_columns,
+                        &plan.new_columns,
+                        false,
+                        report,
+                    )
+                    .await;
             }
         }
         Ok(report)
+    }
+
+    /// Writes a run of typed files (Parquet): the files' schema is checked against itself
+    /// and the tables first, then the rows are streamed in batches into bronze (typed as the
+    /// source sent them, or as an older bronze table's columns) and silver (appended when
+    /// the table is new, MERGEd otherwise; with `run.full` and a column whose type changed,
+    /// rebuilt with the new types). Memory is bounded by a few batches.
+    async fn write_typed(&self, run: &RunWrite<'_>) -> Result<WriteReport> {
+        let files = run.files.to_vec();
+        let table_name = run.table.to_string();
+        let (fields, total_rows) = tokio::task::spawn_blocking(move || {
+            let fields = typed::files_schema(&table_name, &files)?;
+            let mut rows = 0u64;
+            for f in &files {
+                rows += parquet_row_count(&f.path)?;
+            }
+            Ok::<_, Error>((fields, rows))
+        })
+        .await
+        .map_err(|e| Error::internal("lakehouse: reading Parquet footers", e))??;
+
+        let mut problems = Vec::new();
+        // Declared types win over the files' (a cast that fails stops the write uncommitted).
+        let fields: Vec<Field> = fields
+            .into_iter()
+            .map(|f| match run.declared.get(f.name()) {
+                Some(t) => Field::new(f.name(), t.arrow(), true),
+                None => f,
+            })
+            .collect();
+        for k in run.primary_key {
+            if !fields.iter().any(|f| f.name() == k) {
+                problems.push(format!(
+                    "the primary key column `{k}` is not in the files of this run; check primary_key against the files' columns"
+                ));
+            }
+        }
+
+        let silver = self.load(Layer::Silver, run.table).await?;
+        let location = self.table_location(Layer::Silver, run.table);
+        let mut target: Vec<Field> = Vec::new();
+        let mut new_columns = Vec::new();
+        let mut rebuild = false;
+        // Existing silver columns a widening source type applies to, with their new type.
+        let mut widen: Vec<(String, DataType)> = Vec::new();
+        if let Some(table) = &silver {
+            let snapshot = table
+                .snapshot()
+                .map_err(delta_err("reading the silver schema"))?;
+            let existing = snapshot.snapshot().arrow_schema();
+            for old in existing.fields().iter().filter(|f| !is_meta(f.name())) {
+                let t = old.data_type();
+                let Some(new) = fields.iter().find(|f| f.name() == old.name()) else {
+                    target.push(Field::new(old.name(), t.clone(), true));
+                    continue;
+                };
+                let r = new.data_type();
+                if r == t {
+                    target.push(Field::new(old.name(), t.clone(), true));
+                } else if run.full {
+                    // `sync --full` re-reads everything: the table is rebuilt with the
+                    // source's types (this is how text columns of older versions get typed).
+                    rebuild = true;
+                } else if typed::wider(t, r).as_ref() == Some(t) || *t == DataType::Utf8 {
+                    target.push(Field::new(old.name(), t.clone(), true));
+                } else if let Some(w) = typed::wider(t, r) {
+                    // int32 → int64, float → double, a decimal with more digits: the table's
+                    // column is widened (the table rewritten with the column cast) first.
+                    widen.push((old.name().clone(), w.clone()));
+                    target.push(Field::new(old.name(), w, true));
+                } else {
+                    problems.push(format!(
+                        "column `{}` is {t} in silver.{} but {r} in this run's files; fix the source, or run `conveyor sync {} --full` to rebuild the table ({location}) with the files' types",
+                        old.name(),
+                        run.table,
+                        run.table
+                    ));
+                }
+            }
+            if rebuild {
+                target = fields.clone();
+            } else {
+                for f in &fields {
+                    if !target.iter().any(|t| t.name() == f.name()) {
+                        new_columns.push(f.name().clone());
+                        target.push(f.clone());
+                    }
+                }
+            }
+        } else {
+            target = fields.clone();
+        }
+        if !problems.is_empty() {
+            return Err(Error::BadInput(format!(
+                "the run cannot be written to silver.{}: {}",
+                run.table,
+                problems.join("; ")
+            )));
+        }
+
+        let ctx = self.engine()?;
+        let key_fields: Vec<Field> = run
+            .primary_key
+            .iter()
+            .filter_map(|k| target.iter().find(|f| f.name() == k).cloned())
+            .collect();
+        let dropped =
+            Arc::new(typed::duplicate_rows(&ctx, run.files, &key_fields, self.batch_rows).await?);
+        let duplicates: u64 = dropped.values().map(|d| d.len() as u64).sum();
+        let meta = typed::Meta {
+            run_id: run.run_id.to_string(),
+            fetched_at: run.fetched_at.timestamp_micros(),
+        };
+        let session: Arc<dyn deltalake::datafusion::catalog::Session> = Arc::new(ctx.state());
+        let mut report = WriteReport {
+            new_columns: new_columns.clone(),
+            ..Default::default()
+        };
+
+        // Bronze keeps what the source sent, typed; a column an older version wrote as text
+        // stays text (the typed values are cast to it).
+        // A column whose new type widens the old one is widened in bronze too, and one whose
+        // type changed incompatibly becomes text there (bronze is a log: it holds both).
+        let mut bronze = self.load_or_new(Layer::Bronze, run.table).await?;
+        let bronze_schema = bronze.snapshot().ok().map(|s| s.snapshot().arrow_schema());
+        let mut bronze_widen: Vec<(String, DataType)> = Vec::new();
+        let bronze_fields: Vec<Field> = fields
+            .iter()
+            .map(|f| {
+                let new = f.data_type();
+                match bronze_schema
+                    .as_ref()
+                    .and_then(|s| s.field_with_name(f.name()).ok())
+                {
+                    Some(old) if old.data_type() != new => {
+                        let t = old.data_type();
+                        let keep = *t == DataType::Utf8 || typed::wider(t, new).as_ref() == Some(t);
+                        let ty = if keep {
+                            t.clone()
+                        } else {
+                            let w = typed::wider(t, new).unwrap_or(DataType::Utf8);
+                            bronze_widen.push((f.name().clone(), w.clone()));
+                            w
+                        };
+                        Field::new(f.name(), ty, true)
+                    }
+                    _ => f.clone(),
+                }
+            })
+            .collect();
+        if !bronze_widen.is_empty() {
+            bronze = self
+                .retype(Layer::Bronze, run.table, bronze, &bronze_widen, &ctx)
+                .await?;
+        }
+        let stream = typed::RunStream::new(
+            run.files,
+            &bronze_fields,
+            Some(meta.clone()),
+            Arc::new(typed::Dropped::new()),
+            self.batch_rows,
+        );
+        let plan = ctx
+            .read_table(stream.table()?)
+            .map_err(|e| Error::internal("lakehouse: the bronze input", e))?
+            .logical_plan()
+            .clone();
+        bronze
+            .write(Vec::new())
+            .with_input_plan(plan)
+            .with_session_state(session.clone())
+            .with_writer_properties(writer_properties())
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(SchemaMode::Merge)
+            .await
+            .map_err(delta_err(format!("appending to bronze.{}", run.table)))?;
+        report.bronze_rows = total_rows;
+
+        let stream =
+            typed::RunStream::new(run.files, &target, Some(meta), dropped, self.batch_rows);
+        let source = ctx
+            .read_table(stream.table()?)
+            .map_err(|e| Error::internal("lakehouse: the silver input", e))?;
+        let what = format!("writing silver.{}", run.table);
+        match silver {
+            Some(table) if !rebuild => {
+                let table = if widen.is_empty() {
+                    table
+                } else {
+                    self.retype(Layer::Silver, run.table, table, &widen, &ctx)
+                        .await?
+                };
+                let data_columns: Vec<String> = target.iter().map(|f| f.name().clone()).collect();
+                self.merge_silver(
+                    run,
+                    table,
+                    &ctx,
+                    source,
+                    &data_columns,
+                    &new_columns,
+                    true,
+                    report,
+                )
+                .await
+            }
+            existing => {
+                let table = match existing {
+                    Some(t) => t,
+                    None => self.load_or_new(Layer::Silver, run.table).await?,
+                };
+                let replacing = rebuild;
+                let mut write = table
+                    .write(Vec::new())
+                    .with_input_plan(source.logical_plan().clone())
+                    .with_session_state(session)
+                    .with_writer_properties(writer_properties());
+                write = if replacing {
+                    write
+                        .with_save_mode(SaveMode::Overwrite)
+                        .with_schema_mode(SchemaMode::Overwrite)
+                } else {
+                    // The change data feed lets the index feed read row-level changes.
+                    write
+                        .with_save_mode(SaveMode::Append)
+                        .with_configuration([(CHANGE_DATA_FEED, Some("true"))])
+                };
+                let table = write.await.map_err(delta_err(&what))?;
+                report.inserted = total_rows.saturating_sub(duplicates);
+                report.silver_version = table.version().map(version_i64);
+                Ok(report)
+            }
+        }
+    }
+
+    /// Rewrites `table` with the columns of `types` cast to their new type (a widening, or
+    /// text in bronze), in one overwrite commit streamed through the engine: the previous
+    /// version stays readable until it lands, and memory stays bounded.
+    async fn retype(
+        &self,
+        layer: Layer,
+        name: &str,
+        table: DeltaTable,
+        types: &[(String, DataType)],
+        ctx: &SessionContext,
+    ) -> Result<DeltaTable> {
+        use deltalake::datafusion::prelude::{cast, ident};
+        let what = format!(
+            "changing the type of {} in {}.{name}",
+            types
+                .iter()
+                .map(|(c, t)| format!("`{c}` to {t}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            layer.as_str()
+        );
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta_err(&what))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| Error::Upstream(format!("lakehouse: {what} failed: {e}")))?;
+        let df = ctx
+            .read_table(provider)
+            .map_err(|e| Error::internal("lakehouse: reading a table to retype it", e))?;
+        let exprs: Vec<_> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match types.iter().find(|(c, _)| c == f.name()) {
+                Some((c, t)) => cast(ident(c), t.clone()).alias(c),
+                None => ident(f.name()),
+            })
+            .collect();
+        let df = df
+            .select(exprs)
+            .map_err(|e| Error::internal("lakehouse: planning a retype", e))?;
+        tracing::info!(table = %format!("{}.{name}", layer.as_str()), "{what}");
+        table
+            .write(Vec::new())
+            .with_input_plan(df.logical_plan().clone())
+            .with_session_state(Arc::new(ctx.state()))
+            .with_writer_properties(writer_properties())
+            .with_save_mode(SaveMode::Overwrite)
+            .with_schema_mode(SchemaMode::Overwrite)
+            .await
+            .map_err(delta_err(&what))
+    }
+
+    /// A DataFusion session with the engine settings of `[lakehouse]` (see [`sql::engine`]).
+    fn engine(&self) -> Result<SessionContext> {
+        sql::engine(self.memory_limit, self.partitions)
+    }
+
+    /// MERGEs a run's rows (`source`: its data columns, then `_source`, `_run_id`,
+    /// `_fetched_at`) into the existing silver `table`: rows whose values changed are updated,
+    /// new keys inserted, and keys gone from re-read or removed source objects (or from the
+    /// whole source, with `run.full`) deleted; then [`Self::prune_unlisted`].
+    #[allow(clippy::too_many_arguments)]
+    async fn merge_silver(
+        &self,
+        run: &RunWrite<'_>,
+        table: DeltaTable,
+        ctx: &SessionContext,
+        source: deltalake::datafusion::dataframe::DataFrame,
+        data_columns: &[String],
+        new_columns: &[String],
+        streaming: bool,
+        mut report: WriteReport,
+    ) -> Result<WriteReport> {
+        let what = format!("merging into silver.{}", run.table);
+        let on = key_match(run.primary_key);
+        let changed = data_columns
+            .iter()
+            .map(|c| {
+                if new_columns.contains(c) {
+                    format!("(source.{} IS NOT NULL)", quote(c))
+                } else {
+                    format!("(target.{q} IS DISTINCT FROM source.{q})", q = quote(c))
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut all_columns = data_columns.to_vec();
+        all_columns.extend([SOURCE.to_string(), RUN_ID.into(), FETCHED_AT.into()]);
+        // `_source` moves with the row: a key that moved to another file is updated.
+        let mut changed = changed;
+        changed.push(format!(
+            "(target.{q} IS DISTINCT FROM source.{q})",
+            q = quote(SOURCE)
+        ));
+        let changed = changed.join(" OR ");
+        let scope: Vec<String> = run
+            .replaced
+            .iter()
+            .chain(run.removed)
+            .map(|s| sql_string(s))
+            .collect();
+        let mut merge = table
+            .merge(source, on)
+            .with_source_alias("source")
+            .with_target_alias("target")
+            .with_session_state(Arc::new(ctx.state()))
+            .with_streaming(streaming)
+            .with_writer_properties(writer_properties())
+            .with_merge_schema(!new_columns.is_empty())
+            .when_matched_update(|u| {
+                let mut u = u.predicate(changed.clone());
+                for c in &all_columns {
+                    u = u.update(Column::new_unqualified(c), format!("source.{}", quote(c)));
+                }
+                u
+            })
+            .map_err(delta_err(&what))?
+            .when_not_matched_insert(|i| {
+                let mut i = i;
+                for c in &all_columns {
+                    i = i.set(Column::new_unqualified(c), format!("source.{}", quote(c)));
+                }
+                i
+            })
+            .map_err(delta_err(&what))?;
+        if run.full {
+            merge = merge
+                .when_not_matched_by_source_delete(|d| d)
+                .map_err(delta_err(&what))?;
+        } else if !scope.is_empty() {
+            let pred = format!("target.{} IN ({})", quote(SOURCE), scope.join(", "));
+            merge = merge
+                .when_not_matched_by_source_delete(|d| d.predicate(pred))
+                .map_err(delta_err(&what))?;
+        }
+        let (table, metrics) = merge.await.map_err(delta_err(&what))?;
+        report.inserted = metrics.num_target_rows_inserted as u64;
+        report.updated = metrics.num_target_rows_updated as u64;
+        report.deleted = metrics.num_target_rows_deleted as u64;
+        report.silver_version = table.version().map(version_i64);
+        self.prune_unlisted(run, table, report).await
     }
 
     /// Deletes the silver rows of `run.listed`'s source object whose key the listing lacks
@@ -760,6 +1147,7 @@ impl Lakehouse {
             specs.push(ColumnSpec {
                 name: k.clone(),
                 ty,
+                table: None,
             });
         }
         let rows: Vec<&SourceRecord> = gone.iter().collect();
@@ -902,6 +1290,17 @@ impl Lakehouse {
         Ok(rows)
     }
 
+    /// Runs one read-only SQL query with its own row and time limits (benchmarks, which
+    /// read whole results and run longer than `lakehouse.sql_timeout`).
+    pub async fn query_with(
+        &self,
+        text: &str,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<QueryOutput> {
+        sql::run(self, text, limit.max(1), timeout).await
+    }
+
     /// Runs one read-only SQL query over every table (see [`sql`]).
     pub async fn query(&self, text: &str, limit: Option<usize>) -> Result<QueryOutput> {
         let limit = limit.unwrap_or(self.row_limit).min(self.row_limit).max(1);
@@ -916,6 +1315,8 @@ struct SilverPlan {
     data_columns: Vec<String>,
     /// Columns the table does not have yet.
     new_columns: Vec<String>,
+    /// A full run whose types differ from the table's: the table is rebuilt from the batch.
+    rebuild: bool,
 }
 
 /// Reconciles the run's inferred types with the table's, deduplicates on the primary key
@@ -928,7 +1329,15 @@ fn plan_silver(
     table: Option<&DeltaTable>,
     location: &str,
 ) -> Result<SilverPlan> {
-    let inferred = infer(run.records, run.values_are_text);
+    let mut inferred = infer(run.records, run.values_are_text);
+    // The source's own column types (a SQL table's) stand in for inference.
+    for c in &mut inferred {
+        if let Some(&t) = run.source_types.get(&c.name)
+            && c.ty != ColType::Null
+        {
+            c.ty = t;
+        }
+    }
     let existing: Vec<(String, DataType)> = match table {
         Some(t) => {
             let snapshot = t
@@ -946,21 +1355,52 @@ fn plan_silver(
         None => Vec::new(),
     };
 
+    // `sync --full` reads everything, so a column whose type the run sees differently (an
+    // older version's text or float column of decimals or dates, a new declared type) makes
+    // the run rebuild the table with the run's types instead of merging into it.
+    if run.full && table.is_some() && !run.records.is_empty() {
+        let differs = existing.iter().any(|(name, dt)| {
+            let want = run.declared.get(name).copied().or_else(|| {
+                inferred
+                    .iter()
+                    .find(|c| &c.name == name && c.ty != ColType::Null)
+                    .map(|c| c.ty)
+            });
+            match want {
+                Some(w) => ColType::from_arrow(dt) != Some(w) || *dt != w.arrow(),
+                None => false,
+            }
+        });
+        if differs {
+            let mut plan = plan_silver(run, None, location)?;
+            plan.rebuild = true;
+            return Ok(plan);
+        }
+    }
+
     let mut specs: Vec<ColumnSpec> = Vec::new();
     let mut new_columns = Vec::new();
     let mut problems = Vec::new();
     for (name, dt) in &existing {
         let Some(table_ty) = ColType::from_arrow(dt) else {
-            problems.push(format!(
-                "column `{name}` of silver.{} has the type {dt}, which conveyor does not write; rename the column at the source or drop the table",
-                run.table
-            ));
+            // A column of a typed source (binary, list, struct): records cannot fill it, so
+            // it is left out of this run (inserted rows get null there) unless they try.
+            if inferred
+                .iter()
+                .any(|c| &c.name == name && c.ty != ColType::Null)
+                || run.declared.contains_key(name)
+            {
+                problems.push(format!(
+                    "column `{name}` of silver.{} has the type {dt}, which this connector's records cannot be written as; rename the column at the source or drop the table",
+                    run.table
+                ));
+            }
             continue;
         };
         if let Some(&want) = run.declared.get(name) {
             if want != table_ty {
                 problems.push(format!(
-                    "column `{name}` is {} in silver.{} but the connector's [schema] declares it {}; conveyor does not change the type of an existing column: drop the silver table folder {location} and run `conveyor sync {} --full` to re-type it, or declare it {}",
+                    "column `{name}` is {} in silver.{} but the connector's [schema] declares it {}; a plain run does not change the type of an existing column ({location}): run `conveyor sync {} --full` to rebuild the table with the declared type, or declare it {}",
                     table_ty.name(),
                     run.table,
                     want.name(),
@@ -973,18 +1413,17 @@ fn plan_silver(
                 specs.push(ColumnSpec {
                     name: name.clone(),
                     ty: want,
+                    table: Some(dt.clone()),
                 });
             }
             continue;
         }
         let ty = match inferred.iter().find(|c| &c.name == name) {
             None => table_ty,
-            Some(c) => match (table_ty, c.ty) {
-                (t, ColType::Null) => t,
-                (t, i) if t == i => t,
-                (ColType::Float, ColType::Int) => ColType::Float,
-                (ColType::Text, _) => ColType::Text,
-                (t, i) => {
+            Some(c) => match table_ty.holds(c.ty) {
+                Some(t) => t,
+                None => {
+                    let (t, i) = (table_ty, c.ty);
                     let example = c
                         .example
                         .as_deref()
@@ -1003,6 +1442,7 @@ fn plan_silver(
         specs.push(ColumnSpec {
             name: name.clone(),
             ty,
+            table: Some(dt.clone()),
         });
     }
     for c in &inferred {
@@ -1029,6 +1469,7 @@ fn plan_silver(
         specs.push(ColumnSpec {
             name: c.name.clone(),
             ty,
+            table: None,
         });
     }
     for k in run.primary_key {
@@ -1067,6 +1508,7 @@ fn plan_silver(
         batch,
         data_columns: specs.into_iter().map(|s| s.name).collect(),
         new_columns,
+        rebuild: false,
     })
 }
 
@@ -1092,6 +1534,7 @@ fn bronze_batch(run: &RunWrite<'_>) -> Result<deltalake::arrow::record_batch::Re
         .map(|c| ColumnSpec {
             name: c.name,
             ty: ColType::Text,
+            table: None,
         })
         .collect();
     let extra = meta_columns(&rows, run);
@@ -1122,6 +1565,19 @@ fn meta_columns(rows: &[&SourceRecord], run: &RunWrite<'_>) -> Vec<(Field, Array
             fetched,
         ),
     ]
+}
+
+/// How data files are written: Snappy-compressed Parquet with row groups of 122,880 rows
+/// (small enough that a writer holds little, large enough for fast scans) and statistics
+/// per page, which queries use to skip row groups and pages.
+fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(122_880))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .build()
 }
 
 /// The table property that turns on Delta's change data feed.

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::record_batch::RecordBatch;
@@ -31,7 +31,8 @@ pub struct SourceRecord {
     pub data: Map<String, Value>,
 }
 
-/// The column types of silver tables.
+/// The column types of silver tables written from records (CSV, JSON, HTTP and SQL rows).
+/// Typed sources (Parquet) keep their own Arrow types instead (see `typed`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ColType {
     /// No value seen yet (only nulls).
@@ -40,37 +41,58 @@ pub enum ColType {
     Int,
     /// 64-bit floats.
     Float,
+    /// Exact decimals: precision (total digits, at most 38) and scale (digits after the point).
+    Decimal(u8, i8),
     /// true / false.
     Bool,
+    /// A calendar date without a time (`2026-01-15`), stored as days since 1970-01-01.
+    Date,
     /// An instant, stored as microseconds in UTC.
     Timestamp,
     /// Text (anything else, including nested JSON as text).
     Text,
 }
 
+/// The precision of inferred decimals: the widest Decimal128, so that a later run with larger
+/// values never needs the column re-typed.
+pub const INFERRED_PRECISION: u8 = 38;
+
 impl ColType {
     /// The name people know the type by.
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Self::Null => "null",
-            Self::Int => "integer",
-            Self::Float => "float",
-            Self::Bool => "boolean",
-            Self::Timestamp => "timestamp",
-            Self::Text => "text",
+            Self::Null => "null".into(),
+            Self::Int => "integer".into(),
+            Self::Float => "float".into(),
+            Self::Decimal(p, s) => format!("decimal({p},{s})"),
+            Self::Bool => "boolean".into(),
+            Self::Date => "date".into(),
+            Self::Timestamp => "timestamp".into(),
+            Self::Text => "text".into(),
         }
     }
 
-    /// The type a connector's `[schema]` names: `integer`, `float`, `boolean`, `timestamp`
-    /// or `text` (see [`DECLARABLE`]); `None` for anything else.
+    /// The type a connector's `[schema]` names: `integer`, `float`, `decimal(P,S)`, `boolean`,
+    /// `date`, `timestamp` or `text` (see [`DECLARABLE`]); `None` for anything else, and
+    /// for a decimal whose precision is not 1 to 38 or whose scale is above its precision.
     pub fn declared(name: &str) -> Option<Self> {
-        match name {
+        match name.trim() {
             "integer" => Some(Self::Int),
             "float" => Some(Self::Float),
             "boolean" => Some(Self::Bool),
+            "date" => Some(Self::Date),
             "timestamp" => Some(Self::Timestamp),
             "text" => Some(Self::Text),
-            _ => None,
+            other => {
+                let inner = other
+                    .strip_prefix("decimal(")
+                    .and_then(|r| r.strip_suffix(')'))?;
+                let (p, s) = inner.split_once(',')?;
+                let p: u8 = p.trim().parse().ok()?;
+                let s: i8 = s.trim().parse().ok()?;
+                ((1..=38).contains(&p) && s >= 0 && i16::from(s) <= i16::from(p))
+                    .then_some(Self::Decimal(p, s))
+            }
         }
     }
 
@@ -79,18 +101,29 @@ impl ColType {
         match self {
             Self::Int => DataType::Int64,
             Self::Float => DataType::Float64,
+            Self::Decimal(p, s) => DataType::Decimal128(p, s),
             Self::Bool => DataType::Boolean,
+            Self::Date => DataType::Date32,
             Self::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             Self::Null | Self::Text => DataType::Utf8,
         }
     }
 
-    /// Our type for an Arrow type read from a table; `None` for types we never write.
+    /// Our type for an Arrow type read from a table; `None` for types records are never
+    /// written as (binary, lists, structs: columns of typed sources).
     pub fn from_arrow(t: &DataType) -> Option<Self> {
         match t {
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => Some(Self::Int),
-            DataType::Float32 | DataType::Float64 => Some(Self::Float),
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => Some(Self::Int),
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => Some(Self::Float),
+            DataType::Decimal128(p, s) => Some(Self::Decimal(*p, *s)),
             DataType::Boolean => Some(Self::Bool),
+            DataType::Date32 | DataType::Date64 => Some(Self::Date),
             DataType::Timestamp(_, _) => Some(Self::Timestamp),
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(Self::Text),
             DataType::Null => Some(Self::Null),
@@ -105,13 +138,35 @@ impl ColType {
             (Self::Null, b) => b,
             (a, Self::Null) => a,
             (Self::Int, Self::Float) | (Self::Float, Self::Int) => Self::Float,
+            (Self::Decimal(p, s), Self::Int) | (Self::Int, Self::Decimal(p, s)) => {
+                Self::Decimal(p, s)
+            }
+            // Different numbers of decimal places: not a fixed-point column.
+            (Self::Decimal(..), Self::Decimal(..) | Self::Float)
+            | (Self::Float, Self::Decimal(..)) => Self::Float,
             _ => Self::Text,
+        }
+    }
+
+    /// The type an existing column of type `self` keeps when a run's values are `run`, or
+    /// `None` when they conflict. A table is never re-typed by a plain run: integers go into
+    /// float and decimal columns, decimals into float columns and a decimal column of the
+    /// same scale, and anything into text.
+    pub fn holds(self, run: Self) -> Option<Self> {
+        match (self, run) {
+            (t, Self::Null) => Some(t),
+            (t, r) if t == r => Some(t),
+            (Self::Float, Self::Int | Self::Decimal(..)) => Some(Self::Float),
+            (Self::Decimal(p, s), Self::Int) => Some(Self::Decimal(p, s)),
+            (Self::Decimal(p, s), Self::Decimal(_, rs)) if rs <= s => Some(Self::Decimal(p, s)),
+            (Self::Text, _) => Some(Self::Text),
+            _ => None,
         }
     }
 }
 
 /// The type names a connector's `[schema]` may use, for messages.
-pub const DECLARABLE: &str = "integer, float, boolean, timestamp or text";
+pub const DECLARABLE: &str = "integer, float, decimal(P,S), boolean, date, timestamp or text";
 
 /// What inference learned about one column.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +198,8 @@ pub fn classify(value: &Value, text: bool) -> ColType {
         Value::String(s) => {
             if parse_timestamp(s).is_some() {
                 ColType::Timestamp
+            } else if parse_date(s).is_some() {
+                ColType::Date
             } else {
                 ColType::Text
             }
@@ -160,6 +217,9 @@ fn classify_text(s: &str) -> ColType {
     if parse_int_text(t).is_some() {
         return ColType::Int;
     }
+    if let Some((_, scale)) = decimal_shape(t) {
+        return ColType::Decimal(INFERRED_PRECISION, scale);
+    }
     if parse_float_text(t).is_some() {
         return ColType::Float;
     }
@@ -169,7 +229,77 @@ fn classify_text(s: &str) -> ColType {
     if parse_timestamp(t).is_some() {
         return ColType::Timestamp;
     }
+    if parse_date(t).is_some() {
+        return ColType::Date;
+    }
     ColType::Text
+}
+
+/// The shape of a fixed-point number written with a point and no exponent (`12.50`,
+/// `-0.5`): its integer digits and its scale (digits after the point). `None` for anything
+/// else, for integer parts with leading zeros (`007.5` stays text) and for numbers of more
+/// than 38 digits, which no Decimal128 holds.
+fn decimal_shape(t: &str) -> Option<(usize, i8)> {
+    let body = t.strip_prefix('-').unwrap_or(t);
+    let (int, frac) = body.split_once('.')?;
+    if int.is_empty()
+        || frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (int.len() > 1 && int.starts_with('0'))
+    {
+        return None;
+    }
+    let digits = int.len() + frac.len();
+    if digits > usize::from(INFERRED_PRECISION) {
+        return None;
+    }
+    Some((int.len(), i8::try_from(frac.len()).ok()?))
+}
+
+/// Text holding a decimal number read at `scale`: the unscaled value, e.g. `"12.5"` at
+/// scale 2 is 1250. Digits past the scale are accepted only when they are zeros (nothing is
+/// rounded away), and the value must fit `precision` digits. No exponents.
+pub fn parse_decimal(t: &str, precision: u8, scale: i8) -> Option<i128> {
+    let (neg, body) = match t.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let scale = usize::try_from(scale).ok()?;
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > scale {
+        return None;
+    }
+    let mut v: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        v = v.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+    }
+    for _ in frac.len()..scale {
+        v = v.checked_mul(10)?;
+    }
+    let limit = 10i128.checked_pow(u32::from(precision))?;
+    if v >= limit {
+        return None;
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// A calendar date written `YYYY-MM-DD`, as days since 1970-01-01.
+pub fn parse_date(s: &str) -> Option<i32> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !b[0].is_ascii_digit() {
+        return None;
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    i32::try_from(d.signed_duration_since(epoch).num_days()).ok()
 }
 
 /// An integer written without leading zeros (so `007` and `0123` stay text).
@@ -284,6 +414,9 @@ pub struct ColumnSpec {
     pub name: String,
     /// Its type.
     pub ty: ColType,
+    /// The column's Arrow type in the table when it exists and differs from `ty.arrow()`
+    /// (an `Int32` column of a table first written from Parquet): the built column is cast.
+    pub table: Option<DataType>,
 }
 
 /// Builds one batch holding `specs` columns for every record, followed by the bookkeeping
@@ -300,8 +433,28 @@ pub fn build_batch(
     let mut fields = Vec::with_capacity(specs.len() + extra.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(specs.len() + extra.len());
     for spec in specs {
-        fields.push(Field::new(&spec.name, spec.ty.arrow(), true));
-        arrays.push(build_column(records, spec, text)?);
+        let built = build_column(records, spec, text)?;
+        match &spec.table {
+            Some(dt) if dt != built.data_type() => {
+                let strict = deltalake::arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                let cast = deltalake::arrow::compute::cast_with_options(&built, dt, &strict)
+                    .map_err(|e| {
+                    Error::BadInput(format!(
+                        "column `{}` is {dt} in the table and this run's values cannot be stored as that: {e}",
+                        spec.name
+                    ))
+                })?;
+                fields.push(Field::new(&spec.name, dt.clone(), true));
+                arrays.push(cast);
+            }
+            _ => {
+                fields.push(Field::new(&spec.name, spec.ty.arrow(), true));
+                arrays.push(built);
+            }
+        }
     }
     for (field, array) in extra {
         fields.push(field);
@@ -339,6 +492,24 @@ fn as_float(v: &Value) -> Option<f64> {
     }
 }
 
+/// `v` read as a decimal of `precision` and `scale`: a JSON number or text holding one,
+/// unscaled (see [`parse_decimal`]).
+fn as_decimal(v: &Value, precision: u8, scale: i8) -> Option<i128> {
+    match v {
+        Value::Number(n) => parse_decimal(&n.to_string(), precision, scale),
+        Value::String(s) => parse_decimal(s.trim(), precision, scale),
+        _ => None,
+    }
+}
+
+/// `v` read as a date: `YYYY-MM-DD` text.
+fn as_date(v: &Value) -> Option<i32> {
+    match v {
+        Value::String(s) => parse_date(s.trim()),
+        _ => None,
+    }
+}
+
 /// `v` read as a boolean: a JSON boolean, or the text `true`/`false` (any case).
 fn as_bool(v: &Value) -> Option<bool> {
     match v {
@@ -361,6 +532,8 @@ fn fits(v: &Value, ty: ColType) -> bool {
     match ty {
         ColType::Int => as_int(v).is_some(),
         ColType::Float => as_float(v).is_some(),
+        ColType::Decimal(p, s) => as_decimal(v, p, s).is_some(),
+        ColType::Date => as_date(v).is_some(),
         ColType::Bool => as_bool(v).is_some(),
         ColType::Timestamp => as_timestamp(v).is_some(),
         ColType::Null | ColType::Text => true,
@@ -431,6 +604,34 @@ fn build_column<'a>(
                     None => b.append_null(),
                     Some(v) => {
                         b.append_value(as_float(v).ok_or_else(|| bad(rec, v))?);
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColType::Decimal(p, s) => {
+            let mut b = Decimal128Builder::with_capacity(records.len());
+            for rec in records {
+                match value(rec) {
+                    None => b.append_null(),
+                    Some(v) => {
+                        b.append_value(as_decimal(v, p, s).ok_or_else(|| bad(rec, v))?);
+                    }
+                }
+            }
+            Arc::new(
+                b.finish()
+                    .with_precision_and_scale(p, s)
+                    .map_err(|e| Error::internal("lakehouse: a decimal column", e))?,
+            )
+        }
+        ColType::Date => {
+            let mut b = Date32Builder::with_capacity(records.len());
+            for rec in records {
+                match value(rec) {
+                    None => b.append_null(),
+                    Some(v) => {
+                        b.append_value(as_date(v).ok_or_else(|| bad(rec, v))?);
                     }
                 }
             }
@@ -521,12 +722,15 @@ mod tests {
         assert_eq!(classify_text("42"), ColType::Int);
         assert_eq!(classify_text("-7"), ColType::Int);
         assert_eq!(classify_text("007"), ColType::Text);
-        assert_eq!(classify_text("12.50"), ColType::Float);
+        assert_eq!(classify_text("12.50"), ColType::Decimal(38, 2));
+        assert_eq!(classify_text("-0.5"), ColType::Decimal(38, 1));
+        assert_eq!(classify_text("007.5"), ColType::Text);
+        assert_eq!(classify_text("2026-01-15"), ColType::Date);
+        assert_eq!(classify_text("2026-02-30"), ColType::Text);
         assert_eq!(classify_text("1e3"), ColType::Float);
         assert_eq!(classify_text("NaN"), ColType::Text);
         assert_eq!(classify_text("TRUE"), ColType::Bool);
         assert_eq!(classify_text("2026-01-15T09:30:00Z"), ColType::Timestamp);
-        assert_eq!(classify_text("2026-01-15"), ColType::Text);
         assert_eq!(classify_text(""), ColType::Null);
         assert_eq!(classify_text("99999999999999999999"), ColType::Text);
     }
@@ -550,6 +754,7 @@ mod tests {
             .map(|c| ColumnSpec {
                 name: c.name.clone(),
                 ty: c.ty,
+                table: None,
             })
             .collect();
         let batch = build_batch(&refs, &specs, true, Vec::new()).unwrap();
@@ -588,6 +793,7 @@ mod tests {
         let spec = ColumnSpec {
             name: "zip".into(),
             ty: ColType::Text,
+            table: None,
         };
         let batch = build_batch(&refs, std::slice::from_ref(&spec), false, Vec::new()).unwrap();
         let col = batch
@@ -609,6 +815,7 @@ mod tests {
         let spec = ColumnSpec {
             name: "x".into(),
             ty: ColType::Float,
+            table: None,
         };
         let refs: Vec<&SourceRecord> = json_rows[..2].iter().collect();
         let batch = build_batch(&refs, &[spec], false, Vec::new()).unwrap();

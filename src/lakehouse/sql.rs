@@ -172,9 +172,30 @@ impl<'a> Cell<'a> {
             DataType::UInt64 => int!(UInt64Type),
             DataType::Float32 => float(f64::from(a.as_primitive::<Float32Type>().value(i))),
             DataType::Float64 => float(a.as_primitive::<Float64Type>().value(i)),
+            DataType::Decimal128(..) => decimal(self.fmt.value(i).to_string()),
             _ => Value::String(self.fmt.value(i).to_string()),
         }
     }
+}
+
+/// A decimal as a JSON number when a double holds it exactly (at most 15 significant digits),
+/// else as its exact text, so that no digit of money is ever changed on the way out.
+fn decimal(text: String) -> serde_json::Value {
+    let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    let significant = text
+        .trim_start_matches('-')
+        .trim_start_matches(['0', '.'])
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .count();
+    if significant <= 15
+        && digits <= 40
+        && let Ok(f) = text.parse::<f64>()
+        && let Some(n) = serde_json::Number::from_f64(f)
+    {
+        return serde_json::Value::Number(n);
+    }
+    serde_json::Value::String(text)
 }
 
 fn float(f: f64) -> serde_json::Value {
@@ -212,10 +233,46 @@ pub fn check_read_only(text: &str) -> Result<()> {
     )))
 }
 
+/// A DataFusion session for the lakehouse: at most `memory_limit` bytes for the operators
+/// that track memory (sorts, aggregates and joins spill to the temporary folder past their
+/// share, and one that cannot fails with "resources exhausted" rather than growing), queries
+/// on `partitions` threads, file statistics collected and Parquet row groups and pages pruned
+/// with them.
+pub(super) fn engine(memory_limit: usize, partitions: usize) -> Result<SessionContext> {
+    use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+    use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    use deltalake::datafusion::execution::session_state::SessionStateBuilder;
+    use deltalake::datafusion::prelude::SessionConfig;
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions.max(1))
+        .with_collect_statistics(true)
+        .with_parquet_pruning(true)
+        .with_parquet_page_index_pruning(true)
+        // delta-rs' own sessions turn this off: hash-join IN-list pushdown can panic on
+        // dictionary-encoded join keys in this DataFusion release.
+        .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
+        .set_usize(
+            "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
+            0,
+        );
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+        .build_arc()
+        .map_err(|e| Error::internal("lakehouse: the query engine's runtime", e))?;
+    // The Delta planner turns delta-rs' own plan nodes (writes, MERGE) into execution plans.
+    let state = SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
 /// A DataFusion session with every table registered: `bronze.NAME`, `silver.NAME`, `gold.NAME`,
 /// and silver tables also as plain `NAME`. Returns the qualified names too.
 pub(super) async fn session(lake: &Lakehouse) -> Result<(SessionContext, Vec<String>)> {
-    let ctx = SessionContext::new();
+    let ctx = lake.engine()?;
     let mut names = Vec::new();
     let catalog = ctx
         .catalog("datafusion")

@@ -392,7 +392,7 @@ enum Dialect {
     Mysql,
 }
 
-async fn exec(url: &str, statements: &[String]) {
+pub(crate) async fn exec(url: &str, statements: &[String]) {
     sqlx::any::install_default_drivers();
     let mut c = sqlx::AnyConnection::connect(url).await.unwrap();
     for s in statements {
@@ -463,6 +463,24 @@ async fn sql_suite(url: String, dialect: Dialect) {
             assert_eq!(r2.data["created"], json!("2026-01-02T03:04:05Z"));
         }
     }
+    // The database's column types, for silver.
+    use conveyor::lakehouse::ColType;
+    let t = &x.column_types;
+    assert_eq!(t.get("id"), Some(&ColType::Int), "{dialect:?}: {t:?}");
+    assert_eq!(t.get("price"), Some(&ColType::Float), "{dialect:?}: {t:?}");
+    assert_eq!(
+        t.get("amount"),
+        Some(&ColType::Decimal(10, 2)),
+        "{dialect:?}: {t:?}"
+    );
+    assert_eq!(t.get("name"), Some(&ColType::Text), "{dialect:?}: {t:?}");
+    assert_eq!(t.get("active"), Some(&ColType::Bool), "{dialect:?}: {t:?}");
+    let created = if dialect == Dialect::Sqlite {
+        ColType::Text
+    } else {
+        ColType::Timestamp
+    };
+    assert_eq!(t.get("created"), Some(&created), "{dialect:?}: {t:?}");
     // Without an incremental column every run is full (deletions detected).
     let again = extract(&src, Some(&x.cursor)).await.unwrap();
     assert_eq!(again.records.len(), 6);

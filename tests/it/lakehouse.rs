@@ -431,7 +431,7 @@ async fn a_value_that_does_not_fit_its_declared_type_fails_and_nothing_is_writte
 }
 
 #[tokio::test]
-async fn a_declared_type_that_differs_from_the_table_fails_until_the_table_is_dropped() {
+async fn a_declared_type_that_differs_from_the_table_fails_until_a_full_sync_rebuilds_it() {
     let lab = Lab::new().await;
     lab.write(
         "data/p.jsonl",
@@ -443,20 +443,16 @@ async fn a_declared_type_that_differs_from_the_table_fails_until_the_table_is_dr
     ok(&first);
 
     let def = lab.connector("products", &format!("{plain}[schema]\nprice = \"text\"\n"));
-    let full = SyncOptions {
-        full: true,
-        ..Default::default()
-    };
-    let err = lab
-        .sync_with(&def, full)
-        .await
-        .error
-        .expect("the run must fail");
-    let folder = lab.lake.table_location(Layer::Silver, "products");
+    // A plain run re-reads the changed file and refuses to re-type the column.
+    lab.write(
+        "data/p.jsonl",
+        "{\"sku\": \"X\", \"price\": 10}\n{\"sku\": \"Y\", \"price\": 13}\n",
+    );
+    let err = lab.sync(&def).await.error.expect("the run must fail");
     assert!(
         err.contains("column `price` is integer in silver.products")
             && err.contains("declares it text")
-            && err.contains(&format!("drop the silver table folder {folder}")),
+            && err.contains("conveyor sync products --full"),
         "{err}"
     );
     assert_eq!(
@@ -464,15 +460,18 @@ async fn a_declared_type_that_differs_from_the_table_fails_until_the_table_is_dr
         first.silver_version
     );
 
-    // Dropped as the message says, the table is made again with the declared type.
-    std::fs::remove_dir_all(&folder).unwrap();
+    // `sync --full` rebuilds the table with the declared type.
+    let full = SyncOptions {
+        full: true,
+        ..Default::default()
+    };
     ok(&lab.sync_with(&def, full).await);
     assert_eq!(
         lab.rows("SELECT sku, price FROM products ORDER BY sku")
             .await,
         vec![
             json!({"sku": "X", "price": "10"}),
-            json!({"sku": "Y", "price": "12"})
+            json!({"sku": "Y", "price": "13"})
         ]
     );
 }
@@ -488,7 +487,7 @@ async fn a_bad_schema_type_is_reported_with_file_and_key() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("bad.toml: schema.zip: \"string\" is not a column type; use integer, float, boolean, timestamp or text"),
+        err.contains("bad.toml: schema.zip: \"string\" is not a column type; use integer, float, decimal(P,S), boolean, date, timestamp or text"),
         "{err}"
     );
     assert!(err.contains("bad.toml: schema._run_id"), "{err}");
@@ -837,7 +836,8 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "product_id,price_usd\nPRD-001,0.0\nPRD-002,12.0\n"
+        "product_id,price_usd\nPRD-001,0.00\nPRD-002,12.00\n",
+        "prices written with two decimals are exact decimals, printed as written"
     );
 
     for bad in [

@@ -13,4 +13,5 @@ mod store;
 mod support;
 mod telegram;
 mod tools;
+mod warehouse;
 mod webhooks;

@@ -8,6 +8,10 @@
 //! - [`audit`]: audit log appends per second, hash chain included.
 //! - [`sync`]: connector sync throughput (CSV or PostgreSQL → bronze → silver), the re-sync
 //!   after 1% changed, and optionally the index feed (documents per second).
+//! - [`tpch`]: TPC-H at a scale factor: generated as Parquet, synced, the 22 queries run and
+//!   checked against the official answers, and timed against DuckDB when it is installed.
+
+pub mod tpch;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -267,6 +271,21 @@ pub enum SyncBenchSource {
     /// A generated PostgreSQL table read by a `sql` connector with an incremental column; the
     /// URL comes from [`BENCH_POSTGRES_ENV`].
     Postgres,
+}
+
+/// This process's peak resident memory (bytes, `VmHWM` in `/proc/self/status`), where the
+/// system tells it (Linux).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// The environment variable `conveyor bench sync --source postgres` reads its URL from.

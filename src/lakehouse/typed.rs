@@ -1,0 +1,547 @@
+//! Typed sources: Parquet files streamed into bronze and silver in record batches.
+//!
+//! A typed source's schema is kept: decimals stay `Decimal128(p,s)`, dates `Date32`,
+//! timestamps with or without a zone, integers of each width, binary, lists and structs.
+//! Only what Delta cannot store is mapped (see [`storable`]): unsigned integers to the next
+//! signed width, nanosecond timestamps to microseconds, views and large variants to their
+//! plain form, times of day to text.
+//!
+//! Nothing here holds a table in memory. The files are read in batches of
+//! `lakehouse.batch_rows` rows by a blocking reader that hands them to the Delta writer
+//! through a channel of two batches (back-pressure), once for bronze and once for silver;
+//! the silver MERGE reads the same stream as its source. Every check that can fail on the
+//! data (schemas that differ between files, types the table cannot hold, duplicate keys) runs
+//! before the first write, on the files' metadata or on the key columns alone.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    Array, ArrayRef, BooleanArray, StringArray, TimestampMicrosecondArray, new_null_array,
+};
+use deltalake::arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
+use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::datafusion::catalog::streaming::StreamingTable;
+use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::TaskContext;
+use deltalake::datafusion::physical_plan::SendableRecordBatchStream;
+use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use deltalake::datafusion::physical_plan::streaming::PartitionStream;
+use deltalake::parquet::arrow::ProjectionMask;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::{FETCHED_AT, RUN_ID, SOURCE, is_meta};
+use crate::error::{Error, Result};
+
+/// A Parquet file a run hands to the lakehouse whole; its rows are streamed, never loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParquetInput {
+    /// The name it is known by (stored in `_source`), e.g. `lineitem.parquet`.
+    pub source: String,
+    /// Where it is on disk.
+    pub path: PathBuf,
+}
+
+/// The rows of a Parquet file, from its footer (nothing else is read).
+pub fn parquet_row_count(path: &std::path::Path) -> Result<u64> {
+    let builder = open(path)?;
+    Ok(u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0))
+}
+
+fn open(path: &std::path::Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::BadInput(format!("cannot open {}: {e}", path.display())))?;
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        Error::BadInput(format!(
+            "{} is not a readable Parquet file: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The type a column of a typed source is stored with in a Delta table, or why it cannot be.
+pub fn storable(dt: &DataType) -> std::result::Result<DataType, String> {
+    use DataType as D;
+    let field = |f: &Field| -> std::result::Result<Arc<Field>, String> {
+        Ok(Arc::new(Field::new(
+            f.name(),
+            storable(f.data_type())?,
+            true,
+        )))
+    };
+    Ok(match dt {
+        D::Boolean
+        | D::Int8
+        | D::Int16
+        | D::Int32
+        | D::Int64
+        | D::Float32
+        | D::Float64
+        | D::Date32
+        | D::Binary
+        | D::Utf8 => dt.clone(),
+        // A column that held only nulls: text, which takes anything later.
+        D::Null => D::Utf8,
+        D::UInt8 => D::Int16,
+        D::UInt16 => D::Int32,
+        D::UInt32 => D::Int64,
+        D::UInt64 => D::Decimal128(20, 0),
+        D::Float16 => D::Float32,
+        D::Utf8View | D::LargeUtf8 => D::Utf8,
+        D::BinaryView | D::LargeBinary | D::FixedSizeBinary(_) => D::Binary,
+        D::Date64 => D::Date32,
+        D::Timestamp(_, Some(_)) => D::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        D::Timestamp(_, None) => D::Timestamp(TimeUnit::Microsecond, None),
+        // Delta has no time-of-day type.
+        D::Time32(_) | D::Time64(_) => D::Utf8,
+        D::Duration(_) => D::Int64,
+        D::Decimal32(p, s) | D::Decimal64(p, s) => D::Decimal128(*p, *s),
+        D::Decimal128(p, s) | D::Decimal256(p, s) => {
+            if *p > 38 {
+                return Err(format!(
+                    "decimal({p},{s}) has more than 38 digits, the most a Delta decimal holds"
+                ));
+            }
+            D::Decimal128(*p, *s)
+        }
+        D::Dictionary(_, v) => storable(v)?,
+        D::RunEndEncoded(_, v) => storable(v.data_type())?,
+        D::List(f)
+        | D::LargeList(f)
+        | D::ListView(f)
+        | D::LargeListView(f)
+        | D::FixedSizeList(f, _) => D::List(field(f)?),
+        D::Struct(fields) => D::Struct(
+            fields
+                .iter()
+                .map(|f| field(f))
+                .collect::<std::result::Result<Fields, String>>()?,
+        ),
+        D::Map(entries, sorted) => D::Map(
+            Arc::new(Field::new(
+                entries.name(),
+                storable(entries.data_type())?,
+                false,
+            )),
+            *sorted,
+        ),
+        other => return Err(format!("{other} has no Delta type")),
+    })
+}
+
+/// The type holding values of both `a` and `b` when one widens into the other: integers to a
+/// wider integer, float to double, decimals to more digits (scale kept or raised).
+pub fn wider(a: &DataType, b: &DataType) -> Option<DataType> {
+    use DataType as D;
+    if a == b {
+        return Some(a.clone());
+    }
+    let int_rank = |t: &DataType| match t {
+        D::Int8 => Some(1),
+        D::Int16 => Some(2),
+        D::Int32 => Some(3),
+        D::Int64 => Some(4),
+        _ => None,
+    };
+    if let (Some(x), Some(y)) = (int_rank(a), int_rank(b)) {
+        return Some(if x >= y { a.clone() } else { b.clone() });
+    }
+    match (a, b) {
+        (D::Float32, D::Float64) | (D::Float64, D::Float32) => Some(D::Float64),
+        (D::Decimal128(p1, s1), D::Decimal128(p2, s2)) => {
+            let s = (*s1).max(*s2);
+            let int = (i16::from(*p1) - i16::from(*s1)).max(i16::from(*p2) - i16::from(*s2));
+            let p = int + i16::from(s);
+            (p <= 38).then(|| D::Decimal128(u8::try_from(p).unwrap_or(38), s))
+        }
+        _ => None,
+    }
+}
+
+/// The schema of a run's files: every column of every file, each with the type that holds
+/// all of them. Columns missing from a file are null there. Fails naming the two files when
+/// a column's types cannot be reconciled, or a type Delta cannot store.
+pub fn files_schema(table: &str, files: &[ParquetInput]) -> Result<Vec<Field>> {
+    let mut fields: Vec<(Field, String)> = Vec::new();
+    let mut problems = Vec::new();
+    for f in files {
+        let schema = open(&f.path)?.schema().clone();
+        for field in schema.fields() {
+            let name = field.name();
+            if is_meta(name) {
+                problems.push(format!(
+                    "{} has a column named `{name}`, which conveyor reserves for its own bookkeeping; rename it at the source",
+                    f.source
+                ));
+                continue;
+            }
+            let dt = match storable(field.data_type()) {
+                Ok(dt) => dt,
+                Err(why) => {
+                    problems.push(format!("column `{name}` of {}: {why}", f.source));
+                    continue;
+                }
+            };
+            match fields.iter_mut().find(|(x, _)| x.name() == name) {
+                None => fields.push((Field::new(name, dt, true), f.source.clone())),
+                Some((known, first)) => match wider(known.data_type(), &dt) {
+                    Some(w) => *known = Field::new(name, w, true),
+                    None => problems.push(format!(
+                        "column `{name}` is {} in {first} but {dt} in {}; files of one connector must agree on each column's type (widening such as int32 to int64 is fine)",
+                        known.data_type(),
+                        f.source
+                    )),
+                },
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::BadInput(format!(
+            "the run cannot be written to silver.{table}: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(fields.into_iter().map(|(f, _)| f).collect())
+}
+
+/// The bookkeeping values of every row of a run.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// `_run_id`.
+    pub run_id: String,
+    /// `_fetched_at`, microseconds since the epoch (UTC).
+    pub fetched_at: i64,
+}
+
+/// The bookkeeping fields, in table order.
+pub fn meta_fields() -> [Field; 3] {
+    [
+        Field::new(SOURCE, DataType::Utf8, true),
+        Field::new(RUN_ID, DataType::Utf8, true),
+        Field::new(
+            FETCHED_AT,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+    ]
+}
+
+/// Rows to drop because a later row of the run has the same primary key: by file index,
+/// the row numbers (0-based within the file) to drop.
+pub type Dropped = HashMap<usize, std::collections::HashSet<u64>>;
+
+/// One pass over a run's files, conformed to `target` (data columns, then the bookkeeping
+/// columns when `meta` is set). A [`PartitionStream`], so DataFusion plans (a Delta write,
+/// a MERGE, an aggregate) read it as a table; each execution reads the files again.
+#[derive(Debug, Clone)]
+pub struct RunStream {
+    files: Arc<Vec<ParquetInput>>,
+    target: SchemaRef,
+    data_columns: usize,
+    meta: Option<Arc<Meta>>,
+    dropped: Arc<Dropped>,
+    batch_rows: usize,
+}
+
+impl RunStream {
+    /// A stream of `files` with the data columns `data` (plus the bookkeeping ones when
+    /// `meta` is given), skipping the `dropped` rows.
+    pub fn new(
+        files: &[ParquetInput],
+        data: &[Field],
+        meta: Option<Meta>,
+        dropped: Arc<Dropped>,
+        batch_rows: usize,
+    ) -> Self {
+        let mut fields: Vec<Field> = data.to_vec();
+        if meta.is_some() {
+            fields.extend(meta_fields());
+        }
+        Self {
+            files: Arc::new(files.to_vec()),
+            target: Arc::new(Schema::new(fields)),
+            data_columns: data.len(),
+            meta: meta.map(Arc::new),
+            dropped,
+            batch_rows: batch_rows.max(1),
+        }
+    }
+
+    /// The stream as a DataFusion table.
+    pub fn table(self) -> Result<Arc<StreamingTable>> {
+        let schema = self.target.clone();
+        StreamingTable::try_new(schema, vec![Arc::new(self)])
+            .map(Arc::new)
+            .map_err(|e| Error::internal("lakehouse: a run's input stream", e))
+    }
+
+    /// Reads every file in order, sending conformed batches; stops when the receiver is gone.
+    fn produce(
+        &self,
+        tx: &tokio::sync::mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>,
+    ) {
+        let strict = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        for (index, file) in self.files.iter().enumerate() {
+            let result = (|| -> std::result::Result<(), String> {
+                let builder = open(&file.path).map_err(|e| e.to_string())?;
+                let wanted: Vec<usize> = builder
+                    .schema()
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| {
+                        self.target.fields()[..self.data_columns]
+                            .iter()
+                            .any(|t| t.name() == f.name())
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+                let reader = builder
+                    .with_batch_size(self.batch_rows)
+                    .with_projection(mask)
+                    .build()
+                    .map_err(|e| format!("{} cannot be read: {e}", file.source))?;
+                let dropped = self.dropped.get(&index);
+                let mut row: u64 = 0;
+                for batch in reader {
+                    let batch =
+                        batch.map_err(|e| format!("{} cannot be read: {e}", file.source))?;
+                    let n = batch.num_rows();
+                    let batch = match dropped {
+                        Some(d) if !d.is_empty() => {
+                            let keep: BooleanArray = (0..n as u64)
+                                .map(|i| Some(!d.contains(&(row + i))))
+                                .collect();
+                            filter_record_batch(&batch, &keep)
+                                .map_err(|e| format!("{}: {e}", file.source))?
+                        }
+                        _ => batch,
+                    };
+                    row += n as u64;
+                    let rows = batch.num_rows();
+                    if rows == 0 {
+                        continue;
+                    }
+                    let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.target.fields().len());
+                    for field in &self.target.fields()[..self.data_columns] {
+                        columns.push(match batch.column_by_name(field.name()) {
+                            None => new_null_array(field.data_type(), rows),
+                            Some(a) if a.data_type() == field.data_type() => a.clone(),
+                            Some(a) => {
+                                cast_with_options(a, field.data_type(), &strict).map_err(|e| {
+                                    format!(
+                                        "column `{}` of {} ({}) cannot be stored as {}: {e}",
+                                        field.name(),
+                                        file.source,
+                                        a.data_type(),
+                                        field.data_type()
+                                    )
+                                })?
+                            }
+                        });
+                    }
+                    if let Some(meta) = &self.meta {
+                        columns.push(Arc::new(StringArray::from_iter_values(
+                            std::iter::repeat_n(file.source.as_str(), rows),
+                        )));
+                        columns.push(Arc::new(StringArray::from_iter_values(
+                            std::iter::repeat_n(meta.run_id.as_str(), rows),
+                        )));
+                        columns.push(Arc::new(
+                            TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(
+                                meta.fetched_at,
+                                rows,
+                            ))
+                            .with_timezone("UTC"),
+                        ));
+                    }
+                    let out = RecordBatch::try_new(self.target.clone(), columns)
+                        .map_err(|e| format!("{}: {e}", file.source))?;
+                    if tx.blocking_send(Ok(out)).is_err() {
+                        // The reader of the stream stopped (a failed write): nothing to do.
+                        return Err(String::new());
+                    }
+                }
+                Ok(())
+            })();
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_empty() => return,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(DataFusionError::External(e.into())));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl PartitionStream for RunStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.target
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        // Two batches in flight: the reader decodes the next while the writer encodes one.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let this = self.clone();
+        // The blocking reader ends when the files are read or when the receiver is dropped
+        // (its next send fails), so it never outlives the plan reading it by more than one
+        // batch.
+        tokio::task::spawn_blocking(move || this.produce(&tx));
+        let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        Box::pin(RecordBatchStreamAdapter::new(self.target.clone(), stream))
+    }
+}
+
+/// The rows of `files` whose primary key appears again later in the run (the last one wins,
+/// as for records): by file, the row numbers to skip. Reads only the key columns; the
+/// duplicate keys are found by a DataFusion aggregate (which spills under the memory limit),
+/// and only those keys are then held in memory.
+pub async fn duplicate_rows(
+    ctx: &deltalake::datafusion::prelude::SessionContext,
+    files: &[ParquetInput],
+    key_fields: &[Field],
+    batch_rows: usize,
+) -> Result<Dropped> {
+    use deltalake::datafusion::functions_aggregate::expr_fn::count;
+    use deltalake::datafusion::prelude::{col, lit};
+    let keys = RunStream::new(
+        files,
+        key_fields,
+        None,
+        Arc::new(Dropped::new()),
+        batch_rows,
+    );
+    let df = ctx
+        .read_table(keys.clone().table()?)
+        .map_err(|e| Error::internal("lakehouse: reading the key columns", e))?;
+    let group: Vec<_> = key_fields
+        .iter()
+        .map(|f| col(format!("\"{}\"", f.name().replace('"', "\"\""))))
+        .collect();
+    let dup = df
+        .aggregate(group, vec![count(lit(1)).alias("__n")])
+        .and_then(|d| d.filter(col("__n").gt(lit(1i64))))
+        .map_err(|e| Error::internal("lakehouse: planning the duplicate-key check", e))?;
+    let batches = dup.collect().await.map_err(|e| {
+        Error::Upstream(format!(
+            "lakehouse: checking the primary key for duplicates failed: {e}"
+        ))
+    })?;
+    let mut last: HashMap<Vec<ScalarValue>, (usize, u64)> = HashMap::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            last.insert(key_at(b, key_fields.len(), i)?, (usize::MAX, 0));
+        }
+    }
+    if last.is_empty() {
+        return Ok(Dropped::new());
+    }
+    // A second pass over the keys finds where each duplicated key occurs; all but its last
+    // occurrence are dropped.
+    let mut seen: Vec<(Vec<ScalarValue>, usize, u64)> = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        let single = RunStream::new(
+            std::slice::from_ref(file),
+            key_fields,
+            None,
+            Arc::new(Dropped::new()),
+            batch_rows,
+        );
+        let df = ctx
+            .read_table(single.table()?)
+            .map_err(|e| Error::internal("lakehouse: reading the key columns", e))?;
+        let batches = df.collect().await.map_err(|e| {
+            Error::Upstream(format!(
+                "lakehouse: reading the keys of {} failed: {e}",
+                file.source
+            ))
+        })?;
+        let mut row = 0u64;
+        for b in &batches {
+            for i in 0..b.num_rows() {
+                let key = key_at(b, key_fields.len(), i)?;
+                if let Some(pos) = last.get_mut(&key) {
+                    if pos.0 != usize::MAX {
+                        seen.push((key, pos.0, pos.1));
+                    }
+                    *pos = (index, row);
+                }
+                row += 1;
+            }
+        }
+    }
+    let mut dropped = Dropped::new();
+    for (_, file, row) in seen {
+        dropped.entry(file).or_default().insert(row);
+    }
+    Ok(dropped)
+}
+
+fn key_at(batch: &RecordBatch, n: usize, i: usize) -> Result<Vec<ScalarValue>> {
+    (0..n)
+        .map(|c| {
+            ScalarValue::try_from_array(batch.column(c).as_ref(), i)
+                .map_err(|e| Error::internal("lakehouse: reading a key value", e))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn delta_types_for_typed_columns() {
+        assert_eq!(
+            storable(&DataType::Decimal128(15, 2)).unwrap(),
+            DataType::Decimal128(15, 2)
+        );
+        assert_eq!(storable(&DataType::Date32).unwrap(), DataType::Date32);
+        assert_eq!(storable(&DataType::Utf8View).unwrap(), DataType::Utf8);
+        assert_eq!(
+            storable(&DataType::Timestamp(
+                TimeUnit::Nanosecond,
+                Some("+02:00".into())
+            ))
+            .unwrap(),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
+        assert_eq!(
+            storable(&DataType::UInt64).unwrap(),
+            DataType::Decimal128(20, 0)
+        );
+        assert!(
+            storable(&DataType::Decimal256(50, 2))
+                .unwrap_err()
+                .contains("38 digits")
+        );
+    }
+
+    #[test]
+    fn widening_rules() {
+        assert_eq!(
+            wider(&DataType::Int32, &DataType::Int64),
+            Some(DataType::Int64)
+        );
+        assert_eq!(
+            wider(&DataType::Decimal128(15, 2), &DataType::Decimal128(20, 4)),
+            Some(DataType::Decimal128(20, 4))
+        );
+        assert_eq!(
+            wider(&DataType::Decimal128(10, 0), &DataType::Decimal128(5, 3)),
+            Some(DataType::Decimal128(13, 3))
+        );
+        assert_eq!(wider(&DataType::Int64, &DataType::Utf8), None);
+        assert_eq!(wider(&DataType::Date32, &DataType::Int32), None);
+    }
+}
