@@ -132,6 +132,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Maintain connectors' tables: compact bronze's and silver's small files (silver
+    /// Z-ordered by the connector's cluster_by), then vacuum files older versions no longer
+    /// need.
+    Optimize {
+        /// Only this connector (all of them by default).
+        name: Option<String>,
+        /// Keep the files of versions younger than this (time travel and readers of older
+        /// versions need them); below Delta's default of a week only when you say so.
+        #[arg(long, default_value = "7d")]
+        retain: conveyor::config::HumanDuration,
+        /// Compact only; delete no files.
+        #[arg(long)]
+        no_vacuum: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the history of sync runs, newest first.
     Runs {
         /// Only this connector's runs.
@@ -393,6 +410,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit { what } => audit(&cli.config, what).await,
         Command::Access { what } => access(&cli.config, what).await,
         Command::Sync { name, full, json } => sync(&cli.config, name.as_deref(), full, json).await,
+        Command::Optimize {
+            name,
+            retain,
+            no_vacuum,
+            json,
+        } => {
+            optimize(
+                &cli.config,
+                name.as_deref(),
+                (!no_vacuum).then_some(retain.0),
+                json,
+            )
+            .await
+        }
         Command::Runs { name, n, json } => runs(&cli.config, name.as_deref(), n, json).await,
         Command::Sql {
             query,
@@ -965,6 +996,64 @@ async fn sync(config_path: &Path, only: Option<&str>, full: bool, json: bool) ->
         );
     }
     Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn optimize(
+    config_path: &Path,
+    only: Option<&str>,
+    retain: Option<std::time::Duration>,
+    json: bool,
+) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let dir = config.connectors_dir();
+    let mut defs = conveyor::connectors::load_dir(&dir, &config.base_dir)?;
+    if let Some(name) = only {
+        let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+        defs.retain(|d| d.name == name);
+        if defs.is_empty() {
+            return Err(Error::NotFound(format!(
+                "no connector is named `{name}`; the connectors in {} are: {}",
+                dir.display(),
+                names.join(", ")
+            )));
+        }
+    }
+    let lake = conveyor::lakehouse::Lakehouse::open(&config.lakehouse, &config.base_dir)?;
+    let mut all = Vec::new();
+    let mut failed = false;
+    for def in &defs {
+        match lake.optimize(&def.name, &def.cluster_by, retain).await {
+            Ok(tables) => {
+                for t in &tables {
+                    if !json {
+                        out!(
+                            "{}.{}: {}: {} files rewritten into {}, {} old files vacuumed, version {}",
+                            t.layer.as_str(),
+                            t.name,
+                            t.how,
+                            t.files_removed,
+                            t.files_added,
+                            t.files_vacuumed,
+                            t.version.map(|v| v.to_string()).unwrap_or_default()
+                        );
+                    }
+                }
+                all.extend(tables);
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("{}: {e}", def.name);
+            }
+        }
+    }
+    if json {
+        out!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+    }
+    Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

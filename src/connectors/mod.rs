@@ -145,6 +145,12 @@ pub struct Definition {
     pub index: Option<IndexSpec>,
     /// Declared silver column types (`[schema]`); other columns are inferred.
     pub schema: BTreeMap<String, ColType>,
+    /// Columns silver is partitioned by (`partition_by`), one folder per value: for a column
+    /// with few values that queries filter on (a region, a month).
+    pub partition_by: Vec<String>,
+    /// Columns `conveyor optimize` clusters silver's files by (`cluster_by`, Z-order), so that
+    /// queries filtering on them skip most files.
+    pub cluster_by: Vec<String>,
     /// Kind-specific settings.
     pub kind: Kind,
 }
@@ -395,6 +401,8 @@ fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Ve
         None => BTreeMap::new(),
         Some(v) => take_schema(v, &mut problems),
     };
+    let partition_by = take_columns(&mut table, "partition_by", &mut problems);
+    let cluster_by = take_columns(&mut table, "cluster_by", &mut problems);
 
     match &name {
         None => problems.push(
@@ -477,6 +485,8 @@ fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Ve
             on_error,
             index,
             schema,
+            partition_by,
+            cluster_by,
             kind,
         }),
         _ => Err(problems),
@@ -522,6 +532,46 @@ fn take_schema(value: toml::Value, problems: &mut Vec<String>) -> BTreeMap<Strin
 }
 
 /// Removes `key` from `table` when it is a string; anything else is a problem.
+/// A list of source column names (`key = "col"` or `key = ["a", "b"]`); conveyor's own `_`
+/// columns are refused.
+fn take_columns(table: &mut toml::Table, key: &str, problems: &mut Vec<String>) -> Vec<String> {
+    let cols = match table.remove(key) {
+        None => return Vec::new(),
+        Some(toml::Value::String(s)) => vec![s],
+        Some(toml::Value::Array(items)) => {
+            let mut cols = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    toml::Value::String(s) => cols.push(s),
+                    other => {
+                        problems.push(format!(
+                            "{key}: expected column names, found {}; e.g. {key} = [\"region\"]",
+                            other.type_str()
+                        ));
+                        return Vec::new();
+                    }
+                }
+            }
+            cols
+        }
+        Some(other) => {
+            problems.push(format!(
+                "{key}: expected a column name or a list of them, found {}; e.g. {key} = [\"region\"]",
+                other.type_str()
+            ));
+            return Vec::new();
+        }
+    };
+    for c in &cols {
+        if c.trim().is_empty() || c.starts_with('_') {
+            problems.push(format!(
+                "{key}: `{c}` is not a source column name (empty, or one of conveyor's own `_` columns)"
+            ));
+        }
+    }
+    cols
+}
+
 fn take_string(table: &mut toml::Table, key: &str, problems: &mut Vec<String>) -> Option<String> {
     match table.remove(key) {
         None => None,

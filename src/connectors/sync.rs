@@ -225,6 +225,7 @@ async fn attempt(
             listed: extract.listed.as_ref(),
             declared: &def.schema,
             source_types: &extract.column_types,
+            partition_by: &def.partition_by,
         })
         .await?;
     report.inserted = written.inserted;

@@ -357,6 +357,9 @@ pub struct RunWrite<'a> {
     /// instead of inference; unlike `declared`, an existing column that holds them (text, or
     /// a wider number) keeps its type, and `full` rebuilds the table when they differ.
     pub source_types: &'a BTreeMap<String, ColType>,
+    /// Columns silver is partitioned by when it is created (or rebuilt by a `full` run); an
+    /// existing table partitioned otherwise fails a plain run with the command to rebuild it.
+    pub partition_by: &'a [String],
 }
 
 /// A key-only listing of one source object (see [`RunWrite::listed`]).
@@ -392,6 +395,26 @@ pub struct WriteReport {
     pub new_columns: Vec<String>,
     /// The silver table's version after the run.
     pub silver_version: Option<i64>,
+}
+
+/// What `conveyor optimize` did to one table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Optimized {
+    /// The table's layer.
+    pub layer: Layer,
+    /// The table.
+    pub name: String,
+    /// `compact` (small files merged) or `zorder(a, b)` (files rewritten clustered by the
+    /// connector's `cluster_by`).
+    pub how: String,
+    /// Data files rewritten.
+    pub files_removed: u64,
+    /// Data files written.
+    pub files_added: u64,
+    /// Files no version within the retention reads any more, deleted.
+    pub files_vacuumed: usize,
+    /// The table's version afterwards.
+    pub version: Option<i64>,
 }
 
 /// A table that exists, for listings.
@@ -626,7 +649,16 @@ impl Lakehouse {
         }
         let silver = self.load(Layer::Silver, run.table).await?;
         let location = self.table_location(Layer::Silver, run.table);
-        let plan = plan_silver(run, silver.as_ref(), &location)?;
+        let plan = if layout_changes(run, silver.as_ref())? {
+            let mut plan = plan_silver(run, None, &location)?;
+            plan.rebuild = true;
+            plan
+        } else {
+            plan_silver(run, silver.as_ref(), &location)?
+        };
+        if !run.records.is_empty() {
+            check_partition_columns(run, &plan.data_columns)?;
+        }
         let mut report = WriteReport {
             new_columns: plan.new_columns.clone(),
             ..Default::default()
@@ -655,6 +687,7 @@ impl Lakehouse {
                 .write(vec![plan.batch])
                 .with_save_mode(SaveMode::Overwrite)
                 .with_schema_mode(SchemaMode::Overwrite)
+                .with_partition_columns(run.partition_by.to_vec())
                 .with_writer_properties(writer_properties())
                 .await
                 .map_err(delta_err(format!("rebuilding silver.{}", run.table)))?;
@@ -671,6 +704,8 @@ impl Lakehouse {
                     let table = table
                         .write(vec![plan.batch])
                         .with_save_mode(SaveMode::Append)
+                        .with_partition_columns(run.partition_by.to_vec())
+                        .with_writer_properties(writer_properties())
                         .with_configuration([(CHANGE_DATA_FEED, Some("true"))])
                         .await
                         .map_err(delta_err(&what))?;
@@ -748,7 +783,7 @@ impl Lakehouse {
         let location = self.table_location(Layer::Silver, run.table);
         let mut target: Vec<Field> = Vec::new();
         let mut new_columns = Vec::new();
-        let mut rebuild = false;
+        let mut rebuild = layout_changes(run, silver.as_ref())?;
         // Existing silver columns a widening source type applies to, with their new type.
         let mut widen: Vec<(String, DataType)> = Vec::new();
         if let Some(table) = &silver {
@@ -787,6 +822,8 @@ impl Lakehouse {
             }
             if rebuild {
                 target = fields.clone();
+                problems.clear();
+                widen.clear();
             } else {
                 for f in &fields {
                     if !target.iter().any(|t| t.name() == f.name()) {
@@ -805,6 +842,8 @@ impl Lakehouse {
                 problems.join("; ")
             )));
         }
+        let names: Vec<String> = target.iter().map(|f| f.name().clone()).collect();
+        check_partition_columns(run, &names)?;
 
         let ctx = self.engine()?;
         let key_fields: Vec<Field> = run
@@ -922,6 +961,7 @@ impl Lakehouse {
                     .with_input_plan(source.logical_plan().clone())
                     .with_session_state(session)
                     .with_writer_properties(writer_properties());
+                write = write.with_partition_columns(run.partition_by.to_vec());
                 write = if replacing {
                     write
                         .with_save_mode(SaveMode::Overwrite)
@@ -993,6 +1033,91 @@ impl Lakehouse {
             .with_schema_mode(SchemaMode::Overwrite)
             .await
             .map_err(delta_err(&what))
+    }
+
+    /// Maintains a connector's tables (`conveyor optimize`): bronze's small files compacted,
+    /// silver's compacted or, with `cluster_by`, rewritten Z-ordered by those columns, then
+    /// (with `retain`) files that no version younger than `retain` reads vacuumed. Optimize
+    /// commits change no data (the change data feed and the index feed ignore them); a sync
+    /// committing at the same moment makes this commit fail, and optimize can be run again.
+    pub async fn optimize(
+        &self,
+        name: &str,
+        cluster_by: &[String],
+        retain: Option<Duration>,
+    ) -> Result<Vec<Optimized>> {
+        use deltalake::operations::optimize::OptimizeType;
+        let mut out = Vec::new();
+        for layer in [Layer::Bronze, Layer::Silver] {
+            let Some(table) = self.load(layer, name).await? else {
+                continue;
+            };
+            if layer == Layer::Silver
+                && let Ok(snapshot) = table.snapshot()
+            {
+                let schema = snapshot.snapshot().arrow_schema();
+                let missing: Vec<&String> = cluster_by
+                    .iter()
+                    .filter(|c| schema.field_with_name(c).is_err())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(Error::BadInput(format!(
+                        "cluster_by names {} which silver.{name} does not have",
+                        missing
+                            .iter()
+                            .map(|c| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+            let (kind, how) = if layer == Layer::Silver && !cluster_by.is_empty() {
+                (
+                    OptimizeType::ZOrder(cluster_by.to_vec()),
+                    format!("zorder({})", cluster_by.join(", ")),
+                )
+            } else {
+                (OptimizeType::Compact, "compact".to_string())
+            };
+            let what = format!("optimizing {}.{name}", layer.as_str());
+            let ctx = self.engine()?;
+            let (table, metrics) = table
+                .optimize()
+                .with_type(kind)
+                .with_writer_properties(writer_properties())
+                .with_session_state(Arc::new(ctx.state()))
+                .await
+                .map_err(delta_err(&what))?;
+            let mut files_vacuumed = 0;
+            let table = match retain {
+                None => table,
+                Some(r) => {
+                    let period = chrono::Duration::from_std(r).map_err(|e| {
+                        Error::BadInput(format!("the retention {r:?} is too long: {e}"))
+                    })?;
+                    // Delta's own floor is a week; a shorter retention is the operator's call
+                    // (readers of older versions, and time travel to them, then fail).
+                    let (table, m) = table
+                        .vacuum()
+                        .with_retention_period(period)
+                        .with_enforce_retention_duration(r >= Duration::from_secs(7 * 24 * 3600))
+                        .await
+                        .map_err(delta_err(format!("vacuuming {}.{name}", layer.as_str())))?;
+                    files_vacuumed = m.files_deleted.len();
+                    table
+                }
+            };
+            out.push(Optimized {
+                layer,
+                name: name.to_string(),
+                how,
+                files_removed: metrics.num_files_removed,
+                files_added: metrics.num_files_added,
+                files_vacuumed,
+                version: table.version().map(version_i64),
+            });
+        }
+        Ok(out)
     }
 
     /// A DataFusion session with the engine settings of `[lakehouse]` (see [`sql::engine`]).
@@ -1578,6 +1703,60 @@ fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties
         .set_max_row_group_row_count(Some(122_880))
         .set_statistics_enabled(EnabledStatistics::Page)
         .build()
+}
+
+/// Whether silver's partition columns differ from the connector's `partition_by`: `true` for
+/// a `full` run (which then rebuilds the table), an error naming both for any other.
+fn layout_changes(run: &RunWrite<'_>, table: Option<&DeltaTable>) -> Result<bool> {
+    let Some(table) = table else {
+        return Ok(false);
+    };
+    let snapshot = table
+        .snapshot()
+        .map_err(delta_err("reading the silver layout"))?;
+    let current: Vec<String> = snapshot.metadata().partition_columns().to_vec();
+    if current == run.partition_by {
+        return Ok(false);
+    }
+    if run.full {
+        return Ok(true);
+    }
+    let show = |c: &[String]| {
+        if c.is_empty() {
+            "nothing".to_string()
+        } else {
+            c.join(", ")
+        }
+    };
+    Err(Error::BadInput(format!(
+        "silver.{} is partitioned by {} but the connector says partition_by = [{}]; run `conveyor sync {} --full` to rebuild the table with the new layout",
+        run.table,
+        show(&current),
+        run.partition_by.join(", "),
+        run.table
+    )))
+}
+
+/// Every `partition_by` column must be a column of the run.
+fn check_partition_columns(run: &RunWrite<'_>, columns: &[String]) -> Result<()> {
+    let missing: Vec<&String> = run
+        .partition_by
+        .iter()
+        .filter(|c| !columns.contains(c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::BadInput(format!(
+        "partition_by names {} which silver.{} does not have; its columns are: {}",
+        missing
+            .iter()
+            .map(|c| format!("`{c}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        run.table,
+        columns.join(", ")
+    )))
 }
 
 /// The table property that turns on Delta's change data feed.

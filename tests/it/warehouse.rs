@@ -443,6 +443,25 @@ async fn sql_types_reach_silver(url: String, create: Vec<String>) {
     .await
     .unwrap();
     assert!(out.status.success(), "{}", crate::common::show(&out));
+    // `conveyor optimize` maintains both tables and reports them.
+    let cfg = root.join("conveyor.toml");
+    let out = tokio::task::spawn_blocking(move || {
+        crate::common::conveyor()
+            .arg("--config")
+            .arg(cfg)
+            .args(["optimize", "sales", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", crate::common::show(&out));
+    let report: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let layers: Vec<&str> = report
+        .iter()
+        .map(|t| t["layer"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers, ["bronze", "silver"]);
     let lake = Lakehouse::open(&LakehouseConfig::default(), &root).unwrap();
     assert_eq!(
         rows(
@@ -490,4 +509,99 @@ async fn postgres_numeric_date_and_timestamptz_reach_silver() {
         .await
     })
     .await;
+}
+
+/// `partition_by` lays silver out in folders by value; `conveyor optimize` compacts bronze,
+/// Z-orders silver by `cluster_by` and vacuums, leaving the data as it was; a changed layout
+/// needs `--full`.
+#[tokio::test]
+async fn partitioned_silver_and_optimize_compact_zorder_and_vacuum() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("connectors")).unwrap();
+    std::fs::create_dir_all(root.join("data/sales")).unwrap();
+    let connector = |partition: &str| {
+        std::fs::write(
+            root.join("connectors/sales.toml"),
+            format!(
+                "name = \"sales\"\nkind = \"files\"\npath = \"data/sales\"\nformat = \"csv\"\nprimary_key = \"id\"\npartition_by = {partition}\ncluster_by = [\"amount\", \"id\"]\n"
+            ),
+        )
+        .unwrap();
+    };
+    connector("\"region\"");
+    let (store, lake) = open(root).await;
+    // Five runs, one new file each: five small files per table.
+    for part in 0..5 {
+        let mut csv = String::from("id,region,amount\n");
+        for i in 0..20 {
+            let id = part * 20 + i;
+            csv.push_str(&format!(
+                "{id},{},{}.{:02}\n",
+                ["eu", "us"][id % 2],
+                id * 7 % 100,
+                id % 100
+            ));
+        }
+        std::fs::write(root.join(format!("data/sales/{part}.csv")), csv).unwrap();
+        let r = run(&store, &lake, &defs(root).remove(0), false).await;
+        assert!(r.error.is_none(), "{:?}", r.error);
+    }
+    assert!(root.join("data/lake/silver/sales/region=eu").is_dir());
+    assert!(root.join("data/lake/silver/sales/region=us").is_dir());
+    let summary = "SELECT count(*) AS n, CAST(sum(amount) AS VARCHAR) AS total, \
+                   count(DISTINCT region) AS regions FROM sales";
+    let before = rows(&lake, summary).await;
+    assert_eq!(before[0]["n"], json!(100));
+
+    let def = defs(root).remove(0);
+    let report = lake
+        .optimize("sales", &def.cluster_by, Some(Duration::ZERO))
+        .await
+        .unwrap();
+    let silver = report
+        .iter()
+        .find(|t| t.layer == conveyor::lakehouse::Layer::Silver)
+        .unwrap();
+    assert_eq!(silver.how, "zorder(amount, id)");
+    assert!(silver.files_removed > silver.files_added, "{report:?}");
+    assert!(silver.files_vacuumed > 0, "{report:?}");
+    let bronze = report
+        .iter()
+        .find(|t| t.layer == conveyor::lakehouse::Layer::Bronze)
+        .unwrap();
+    assert_eq!(bronze.how, "compact");
+    assert!(
+        bronze.files_removed >= 5 && bronze.files_added == 1,
+        "{report:?}"
+    );
+    assert_eq!(rows(&lake, summary).await, before);
+
+    // A cluster_by column that does not exist is named.
+    let e = lake
+        .optimize("sales", &["nope".to_string()], None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`nope`"), "{e}");
+
+    // Another layout: refused by a plain run, applied by --full.
+    connector("[]");
+    std::fs::write(
+        root.join("data/sales/0.csv"),
+        "id,region,amount\n0,eu,1.50\n",
+    )
+    .unwrap();
+    let def = defs(root).remove(0);
+    let e = run(&store, &lake, &def, false).await.error.unwrap();
+    assert!(
+        e.contains("partitioned by region") && e.contains("--full"),
+        "{e}"
+    );
+    let r = run(&store, &lake, &def, true).await;
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!(
+        rows(&lake, "SELECT count(*) AS n FROM sales").await,
+        vec![json!({"n": 81})]
+    );
 }
