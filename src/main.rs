@@ -946,9 +946,15 @@ async fn audit(config_path: &Path, what: AuditCommand) -> Result<ExitCode> {
 /// connectors with `[index]` (`connectors::pipeline`). The index is opened only when some
 /// connector has `[index]`; when another process (`serve`) holds it, the feed says so and the
 /// next sync catches up.
-async fn sync(config_path: &Path, only: Option<&str>, full: bool, json: bool) -> Result<ExitCode> {
-    use conveyor::connectors::pipeline::{IndexAccess, Pipeline};
-    let config = Config::load(config_path)?;
+/// Every connector of the config and those a command names (all of them without a name);
+/// no connectors at all, or an unknown name, is an error that says what there is.
+fn connectors_named(
+    config: &Config,
+    only: Option<&str>,
+) -> Result<(
+    Vec<conveyor::connectors::Definition>,
+    Vec<conveyor::connectors::Definition>,
+)> {
     let dir = config.connectors_dir();
     let all = conveyor::connectors::load_dir(&dir, &config.base_dir)?;
     if all.is_empty() {
@@ -957,11 +963,11 @@ async fn sync(config_path: &Path, only: Option<&str>, full: bool, json: bool) ->
             dir.display()
         )));
     }
-    let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
     let mut defs = all.clone();
     if let Some(name) = only {
         defs.retain(|d| d.name == name);
         if defs.is_empty() {
+            let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
             return Err(Error::NotFound(format!(
                 "no connector is named `{name}`; the connectors in {} are: {}",
                 dir.display(),
@@ -969,6 +975,13 @@ async fn sync(config_path: &Path, only: Option<&str>, full: bool, json: bool) ->
             )));
         }
     }
+    Ok((all, defs))
+}
+
+async fn sync(config_path: &Path, only: Option<&str>, full: bool, json: bool) -> Result<ExitCode> {
+    use conveyor::connectors::pipeline::{IndexAccess, Pipeline};
+    let config = Config::load(config_path)?;
+    let (all, defs) = connectors_named(&config, only)?;
     let store = conveyor::store::Store::connect(&config.store_url()?).await?;
     let lake = conveyor::lakehouse::Lakehouse::open(&config.lakehouse, &config.base_dir)?;
     let pipeline = Pipeline {
@@ -1009,19 +1022,7 @@ async fn optimize(
     json: bool,
 ) -> Result<ExitCode> {
     let config = Config::load(config_path)?;
-    let dir = config.connectors_dir();
-    let mut defs = conveyor::connectors::load_dir(&dir, &config.base_dir)?;
-    if let Some(name) = only {
-        let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
-        defs.retain(|d| d.name == name);
-        if defs.is_empty() {
-            return Err(Error::NotFound(format!(
-                "no connector is named `{name}`; the connectors in {} are: {}",
-                dir.display(),
-                names.join(", ")
-            )));
-        }
-    }
+    let (_, defs) = connectors_named(&config, only)?;
     let lake = conveyor::lakehouse::Lakehouse::open(&config.lakehouse, &config.base_dir)?;
     let mut all = Vec::new();
     let mut failed = false;
