@@ -321,6 +321,10 @@ enum BenchCommand {
         /// Do not run DuckDB.
         #[arg(long)]
         no_duckdb: bool,
+        /// Generate the data with DuckDB's dbgen (pip install duckdb duckdb-extension-tpch)
+        /// instead of the built-in generator.
+        #[arg(long)]
+        duckdb_data: bool,
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
@@ -647,9 +651,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     runs,
                     python,
                     no_duckdb,
+                    duckdb_data,
                     json,
                 },
         } => {
+            let keep = dir.is_some();
             let opts = conveyor::bench::tpch::TpchOptions {
                 sf,
                 dir,
@@ -657,6 +663,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 sync_exe: std::env::current_exe().ok(),
                 python,
                 no_duckdb,
+                duckdb_data,
             };
             let r = conveyor::bench::tpch::tpch(opts, &|line: &str| eprintln!("{line}")).await?;
             if json {
@@ -703,7 +710,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         "answers not checked at this scale factor (official answers are kept for 0.01 and 1)".to_string()
                     }
                 );
-                out!("data kept in {}", r.dir);
+                if keep {
+                    out!("data kept in {}", r.dir);
+                }
             }
             let ok = !r.checked || r.correct == 22;
             Ok(if ok {

@@ -121,6 +121,9 @@ pub struct TpchOptions {
     pub python: Option<PathBuf>,
     /// Do not run DuckDB.
     pub no_duckdb: bool,
+    /// Generate the data with DuckDB's `dbgen` (Python's `duckdb` and
+    /// `duckdb-extension-tpch` packages) instead of the built-in `tpchgen`.
+    pub duckdb_data: bool,
 }
 
 /// One query's result.
@@ -223,14 +226,18 @@ pub async fn tpch(opts: TpchOptions, progress: &(dyn Fn(&str) + Sync)) -> Result
         data.display()
     ));
     let started = Instant::now();
-    let d = data.clone();
-    let generated: Vec<Generated> = tokio::task::spawn_blocking(move || {
-        generate(&d, sf, &|g: &Generated| {
-            eprintln!("  {}: {} rows", g.table, g.rows);
+    let generated: Vec<Generated> = if opts.duckdb_data {
+        duckdb_generate(opts.python.as_deref(), &data, sf).await?
+    } else {
+        let d = data.clone();
+        tokio::task::spawn_blocking(move || {
+            generate(&d, sf, &|g: &Generated| {
+                eprintln!("  {}: {} rows", g.table, g.rows);
+            })
         })
-    })
-    .await
-    .map_err(|e| Error::internal("generating TPC-H", e))??;
+        .await
+        .map_err(|e| Error::internal("generating TPC-H", e))??
+    };
     let generate_seconds = started.elapsed().as_secs_f64();
     let rows: u64 = generated.iter().map(|g| g.rows).sum();
 
@@ -515,6 +522,67 @@ for q in spec["queries"]:
     out.append(times[len(times) // 2])
 print(json.dumps(out))
 "#;
+
+const DUCKDB_DBGEN: &str = r#"
+import json, os, sys
+import duckdb, duckdb_extension_tpch
+root, sf = sys.argv[1], float(sys.argv[2])
+ext_dir = os.path.join(os.path.dirname(duckdb_extension_tpch.__file__), "extensions")
+ext = [os.path.join(d, f) for d, _, fs in os.walk(ext_dir) for f in fs if f == "tpch.duckdb_extension"][0]
+con = duckdb.connect(config={"autoinstall_known_extensions": False})
+con.execute(f"LOAD '{ext}'")
+con.execute(f"CALL dbgen(sf={sf})")
+out = {}
+for t in ["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"]:
+    os.makedirs(os.path.join(root, t), exist_ok=True)
+    path = os.path.join(root, t, t + ".parquet")
+    con.execute(f"COPY {t} TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE 122880)")
+    out[t] = [path, con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]]
+    con.execute(f"DROP TABLE {t}")
+print(json.dumps(out))
+"#;
+
+/// The eight tables written by DuckDB's `dbgen` (the reference generator) through Python.
+async fn duckdb_generate(
+    python_path: Option<&Path>,
+    data: &Path,
+    sf: f64,
+) -> Result<Vec<Generated>> {
+    let py = python(python_path);
+    let out = tokio::process::Command::new(&py)
+        .arg("-c")
+        .arg(DUCKDB_DBGEN)
+        .arg(data)
+        .arg(sf.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::Upstream(format!("bench: cannot run {} ({e})", py.display())))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(Error::Upstream(format!(
+            "bench: DuckDB's dbgen failed with {} ({}); install `pip install duckdb duckdb-extension-tpch` or drop --duckdb-data",
+            py.display(),
+            err.lines().last().unwrap_or("")
+        )));
+    }
+    let tables: std::collections::HashMap<String, (String, u64)> =
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| Error::Upstream(format!("bench: DuckDB's dbgen report: {e}")))?;
+    TABLES
+        .iter()
+        .map(|(t, _)| {
+            let (path, rows) = tables
+                .get(*t)
+                .ok_or_else(|| Error::Upstream(format!("bench: DuckDB did not write {t}")))?;
+            Ok(Generated {
+                table: t,
+                path: PathBuf::from(path),
+                rows: *rows,
+            })
+        })
+        .collect()
+}
 
 /// DuckDB's median seconds per query on the same Parquet files; `Err` says why it could not
 /// run (no Python, no `duckdb` package).

@@ -90,8 +90,8 @@ pub fn model_inputs(sql: &str) -> Result<Vec<TableName>> {
 impl Lakehouse {
     /// Runs the model's query and overwrites `gold/NAME` with the result as a new version.
     pub async fn build_gold(&self, name: &str, sql: &str) -> Result<GoldBuild> {
-        check_read_only(sql)?;
-        let (ctx, _) = session(self).await?;
+        let wanted = model_inputs(sql)?;
+        let (ctx, _) = session(self, Some(&wanted)).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

@@ -269,9 +269,14 @@ pub(super) fn engine(memory_limit: usize, partitions: usize) -> Result<SessionCo
     Ok(SessionContext::new_with_state(state))
 }
 
-/// A DataFusion session with every table registered: `bronze.NAME`, `silver.NAME`, `gold.NAME`,
-/// and silver tables also as plain `NAME`. Returns the qualified names too.
-pub(super) async fn session(lake: &Lakehouse) -> Result<(SessionContext, Vec<String>)> {
+/// A DataFusion session with the tables registered: `bronze.NAME`, `silver.NAME`, `gold.NAME`,
+/// and silver tables also as plain `NAME`; with `wanted`, only those (opening a Delta table
+/// reads its log, so a query pays only for the tables it names). Returns the qualified names
+/// of every table, for messages.
+pub(super) async fn session(
+    lake: &Lakehouse,
+    wanted: Option<&[super::TableName]>,
+) -> Result<(SessionContext, Vec<String>)> {
     let ctx = lake.engine()?;
     let mut names = Vec::new();
     let catalog = ctx
@@ -280,6 +285,12 @@ pub(super) async fn session(lake: &Lakehouse) -> Result<(SessionContext, Vec<Str
     for layer in Layer::ALL {
         let schema = Arc::new(MemorySchemaProvider::new());
         for name in lake.table_names(layer).await? {
+            let needed =
+                wanted.is_none_or(|w| w.iter().any(|t| t.layer == layer && t.name == name));
+            if !needed {
+                names.push(format!("{}.{name}", layer.as_str()));
+                continue;
+            }
             let Some(table) = lake.load(layer, &name).await? else {
                 continue;
             };
@@ -318,8 +329,8 @@ pub(super) async fn run(
     limit: usize,
     timeout: Duration,
 ) -> Result<QueryOutput> {
-    check_read_only(text)?;
-    let (ctx, names) = session(lake).await?;
+    let wanted = super::model_inputs(text)?;
+    let (ctx, names) = session(lake, Some(&wanted)).await?;
 
     let options = SQLOptions::new()
         .with_allow_ddl(false)
