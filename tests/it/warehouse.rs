@@ -147,6 +147,42 @@ async fn tpch_keeps_decimals_and_dates_and_answers_all_22_queries() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 
+    // Another implementation reads the same tables with the same types and counts: Python's
+    // `deltalake` (delta-rs' Python package over pyarrow), when CONVEYOR_TEST_PYTHON_DELTALAKE
+    // names a Python that has it (`.ci/run` installs one).
+    match std::env::var("CONVEYOR_TEST_PYTHON_DELTALAKE") {
+        Err(_) => eprintln!(
+            "skipped: CONVEYOR_TEST_PYTHON_DELTALAKE not set (reading with Python's deltalake)"
+        ),
+        Ok(python) => {
+            let script = "import json, sys\nfrom deltalake import DeltaTable\nout = {}\nfor p in sys.argv[1:]:\n    t = DeltaTable(p).to_pyarrow_table()\n    out[p.rsplit('/', 1)[-1]] = {'rows': t.num_rows, 'types': {f.name: str(f.type) for f in t.schema}}\nprint(json.dumps(out), flush=True)\n# deltalake's runtime threads can abort the interpreter at exit; the answer is out.\nimport os\nos._exit(0)\n";
+            let silver = root.join("data/lake/silver");
+            let out = std::process::Command::new(python)
+                .arg("-c")
+                .arg(script)
+                .arg(silver.join("lineitem"))
+                .arg(silver.join("orders"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", crate::common::show(&out));
+            let read: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(read["lineitem"]["rows"], json!(60175));
+            assert_eq!(read["orders"]["rows"], json!(15000));
+            let types = &read["lineitem"]["types"];
+            assert_eq!(
+                types["l_extendedprice"],
+                json!("decimal128(15, 2)"),
+                "{types}"
+            );
+            assert_eq!(types["l_shipdate"], json!("date32[day]"), "{types}");
+            assert_eq!(types["l_orderkey"], json!("int64"), "{types}");
+            assert_eq!(
+                read["orders"]["types"]["o_totalprice"],
+                json!("decimal128(15, 2)")
+            );
+        }
+    }
+
     // Nothing changed: a second pass reads no file and writes nothing.
     for def in defs(root) {
         let r = run(&store, &lake, &def, false).await;
