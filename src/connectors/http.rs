@@ -792,6 +792,23 @@ pub(super) fn push(
     data: Map<String, Value>,
     out: &mut Extract,
 ) {
+    match key_issue(key, source, line, &data) {
+        Some(issue) => out.issues.push(issue),
+        None => out.records.push(SourceRecord {
+            source: source.clone(),
+            line,
+            data,
+        }),
+    }
+}
+
+/// The problem with a record whose primary key is missing or empty, if it has one.
+pub(super) fn key_issue(
+    key: &PrimaryKey,
+    source: &Arc<str>,
+    line: u64,
+    data: &Map<String, Value>,
+) -> Option<RowIssue> {
     for k in &key.0 {
         let present = match data.get(k) {
             None | Some(Value::Null) => false,
@@ -799,19 +816,14 @@ pub(super) fn push(
             Some(_) => true,
         };
         if !present {
-            out.issues.push(RowIssue {
+            return Some(RowIssue {
                 source: source.to_string(),
                 line,
                 reason: format!("the primary key `{k}` is missing or empty"),
             });
-            return;
         }
     }
-    out.records.push(SourceRecord {
-        source: source.clone(),
-        line,
-        data,
-    });
+    None
 }
 
 /// With `on_error = "fail"`, malformed records fail the run (nothing is written).

@@ -220,6 +220,9 @@ pub struct Extract {
     pub files: Vec<ParquetInput>,
     /// Rows in `files` (from their footers).
     pub file_rows: u64,
+    /// The temporary folder of files a source staged for this run (removed when the last
+    /// clone of the extract is dropped, after the lakehouse wrote them).
+    pub staging: Option<Arc<tempfile::TempDir>>,
     /// Column types the source knows (a SQL table's declared types), used instead of
     /// inference; a connector's `[schema]` still wins.
     pub column_types: BTreeMap<String, ColType>,

@@ -38,7 +38,7 @@ use sqlx::{
     TypeInfo, ValueRef,
 };
 
-use super::http::{EnvLookup, fail_on_issues, push};
+use super::http::{EnvLookup, fail_on_issues, key_issue};
 use super::{Extract, OnError, PrimaryKey, Progress, Source};
 use crate::config::Secret;
 use crate::error::{Error, Result};
@@ -649,7 +649,7 @@ impl SqlSource {
     /// The silver types of the columns of the table or query (see [`column_type`]), with
     /// decimals' precision and scale from the catalog when a table is read. A catalog that
     /// cannot be read leaves decimals to inference; it never fails the run.
-    async fn column_types(&self, conn: &mut Conn) -> Result<BTreeMap<String, ColType>> {
+    async fn column_types(&self, conn: &mut Conn) -> Result<Vec<(String, Option<ColType>)>> {
         let from = self.source_clause(conn);
         let names = conn
             .column_type_names(&format!("SELECT * FROM {from}"))
@@ -724,10 +724,10 @@ impl SqlSource {
         }
         Ok(names
             .into_iter()
-            .filter_map(|(c, t)| {
+            .map(|(c, t)| {
                 let t = declared.get(&c).cloned().unwrap_or(t);
-                let ty = column_type(conn, &t, decimals.get(&c).copied())?;
-                Some((c, ty))
+                let ty = column_type(conn, &t, decimals.get(&c).copied());
+                (c, ty)
             })
             .collect())
     }
@@ -794,7 +794,25 @@ impl SqlSource {
                 )));
             }
         }
-        out.column_types = self.column_types(conn).await?;
+        let types = self.column_types(conn).await?;
+        out.column_types = types
+            .iter()
+            .filter_map(|(c, t)| t.map(|t| (c.clone(), t)))
+            .collect();
+        // Rows are staged to a typed Parquet file batch by batch, never held all at once.
+        let staging = Arc::new(tempfile::tempdir().map_err(|e| {
+            Error::Upstream(format!(
+                "connector `{}`: cannot create a temporary folder to stage rows in: {e}",
+                self.name
+            ))
+        })?);
+        let mut stager = crate::lakehouse::typed::Stager::new(
+            staging.path(),
+            source,
+            &types,
+            self.config.batch_size as usize,
+        );
+        out.staging = Some(staging);
         let positions: Vec<usize> = order
             .iter()
             .filter_map(|c| columns.iter().position(|x| x == c))
@@ -872,13 +890,24 @@ impl SqlSource {
                 for (c, v) in cols.iter().zip(row.iter()) {
                     map.insert(c.clone(), conform(v.to_json(), out.column_types.get(c)));
                 }
-                push(&self.config.primary_key, source, line, map, out);
+                match key_issue(&self.config.primary_key, source, line, &map) {
+                    Some(issue) => out.issues.push(issue),
+                    None => stager.push(crate::lakehouse::SourceRecord {
+                        source: source.clone(),
+                        line,
+                        data: map,
+                    })?,
+                }
             }
             if (n as u64) < u64::from(self.config.batch_size) {
                 break;
             }
         }
         progress.total(batch_no);
+        if let Some((input, rows)) = stager.finish()? {
+            out.files.push(input);
+            out.file_rows += rows;
+        }
         Ok(largest)
     }
 }

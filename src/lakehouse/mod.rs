@@ -1,7 +1,8 @@
 //! The lakehouse: Delta tables under `[lakehouse] uri`, laid out as `<uri>/<layer>/<name>`.
 //!
-//! - `bronze/NAME`: the raw records of every run, appended, every value as text, with
-//!   `_run_id`, `_fetched_at` and `_source` (the file or object a record came from).
+//! - `bronze/NAME`: the raw records of every run, appended, with `_run_id`, `_fetched_at` and
+//!   `_source` (the file or object a record came from): as text for untyped sources (CSV,
+//!   JSON, HTTP), with their own types for typed ones (Parquet, SQL tables; see [`typed`]).
 //! - `silver/NAME`: typed (inferred per column: integer, float, boolean, RFC 3339 timestamp,
 //!   text — or declared, [`RunWrite::declared`]; an existing column is never re-typed), one row per primary key, kept current with a Delta MERGE: changed rows updated, new
 //!   ones inserted, and rows whose source object was re-listed without them (or removed)
@@ -811,6 +812,8 @@ impl Lakehouse {
                     // column is widened (the table rewritten with the column cast) first.
                     widen.push((old.name().clone(), w.clone()));
                     target.push(Field::new(old.name(), w, true));
+                } else if holds_arrow(t, r) {
+                    target.push(Field::new(old.name(), t.clone(), true));
                 } else {
                     problems.push(format!(
                         "column `{}` is {t} in silver.{} but {r} in this run's files; fix the source, or run `conveyor sync {} --full` to rebuild the table ({location}) with the files' types",
@@ -1703,6 +1706,16 @@ fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties
         .set_max_row_group_row_count(Some(122_880))
         .set_statistics_enabled(EnabledStatistics::Page)
         .build()
+}
+
+/// Whether a column of type `table` keeps its type for values of type `run` by the rules of
+/// records (integers into float and decimal columns, decimals into float columns and decimals
+/// of a larger scale): the run's values are cast to it.
+fn holds_arrow(table: &DataType, run: &DataType) -> bool {
+    match (ColType::from_arrow(table), ColType::from_arrow(run)) {
+        (Some(t), Some(r)) => t.holds(r) == Some(t) && t != ColType::Null,
+        _ => false,
+    }
 }
 
 /// Whether silver's partition columns differ from the connector's `partition_by`: `true` for

@@ -495,6 +495,115 @@ fn key_at(batch: &RecordBatch, n: usize, i: usize) -> Result<Vec<ScalarValue>> {
         .collect()
 }
 
+/// Spills a run's records to a local Parquet file in typed batches, for a source whose column
+/// types are known before its rows are read (a SQL table's): records are converted every
+/// `batch_rows` rows (the same typed builders as silver's), so a run of any size holds one
+/// batch in memory, and the file is then handed to the lakehouse as a [`ParquetInput`].
+pub struct Stager {
+    path: PathBuf,
+    source: String,
+    specs: Vec<super::records::ColumnSpec>,
+    batch_rows: usize,
+    pending: Vec<super::SourceRecord>,
+    writer: Option<deltalake::parquet::arrow::ArrowWriter<std::fs::File>>,
+    rows: u64,
+}
+
+impl Stager {
+    /// A stager writing `dir/stage.parquet` for the source object `source`, with `columns`
+    /// (name and type, in order; columns of unknown type are text).
+    pub fn new(
+        dir: &std::path::Path,
+        source: &str,
+        columns: &[(String, Option<super::ColType>)],
+        batch_rows: usize,
+    ) -> Self {
+        Self {
+            path: dir.join("stage.parquet"),
+            source: source.to_string(),
+            specs: columns
+                .iter()
+                .map(|(name, ty)| super::records::ColumnSpec {
+                    name: name.clone(),
+                    ty: match ty {
+                        Some(super::ColType::Null) | None => super::ColType::Text,
+                        Some(t) => *t,
+                    },
+                    table: None,
+                })
+                .collect(),
+            batch_rows: batch_rows.max(1),
+            pending: Vec::new(),
+            writer: None,
+            rows: 0,
+        }
+    }
+
+    /// Adds one record; a full batch is converted and written.
+    pub fn push(&mut self, record: super::SourceRecord) -> Result<()> {
+        self.pending.push(record);
+        if self.pending.len() >= self.batch_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&super::SourceRecord> = self.pending.iter().collect();
+        let batch = super::records::build_batch(&refs, &self.specs, false, Vec::new())?;
+        let failed = |e: &dyn std::fmt::Display| {
+            Error::Upstream(format!(
+                "staging the rows of {} in {} failed: {e}",
+                self.source,
+                self.path.display()
+            ))
+        };
+        if self.writer.is_none() {
+            let file = std::fs::File::create(&self.path).map_err(|e| failed(&e))?;
+            self.writer = Some(
+                deltalake::parquet::arrow::ArrowWriter::try_new(
+                    file,
+                    batch.schema(),
+                    Some(super::writer_properties()),
+                )
+                .map_err(|e| failed(&e))?,
+            );
+        }
+        if let Some(w) = self.writer.as_mut() {
+            w.write(&batch).map_err(|e| failed(&e))?;
+        }
+        self.rows += batch.num_rows() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes what is left and closes the file: the input and its rows, `None` when no
+    /// record came.
+    pub fn finish(mut self) -> Result<Option<(ParquetInput, u64)>> {
+        self.flush()?;
+        let Some(w) = self.writer.take() else {
+            return Ok(None);
+        };
+        w.close().map_err(|e| {
+            Error::Upstream(format!(
+                "staging the rows of {} in {} failed: {e}",
+                self.source,
+                self.path.display()
+            ))
+        })?;
+        Ok(Some((
+            ParquetInput {
+                source: self.source.clone(),
+                path: self.path.clone(),
+            },
+            self.rows,
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -60,11 +60,22 @@ async fn extract(
     src.extract(cursor, OnError::Skip, &Quiet).await
 }
 
+/// Every row a run read: its records, and the rows of the files it staged (the `sql` kind
+/// stages typed Parquet).
+fn rows_of(x: &Extract) -> Vec<serde_json::Map<String, Value>> {
+    let mut rows: Vec<_> = x.records.iter().map(|r| r.data.clone()).collect();
+    for f in &x.files {
+        rows.extend(
+            conveyor::lakehouse::records::parquet_rows(std::fs::read(&f.path).unwrap()).unwrap(),
+        );
+    }
+    rows
+}
+
 fn ids(x: &Extract) -> Vec<i64> {
-    let mut v: Vec<i64> = x
-        .records
+    let mut v: Vec<i64> = rows_of(x)
         .iter()
-        .map(|r| r.data["id"].as_i64().unwrap())
+        .map(|r| r["id"].as_i64().unwrap())
         .collect();
     v.sort();
     v
@@ -446,21 +457,22 @@ async fn sql_suite(url: String, dialect: Dialect) {
     let x = extract(&src, None).await.unwrap();
     assert_eq!(ids(&x), vec![1, 2, 3, 4, 5, 6], "{dialect:?}");
     assert_eq!(x.replaced, vec![format!("table {table}")], "a full listing");
-    let r2 = x.records.iter().find(|r| r.data["id"] == json!(2)).unwrap();
-    assert_eq!(r2.data["name"], json!("item 2"));
-    assert_eq!(r2.data["price"], json!(2.5));
-    assert_eq!(r2.data["data"], json!("AQI="), "bytes as base64");
-    let r6 = x.records.iter().find(|r| r.data["id"] == json!(6)).unwrap();
-    assert_eq!(r6.data["name"], Value::Null);
+    let rows = rows_of(&x);
+    let r2 = rows.iter().find(|r| r["id"] == json!(2)).unwrap();
+    assert_eq!(r2["name"], json!("item 2"));
+    assert_eq!(r2["price"], json!(2.5));
+    assert_eq!(r2["data"], json!("AQI="), "bytes as base64");
+    let r6 = rows.iter().find(|r| r["id"] == json!(6)).unwrap();
+    assert_eq!(r6["name"], Value::Null);
     match dialect {
         Dialect::Sqlite => {
-            assert_eq!(r2.data["active"], json!(true));
-            assert_eq!(r2.data["created"], json!("2026-01-02 03:04:05"));
+            assert_eq!(r2["active"], json!(true));
+            assert_eq!(r2["created"], json!("2026-01-02 03:04:05"));
         }
         _ => {
-            assert_eq!(r2.data["active"], json!(true), "{dialect:?}");
-            assert_eq!(r2.data["amount"], json!("2.25"), "decimals as exact text");
-            assert_eq!(r2.data["created"], json!("2026-01-02T03:04:05Z"));
+            assert_eq!(r2["active"], json!(true), "{dialect:?}");
+            assert_eq!(r2["amount"], json!(2.25), "decimal(10,2)");
+            assert_eq!(r2["created"], json!("2026-01-02T03:04:05Z"));
         }
     }
     // The database's column types, for silver.
@@ -483,7 +495,7 @@ async fn sql_suite(url: String, dialect: Dialect) {
     assert_eq!(t.get("created"), Some(&created), "{dialect:?}: {t:?}");
     // Without an incremental column every run is full (deletions detected).
     let again = extract(&src, Some(&x.cursor)).await.unwrap();
-    assert_eq!(again.records.len(), 6);
+    assert_eq!(rows_of(&again).len(), 6);
     assert_eq!(again.replaced.len(), 1);
 
     // Incremental on `version`.
@@ -539,7 +551,7 @@ async fn sql_suite(url: String, dialect: Dialect) {
     // Row 3 deleted at the source: nothing new to read, and the key listing lacks it.
     exec(&url, &[format!("DELETE FROM {table} WHERE id = 3")]).await;
     let third = extract(&src, Some(&second.cursor)).await.unwrap();
-    assert!(third.records.is_empty());
+    assert!(rows_of(&third).is_empty());
     assert_eq!(listed_ids(&third), vec![1, 2, 4, 5, 6, 7], "{dialect:?}");
 
     // A missing primary-key column fails cleanly, naming the table and the column.
