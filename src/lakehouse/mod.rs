@@ -1853,5 +1853,15 @@ fn version_i64(v: deltalake::kernel::Version) -> i64 {
 
 /// Maps a deltalake error to [`Error::Upstream`], naming what was being done.
 fn delta_err(what: impl std::fmt::Display) -> impl FnOnce(DeltaTableError) -> Error {
-    move |e| Error::Upstream(format!("lakehouse: {what} failed: {e}"))
+    move |e| {
+        let text = e.to_string();
+        // The engine refused to grow past lakehouse.memory_limit_mb (a MERGE's join of a very
+        // large changed source cannot spill): say what to change.
+        let hint = if text.contains("Resources exhausted") {
+            "; the query engine reached lakehouse.memory_limit_mb: raise it, or split the source into smaller files so that a change re-reads less"
+        } else {
+            ""
+        };
+        Error::Upstream(format!("lakehouse: {what} failed: {text}{hint}"))
+    }
 }

@@ -459,16 +459,19 @@ pub async fn duplicate_rows(
         let df = ctx
             .read_table(single.table()?)
             .map_err(|e| Error::internal("lakehouse: reading the key columns", e))?;
-        let batches = df.collect().await.map_err(|e| {
+        let failed = |e: DataFusionError| {
             Error::Upstream(format!(
                 "lakehouse: reading the keys of {} failed: {e}",
                 file.source
             ))
-        })?;
+        };
+        // Streamed: only the duplicated keys are held, never a file's keys.
+        let mut batches = df.execute_stream().await.map_err(failed)?;
         let mut row = 0u64;
-        for b in &batches {
+        while let Some(b) = futures_util::StreamExt::next(&mut batches).await {
+            let b = b.map_err(failed)?;
             for i in 0..b.num_rows() {
-                let key = key_at(b, key_fields.len(), i)?;
+                let key = key_at(&b, key_fields.len(), i)?;
                 if let Some(pos) = last.get_mut(&key) {
                     if pos.0 != usize::MAX {
                         seen.push((key, pos.0, pos.1));
