@@ -509,6 +509,7 @@ import json, sys, time
 import duckdb
 spec = json.load(open(sys.argv[1]))
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 for table, path in spec["tables"].items():
     con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')")
 out = []
@@ -530,6 +531,7 @@ root, sf = sys.argv[1], float(sys.argv[2])
 ext_dir = os.path.join(os.path.dirname(duckdb_extension_tpch.__file__), "extensions")
 ext = [os.path.join(d, f) for d, _, fs in os.walk(ext_dir) for f in fs if f == "tpch.duckdb_extension"][0]
 con = duckdb.connect(config={"autoinstall_known_extensions": False})
+con.execute("SET enable_progress_bar = false")
 con.execute(f"LOAD '{ext}'")
 con.execute(f"CALL dbgen(sf={sf})")
 out = {}
@@ -566,8 +568,9 @@ async fn duckdb_generate(
             err.lines().last().unwrap_or("")
         )));
     }
+    let stdout = String::from_utf8_lossy(&out.stdout);
     let tables: std::collections::HashMap<String, (String, u64)> =
-        serde_json::from_slice(&out.stdout)
+        serde_json::from_str(stdout.lines().last().unwrap_or(""))
             .map_err(|e| Error::Upstream(format!("bench: DuckDB's dbgen report: {e}")))?;
     TABLES
         .iter()
@@ -618,7 +621,9 @@ async fn duckdb_times(
             py.display()
         ));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("DuckDB's times are unreadable: {e}"))
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .map_err(|e| format!("DuckDB's times are unreadable: {e}"))
 }
 
 #[cfg(test)]

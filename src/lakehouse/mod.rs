@@ -854,8 +854,14 @@ impl Lakehouse {
             .iter()
             .filter_map(|k| target.iter().find(|f| f.name() == k).cloned())
             .collect();
-        let dropped =
-            Arc::new(typed::duplicate_rows(&ctx, run.files, &key_fields, self.batch_rows).await?);
+        let (files, batch_rows) = (run.files.to_vec(), self.batch_rows);
+        let dropped = Arc::new(
+            tokio::task::spawn_blocking(move || {
+                typed::duplicate_rows(&files, &key_fields, batch_rows, total_rows)
+            })
+            .await
+            .map_err(|e| Error::internal("lakehouse: checking the primary key", e))??,
+        );
         let duplicates: u64 = dropped.values().map(|d| d.len() as u64).sum();
         let meta = typed::Meta {
             run_id: run.run_id.to_string(),
@@ -898,89 +904,103 @@ impl Lakehouse {
                 }
             })
             .collect();
-        if !bronze_widen.is_empty() {
-            bronze = self
-                .retype(Layer::Bronze, run.table, bronze, &bronze_widen, &ctx)
-                .await?;
-        }
-        let stream = typed::RunStream::new(
-            run.files,
-            &bronze_fields,
-            Some(meta.clone()),
-            Arc::new(typed::Dropped::new()),
-            self.batch_rows,
-        );
-        let plan = ctx
-            .read_table(stream.table()?)
-            .map_err(|e| Error::internal("lakehouse: the bronze input", e))?
-            .logical_plan()
-            .clone();
-        bronze
-            .write(Vec::new())
-            .with_input_plan(plan)
-            .with_session_state(session.clone())
-            .with_writer_properties(writer_properties())
-            .with_save_mode(SaveMode::Append)
-            .with_schema_mode(SchemaMode::Merge)
-            .await
-            .map_err(delta_err(format!("appending to bronze.{}", run.table)))?;
         report.bronze_rows = total_rows;
-
-        let stream =
-            typed::RunStream::new(run.files, &target, Some(meta), dropped, self.batch_rows);
-        let source = ctx
-            .read_table(stream.table()?)
-            .map_err(|e| Error::internal("lakehouse: the silver input", e))?;
-        let what = format!("writing silver.{}", run.table);
-        match silver {
-            Some(table) if !rebuild => {
-                let table = if widen.is_empty() {
-                    table
-                } else {
-                    self.retype(Layer::Silver, run.table, table, &widen, &ctx)
-                        .await?
-                };
-                let data_columns: Vec<String> = target.iter().map(|f| f.name().clone()).collect();
-                self.merge_silver(
-                    run,
-                    table,
-                    &ctx,
-                    source,
-                    &data_columns,
-                    &new_columns,
-                    true,
-                    report,
-                )
+        // Bronze and silver are written at the same time (each write encodes on its own
+        // core); both land before the caller saves the cursor, so a failure of either
+        // repeats the run, as a crash between them would.
+        let bronze_write = async {
+            if !bronze_widen.is_empty() {
+                bronze = self
+                    .retype(Layer::Bronze, run.table, bronze, &bronze_widen, &ctx)
+                    .await?;
+            }
+            let stream = typed::RunStream::new(
+                run.files,
+                &bronze_fields,
+                Some(meta.clone()),
+                Arc::new(typed::Dropped::new()),
+                self.batch_rows,
+            );
+            let plan = ctx
+                .read_table(stream.table()?)
+                .map_err(|e| Error::internal("lakehouse: the bronze input", e))?
+                .logical_plan()
+                .clone();
+            bronze
+                .write(Vec::new())
+                .with_input_plan(plan)
+                .with_session_state(session.clone())
+                .with_writer_properties(writer_properties())
+                .with_save_mode(SaveMode::Append)
+                .with_schema_mode(SchemaMode::Merge)
                 .await
+                .map_err(delta_err(format!("appending to bronze.{}", run.table)))?;
+            Ok::<_, Error>(())
+        };
+        let silver_write = async {
+            let stream = typed::RunStream::new(
+                run.files,
+                &target,
+                Some(meta.clone()),
+                dropped,
+                self.batch_rows,
+            );
+            let source = ctx
+                .read_table(stream.table()?)
+                .map_err(|e| Error::internal("lakehouse: the silver input", e))?;
+            let what = format!("writing silver.{}", run.table);
+            match silver {
+                Some(table) if !rebuild => {
+                    let table = if widen.is_empty() {
+                        table
+                    } else {
+                        self.retype(Layer::Silver, run.table, table, &widen, &ctx)
+                            .await?
+                    };
+                    let data_columns: Vec<String> =
+                        target.iter().map(|f| f.name().clone()).collect();
+                    self.merge_silver(
+                        run,
+                        table,
+                        &ctx,
+                        source,
+                        &data_columns,
+                        &new_columns,
+                        true,
+                        report,
+                    )
+                    .await
+                }
+                existing => {
+                    let table = match existing {
+                        Some(t) => t,
+                        None => self.load_or_new(Layer::Silver, run.table).await?,
+                    };
+                    let mut write = table
+                        .write(Vec::new())
+                        .with_input_plan(source.logical_plan().clone())
+                        .with_session_state(session.clone())
+                        .with_writer_properties(writer_properties())
+                        .with_partition_columns(run.partition_by.to_vec());
+                    write = if rebuild {
+                        write
+                            .with_save_mode(SaveMode::Overwrite)
+                            .with_schema_mode(SchemaMode::Overwrite)
+                    } else {
+                        // The change data feed lets the index feed read row-level changes.
+                        write
+                            .with_save_mode(SaveMode::Append)
+                            .with_configuration([(CHANGE_DATA_FEED, Some("true"))])
+                    };
+                    let table = write.await.map_err(delta_err(&what))?;
+                    report.inserted = total_rows.saturating_sub(duplicates);
+                    report.silver_version = table.version().map(version_i64);
+                    Ok(report)
+                }
             }
-            existing => {
-                let table = match existing {
-                    Some(t) => t,
-                    None => self.load_or_new(Layer::Silver, run.table).await?,
-                };
-                let replacing = rebuild;
-                let mut write = table
-                    .write(Vec::new())
-                    .with_input_plan(source.logical_plan().clone())
-                    .with_session_state(session)
-                    .with_writer_properties(writer_properties());
-                write = write.with_partition_columns(run.partition_by.to_vec());
-                write = if replacing {
-                    write
-                        .with_save_mode(SaveMode::Overwrite)
-                        .with_schema_mode(SchemaMode::Overwrite)
-                } else {
-                    // The change data feed lets the index feed read row-level changes.
-                    write
-                        .with_save_mode(SaveMode::Append)
-                        .with_configuration([(CHANGE_DATA_FEED, Some("true"))])
-                };
-                let table = write.await.map_err(delta_err(&what))?;
-                report.inserted = total_rows.saturating_sub(duplicates);
-                report.silver_version = table.version().map(version_i64);
-                Ok(report)
-            }
-        }
+        };
+        let ((), report) = tokio::try_join!(bronze_write, silver_write)?;
+        Ok(report)
     }
 
     /// Rewrites `table` with the columns of `types` cast to their new type (a widening, or

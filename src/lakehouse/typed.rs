@@ -402,91 +402,152 @@ impl PartitionStream for RunStream {
 }
 
 /// The rows of `files` whose primary key appears again later in the run (the last one wins,
-/// as for records): by file, the row numbers to skip. Reads only the key columns; the
-/// duplicate keys are found by a DataFusion aggregate (which spills under the memory limit),
-/// and only those keys are then held in memory.
-pub async fn duplicate_rows(
-    ctx: &deltalake::datafusion::prelude::SessionContext,
+/// as for records): by file, the row numbers to skip. Blocking work.
+///
+/// Memory stays small whatever the run's size: a first pass over the key columns sets a
+/// Bloom filter of 16 bits per row (a key whose bits are all set already is a suspect, kept
+/// by its 64-bit hash); only when there are suspects, a second pass keeps the exact keys whose
+/// hash is suspect, with where they occur. A run without duplicates (the usual case) holds
+/// the filter alone: 2 bytes per row.
+pub fn duplicate_rows(
     files: &[ParquetInput],
     key_fields: &[Field],
     batch_rows: usize,
+    total_rows: u64,
 ) -> Result<Dropped> {
-    use deltalake::datafusion::functions_aggregate::expr_fn::count;
-    use deltalake::datafusion::prelude::{col, lit};
-    let keys = RunStream::new(
-        files,
-        key_fields,
-        None,
-        Arc::new(Dropped::new()),
-        batch_rows,
-    );
-    let df = ctx
-        .read_table(keys.clone().table()?)
-        .map_err(|e| Error::internal("lakehouse: reading the key columns", e))?;
-    let group: Vec<_> = key_fields
-        .iter()
-        .map(|f| col(format!("\"{}\"", f.name().replace('"', "\"\""))))
-        .collect();
-    let dup = df
-        .aggregate(group, vec![count(lit(1)).alias("__n")])
-        .and_then(|d| d.filter(col("__n").gt(lit(1i64))))
-        .map_err(|e| Error::internal("lakehouse: planning the duplicate-key check", e))?;
-    let batches = dup.collect().await.map_err(|e| {
-        Error::Upstream(format!(
-            "lakehouse: checking the primary key for duplicates failed: {e}"
-        ))
-    })?;
-    let mut last: HashMap<Vec<ScalarValue>, (usize, u64)> = HashMap::new();
-    for b in &batches {
-        for i in 0..b.num_rows() {
-            last.insert(key_at(b, key_fields.len(), i)?, (usize::MAX, 0));
-        }
-    }
-    if last.is_empty() {
+    use std::collections::{HashMap, HashSet};
+    use std::hash::BuildHasherDefault;
+    type Hasher = BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
+    const PROBES: u64 = 5;
+    if key_fields.is_empty() || total_rows < 2 {
         return Ok(Dropped::new());
     }
-    // A second pass over the keys finds where each duplicated key occurs; all but its last
-    // occurrence are dropped.
-    let mut seen: Vec<(Vec<ScalarValue>, usize, u64)> = Vec::new();
-    for (index, file) in files.iter().enumerate() {
-        let single = RunStream::new(
-            std::slice::from_ref(file),
-            key_fields,
-            None,
-            Arc::new(Dropped::new()),
-            batch_rows,
-        );
-        let df = ctx
-            .read_table(single.table()?)
-            .map_err(|e| Error::internal("lakehouse: reading the key columns", e))?;
-        let failed = |e: DataFusionError| {
-            Error::Upstream(format!(
-                "lakehouse: reading the keys of {} failed: {e}",
-                file.source
-            ))
-        };
-        // Streamed: only the duplicated keys are held, never a file's keys.
-        let mut batches = df.execute_stream().await.map_err(failed)?;
-        let mut row = 0u64;
-        while let Some(b) = futures_util::StreamExt::next(&mut batches).await {
-            let b = b.map_err(failed)?;
-            for i in 0..b.num_rows() {
-                let key = key_at(&b, key_fields.len(), i)?;
-                if let Some(pos) = last.get_mut(&key) {
-                    if pos.0 != usize::MAX {
-                        seen.push((key, pos.0, pos.1));
+    let bits = (total_rows.saturating_mul(16))
+        .max(1024)
+        .next_multiple_of(64);
+    let mut filter = vec![0u64; usize::try_from(bits / 64).unwrap_or(usize::MAX)];
+    let mut suspects: HashSet<u64> = HashSet::new();
+    let mut hashes: Vec<u64> = Vec::new();
+    let hash_rows = |batch: &RecordBatch, hashes: &mut Vec<u64>| -> Result<()> {
+        hashes.clear();
+        hashes.resize(batch.num_rows(), 0);
+        deltalake::datafusion::common::hash_utils::create_hashes_with_hasher(
+            batch.columns(),
+            &Hasher::default(),
+            hashes,
+        )
+        .map(|_| ())
+        .map_err(|e| Error::internal("lakehouse: hashing the primary key", e))
+    };
+    for file in files {
+        for_each_key_batch(file, key_fields, batch_rows, |batch| {
+            hash_rows(&batch, &mut hashes)?;
+            for &h in &hashes {
+                let step = h.rotate_left(32) | 1;
+                let mut seen = true;
+                for i in 0..PROBES {
+                    let bit = h.wrapping_add(i.wrapping_mul(step)) % bits;
+                    let (word, mask) = ((bit / 64) as usize, 1u64 << (bit % 64));
+                    if filter[word] & mask == 0 {
+                        seen = false;
+                        filter[word] |= mask;
                     }
-                    *pos = (index, row);
                 }
-                row += 1;
+                if seen {
+                    suspects.insert(h);
+                }
+            }
+            Ok(())
+        })?;
+    }
+    drop(filter);
+    if suspects.is_empty() {
+        return Ok(Dropped::new());
+    }
+    // Exact keys of the suspects, with every place they occur.
+    let mut places: HashMap<Vec<ScalarValue>, Vec<(usize, u64)>> = HashMap::new();
+    for (index, file) in files.iter().enumerate() {
+        let mut row = 0u64;
+        for_each_key_batch(file, key_fields, batch_rows, |batch| {
+            hash_rows(&batch, &mut hashes)?;
+            for (i, h) in hashes.iter().enumerate() {
+                if suspects.contains(h) {
+                    let key = key_at(&batch, key_fields.len(), i)?;
+                    places.entry(key).or_default().push((index, row + i as u64));
+                }
+            }
+            row += batch.num_rows() as u64;
+            Ok(())
+        })?;
+    }
+    let mut dropped = Dropped::new();
+    for (_, at) in places {
+        if let Some((_, earlier)) = at.split_last() {
+            for (file, row) in earlier {
+                dropped.entry(*file).or_default().insert(*row);
             }
         }
     }
-    let mut dropped = Dropped::new();
-    for (_, file, row) in seen {
-        dropped.entry(file).or_default().insert(row);
-    }
     Ok(dropped)
+}
+
+/// Reads the key columns of one file in batches, cast to the key fields' types.
+fn for_each_key_batch(
+    file: &ParquetInput,
+    key_fields: &[Field],
+    batch_rows: usize,
+    mut f: impl FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
+    let builder = open(&file.path)?;
+    let wanted: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| key_fields.iter().any(|k| k.name() == f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = builder
+        .with_batch_size(batch_rows.max(1))
+        .with_projection(mask)
+        .build()
+        .map_err(|e| Error::BadInput(format!("{} cannot be read: {e}", file.source)))?;
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let schema = Arc::new(Schema::new(key_fields.to_vec()));
+    for batch in reader {
+        let batch =
+            batch.map_err(|e| Error::BadInput(format!("{} cannot be read: {e}", file.source)))?;
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(key_fields.len());
+        for k in key_fields {
+            let a = batch.column_by_name(k.name()).ok_or_else(|| {
+                Error::BadInput(format!(
+                    "{} has no primary key column `{}`; every file of the connector needs it",
+                    file.source,
+                    k.name()
+                ))
+            })?;
+            columns.push(if a.data_type() == k.data_type() {
+                a.clone()
+            } else {
+                cast_with_options(a, k.data_type(), &strict).map_err(|e| {
+                    Error::BadInput(format!(
+                        "the key column `{}` of {} cannot be read as {}: {e}",
+                        k.name(),
+                        file.source,
+                        k.data_type()
+                    ))
+                })?
+            });
+        }
+        let keys = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| Error::internal("lakehouse: the key columns", e))?;
+        f(keys)?;
+    }
+    Ok(())
 }
 
 fn key_at(batch: &RecordBatch, n: usize, i: usize) -> Result<Vec<ScalarValue>> {
