@@ -931,6 +931,7 @@ impl Lakehouse {
                 .with_input_plan(plan)
                 .with_session_state(session.clone())
                 .with_writer_properties(writer_properties())
+                .with_target_file_size(Some(TARGET_FILE_SIZE))
                 .with_save_mode(SaveMode::Append)
                 .with_schema_mode(SchemaMode::Merge)
                 .await
@@ -981,6 +982,7 @@ impl Lakehouse {
                         .with_input_plan(source.logical_plan().clone())
                         .with_session_state(session.clone())
                         .with_writer_properties(writer_properties())
+                        .with_target_file_size(Some(TARGET_FILE_SIZE))
                         .with_partition_columns(run.partition_by.to_vec());
                     write = if rebuild {
                         write
@@ -1714,6 +1716,13 @@ fn meta_columns(rows: &[&SourceRecord], run: &RunWrite<'_>) -> Vec<(Field, Array
         ),
     ]
 }
+
+/// The size a writer fills a data file to before it starts the next. A writer holds the file
+/// it is filling in memory, so this bounds a write's buffers (delta-rs' default is 100 MiB).
+const TARGET_FILE_SIZE: std::num::NonZeroU64 = match std::num::NonZeroU64::new(32 << 20) {
+    Some(n) => n,
+    None => std::num::NonZeroU64::MIN,
+};
 
 /// How data files are written: Snappy-compressed Parquet with row groups of 122,880 rows
 /// (small enough that a writer holds little, large enough for fast scans) and statistics

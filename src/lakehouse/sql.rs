@@ -248,9 +248,6 @@ pub(super) fn engine(memory_limit: usize, partitions: usize) -> Result<SessionCo
         .with_collect_statistics(true)
         .with_parquet_pruning(true)
         .with_parquet_page_index_pruning(true)
-        // Filters evaluated while decoding, so that rows they reject are never materialised.
-        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-        .set_bool("datafusion.execution.parquet.reorder_filters", true)
         // delta-rs' own sessions turn this off: hash-join IN-list pushdown can panic on
         // dictionary-encoded join keys in this DataFusion release.
         .set_usize("datafusion.optimizer.hash_join_inlist_pushdown_max_size", 0)
