@@ -216,9 +216,10 @@ pub fn write_project(root: &Path) -> Result<()> {
 
 /// Runs the benchmark; `progress` hears each step.
 pub async fn tpch(opts: TpchOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<TpchBench> {
+    // The data goes to --dir, kept, or to a temporary folder removed when this returns.
     let tmp = tempfile::tempdir()
         .map_err(|e| Error::Upstream(format!("cannot create a temporary folder: {e}")))?;
-    let root = opts.dir.clone().unwrap_or(tmp.path().to_path_buf());
+    let root = opts.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     write_project(&root)?;
     let data = root.join("data");
     let sf = opts.sf;
@@ -352,9 +353,6 @@ pub async fn tpch(opts: TpchOptions, progress: &(dyn Fn(&str) + Sync)) -> Result
         duckdb_total_seconds,
         duckdb_note,
     };
-    if opts.dir.is_none() {
-        drop(tmp);
-    }
     Ok(out)
 }
 

@@ -1,5 +1,6 @@
 //! The `files` connector: CSV, JSON, JSONL or Parquet files from one file, a folder or a glob.
-//! For Parquet, a record's "line" is its row number in the file. Markdown and plain-text files
+//! Parquet files are not read here: they are hashed and handed to the lakehouse whole
+//! (`Extract::files`), which streams them with their own types. Markdown and plain-text files
 //! are documents: each file is one record with `path` (its name under the listing root),
 //! `title` (a Markdown file's first heading, else the file name without extension) and
 //! `text` (the whole content), so `primary_key = "path"` and `[index] text = ["text"]` make a
@@ -216,14 +217,9 @@ impl FilesSource {
     fn parse(&self, name: &Arc<str>, bytes: &[u8], out: &mut Extract) {
         match self.config.format {
             Format::Csv => self.parse_csv(name, bytes, out),
-            Format::Parquet => match crate::lakehouse::records::parquet_rows(bytes.to_vec()) {
-                Ok(rows) => {
-                    for (i, map) in rows.into_iter().enumerate() {
-                        self.push(name, i as u64 + 1, map, out);
-                    }
-                }
-                Err(e) => out.issues.push(issue(name, 0, e.to_string())),
-            },
+            // Parquet files are never parsed into records: `extract` hands them to the
+            // lakehouse whole, which streams them with their own types.
+            Format::Parquet => {}
             Format::Jsonl => {
                 for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
                     let line_no = i as u64 + 1;

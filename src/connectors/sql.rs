@@ -297,27 +297,6 @@ impl Conn {
         }
     }
 
-    /// The columns a statement returns, without running it.
-    async fn columns(&mut self, sql: &str) -> std::result::Result<Vec<String>, sqlx::Error> {
-        Ok(match self {
-            Self::Pg(c) => names_pg(
-                c.prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
-                    .await?
-                    .columns(),
-            ),
-            Self::My(c) => names_my(
-                c.prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
-                    .await?
-                    .columns(),
-            ),
-            Self::Lite(c) => names_lite(
-                c.prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
-                    .await?
-                    .columns(),
-            ),
-        })
-    }
-
     /// The columns a statement returns with the driver's type name of each (upper case).
     async fn column_type_names(
         &mut self,
@@ -765,11 +744,9 @@ impl SqlSource {
         let from = self.source_clause(conn);
         let fail = |what: String| Error::Upstream(format!("connector `{}`: {what}", self.name));
 
-        // The columns, checked before any row is read.
-        let columns = conn
-            .columns(&format!("SELECT * FROM {from}"))
-            .await
-            .map_err(|e| fail(format!("cannot read the {}: {e}", self.what())))?;
+        // The columns and their types (one prepared statement), checked before any row is read.
+        let types = self.column_types(conn).await?;
+        let columns: Vec<String> = types.iter().map(|(c, _)| c.clone()).collect();
         let mut order: Vec<String> = Vec::new();
         if let Some(inc) = &self.config.incremental_column {
             order.push(inc.clone());
@@ -794,7 +771,6 @@ impl SqlSource {
                 )));
             }
         }
-        let types = self.column_types(conn).await?;
         out.column_types = types
             .iter()
             .filter_map(|(c, t)| t.map(|t| (c.clone(), t)))

@@ -91,7 +91,7 @@ impl Lakehouse {
     /// Runs the model's query and overwrites `gold/NAME` with the result as a new version.
     pub async fn build_gold(&self, name: &str, sql: &str) -> Result<GoldBuild> {
         let wanted = model_inputs(sql)?;
-        let (ctx, _) = session(self, Some(&wanted)).await?;
+        let (ctx, _) = session(self, &wanted).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

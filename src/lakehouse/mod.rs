@@ -684,12 +684,10 @@ impl Lakehouse {
             // A full run with other types: the table is replaced by the run's rows, typed
             // as the run says, in one commit.
             let rows = plan.batch.num_rows() as u64;
-            let table = table
-                .write(vec![plan.batch])
+            let table = filling(table.write(vec![plan.batch]))
                 .with_save_mode(SaveMode::Overwrite)
                 .with_schema_mode(SchemaMode::Overwrite)
                 .with_partition_columns(run.partition_by.to_vec())
-                .with_writer_properties(writer_properties())
                 .await
                 .map_err(delta_err(format!("rebuilding silver.{}", run.table)))?;
             report.inserted = rows;
@@ -702,11 +700,9 @@ impl Lakehouse {
                     let table = self.load_or_new(Layer::Silver, run.table).await?;
                     let rows = plan.batch.num_rows() as u64;
                     // The change data feed lets the index feed read row-level changes.
-                    let table = table
-                        .write(vec![plan.batch])
+                    let table = filling(table.write(vec![plan.batch]))
                         .with_save_mode(SaveMode::Append)
                         .with_partition_columns(run.partition_by.to_vec())
-                        .with_writer_properties(writer_properties())
                         .with_configuration([(CHANGE_DATA_FEED, Some("true"))])
                         .await
                         .map_err(delta_err(&what))?;
@@ -752,17 +748,14 @@ impl Lakehouse {
     async fn write_typed(&self, run: &RunWrite<'_>) -> Result<WriteReport> {
         let files = run.files.to_vec();
         let table_name = run.table.to_string();
+        let primary_key = run.primary_key.to_vec();
         let (fields, total_rows) = tokio::task::spawn_blocking(move || {
-            let fields = typed::files_schema(&table_name, &files)?;
-            let mut rows = 0u64;
-            for f in &files {
-                rows += parquet_row_count(&f.path)?;
-            }
-            Ok::<_, Error>((fields, rows))
+            typed::files_schema(&table_name, &files, &primary_key)
         })
         .await
         .map_err(|e| Error::internal("lakehouse: reading Parquet footers", e))??;
 
+        // Type conflicts with the table; a `full` run rebuilds the table instead.
         let mut problems = Vec::new();
         // Declared types win over the files' (a cast that fails stops the write uncommitted).
         let fields: Vec<Field> = fields
@@ -772,13 +765,6 @@ impl Lakehouse {
                 None => f,
             })
             .collect();
-        for k in run.primary_key {
-            if !fields.iter().any(|f| f.name() == k) {
-                problems.push(format!(
-                    "the primary key column `{k}` is not in the files of this run; check primary_key against the files' columns"
-                ));
-            }
-        }
 
         let silver = self.load(Layer::Silver, run.table).await?;
         let location = self.table_location(Layer::Silver, run.table);
@@ -926,12 +912,9 @@ impl Lakehouse {
                 .map_err(|e| Error::internal("lakehouse: the bronze input", e))?
                 .logical_plan()
                 .clone();
-            bronze
-                .write(Vec::new())
+            filling(bronze.write(Vec::new()))
                 .with_input_plan(plan)
                 .with_session_state(session.clone())
-                .with_writer_properties(writer_properties())
-                .with_target_file_size(Some(TARGET_FILE_SIZE))
                 .with_save_mode(SaveMode::Append)
                 .with_schema_mode(SchemaMode::Merge)
                 .await
@@ -977,12 +960,9 @@ impl Lakehouse {
                         Some(t) => t,
                         None => self.load_or_new(Layer::Silver, run.table).await?,
                     };
-                    let mut write = table
-                        .write(Vec::new())
+                    let mut write = filling(table.write(Vec::new()))
                         .with_input_plan(source.logical_plan().clone())
                         .with_session_state(session.clone())
-                        .with_writer_properties(writer_properties())
-                        .with_target_file_size(Some(TARGET_FILE_SIZE))
                         .with_partition_columns(run.partition_by.to_vec());
                     write = if rebuild {
                         write
@@ -1049,11 +1029,9 @@ impl Lakehouse {
             .select(exprs)
             .map_err(|e| Error::internal("lakehouse: planning a retype", e))?;
         tracing::info!(table = %format!("{}.{name}", layer.as_str()), "{what}");
-        table
-            .write(Vec::new())
+        filling(table.write(Vec::new()))
             .with_input_plan(df.logical_plan().clone())
             .with_session_state(Arc::new(ctx.state()))
-            .with_writer_properties(writer_properties())
             .with_save_mode(SaveMode::Overwrite)
             .with_schema_mode(SchemaMode::Overwrite)
             .await
@@ -1086,13 +1064,10 @@ impl Lakehouse {
                     .filter(|c| schema.field_with_name(c).is_err())
                     .collect();
                 if !missing.is_empty() {
-                    return Err(Error::BadInput(format!(
-                        "cluster_by names {} which silver.{name} does not have",
-                        missing
-                            .iter()
-                            .map(|c| format!("`{c}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                    return Err(Error::BadInput(missing_columns(
+                        "cluster_by",
+                        name,
+                        &missing,
                     )));
                 }
             }
@@ -1724,6 +1699,15 @@ const TARGET_FILE_SIZE: std::num::NonZeroU64 = match std::num::NonZeroU64::new(3
     None => std::num::NonZeroU64::MIN,
 };
 
+/// A write with the lakehouse's file settings ([`writer_properties`], [`TARGET_FILE_SIZE`]).
+fn filling(
+    write: deltalake::operations::write::WriteBuilder,
+) -> deltalake::operations::write::WriteBuilder {
+    write
+        .with_writer_properties(writer_properties())
+        .with_target_file_size(Some(TARGET_FILE_SIZE))
+}
+
 /// How data files are written: Snappy-compressed Parquet with row groups of 122,880 rows
 /// (small enough that a writer holds little, large enough for fast scans) and statistics
 /// per page, which queries use to skip row groups and pages.
@@ -1790,15 +1774,23 @@ fn check_partition_columns(run: &RunWrite<'_>, columns: &[String]) -> Result<()>
         return Ok(());
     }
     Err(Error::BadInput(format!(
-        "partition_by names {} which silver.{} does not have; its columns are: {}",
+        "{}; its columns are: {}",
+        missing_columns("partition_by", run.table, &missing),
+        columns.join(", ")
+    )))
+}
+
+/// What is wrong with a connector key (`partition_by`, `cluster_by`) naming columns silver
+/// does not have.
+fn missing_columns(key: &str, table: &str, missing: &[&String]) -> String {
+    format!(
+        "{key} names {} which silver.{table} does not have",
         missing
             .iter()
             .map(|c| format!("`{c}`"))
             .collect::<Vec<_>>()
-            .join(", "),
-        run.table,
-        columns.join(", ")
-    )))
+            .join(", ")
+    )
 }
 
 /// The table property that turns on Delta's change data feed.

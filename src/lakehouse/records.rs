@@ -676,9 +676,9 @@ fn build_column<'a>(
     })
 }
 
-/// Reads the rows of a Parquet file as JSON objects: integers, floats and booleans typed,
-/// everything else as text (timestamps with a time zone in RFC 3339, which inference reads as
-/// timestamps again).
+/// Reads the rows of a small Parquet file as JSON objects (integers, floats, booleans and
+/// exact decimals as numbers, everything else as its text), to look into a staged file. It
+/// holds the whole file: sources are never read this way (see `typed`).
 pub fn parquet_rows(bytes: Vec<u8>) -> Result<Vec<Map<String, Value>>> {
     use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let unreadable =

@@ -181,7 +181,6 @@ impl<'a> Cell<'a> {
 /// A decimal as a JSON number when a double holds it exactly (at most 15 significant digits),
 /// else as its exact text, so that no digit of money is ever changed on the way out.
 fn decimal(text: String) -> serde_json::Value {
-    let digits = text.bytes().filter(u8::is_ascii_digit).count();
     let significant = text
         .trim_start_matches('-')
         .trim_start_matches(['0', '.'])
@@ -189,7 +188,6 @@ fn decimal(text: String) -> serde_json::Value {
         .filter(u8::is_ascii_digit)
         .count();
     if significant <= 15
-        && digits <= 40
         && let Ok(f) = text.parse::<f64>()
         && let Some(n) = serde_json::Number::from_f64(f)
     {
@@ -270,12 +268,12 @@ pub(super) fn engine(memory_limit: usize, partitions: usize) -> Result<SessionCo
 }
 
 /// A DataFusion session with the tables registered: `bronze.NAME`, `silver.NAME`, `gold.NAME`,
-/// and silver tables also as plain `NAME`; with `wanted`, only those (opening a Delta table
-/// reads its log, so a query pays only for the tables it names). Returns the qualified names
-/// of every table, for messages.
+/// and silver tables also as plain `NAME`, of those in `wanted` (opening a Delta table reads
+/// its log, so a query pays only for the tables it names). Returns the qualified names of
+/// every table, for messages.
 pub(super) async fn session(
     lake: &Lakehouse,
-    wanted: Option<&[super::TableName]>,
+    wanted: &[super::TableName],
 ) -> Result<(SessionContext, Vec<String>)> {
     let ctx = lake.engine()?;
     let mut names = Vec::new();
@@ -285,9 +283,7 @@ pub(super) async fn session(
     for layer in Layer::ALL {
         let schema = Arc::new(MemorySchemaProvider::new());
         for name in lake.table_names(layer).await? {
-            let needed =
-                wanted.is_none_or(|w| w.iter().any(|t| t.layer == layer && t.name == name));
-            if !needed {
+            if !wanted.iter().any(|t| t.layer == layer && t.name == name) {
                 names.push(format!("{}.{name}", layer.as_str()));
                 continue;
             }
@@ -330,7 +326,7 @@ pub(super) async fn run(
     timeout: Duration,
 ) -> Result<QueryOutput> {
     let wanted = super::model_inputs(text)?;
-    let (ctx, names) = session(lake, Some(&wanted)).await?;
+    let (ctx, names) = session(lake, &wanted).await?;
 
     let options = SQLOptions::new()
         .with_allow_ddl(false)

@@ -4,9 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use deltalake::parquet::arrow::ArrowWriter;
-use deltalake::parquet::basic::Compression;
-use deltalake::parquet::file::properties::WriterProperties;
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
     PartSuppGenerator, RegionGenerator, SupplierGenerator,
@@ -85,38 +82,17 @@ type Batches = Box<
 >;
 
 fn write_parquet(path: &Path, batches: Batches) -> Result<u64> {
-    let failed = |e: &dyn std::fmt::Display| {
-        Error::Upstream(format!("cannot write {}: {e}", path.display()))
-    };
-    let file = std::fs::File::create(path).map_err(|e| failed(&e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(122_880))
-        .build();
-    let mut writer: Option<ArrowWriter<std::fs::File>> = None;
-    let mut file = Some(file);
-    let mut rows = 0u64;
+    let mut file = super::typed::ParquetFile::new(path.to_path_buf());
     for batch in batches {
-        let batch = batch.map_err(|e| failed(&e))?;
-        if writer.is_none() {
-            let f = file
-                .take()
-                .ok_or_else(|| Error::Internal("tpch: the file was taken twice".into()))?;
-            writer = Some(
-                ArrowWriter::try_new(f, batch.schema(), Some(props.clone()))
-                    .map_err(|e| failed(&e))?,
-            );
-        }
-        rows += batch.num_rows() as u64;
-        if let Some(w) = writer.as_mut() {
-            w.write(&batch).map_err(|e| failed(&e))?;
-        }
+        let batch =
+            batch.map_err(|e| Error::Upstream(format!("generating {}: {e}", path.display())))?;
+        file.write(&batch)?;
     }
-    match writer {
-        Some(w) => {
-            w.close().map_err(|e| failed(&e))?;
-        }
-        None => return Err(failed(&"the generator produced no rows")),
+    match file.close()? {
+        Some((_, rows)) => Ok(rows),
+        None => Err(Error::Upstream(format!(
+            "cannot write {}: the generator produced no rows",
+            path.display()
+        ))),
     }
-    Ok(rows)
 }

@@ -161,14 +161,30 @@ pub fn wider(a: &DataType, b: &DataType) -> Option<DataType> {
     }
 }
 
-/// The schema of a run's files: every column of every file, each with the type that holds
-/// all of them. Columns missing from a file are null there. Fails naming the two files when
-/// a column's types cannot be reconciled, or a type Delta cannot store.
-pub fn files_schema(table: &str, files: &[ParquetInput]) -> Result<Vec<Field>> {
+/// The schema of a run's files, read from their footers: every column of every file, each
+/// with the type that holds all of them (columns missing from a file are null there), and the
+/// rows of all files. Fails naming the two files when a column's types cannot be reconciled,
+/// and naming the file when it lacks a primary key column or has a type Delta cannot store.
+pub fn files_schema(
+    table: &str,
+    files: &[ParquetInput],
+    primary_key: &[String],
+) -> Result<(Vec<Field>, u64)> {
     let mut fields: Vec<(Field, String)> = Vec::new();
     let mut problems = Vec::new();
+    let mut rows = 0u64;
     for f in files {
-        let schema = open(&f.path)?.schema().clone();
+        let builder = open(&f.path)?;
+        rows += u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+        let schema = builder.schema().clone();
+        for k in primary_key {
+            if schema.field_with_name(k).is_err() {
+                problems.push(format!(
+                    "{} has no primary key column `{k}`; every file of the connector needs it (check primary_key against the files' columns)",
+                    f.source
+                ));
+            }
+        }
         for field in schema.fields() {
             let name = field.name();
             if is_meta(name) {
@@ -204,7 +220,67 @@ pub fn files_schema(table: &str, files: &[ParquetInput]) -> Result<Vec<Field>> {
             problems.join("; ")
         )));
     }
-    Ok(fields.into_iter().map(|(f, _)| f).collect())
+    Ok((fields.into_iter().map(|(f, _)| f).collect(), rows))
+}
+
+/// Reads one file in batches of `batch_rows` rows holding exactly `fields`: the file's columns
+/// of those names (only they are decoded), cast to the field's type where it differs (a value
+/// that does not fit is an error, never a null), and columns the file lacks as nulls. `f` is
+/// called with each batch and returns whether to go on.
+fn read_conformed(
+    file: &ParquetInput,
+    fields: &[Field],
+    batch_rows: usize,
+    mut f: impl FnMut(RecordBatch) -> Result<bool>,
+) -> Result<()> {
+    let builder = open(&file.path)?;
+    let wanted: Vec<usize> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| fields.iter().any(|t| t.name() == c.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let unreadable =
+        |e: &dyn std::fmt::Display| Error::BadInput(format!("{} cannot be read: {e}", file.source));
+    let reader = builder
+        .with_batch_size(batch_rows.max(1))
+        .with_projection(mask)
+        .build()
+        .map_err(|e| unreadable(&e))?;
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let schema = Arc::new(Schema::new(fields.to_vec()));
+    for batch in reader {
+        let batch = batch.map_err(|e| unreadable(&e))?;
+        let rows = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.len());
+        for field in fields {
+            columns.push(match batch.column_by_name(field.name()) {
+                None => new_null_array(field.data_type(), rows),
+                Some(a) if a.data_type() == field.data_type() => a.clone(),
+                Some(a) => cast_with_options(a, field.data_type(), &strict).map_err(|e| {
+                    Error::BadInput(format!(
+                        "column `{}` of {} ({}) cannot be stored as {}: {e}",
+                        field.name(),
+                        file.source,
+                        a.data_type(),
+                        field.data_type()
+                    ))
+                })?,
+            });
+        }
+        let conformed = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| Error::internal("lakehouse: conforming a batch", e))?;
+        if !f(conformed)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The bookkeeping values of every row of a run.
@@ -283,101 +359,57 @@ impl RunStream {
         &self,
         tx: &tokio::sync::mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>,
     ) {
-        let strict = CastOptions {
-            safe: false,
-            ..Default::default()
-        };
+        let data = &self.target.fields()[..self.data_columns];
+        let data: Vec<Field> = data.iter().map(|f| f.as_ref().clone()).collect();
         for (index, file) in self.files.iter().enumerate() {
-            let result = (|| -> std::result::Result<(), String> {
-                let builder = open(&file.path).map_err(|e| e.to_string())?;
-                let wanted: Vec<usize> = builder
-                    .schema()
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| {
-                        self.target.fields()[..self.data_columns]
-                            .iter()
-                            .any(|t| t.name() == f.name())
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-                let reader = builder
-                    .with_batch_size(self.batch_rows)
-                    .with_projection(mask)
-                    .build()
-                    .map_err(|e| format!("{} cannot be read: {e}", file.source))?;
-                let dropped = self.dropped.get(&index);
-                let mut row: u64 = 0;
-                for batch in reader {
-                    let batch =
-                        batch.map_err(|e| format!("{} cannot be read: {e}", file.source))?;
-                    let n = batch.num_rows();
-                    let batch = match dropped {
-                        Some(d) if !d.is_empty() => {
-                            let keep: BooleanArray = (0..n as u64)
-                                .map(|i| Some(!d.contains(&(row + i))))
-                                .collect();
-                            filter_record_batch(&batch, &keep)
-                                .map_err(|e| format!("{}: {e}", file.source))?
-                        }
-                        _ => batch,
-                    };
-                    row += n as u64;
-                    let rows = batch.num_rows();
-                    if rows == 0 {
-                        continue;
+            let dropped = self.dropped.get(&index).filter(|d| !d.is_empty());
+            let mut row: u64 = 0;
+            let mut receiver_gone = false;
+            let result = read_conformed(file, &data, self.batch_rows, |batch| {
+                let n = batch.num_rows();
+                let batch = match dropped {
+                    Some(d) => {
+                        let keep: BooleanArray = (0..n as u64)
+                            .map(|i| Some(!d.contains(&(row + i))))
+                            .collect();
+                        filter_record_batch(&batch, &keep)
+                            .map_err(|e| Error::internal("lakehouse: skipping duplicates", e))?
                     }
-                    let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.target.fields().len());
-                    for field in &self.target.fields()[..self.data_columns] {
-                        columns.push(match batch.column_by_name(field.name()) {
-                            None => new_null_array(field.data_type(), rows),
-                            Some(a) if a.data_type() == field.data_type() => a.clone(),
-                            Some(a) => {
-                                cast_with_options(a, field.data_type(), &strict).map_err(|e| {
-                                    format!(
-                                        "column `{}` of {} ({}) cannot be stored as {}: {e}",
-                                        field.name(),
-                                        file.source,
-                                        a.data_type(),
-                                        field.data_type()
-                                    )
-                                })?
-                            }
-                        });
-                    }
-                    if let Some(meta) = &self.meta {
-                        columns.push(Arc::new(StringArray::from_iter_values(
-                            std::iter::repeat_n(file.source.as_str(), rows),
-                        )));
-                        columns.push(Arc::new(StringArray::from_iter_values(
-                            std::iter::repeat_n(meta.run_id.as_str(), rows),
-                        )));
-                        columns.push(Arc::new(
-                            TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(
-                                meta.fetched_at,
-                                rows,
-                            ))
-                            .with_timezone("UTC"),
-                        ));
-                    }
-                    let out = RecordBatch::try_new(self.target.clone(), columns)
-                        .map_err(|e| format!("{}: {e}", file.source))?;
-                    if tx.blocking_send(Ok(out)).is_err() {
-                        // The reader of the stream stopped (a failed write): nothing to do.
-                        return Err(String::new());
-                    }
+                    None => batch,
+                };
+                row += n as u64;
+                let rows = batch.num_rows();
+                if rows == 0 {
+                    return Ok(true);
                 }
-                Ok(())
-            })();
-            match result {
-                Ok(()) => {}
-                Err(e) if e.is_empty() => return,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(DataFusionError::External(e.into())));
-                    return;
+                let mut columns = batch.columns().to_vec();
+                if let Some(meta) = &self.meta {
+                    columns.push(Arc::new(StringArray::from_iter_values(
+                        std::iter::repeat_n(file.source.as_str(), rows),
+                    )));
+                    columns.push(Arc::new(StringArray::from_iter_values(
+                        std::iter::repeat_n(meta.run_id.as_str(), rows),
+                    )));
+                    columns.push(Arc::new(
+                        TimestampMicrosecondArray::from_iter_values(std::iter::repeat_n(
+                            meta.fetched_at,
+                            rows,
+                        ))
+                        .with_timezone("UTC"),
+                    ));
                 }
+                let out = RecordBatch::try_new(self.target.clone(), columns)
+                    .map_err(|e| Error::internal("lakehouse: a run's batch", e))?;
+                // A failed send means the plan reading the stream stopped (a failed write).
+                receiver_gone = tx.blocking_send(Ok(out)).is_err();
+                Ok(!receiver_gone)
+            });
+            if receiver_gone {
+                return;
+            }
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(DataFusionError::External(Box::new(e))));
+                return;
             }
         }
     }
@@ -422,7 +454,11 @@ pub fn duplicate_rows(
     if key_fields.is_empty() || total_rows < 2 {
         return Ok(Dropped::new());
     }
-    let bits = (total_rows.saturating_mul(16))
+    // Sized from the footers' row counts, which a file states about itself: capped, so that
+    // a footer claiming more rows than it holds cannot make the filter huge (past the cap the
+    // filter is only less selective: more suspects, checked exactly).
+    const MAX_SIZED_ROWS: u64 = 1 << 27;
+    let bits = (total_rows.min(MAX_SIZED_ROWS) * 16)
         .max(1024)
         .next_multiple_of(64);
     let mut filter = vec![0u64; usize::try_from(bits / 64).unwrap_or(usize::MAX)];
@@ -440,7 +476,7 @@ pub fn duplicate_rows(
         .map_err(|e| Error::internal("lakehouse: hashing the primary key", e))
     };
     for file in files {
-        for_each_key_batch(file, key_fields, batch_rows, |batch| {
+        read_conformed(file, key_fields, batch_rows, |batch| {
             hash_rows(&batch, &mut hashes)?;
             for &h in &hashes {
                 let step = h.rotate_left(32) | 1;
@@ -457,7 +493,7 @@ pub fn duplicate_rows(
                     suspects.insert(h);
                 }
             }
-            Ok(())
+            Ok(true)
         })?;
     }
     drop(filter);
@@ -468,7 +504,7 @@ pub fn duplicate_rows(
     let mut places: HashMap<Vec<ScalarValue>, Vec<(usize, u64)>> = HashMap::new();
     for (index, file) in files.iter().enumerate() {
         let mut row = 0u64;
-        for_each_key_batch(file, key_fields, batch_rows, |batch| {
+        read_conformed(file, key_fields, batch_rows, |batch| {
             hash_rows(&batch, &mut hashes)?;
             for (i, h) in hashes.iter().enumerate() {
                 if suspects.contains(h) {
@@ -477,7 +513,7 @@ pub fn duplicate_rows(
                 }
             }
             row += batch.num_rows() as u64;
-            Ok(())
+            Ok(true)
         })?;
     }
     let mut dropped = Dropped::new();
@@ -491,65 +527,6 @@ pub fn duplicate_rows(
     Ok(dropped)
 }
 
-/// Reads the key columns of one file in batches, cast to the key fields' types.
-fn for_each_key_batch(
-    file: &ParquetInput,
-    key_fields: &[Field],
-    batch_rows: usize,
-    mut f: impl FnMut(RecordBatch) -> Result<()>,
-) -> Result<()> {
-    let builder = open(&file.path)?;
-    let wanted: Vec<usize> = builder
-        .schema()
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| key_fields.iter().any(|k| k.name() == f.name()))
-        .map(|(i, _)| i)
-        .collect();
-    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-    let reader = builder
-        .with_batch_size(batch_rows.max(1))
-        .with_projection(mask)
-        .build()
-        .map_err(|e| Error::BadInput(format!("{} cannot be read: {e}", file.source)))?;
-    let strict = CastOptions {
-        safe: false,
-        ..Default::default()
-    };
-    let schema = Arc::new(Schema::new(key_fields.to_vec()));
-    for batch in reader {
-        let batch =
-            batch.map_err(|e| Error::BadInput(format!("{} cannot be read: {e}", file.source)))?;
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(key_fields.len());
-        for k in key_fields {
-            let a = batch.column_by_name(k.name()).ok_or_else(|| {
-                Error::BadInput(format!(
-                    "{} has no primary key column `{}`; every file of the connector needs it",
-                    file.source,
-                    k.name()
-                ))
-            })?;
-            columns.push(if a.data_type() == k.data_type() {
-                a.clone()
-            } else {
-                cast_with_options(a, k.data_type(), &strict).map_err(|e| {
-                    Error::BadInput(format!(
-                        "the key column `{}` of {} cannot be read as {}: {e}",
-                        k.name(),
-                        file.source,
-                        k.data_type()
-                    ))
-                })?
-            });
-        }
-        let keys = RecordBatch::try_new(schema.clone(), columns)
-            .map_err(|e| Error::internal("lakehouse: the key columns", e))?;
-        f(keys)?;
-    }
-    Ok(())
-}
-
 fn key_at(batch: &RecordBatch, n: usize, i: usize) -> Result<Vec<ScalarValue>> {
     (0..n)
         .map(|c| {
@@ -559,18 +536,70 @@ fn key_at(batch: &RecordBatch, n: usize, i: usize) -> Result<Vec<ScalarValue>> {
         .collect()
 }
 
+/// A local Parquet file written batch by batch (the file is made with the first batch's
+/// schema, in the lakehouse's [`super::writer_properties`]); only the row group being filled
+/// is held in memory.
+pub struct ParquetFile {
+    path: PathBuf,
+    writer: Option<deltalake::parquet::arrow::ArrowWriter<std::fs::File>>,
+    rows: u64,
+}
+
+impl ParquetFile {
+    /// A file to be written at `path` (created with the first batch).
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            writer: None,
+            rows: 0,
+        }
+    }
+
+    fn failed(&self, e: &dyn std::fmt::Display) -> Error {
+        Error::Upstream(format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    /// Appends one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.writer.is_none() {
+            let file = std::fs::File::create(&self.path).map_err(|e| self.failed(&e))?;
+            let writer = deltalake::parquet::arrow::ArrowWriter::try_new(
+                file,
+                batch.schema(),
+                Some(super::writer_properties()),
+            )
+            .map_err(|e| self.failed(&e))?;
+            self.writer = Some(writer);
+        }
+        if let Some(w) = self.writer.as_mut() {
+            w.write(batch).map_err(|e| {
+                Error::Upstream(format!("cannot write {}: {e}", self.path.display()))
+            })?;
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Closes the file: where it is and its rows, `None` when no batch came (no file).
+    pub fn close(mut self) -> Result<Option<(PathBuf, u64)>> {
+        let Some(w) = self.writer.take() else {
+            return Ok(None);
+        };
+        w.close().map_err(|e| self.failed(&e))?;
+        Ok(Some((self.path, self.rows)))
+    }
+}
+
 /// Spills a run's records to a local Parquet file in typed batches, for a source whose column
 /// types are known before its rows are read (a SQL table's): records are converted every
 /// `batch_rows` rows (the same typed builders as silver's), so a run of any size holds one
 /// batch in memory, and the file is then handed to the lakehouse as a [`ParquetInput`].
 pub struct Stager {
-    path: PathBuf,
+    file: ParquetFile,
     source: String,
     specs: Vec<super::records::ColumnSpec>,
     batch_rows: usize,
     pending: Vec<super::SourceRecord>,
-    writer: Option<deltalake::parquet::arrow::ArrowWriter<std::fs::File>>,
-    rows: u64,
 }
 
 impl Stager {
@@ -583,7 +612,7 @@ impl Stager {
         batch_rows: usize,
     ) -> Self {
         Self {
-            path: dir.join("stage.parquet"),
+            file: ParquetFile::new(dir.join("stage.parquet")),
             source: source.to_string(),
             specs: columns
                 .iter()
@@ -598,8 +627,6 @@ impl Stager {
                 .collect(),
             batch_rows: batch_rows.max(1),
             pending: Vec::new(),
-            writer: None,
-            rows: 0,
         }
     }
 
@@ -618,28 +645,7 @@ impl Stager {
         }
         let refs: Vec<&super::SourceRecord> = self.pending.iter().collect();
         let batch = super::records::build_batch(&refs, &self.specs, false, Vec::new())?;
-        let failed = |e: &dyn std::fmt::Display| {
-            Error::Upstream(format!(
-                "staging the rows of {} in {} failed: {e}",
-                self.source,
-                self.path.display()
-            ))
-        };
-        if self.writer.is_none() {
-            let file = std::fs::File::create(&self.path).map_err(|e| failed(&e))?;
-            self.writer = Some(
-                deltalake::parquet::arrow::ArrowWriter::try_new(
-                    file,
-                    batch.schema(),
-                    Some(super::writer_properties()),
-                )
-                .map_err(|e| failed(&e))?,
-            );
-        }
-        if let Some(w) = self.writer.as_mut() {
-            w.write(&batch).map_err(|e| failed(&e))?;
-        }
-        self.rows += batch.num_rows() as u64;
+        self.file.write(&batch)?;
         self.pending.clear();
         Ok(())
     }
@@ -648,23 +654,15 @@ impl Stager {
     /// record came.
     pub fn finish(mut self) -> Result<Option<(ParquetInput, u64)>> {
         self.flush()?;
-        let Some(w) = self.writer.take() else {
-            return Ok(None);
-        };
-        w.close().map_err(|e| {
-            Error::Upstream(format!(
-                "staging the rows of {} in {} failed: {e}",
-                self.source,
-                self.path.display()
-            ))
-        })?;
-        Ok(Some((
-            ParquetInput {
-                source: self.source.clone(),
-                path: self.path.clone(),
-            },
-            self.rows,
-        )))
+        Ok(self.file.close()?.map(|(path, rows)| {
+            (
+                ParquetInput {
+                    source: self.source,
+                    path,
+                },
+                rows,
+            )
+        }))
     }
 }
 

@@ -392,6 +392,28 @@ async fn parquet_files_that_disagree_are_named_and_duplicate_keys_keep_the_last_
         e.contains("1.parquet") && e.contains("2.parquet") && e.contains("`id`"),
         "{e}"
     );
+
+    // A file without the primary key is named; nothing is written.
+    std::fs::remove_file(root.join("data/d/2.parquet")).unwrap();
+    write_parquet(
+        &root.join("data/d/3.parquet"),
+        vec![("v", Arc::new(StringArray::from(vec!["orphan"])) as ArrayRef)],
+    );
+    let before = lake
+        .version(conveyor::lakehouse::Layer::Silver, "d")
+        .await
+        .unwrap();
+    let e = run(&store, &lake, &def, false).await.error.unwrap();
+    assert!(
+        e.contains("3.parquet has no primary key column `id`"),
+        "{e}"
+    );
+    assert_eq!(
+        lake.version(conveyor::lakehouse::Layer::Silver, "d")
+            .await
+            .unwrap(),
+        before
+    );
 }
 
 #[tokio::test]
