@@ -213,8 +213,10 @@ impl std::fmt::Display for RowIssue {
 /// What a source read in one run.
 #[derive(Debug, Clone, Default)]
 pub struct Extract {
-    /// Records of new and changed source objects.
+    /// Records of new and changed source objects, in memory (API sources).
     pub records: Vec<SourceRecord>,
+    /// Records of new and changed source objects, staged on disk as they were read (files).
+    pub staged: Option<crate::lakehouse::StagedRecords>,
     /// Typed files (Parquet) of new and changed source objects, streamed by the lakehouse
     /// itself instead of being read into `records`.
     pub files: Vec<ParquetInput>,

@@ -205,7 +205,9 @@ async fn attempt(
     report.files_read = extract.replaced.len() as u64;
     report.files_unchanged = extract.unchanged as u64;
     report.files_removed = extract.removed.len() as u64;
-    report.rows_read = extract.records.len() as u64 + extract.file_rows;
+    report.rows_read = extract.records.len() as u64
+        + extract.file_rows
+        + extract.staged.as_ref().map_or(0, |s| s.rows);
     report.issues = extract.issues.clone();
 
     cx.store.run_renew(&def.name, run_id, cx.lease).await?;
@@ -216,6 +218,7 @@ async fn attempt(
             run_id,
             fetched_at,
             records: &extract.records,
+            staged: extract.staged.as_ref(),
             files: &extract.files,
             values_are_text: extract.values_are_text,
             primary_key: def.primary_key(),

@@ -18,6 +18,7 @@
 mod gold;
 pub mod records;
 mod sql;
+pub mod staged;
 pub mod tpch;
 pub mod typed;
 
@@ -26,8 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deltalake::arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
-use deltalake::arrow::datatypes::{DataType, Field, TimeUnit};
+use deltalake::arrow::datatypes::{DataType, Field};
 use deltalake::datafusion::common::Column;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::operations::write::SchemaMode;
@@ -38,11 +38,16 @@ use serde::{Deserialize, Serialize};
 pub use gold::{GoldBuild, TableName, model_inputs};
 pub use records::{ColType, SourceRecord};
 pub use sql::{OutputFormat, QueryOutput, check_read_only};
+pub use staged::{RecordStager, StagedRecords};
 pub use typed::{ParquetInput, parquet_row_count};
 
 use crate::config::HumanDuration;
 use crate::error::{Error, Result};
-use records::{ColumnSpec, build_batch, infer};
+use records::{ColumnSpec, build_batch};
+
+/// Rows a source stages per batch (see [`RecordStager`]); a batch also ends at
+/// [`staged::MAX_BATCH_BYTES`] of text.
+pub const STAGE_ROWS: usize = 65_536;
 
 /// Columns every table gets; a source may not use these names.
 pub const RUN_ID: &str = "_run_id";
@@ -330,8 +335,12 @@ pub struct RunWrite<'a> {
     pub run_id: &'a str,
     /// When the records were fetched.
     pub fetched_at: chrono::DateTime<chrono::Utc>,
-    /// The records of new and changed source objects.
+    /// The records of new and changed source objects, handed in memory (staged by the
+    /// lakehouse before they are written); empty when `staged` or `files` hold the rows.
     pub records: &'a [SourceRecord],
+    /// The records of new and changed source objects, staged on disk by the source as it
+    /// read them (CSV, JSON files).
+    pub staged: Option<&'a StagedRecords>,
     /// Whether every value arrived as text (CSV), so types are read from the text.
     pub values_are_text: bool,
     /// The primary key columns.
@@ -636,108 +645,89 @@ impl Lakehouse {
             .map_err(delta_err(format!("creating {}.{name}", layer.as_str())))
     }
 
-    /// Writes one run: records appended to bronze, merged into silver, deletions applied.
+    /// Writes one run: its rows appended to bronze, merged into silver, deletions applied.
     ///
-    /// The silver batch is built (and type conflicts detected) before anything is written, so
-    /// a run that fails on its data leaves both tables as they were. Bronze is committed before
-    /// silver; a crash between the two is repaired by the next run, which reads the same
+    /// Every row is streamed from files on disk, in batches of `lakehouse.batch_rows`: typed
+    /// files (Parquet, a SQL table's staged rows) or staged records ([`RunWrite::staged`];
+    /// records handed in memory are staged first). Type conflicts, bad values of declared
+    /// columns and duplicate keys are found before anything is written, so a run that fails on
+    /// its data leaves both tables as they were. Bronze and silver are written at the same
+    /// time; a crash between their commits is repaired by the next run, which reads the same
     /// source objects again (the caller saves its cursor only after this returns) and merges
     /// them idempotently.
     pub async fn write_run(&self, run: &RunWrite<'_>) -> Result<WriteReport> {
-        check_names(run)?;
+        if run.primary_key.is_empty() {
+            return Err(Error::BadInput(format!(
+                "silver.{} needs a primary key; set primary_key in the connector",
+                run.table
+            )));
+        }
         if !run.files.is_empty() {
             return self.write_typed(run).await;
         }
+        let staged_here;
+        let staged = match run.staged {
+            Some(s) => s,
+            None => {
+                let mut stager = RecordStager::temporary(run.values_are_text, self.batch_rows)?;
+                for record in run.records {
+                    stager.push(record)?;
+                }
+                staged_here = stager.finish()?;
+                &staged_here
+            }
+        };
+        self.write_records(run, staged).await
+    }
+
+    /// Writes a run of staged records: column types reconciled with silver's (by the rules
+    /// of records, see [`plan_columns`]), values of declared columns checked, then the staged
+    /// text streamed into bronze as it is and into silver parsed to the column types.
+    async fn write_records(
+        &self,
+        run: &RunWrite<'_>,
+        staged: &StagedRecords,
+    ) -> Result<WriteReport> {
         let silver = self.load(Layer::Silver, run.table).await?;
         let location = self.table_location(Layer::Silver, run.table);
+        let misfits = self.declared_misfits(run, staged).await?;
         let plan = if layout_changes(run, silver.as_ref())? {
-            let mut plan = plan_silver(run, None, &location)?;
+            let mut plan = plan_columns(run, staged, &misfits, None, &location)?;
             plan.rebuild = true;
             plan
         } else {
-            plan_silver(run, silver.as_ref(), &location)?
+            plan_columns(run, staged, &misfits, silver.as_ref(), &location)?
         };
-        if !run.records.is_empty() {
-            check_partition_columns(run, &plan.data_columns)?;
-        }
-        let mut report = WriteReport {
-            new_columns: plan.new_columns.clone(),
-            ..Default::default()
-        };
+        let fields: Vec<Field> = staged
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, DataType::Utf8, true))
+            .collect();
+        self.stream_write(run, &staged.files, &fields, plan, silver, staged.rows)
+            .await
+    }
 
-        if !run.records.is_empty() {
-            let batch = bronze_batch(run)?;
-            report.bronze_rows = batch.num_rows() as u64;
-            let table = self.load_or_new(Layer::Bronze, run.table).await?;
-            table
-                .write(vec![batch])
-                .with_save_mode(SaveMode::Append)
-                .with_schema_mode(SchemaMode::Merge)
-                .await
-                .map_err(delta_err(format!("appending to bronze.{}", run.table)))?;
+    /// The values of declared columns (`[schema]`) that cannot be read as their type: by
+    /// column, the first one (`"value" in SOURCE line N`) and how many there are. Reads the
+    /// staged files' declared columns only, and nothing when no column is declared.
+    async fn declared_misfits(
+        &self,
+        run: &RunWrite<'_>,
+        staged: &StagedRecords,
+    ) -> Result<BTreeMap<String, (String, usize)>> {
+        let declared: Vec<(String, ColType)> = staged
+            .columns
+            .iter()
+            .filter_map(|c| run.declared.get(&c.name).map(|t| (c.name.clone(), *t)))
+            .collect();
+        if declared.is_empty() || staged.rows == 0 {
+            return Ok(BTreeMap::new());
         }
-
-        let what = format!("merging into silver.{}", run.table);
-        if plan.rebuild
-            && let Some(table) = silver
-        {
-            // A full run with other types: the table is replaced by the run's rows, typed
-            // as the run says, in one commit.
-            let rows = plan.batch.num_rows() as u64;
-            let table = filling(table.write(vec![plan.batch]))
-                .with_save_mode(SaveMode::Overwrite)
-                .with_schema_mode(SchemaMode::Overwrite)
-                .with_partition_columns(run.partition_by.to_vec())
-                .await
-                .map_err(delta_err(format!("rebuilding silver.{}", run.table)))?;
-            report.inserted = rows;
-            report.silver_version = table.version().map(version_i64);
-            return Ok(report);
-        }
-        match silver {
-            None => {
-                if plan.batch.num_rows() > 0 {
-                    let table = self.load_or_new(Layer::Silver, run.table).await?;
-                    let rows = plan.batch.num_rows() as u64;
-                    // The change data feed lets the index feed read row-level changes.
-                    let table = filling(table.write(vec![plan.batch]))
-                        .with_save_mode(SaveMode::Append)
-                        .with_partition_columns(run.partition_by.to_vec())
-                        .with_configuration([(CHANGE_DATA_FEED, Some("true"))])
-                        .await
-                        .map_err(delta_err(&what))?;
-                    report.inserted = rows;
-                    report.silver_version = table.version().map(version_i64);
-                }
-            }
-            Some(table) => {
-                if plan.batch.num_rows() == 0
-                    && run.replaced.is_empty()
-                    && run.removed.is_empty()
-                    && !run.full
-                {
-                    report.silver_version = table.version().map(version_i64);
-                    return self.prune_unlisted(run, table, report).await;
-                }
-                let ctx = self.engine()?;
-                let source = ctx
-                    .read_batch(plan.batch)
-                    .map_err(|e| Error::internal("lakehouse: reading the merge source", e))?;
-                return self
-                    .merge_silver(
-                        run,
-                        table,
-                        &ctx,
-                        source,
-                        &plan.data_columns,
-                        &plan.new_columns,
-                        false,
-                        report,
-                    )
-                    .await;
-            }
-        }
-        Ok(report)
+        let files = staged.files.clone();
+        let batch_rows = self.batch_rows;
+        tokio::task::spawn_blocking(move || staged::misfits(&files, &declared, batch_rows))
+            .await
+            .map_err(|e| Error::internal("lakehouse: checking declared types", e))?
     }
 
     /// Writes a run of typed files (Parquet): the files' schema is checked against itself
@@ -831,6 +821,48 @@ impl Lakehouse {
                 problems.join("; ")
             )));
         }
+        let plan = ColumnPlan {
+            target,
+            new_columns,
+            widen,
+            rebuild,
+        };
+        self.stream_write(run, run.files, &fields, plan, silver, total_rows)
+            .await
+    }
+
+    /// Streams a run's files into bronze (typed as `fields`, the run's own columns, or as an
+    /// older bronze table's columns) and into silver as `plan` says: appended when the table
+    /// is new, rebuilt, or MERGEd. Duplicate keys are found first (the last row wins).
+    async fn stream_write(
+        &self,
+        run: &RunWrite<'_>,
+        files: &[ParquetInput],
+        fields: &[Field],
+        plan: ColumnPlan,
+        silver: Option<DeltaTable>,
+        total_rows: u64,
+    ) -> Result<WriteReport> {
+        let ColumnPlan {
+            target,
+            new_columns,
+            widen,
+            rebuild,
+        } = plan;
+        if total_rows == 0 {
+            // Nothing read: only deletions (source objects re-read empty or gone, a full run
+            // of an empty source, keys no longer listed) can change silver.
+            let Some(table) = &silver else {
+                return Ok(WriteReport::default());
+            };
+            if run.replaced.is_empty() && run.removed.is_empty() && !run.full {
+                let report = WriteReport {
+                    silver_version: table.version().map(version_i64),
+                    ..Default::default()
+                };
+                return self.prune_unlisted(run, table.clone(), report).await;
+            }
+        }
         let names: Vec<String> = target.iter().map(|f| f.name().clone()).collect();
         check_partition_columns(run, &names)?;
 
@@ -840,10 +872,10 @@ impl Lakehouse {
             .iter()
             .filter_map(|k| target.iter().find(|f| f.name() == k).cloned())
             .collect();
-        let (files, batch_rows) = (run.files.to_vec(), self.batch_rows);
+        let (all, batch_rows) = (files.to_vec(), self.batch_rows);
         let dropped = Arc::new(
             tokio::task::spawn_blocking(move || {
-                typed::duplicate_rows(&files, &key_fields, batch_rows, total_rows)
+                typed::duplicate_rows(&all, &key_fields, batch_rows, total_rows)
             })
             .await
             .map_err(|e| Error::internal("lakehouse: checking the primary key", e))??,
@@ -895,17 +927,21 @@ impl Lakehouse {
         // core); both land before the caller saves the cursor, so a failure of either
         // repeats the run, as a crash between them would.
         let bronze_write = async {
+            if total_rows == 0 {
+                return Ok(());
+            }
             if !bronze_widen.is_empty() {
                 bronze = self
                     .retype(Layer::Bronze, run.table, bronze, &bronze_widen, &ctx)
                     .await?;
             }
             let stream = typed::RunStream::new(
-                run.files,
+                files,
                 &bronze_fields,
                 Some(meta.clone()),
                 Arc::new(typed::Dropped::new()),
                 self.batch_rows,
+                true,
             );
             let plan = ctx
                 .read_table(stream.table()?)
@@ -923,11 +959,12 @@ impl Lakehouse {
         };
         let silver_write = async {
             let stream = typed::RunStream::new(
-                run.files,
+                files,
                 &target,
                 Some(meta.clone()),
                 dropped,
                 self.batch_rows,
+                false,
             );
             let source = ctx
                 .read_table(stream.table()?)
@@ -1434,27 +1471,34 @@ impl Lakehouse {
 }
 
 /// The silver batch of a run and what it changes in the schema.
-struct SilverPlan {
-    batch: deltalake::arrow::record_batch::RecordBatch,
-    /// Source columns, in table order (existing ones first, then new ones).
-    data_columns: Vec<String>,
+/// Silver's columns for a run, and how the table changes.
+struct ColumnPlan {
+    /// The columns the run's rows are written with, in table order (existing ones first, then
+    /// new ones), each with the type it has (or gets) in the table.
+    target: Vec<Field>,
     /// Columns the table does not have yet.
     new_columns: Vec<String>,
-    /// A full run whose types differ from the table's: the table is rebuilt from the batch.
+    /// Existing columns widened first (the table rewritten with them cast).
+    widen: Vec<(String, DataType)>,
+    /// The table is replaced by the run's rows (a full run with other types or layout).
     rebuild: bool,
 }
 
-/// Reconciles the run's inferred types with the table's, deduplicates on the primary key
-/// (the last record wins) and builds the batch. Fails on a type conflict, naming the column,
-/// both types and an offending value. Declared columns (`run.declared`) take the declared type;
-/// their values must all be readable as it, and an existing column must already have it
-/// (`location`, the table's folder, is named in that message).
-fn plan_silver(
+/// Reconciles a run of records' inferred types with the table's by the rules of records: an
+/// existing column keeps its type when it holds the run's values ([`ColType::holds`]) and a
+/// conflict fails the run, naming the column, both types and an offending value. Declared
+/// columns (`run.declared`) take the declared type; their values must all be readable as it
+/// (`misfits` lists those that are not), and an existing column must already have it
+/// (`location`, the table's folder, is named in that message). A `full` run whose types
+/// differ from the table's rebuilds it.
+fn plan_columns(
     run: &RunWrite<'_>,
+    staged: &StagedRecords,
+    misfits: &BTreeMap<String, (String, usize)>,
     table: Option<&DeltaTable>,
     location: &str,
-) -> Result<SilverPlan> {
-    let mut inferred = infer(run.records, run.values_are_text);
+) -> Result<ColumnPlan> {
+    let mut inferred = staged.columns.clone();
     // The source's own column types (a SQL table's) stand in for inference.
     for c in &mut inferred {
         if let Some(&t) = run.source_types.get(&c.name)
@@ -1483,7 +1527,7 @@ fn plan_silver(
     // `sync --full` reads everything, so a column whose type the run sees differently (an
     // older version's text or float column of decimals or dates, a new declared type) makes
     // the run rebuild the table with the run's types instead of merging into it.
-    if run.full && table.is_some() && !run.records.is_empty() {
+    if run.full && table.is_some() && staged.rows > 0 {
         let differs = existing.iter().any(|(name, dt)| {
             let want = run.declared.get(name).copied().or_else(|| {
                 inferred
@@ -1497,13 +1541,25 @@ fn plan_silver(
             }
         });
         if differs {
-            let mut plan = plan_silver(run, None, location)?;
+            let mut plan = plan_columns(run, staged, misfits, None, location)?;
             plan.rebuild = true;
             return Ok(plan);
         }
     }
 
-    let mut specs: Vec<ColumnSpec> = Vec::new();
+    let misfit = |name: &str, ty: ColType| -> Option<String> {
+        let (first, count) = misfits.get(name)?;
+        let more = match count {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        Some(format!(
+            "column `{name}` is declared {} in the connector's [schema] but this run has values that cannot be read as {}: {first}{more}; fix the values at the source, or declare the column text",
+            ty.name(),
+            ty.name()
+        ))
+    };
+    let mut target: Vec<Field> = Vec::new();
     let mut new_columns = Vec::new();
     let mut problems = Vec::new();
     for (name, dt) in &existing {
@@ -1532,43 +1588,32 @@ fn plan_silver(
                     run.table,
                     table_ty.name()
                 ));
-            } else if let Some(p) = misfit(run, name, want) {
+            } else if let Some(p) = misfit(name, want) {
                 problems.push(p);
             } else {
-                specs.push(ColumnSpec {
-                    name: name.clone(),
-                    ty: want,
-                    table: Some(dt.clone()),
-                });
+                target.push(Field::new(name, dt.clone(), true));
             }
             continue;
         }
-        let ty = match inferred.iter().find(|c| &c.name == name) {
-            None => table_ty,
-            Some(c) => match table_ty.holds(c.ty) {
-                Some(t) => t,
-                None => {
-                    let (t, i) = (table_ty, c.ty);
-                    let example = c
-                        .example
-                        .as_deref()
-                        .map(|e| format!(" (e.g. {e})"))
-                        .unwrap_or_default();
-                    problems.push(format!(
-                        "column `{name}` is {} in silver.{} but this run's values are {}{example}; fix the values at the source, or drop the table to let conveyor infer the type again",
-                        t.name(),
-                        run.table,
-                        i.name()
-                    ));
-                    continue;
-                }
-            },
-        };
-        specs.push(ColumnSpec {
-            name: name.clone(),
-            ty,
-            table: Some(dt.clone()),
-        });
+        if let Some(c) = inferred.iter().find(|c| &c.name == name)
+            && table_ty.holds(c.ty).is_none()
+        {
+            let example = c
+                .example
+                .as_deref()
+                .map(|e| format!(" (e.g. {e})"))
+                .unwrap_or_default();
+            problems.push(format!(
+                "column `{name}` is {} in silver.{} but this run's values are {}{example}; fix the values at the source, or drop the table to let conveyor infer the type again",
+                table_ty.name(),
+                run.table,
+                c.ty.name()
+            ));
+            continue;
+        }
+        // The values are read as the table's type (integers into a float or decimal
+        // column, anything into text).
+        target.push(Field::new(name, dt.clone(), true));
     }
     for c in &inferred {
         if existing.iter().any(|(n, _)| n == &c.name) {
@@ -1581,7 +1626,7 @@ fn plan_silver(
         let ty = match run.declared.get(&c.name) {
             None => c.ty,
             Some(&want) => {
-                if let Some(p) = misfit(run, &c.name, want) {
+                if let Some(p) = misfit(&c.name, want) {
                     problems.push(p);
                     continue;
                 }
@@ -1591,17 +1636,15 @@ fn plan_silver(
         if table.is_some() {
             new_columns.push(c.name.clone());
         }
-        specs.push(ColumnSpec {
-            name: c.name.clone(),
-            ty,
-            table: None,
-        });
+        target.push(Field::new(&c.name, ty.arrow(), true));
     }
-    for k in run.primary_key {
-        if !specs.iter().any(|s| &s.name == k) && !run.records.is_empty() {
-            problems.push(format!(
-                "the primary key column `{k}` is not in the records of this run; check primary_key against the source's columns"
-            ));
+    if staged.rows > 0 {
+        for k in run.primary_key {
+            if !target.iter().any(|f| f.name() == k) {
+                problems.push(format!(
+                    "the primary key column `{k}` is not in the records of this run; check primary_key against the source's columns"
+                ));
+            }
         }
     }
     if !problems.is_empty() {
@@ -1611,85 +1654,12 @@ fn plan_silver(
             problems.join("; ")
         )));
     }
-
-    // Deduplicate on the primary key: the last record (later file, later line) wins.
-    let mut seen: HashSet<Vec<String>> = HashSet::with_capacity(run.records.len());
-    let mut rows: Vec<&SourceRecord> = Vec::with_capacity(run.records.len());
-    for rec in run.records.iter().rev() {
-        let key: Vec<String> = run
-            .primary_key
-            .iter()
-            .map(|k| rec.data.get(k).map(records::render).unwrap_or_default())
-            .collect();
-        if seen.insert(key) {
-            rows.push(rec);
-        }
-    }
-    rows.reverse();
-
-    let extra = meta_columns(&rows, run);
-    let batch = build_batch(&rows, &specs, run.values_are_text, extra)?;
-    Ok(SilverPlan {
-        batch,
-        data_columns: specs.into_iter().map(|s| s.name).collect(),
+    Ok(ColumnPlan {
+        target,
         new_columns,
+        widen: Vec::new(),
         rebuild: false,
     })
-}
-
-/// The problem with column `name`'s values when some cannot be read as its declared type.
-fn misfit(run: &RunWrite<'_>, name: &str, ty: ColType) -> Option<String> {
-    let (first, count) = records::misfits(run.records, name, ty, run.values_are_text)?;
-    let more = match count {
-        1 => String::new(),
-        n => format!(" and {} more", n - 1),
-    };
-    Some(format!(
-        "column `{name}` is declared {} in the connector's [schema] but this run has values that cannot be read as {}: {first}{more}; fix the values at the source, or declare the column text",
-        ty.name(),
-        ty.name()
-    ))
-}
-
-/// Bronze keeps every value as text, so no source value can ever conflict with it.
-fn bronze_batch(run: &RunWrite<'_>) -> Result<deltalake::arrow::record_batch::RecordBatch> {
-    let rows: Vec<&SourceRecord> = run.records.iter().collect();
-    let specs: Vec<ColumnSpec> = infer(run.records, false)
-        .into_iter()
-        .map(|c| ColumnSpec {
-            name: c.name,
-            ty: ColType::Text,
-            table: None,
-        })
-        .collect();
-    let extra = meta_columns(&rows, run);
-    build_batch(&rows, &specs, false, extra)
-}
-
-/// `_source`, `_run_id`, `_fetched_at` for `rows`.
-fn meta_columns(rows: &[&SourceRecord], run: &RunWrite<'_>) -> Vec<(Field, ArrayRef)> {
-    let sources: ArrayRef = Arc::new(StringArray::from_iter_values(
-        rows.iter().map(|r| r.source.as_ref()),
-    ));
-    let run_ids: ArrayRef = Arc::new(StringArray::from_iter_values(
-        rows.iter().map(|_| run.run_id),
-    ));
-    let at = run.fetched_at.timestamp_micros();
-    let fetched: ArrayRef = Arc::new(
-        TimestampMicrosecondArray::from_iter_values(rows.iter().map(|_| at)).with_timezone("UTC"),
-    );
-    vec![
-        (Field::new(SOURCE, DataType::Utf8, true), sources),
-        (Field::new(RUN_ID, DataType::Utf8, true), run_ids),
-        (
-            Field::new(
-                FETCHED_AT,
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                true,
-            ),
-            fetched,
-        ),
-    ]
 }
 
 /// The size a writer fills a data file to before it starts the next. A writer holds the file
@@ -1798,25 +1768,6 @@ const CHANGE_DATA_FEED: &str = "delta.enableChangeDataFeed";
 
 fn is_meta(name: &str) -> bool {
     matches!(name, RUN_ID | FETCHED_AT | SOURCE)
-}
-
-/// Refuses records that use the bookkeeping column names, and an empty primary key.
-fn check_names(run: &RunWrite<'_>) -> Result<()> {
-    if run.primary_key.is_empty() {
-        return Err(Error::BadInput(format!(
-            "silver.{} needs a primary key; set primary_key in the connector",
-            run.table
-        )));
-    }
-    for rec in run.records {
-        if let Some(name) = rec.data.keys().find(|k| is_meta(k)) {
-            return Err(Error::BadInput(format!(
-                "{} line {} has a column named `{name}`, which conveyor reserves for its own bookkeeping; rename it at the source",
-                rec.source, rec.line
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The MERGE condition matching target and source rows on the primary key.

@@ -132,7 +132,7 @@ impl ColType {
     }
 
     /// The type of a column holding values of both `self` and `other`.
-    fn unify(self, other: Self) -> Self {
+    pub(crate) fn unify(self, other: Self) -> Self {
         match (self, other) {
             (a, b) if a == b => a,
             (Self::Null, b) => b,
@@ -209,7 +209,7 @@ pub fn classify(value: &Value, text: bool) -> ColType {
 }
 
 /// Classifies a value that arrived as text (a CSV field).
-fn classify_text(s: &str) -> ColType {
+pub(crate) fn classify_text(s: &str) -> ColType {
     let t = s.trim();
     if t.is_empty() {
         return ColType::Null;
@@ -334,7 +334,7 @@ fn parse_float_text(t: &str) -> Option<f64> {
     t.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
-fn parse_bool_text(t: &str) -> Option<bool> {
+pub(crate) fn parse_bool_text(t: &str) -> Option<bool> {
     if t.eq_ignore_ascii_case("true") {
         Some(true)
     } else if t.eq_ignore_ascii_case("false") {
@@ -391,7 +391,7 @@ pub fn infer(records: &[SourceRecord], text: bool) -> Vec<Inferred> {
     cols
 }
 
-fn short(s: &str) -> String {
+pub(crate) fn short(s: &str) -> String {
     if s.chars().count() > 40 {
         format!("{:?}…", s.chars().take(40).collect::<String>())
     } else {

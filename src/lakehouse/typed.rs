@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanArray, StringArray, TimestampMicrosecondArray, new_null_array,
+    Array, ArrayRef, BooleanArray, Int64Array, StringArray, TimestampMicrosecondArray,
+    new_null_array,
 };
 use deltalake::arrow::compute::{CastOptions, cast_with_options, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
@@ -33,6 +34,7 @@ use deltalake::datafusion::physical_plan::streaming::PartitionStream;
 use deltalake::parquet::arrow::ProjectionMask;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::staged::{self, Staged};
 use super::{FETCHED_AT, RUN_ID, SOURCE, is_meta};
 use crate::error::{Error, Result};
 
@@ -43,6 +45,9 @@ pub struct ParquetInput {
     pub source: String,
     /// Where it is on disk.
     pub path: PathBuf,
+    /// Set for a file of staged records (see `staged`): every column is text, read with the
+    /// rules of records, and `_source` and the line are columns of the file.
+    pub staged: Option<Staged>,
 }
 
 /// The rows of a Parquet file, from its footer (nothing else is read).
@@ -51,7 +56,9 @@ pub fn parquet_row_count(path: &std::path::Path) -> Result<u64> {
     Ok(u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0))
 }
 
-fn open(path: &std::path::Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
+pub(super) fn open(
+    path: &std::path::Path,
+) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
     let file = std::fs::File::open(path)
         .map_err(|e| Error::BadInput(format!("cannot open {}: {e}", path.display())))?;
     ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
@@ -225,12 +232,15 @@ pub fn files_schema(
 
 /// Reads one file in batches of `batch_rows` rows holding exactly `fields`: the file's columns
 /// of those names (only they are decoded), cast to the field's type where it differs (a value
-/// that does not fit is an error, never a null), and columns the file lacks as nulls. `f` is
-/// called with each batch and returns whether to go on.
+/// that does not fit is an error, never a null), and columns the file lacks as nulls. A field
+/// named `_source` gets where each row came from. A staged file's text is read with the rules
+/// of records (see [`staged::text_column`]); `raw` keeps it as the source sent it (bronze).
+/// `f` is called with each batch and returns whether to go on.
 fn read_conformed(
     file: &ParquetInput,
     fields: &[Field],
     batch_rows: usize,
+    raw: bool,
     mut f: impl FnMut(RecordBatch) -> Result<bool>,
 ) -> Result<()> {
     let builder = open(&file.path)?;
@@ -239,7 +249,10 @@ fn read_conformed(
         .fields()
         .iter()
         .enumerate()
-        .filter(|(_, c)| fields.iter().any(|t| t.name() == c.name()))
+        .filter(|(_, c)| {
+            fields.iter().any(|t| t.name() == c.name())
+                || (file.staged.is_some() && c.name() == staged::LINE)
+        })
         .map(|(i, _)| i)
         .collect();
     let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
@@ -258,20 +271,41 @@ fn read_conformed(
     for batch in reader {
         let batch = batch.map_err(|e| unreadable(&e))?;
         let rows = batch.num_rows();
+        let origin = staged::Origin {
+            sources: batch
+                .column_by_name(SOURCE)
+                .and_then(|a| a.as_any().downcast_ref::<StringArray>()),
+            lines: batch
+                .column_by_name(staged::LINE)
+                .and_then(|a| a.as_any().downcast_ref::<Int64Array>()),
+        };
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(fields.len());
         for field in fields {
-            columns.push(match batch.column_by_name(field.name()) {
+            let name = field.name();
+            columns.push(match batch.column_by_name(name) {
+                None if name == SOURCE => Arc::new(StringArray::from_iter_values(
+                    std::iter::repeat_n(file.source.as_str(), rows),
+                )),
                 None => new_null_array(field.data_type(), rows),
-                Some(a) if a.data_type() == field.data_type() => a.clone(),
-                Some(a) => cast_with_options(a, field.data_type(), &strict).map_err(|e| {
-                    Error::BadInput(format!(
-                        "column `{}` of {} ({}) cannot be stored as {}: {e}",
-                        field.name(),
-                        file.source,
-                        a.data_type(),
-                        field.data_type()
-                    ))
-                })?,
+                Some(a) if name == SOURCE => a.clone(),
+                Some(a) => match (file.staged, a.as_any().downcast_ref::<StringArray>()) {
+                    (Some(how), Some(text)) => staged::text_column(
+                        name,
+                        text,
+                        field.data_type(),
+                        how.blank_is_null && !raw,
+                        &origin,
+                    )?,
+                    _ if a.data_type() == field.data_type() => a.clone(),
+                    _ => cast_with_options(a, field.data_type(), &strict).map_err(|e| {
+                        Error::BadInput(format!(
+                            "column `{name}` of {} ({}) cannot be stored as {}: {e}",
+                            file.source,
+                            a.data_type(),
+                            field.data_type()
+                        ))
+                    })?,
+                },
             });
         }
         let conformed = RecordBatch::try_new(schema.clone(), columns)
@@ -320,17 +354,20 @@ pub struct RunStream {
     meta: Option<Arc<Meta>>,
     dropped: Arc<Dropped>,
     batch_rows: usize,
+    raw: bool,
 }
 
 impl RunStream {
     /// A stream of `files` with the data columns `data` (plus the bookkeeping ones when
-    /// `meta` is given), skipping the `dropped` rows.
+    /// `meta` is given), skipping the `dropped` rows. `raw` keeps staged records' text as the
+    /// source sent it (for bronze).
     pub fn new(
         files: &[ParquetInput],
         data: &[Field],
         meta: Option<Meta>,
         dropped: Arc<Dropped>,
         batch_rows: usize,
+        raw: bool,
     ) -> Self {
         let mut fields: Vec<Field> = data.to_vec();
         if meta.is_some() {
@@ -343,6 +380,7 @@ impl RunStream {
             meta: meta.map(Arc::new),
             dropped,
             batch_rows: batch_rows.max(1),
+            raw,
         }
     }
 
@@ -360,12 +398,15 @@ impl RunStream {
         tx: &tokio::sync::mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>,
     ) {
         let data = &self.target.fields()[..self.data_columns];
-        let data: Vec<Field> = data.iter().map(|f| f.as_ref().clone()).collect();
+        let mut data: Vec<Field> = data.iter().map(|f| f.as_ref().clone()).collect();
+        if self.meta.is_some() {
+            data.push(Field::new(SOURCE, DataType::Utf8, true));
+        }
         for (index, file) in self.files.iter().enumerate() {
             let dropped = self.dropped.get(&index).filter(|d| !d.is_empty());
             let mut row: u64 = 0;
             let mut receiver_gone = false;
-            let result = read_conformed(file, &data, self.batch_rows, |batch| {
+            let result = read_conformed(file, &data, self.batch_rows, self.raw, |batch| {
                 let n = batch.num_rows();
                 let batch = match dropped {
                     Some(d) => {
@@ -384,9 +425,6 @@ impl RunStream {
                 }
                 let mut columns = batch.columns().to_vec();
                 if let Some(meta) = &self.meta {
-                    columns.push(Arc::new(StringArray::from_iter_values(
-                        std::iter::repeat_n(file.source.as_str(), rows),
-                    )));
                     columns.push(Arc::new(StringArray::from_iter_values(
                         std::iter::repeat_n(meta.run_id.as_str(), rows),
                     )));
@@ -476,7 +514,7 @@ pub fn duplicate_rows(
         .map_err(|e| Error::internal("lakehouse: hashing the primary key", e))
     };
     for file in files {
-        read_conformed(file, key_fields, batch_rows, |batch| {
+        read_conformed(file, key_fields, batch_rows, false, |batch| {
             hash_rows(&batch, &mut hashes)?;
             for &h in &hashes {
                 let step = h.rotate_left(32) | 1;
@@ -504,7 +542,7 @@ pub fn duplicate_rows(
     let mut places: HashMap<Vec<ScalarValue>, Vec<(usize, u64)>> = HashMap::new();
     for (index, file) in files.iter().enumerate() {
         let mut row = 0u64;
-        read_conformed(file, key_fields, batch_rows, |batch| {
+        read_conformed(file, key_fields, batch_rows, false, |batch| {
             hash_rows(&batch, &mut hashes)?;
             for (i, h) in hashes.iter().enumerate() {
                 if suspects.contains(h) {
@@ -543,6 +581,7 @@ pub struct ParquetFile {
     path: PathBuf,
     writer: Option<deltalake::parquet::arrow::ArrowWriter<std::fs::File>>,
     rows: u64,
+    properties: deltalake::parquet::file::properties::WriterProperties,
 }
 
 impl ParquetFile {
@@ -552,7 +591,17 @@ impl ParquetFile {
             path,
             writer: None,
             rows: 0,
+            properties: super::writer_properties(),
         }
+    }
+
+    /// The file written with `properties` instead of the lakehouse's.
+    pub fn with_properties(
+        mut self,
+        properties: deltalake::parquet::file::properties::WriterProperties,
+    ) -> Self {
+        self.properties = properties;
+        self
     }
 
     fn failed(&self, e: &dyn std::fmt::Display) -> Error {
@@ -566,7 +615,7 @@ impl ParquetFile {
             let writer = deltalake::parquet::arrow::ArrowWriter::try_new(
                 file,
                 batch.schema(),
-                Some(super::writer_properties()),
+                Some(self.properties.clone()),
             )
             .map_err(|e| self.failed(&e))?;
             self.writer = Some(writer);
@@ -659,6 +708,7 @@ impl Stager {
                 ParquetInput {
                     source: self.source,
                     path,
+                    staged: None,
                 },
                 rows,
             )
