@@ -2,8 +2,8 @@
 //!
 //! One run requests the API page by page (page number, offset, a cursor field in the response,
 //! or the `Link: <…>; rel="next"` header), takes the array at `records` out of every response,
-//! and hands the records over with the connector's URL (without its query) as their source
-//! object. Requests go through the SSRF guard ([`GuardedClient`]), are paced by `rate`, retried
+//! and stages each page's records to disk before it asks for the next (so a run holds one page
+//! in memory), with the connector's URL (without its query) as their source object. Requests go through the SSRF guard ([`GuardedClient`]), are paced by `rate`, retried
 //! with capped exponential backoff and jitter on connection errors, 5xx and 429 (honouring
 //! `Retry-After`), capped at `max_pages` and bounded by `timeout` as a whole.
 //!
@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use super::{Extract, OnError, PrimaryKey, Progress, RowIssue, Source};
 use crate::config::{HumanDuration, Rate, Secret};
 use crate::error::{Error, Result};
-use crate::lakehouse::SourceRecord;
+use crate::lakehouse::{RecordStager, SourceRecord};
 use crate::tools::net::{AllowHosts, ClientOptions, GuardedClient, redact_url};
 
 /// The keys of a `kind = "http"` connector.
@@ -346,12 +346,15 @@ impl HttpSource {
         )
     }
 
-    /// Every page of one run, in order; returns the records and the new cursor value.
+    /// Every page of one run, in order: each page's records are staged to disk (see
+    /// [`RecordStager`]) before the next page is requested, so a run of any size holds one
+    /// page in memory. Returns the new cursor value.
     async fn fetch_all(
         &self,
         since: Option<&Value>,
         progress: &dyn Progress,
         out: &mut Extract,
+        stager: &mut Option<RecordStager>,
         source: &Arc<str>,
     ) -> Result<Option<Value>> {
         let base = Url::parse(&self.config.url).map_err(|e| {
@@ -404,6 +407,7 @@ impl HttpSource {
                 }
             };
             let count = items.len() as u64;
+            let mut page_records = Vec::with_capacity(items.len());
             for item in items {
                 pos += 1;
                 match item {
@@ -416,7 +420,14 @@ impl HttpSource {
                             largest = Some(v.clone());
                         }
                         if let Value::Object(map) = record {
-                            push(&self.config.primary_key, source, pos, map, out);
+                            match key_issue(&self.config.primary_key, source, pos, &map) {
+                                Some(issue) => out.issues.push(issue),
+                                None => page_records.push(SourceRecord {
+                                    source: source.clone(),
+                                    line: pos,
+                                    data: map,
+                                }),
+                            }
                         }
                     }
                     other => out.issues.push(RowIssue {
@@ -425,6 +436,20 @@ impl HttpSource {
                         reason: format!("record {pos} is {}, not an object", json_kind(&other)),
                     }),
                 }
+            }
+            if !page_records.is_empty() {
+                let mut s = match stager.take() {
+                    Some(s) => s,
+                    None => RecordStager::temporary(false, crate::lakehouse::STAGE_ROWS)?,
+                };
+                let (s, staged) = tokio::task::spawn_blocking(move || {
+                    let staged = page_records.iter().try_for_each(|r| s.push(r));
+                    (s, staged)
+                })
+                .await
+                .map_err(|e| Error::internal("staging a page of records", e))?;
+                staged?;
+                *stager = Some(s);
             }
             next = match &self.config.pagination {
                 None => None,
@@ -784,24 +809,6 @@ pub fn greater(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Keeps a record when its primary key is present, reports it otherwise.
-pub(super) fn push(
-    key: &PrimaryKey,
-    source: &Arc<str>,
-    line: u64,
-    data: Map<String, Value>,
-    out: &mut Extract,
-) {
-    match key_issue(key, source, line, &data) {
-        Some(issue) => out.issues.push(issue),
-        None => out.records.push(SourceRecord {
-            source: source.clone(),
-            line,
-            data,
-        }),
-    }
-}
-
 /// The problem with a record whose primary key is missing or empty, if it has one.
 pub(super) fn key_issue(
     key: &PrimaryKey,
@@ -890,10 +897,11 @@ impl Source for HttpSource {
             Err(_) => Arc::from(self.config.url.as_str()),
         };
         let mut out = Extract::default();
+        let mut stager = None;
         let started = Instant::now();
         let largest = tokio::time::timeout(
             self.config.timeout.0,
-            self.fetch_all(since.as_ref(), progress, &mut out, &source),
+            self.fetch_all(since.as_ref(), progress, &mut out, &mut stager, &source),
         )
         .await
         .map_err(|_| {
@@ -904,6 +912,12 @@ impl Source for HttpSource {
             ))
         })??;
         fail_on_issues(&out, on_error)?;
+        if let Some(stager) = stager {
+            let staged = tokio::task::spawn_blocking(move || stager.finish())
+                .await
+                .map_err(|e| Error::internal("staging records", e))??;
+            out.staged = Some(staged);
+        }
         if since.is_none() {
             // A full listing: every record the API has is in `records`, so rows of this
             // source missing from it were deleted at the source.

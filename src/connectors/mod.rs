@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::HumanDuration;
 use crate::error::{Error, Result};
 use crate::lakehouse::records::DECLARABLE;
-use crate::lakehouse::{ColType, KeyListing, ParquetInput, SourceRecord};
+use crate::lakehouse::{ColType, KeyListing, ParquetInput};
 
 /// `[connectors]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,9 +213,8 @@ impl std::fmt::Display for RowIssue {
 /// What a source read in one run.
 #[derive(Debug, Clone, Default)]
 pub struct Extract {
-    /// Records of new and changed source objects, in memory (API sources).
-    pub records: Vec<SourceRecord>,
-    /// Records of new and changed source objects, staged on disk as they were read (files).
+    /// Records of new and changed source objects, staged on disk as they were read (text
+    /// files, API pages).
     pub staged: Option<crate::lakehouse::StagedRecords>,
     /// Typed files (Parquet) of new and changed source objects, streamed by the lakehouse
     /// itself instead of being read into `records`.

@@ -783,7 +783,7 @@ impl SqlSource {
             ))
         })?);
         let mut stager = crate::lakehouse::typed::Stager::new(
-            staging.path(),
+            staging.path().join("rows.parquet"),
             source,
             &types,
             self.config.batch_size as usize,
@@ -889,33 +889,83 @@ impl SqlSource {
 }
 
 impl SqlSource {
-    /// Every primary key of the table or query: `SELECT key columns FROM …`.
-    async fn list_keys(&self, conn: &mut Conn, source: &Arc<str>) -> Result<KeyListing> {
-        let cols: Vec<String> = self
-            .config
-            .primary_key
-            .0
-            .iter()
-            .map(|k| conn.quote(k))
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM {}",
-            cols.join(", "),
-            self.source_clause(conn)
-        );
-        let (_, rows) = conn.fetch(&sql, &[]).await.map_err(|e| {
+    /// Every primary key of the table or query (`SELECT key columns FROM …`), read in
+    /// keyset-paginated batches and staged to a Parquet file next to the run's rows, so a
+    /// table of any size is listed in bounded memory.
+    async fn list_keys(
+        &self,
+        conn: &mut Conn,
+        source: &Arc<str>,
+        out: &Extract,
+    ) -> Result<KeyListing> {
+        let fail = |e: String| {
             Error::Upstream(format!(
                 "connector `{}`: listing the keys of the {} (to find deleted rows) failed: {e}",
                 self.name,
                 self.what()
             ))
-        })?;
+        };
+        let keys = &self.config.primary_key.0;
+        let quoted: Vec<String> = keys.iter().map(|k| conn.quote(k)).collect();
+        let from = self.source_clause(conn);
+        let dir = out
+            .staging
+            .as_ref()
+            .ok_or_else(|| Error::Internal("sql: no staging folder for the key listing".into()))?;
+        let types: Vec<(String, Option<ColType>)> = keys
+            .iter()
+            .map(|k| (k.clone(), out.column_types.get(k).copied()))
+            .collect();
+        // Keys are narrow: larger batches than rows.
+        let batch = u64::from(self.config.batch_size).max(100_000);
+        let mut stager = crate::lakehouse::typed::Stager::new(
+            dir.path().join("keys.parquet"),
+            source,
+            &types,
+            usize::try_from(batch).unwrap_or(usize::MAX),
+        );
+        let mut last: Option<Vec<Cell>> = None;
+        loop {
+            let mut binds = Vec::new();
+            let mut filter = String::new();
+            if let Some(prev) = &last {
+                let mut ph = Vec::new();
+                for v in prev {
+                    binds.push(v.clone());
+                    ph.push(conn.placeholder(binds.len()));
+                }
+                filter = format!(" WHERE ({}) > ({})", quoted.join(", "), ph.join(", "));
+            }
+            let sql = format!(
+                "SELECT {cols} FROM {from}{filter} ORDER BY {cols} LIMIT {batch}",
+                cols = quoted.join(", ")
+            );
+            let (cols, rows) = conn.fetch(&sql, &binds).await.map_err(fail)?;
+            let n = rows.len() as u64;
+            last = rows.last().cloned();
+            for row in rows {
+                let mut map = Map::with_capacity(cols.len());
+                for (c, v) in cols.iter().zip(row.iter()) {
+                    map.insert(c.clone(), conform(v.to_json(), out.column_types.get(c)));
+                }
+                stager.push(crate::lakehouse::SourceRecord {
+                    source: source.clone(),
+                    line: 0,
+                    data: map,
+                })?;
+            }
+            if n < batch {
+                break;
+            }
+        }
+        let (file, rows) = match stager.finish()? {
+            Some((input, rows)) => (Some(input), rows),
+            None => (None, 0),
+        };
         Ok(KeyListing {
             source: source.to_string(),
-            keys: rows
-                .into_iter()
-                .map(|r| r.iter().map(Cell::to_json).collect())
-                .collect(),
+            file,
+            rows,
         })
     }
 }
@@ -956,7 +1006,7 @@ impl Source for SqlSource {
         let largest = match result {
             // An incremental run sees no deletions by itself: list every key (one narrow
             // query), and the lakehouse deletes the silver rows whose key is gone.
-            Ok(largest) if !full => match self.list_keys(&mut conn, &source).await {
+            Ok(largest) if !full => match self.list_keys(&mut conn, &source, &out).await {
                 Ok(listing) => {
                     out.listed = Some(listing);
                     Ok(largest)

@@ -205,9 +205,7 @@ async fn attempt(
     report.files_read = extract.replaced.len() as u64;
     report.files_unchanged = extract.unchanged as u64;
     report.files_removed = extract.removed.len() as u64;
-    report.rows_read = extract.records.len() as u64
-        + extract.file_rows
-        + extract.staged.as_ref().map_or(0, |s| s.rows);
+    report.rows_read = extract.file_rows + extract.staged.as_ref().map_or(0, |s| s.rows);
     report.issues = extract.issues.clone();
 
     cx.store.run_renew(&def.name, run_id, cx.lease).await?;
@@ -217,7 +215,6 @@ async fn attempt(
             table: &def.name,
             run_id,
             fetched_at,
-            records: &extract.records,
             staged: extract.staged.as_ref(),
             files: &extract.files,
             values_are_text: extract.values_are_text,

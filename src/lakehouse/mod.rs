@@ -3,8 +3,10 @@
 //! - `bronze/NAME`: the raw records of every run, appended, with `_run_id`, `_fetched_at` and
 //!   `_source` (the file or object a record came from): as text for untyped sources (CSV,
 //!   JSON, HTTP), with their own types for typed ones (Parquet, SQL tables; see [`typed`]).
-//! - `silver/NAME`: typed (inferred per column: integer, float, boolean, RFC 3339 timestamp,
-//!   text — or declared, [`RunWrite::declared`]; an existing column is never re-typed), one row per primary key, kept current with a Delta MERGE: changed rows updated, new
+//! - `silver/NAME`: typed (the source's types where it has them; otherwise inferred per
+//!   column: integer, float, decimal, date, boolean, RFC 3339 timestamp, text — or declared,
+//!   [`RunWrite::declared`]; an existing column is never re-typed), one row per primary key,
+//!   kept current with a Delta MERGE: changed rows updated, new
 //!   ones inserted, and rows whose source object was re-listed without them (or removed)
 //!   deleted. New source columns are added to the table; a value that does not fit a column's
 //!   type fails the run before anything is written, so the previous version stays as it was.
@@ -12,8 +14,8 @@
 //!   materialised by overwriting the table as a new version (see [`gold`]).
 //!
 //! This module is the only one that imports deltalake (and through it DataFusion, Arrow and
-//! Parquet). Records cross into it as [`SourceRecord`]s (JSON objects) and leave as query
-//! results rendered to text, JSON or CSV.
+//! Parquet). Records cross into it staged on disk ([`RecordStager`], fed [`SourceRecord`]s or
+//! text rows) or as Parquet files, and leave as query results rendered to text, JSON or CSV.
 
 mod gold;
 pub mod records;
@@ -22,7 +24,7 @@ pub mod staged;
 pub mod tpch;
 pub mod typed;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +45,6 @@ pub use typed::{ParquetInput, parquet_row_count};
 
 use crate::config::HumanDuration;
 use crate::error::{Error, Result};
-use records::{ColumnSpec, build_batch};
 
 /// Rows a source stages per batch (see [`RecordStager`]); a batch also ends at
 /// [`staged::MAX_BATCH_BYTES`] of text.
@@ -335,29 +336,26 @@ pub struct RunWrite<'a> {
     pub run_id: &'a str,
     /// When the records were fetched.
     pub fetched_at: chrono::DateTime<chrono::Utc>,
-    /// The records of new and changed source objects, handed in memory (staged by the
-    /// lakehouse before they are written); empty when `staged` or `files` hold the rows.
-    pub records: &'a [SourceRecord],
     /// The records of new and changed source objects, staged on disk by the source as it
-    /// read them (CSV, JSON files).
+    /// read them (CSV and JSON files, API pages); `None` when the run read no records.
     pub staged: Option<&'a StagedRecords>,
     /// Whether every value arrived as text (CSV), so types are read from the text.
     pub values_are_text: bool,
     /// The primary key columns.
     pub primary_key: &'a [String],
-    /// Source objects read in full this run: their rows not in `records` are deleted.
+    /// Source objects read in full this run: their rows not in this run are deleted.
     pub replaced: &'a [String],
     /// Source objects that disappeared: all their rows are deleted.
     pub removed: &'a [String],
-    /// The run read the whole source (`conveyor sync --full`): every silver row not in
-    /// `records` is deleted, whatever its source object.
+    /// The run read the whole source (`conveyor sync --full`): every silver row not in this
+    /// run is deleted, whatever its source object.
     pub full: bool,
     /// Every primary key the source holds now, listed by a run that read only changes (the
     /// `sql` kind with `incremental_column`): silver rows of that source object whose key is
     /// not listed are deleted.
     pub listed: Option<&'a KeyListing>,
     /// Parquet files read in full this run (typed sources): streamed into bronze and silver
-    /// with their own column types; `records` is then empty.
+    /// with their own column types; `staged` is then `None`.
     pub files: &'a [ParquetInput],
     /// Declared column types (a connector's `[schema]`): these columns get this type instead
     /// of the inferred one, a value that cannot be read as it fails the run, and an existing
@@ -377,8 +375,11 @@ pub struct RunWrite<'a> {
 pub struct KeyListing {
     /// The source object, as in `_source`.
     pub source: String,
-    /// One entry per source row: the primary key values, in `primary_key` order.
-    pub keys: Vec<Vec<serde_json::Value>>,
+    /// A Parquet file of the primary key columns, one row per source row; `None` when the
+    /// source has no rows.
+    pub file: Option<ParquetInput>,
+    /// Keys listed.
+    pub rows: u64,
 }
 
 /// One row-level change of a silver table, read from its change data feed.
@@ -649,7 +650,7 @@ impl Lakehouse {
     ///
     /// Every row is streamed from files on disk, in batches of `lakehouse.batch_rows`: typed
     /// files (Parquet, a SQL table's staged rows) or staged records ([`RunWrite::staged`];
-    /// records handed in memory are staged first). Type conflicts, bad values of declared
+    /// a run without either writes no rows). Type conflicts, bad values of declared
     /// columns and duplicate keys are found before anything is written, so a run that fails on
     /// its data leaves both tables as they were. Bronze and silver are written at the same
     /// time; a crash between their commits is repaired by the next run, which reads the same
@@ -665,19 +666,8 @@ impl Lakehouse {
         if !run.files.is_empty() {
             return self.write_typed(run).await;
         }
-        let staged_here;
-        let staged = match run.staged {
-            Some(s) => s,
-            None => {
-                let mut stager = RecordStager::temporary(run.values_are_text, self.batch_rows)?;
-                for record in run.records {
-                    stager.push(record)?;
-                }
-                staged_here = stager.finish()?;
-                &staged_here
-            }
-        };
-        self.write_records(run, staged).await
+        let none = StagedRecords::default();
+        self.write_records(run, run.staged.unwrap_or(&none)).await
     }
 
     /// Writes a run of staged records: column types reconciled with silver's (by the rules
@@ -1259,72 +1249,133 @@ impl Lakehouse {
         let Some(listing) = run.listed else {
             return Ok(report);
         };
-        let listed: HashSet<Vec<String>> = listing
-            .keys
-            .iter()
-            .map(|k| k.iter().map(records::render).collect())
-            .collect();
-        let cols: Vec<String> = run.primary_key.iter().map(|k| quote(k)).collect();
-        let text = format!(
-            "SELECT {} FROM t WHERE {} = {}",
-            cols.join(", "),
-            quote(SOURCE),
-            sql_string(&listing.source)
-        );
-        let what = format!("reading the keys of silver.{}", run.table);
-        let gone: Vec<SourceRecord> = sql::table_rows(&table, &text, self.timeout, &what)
-            .await?
-            .into_iter()
-            .filter(|row| {
-                let key: Vec<String> = run
-                    .primary_key
-                    .iter()
-                    .map(|k| row.get(k).map(records::render).unwrap_or_default())
-                    .collect();
-                !listed.contains(&key)
-            })
-            .map(|data| SourceRecord {
-                source: Arc::from(listing.source.as_str()),
-                line: 0,
-                data,
-            })
-            .collect();
-        if gone.is_empty() {
+        let what = format!("deleting rows gone from the source in silver.{}", run.table);
+        let pred = format!("{} = {}", quote(SOURCE), sql_string(&listing.source));
+        let Some(file) = &listing.file else {
+            // The source lists no key at all: every row of it is gone.
+            let (table, metrics) = table
+                .delete()
+                .with_predicate(pred)
+                .await
+                .map_err(delta_err(&what))?;
+            report.deleted += metrics.num_deleted_rows.unwrap_or(0) as u64;
+            report.silver_version = table.version().map(version_i64);
             return Ok(report);
-        }
+        };
         let schema = table
             .snapshot()
             .map_err(delta_err("reading the silver schema"))?
             .snapshot()
             .arrow_schema();
-        let mut specs = Vec::with_capacity(run.primary_key.len());
+        let mut key_fields = Vec::with_capacity(run.primary_key.len());
         for k in run.primary_key {
-            let ty = schema
-                .field_with_name(k)
-                .ok()
-                .and_then(|f| ColType::from_arrow(f.data_type()))
-                .ok_or_else(|| {
-                    Error::Internal(format!("silver.{} has no usable column `{k}`", run.table))
-                })?;
-            specs.push(ColumnSpec {
-                name: k.clone(),
-                ty,
-                table: None,
-            });
+            let field = schema.field_with_name(k).map_err(|_| {
+                Error::Internal(format!("silver.{} has no column `{k}`", run.table))
+            })?;
+            key_fields.push(Field::new(k, field.data_type().clone(), true));
         }
-        let rows: Vec<&SourceRecord> = gone.iter().collect();
-        let batch = build_batch(&rows, &specs, false, Vec::new())?;
-        let what = format!("deleting rows gone from the source in silver.{}", run.table);
-        let ctx = SessionContext::new();
+
+        // The keys of this source's rows that the listing lacks: an anti join planned as a
+        // sort-merge join, whose sorts spill to disk, so memory stays within the engine's pool
+        // whatever the table's size. The keys found are staged to a file (usually few).
+        let ctx = self.engine()?;
+        ctx.sql("SET datafusion.optimizer.prefer_hash_join = false")
+            .await
+            .map_err(|e| Error::internal("lakehouse: configuring the key comparison", e))?;
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta_err(&what))?;
+        let provider = table
+            .table_provider()
+            .await
+            .map_err(|e| Error::Upstream(format!("lakehouse: {what} failed: {e}")))?;
+        let planned = |e: deltalake::datafusion::error::DataFusionError| {
+            Error::internal("lakehouse: planning the comparison of keys", e)
+        };
+        use deltalake::datafusion::prelude::{col, ident, lit};
+        let held = ctx
+            .read_table(provider)
+            .map_err(planned)?
+            .filter(col(SOURCE).eq(lit(listing.source.as_str())))
+            .map_err(planned)?
+            .select(run.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>())
+            .map_err(planned)?;
+        let listed_names: Vec<String> = (0..key_fields.len())
+            .map(|i| format!("__listed_{i}"))
+            .collect();
+        let listed = typed::RunStream::new(
+            std::slice::from_ref(file),
+            &key_fields,
+            None,
+            Arc::new(typed::Dropped::new()),
+            self.batch_rows,
+            false,
+        );
+        let listed = ctx
+            .read_table(listed.table()?)
+            .map_err(planned)?
+            .select(
+                run.primary_key
+                    .iter()
+                    .zip(&listed_names)
+                    .map(|(k, n)| ident(k).alias(n))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(planned)?;
+        let left: Vec<&str> = run.primary_key.iter().map(String::as_str).collect();
+        let right: Vec<&str> = listed_names.iter().map(String::as_str).collect();
+        let gone = held
+            .join(
+                listed,
+                deltalake::datafusion::common::JoinType::LeftAnti,
+                &left,
+                &right,
+                None,
+            )
+            .map_err(planned)?;
+        let mut stream = gone
+            .execute_stream()
+            .await
+            .map_err(|e| Error::Upstream(format!("lakehouse: {what} failed: {e}")))?;
+        let stage = tempfile::Builder::new()
+            .prefix("conveyor-gone-")
+            .tempdir()
+            .map_err(|e| Error::Upstream(format!("lakehouse: {what}: no staging folder: {e}")))?;
+        let mut out = typed::ParquetFile::new(stage.path().join("gone.parquet"));
+        while let Some(batch) = futures_util::StreamExt::next(&mut stream).await {
+            let batch =
+                batch.map_err(|e| Error::Upstream(format!("lakehouse: {what} failed: {e}")))?;
+            if batch.num_rows() > 0 {
+                out.write(&batch)?;
+            }
+        }
+        let Some((path, _)) = out.close()? else {
+            return Ok(report);
+        };
+        let gone = typed::RunStream::new(
+            &[ParquetInput {
+                source: "the keys gone from the source".into(),
+                path,
+                staged: None,
+            }],
+            &key_fields,
+            None,
+            Arc::new(typed::Dropped::new()),
+            self.batch_rows,
+            false,
+        );
+        let ctx = self.engine()?;
         let source = ctx
-            .read_batch(batch)
+            .read_table(gone.table()?)
             .map_err(|e| Error::internal("lakehouse: reading the deleted keys", e))?;
         let on = key_match(run.primary_key);
-        let pred = format!("target.{} = {}", quote(SOURCE), sql_string(&listing.source));
+        let pred = format!("target.{pred}");
         let (table, metrics) = table
             .merge(source, on)
             .with_source_alias("source")
             .with_target_alias("target")
+            .with_session_state(Arc::new(ctx.state()))
+            .with_streaming(true)
             .when_matched_delete(|d| d.predicate(pred))
             .map_err(delta_err(&what))?
             .await

@@ -397,31 +397,6 @@ pub(super) async fn change_rows(
     json_rows_within(df, timeout, what).await
 }
 
-/// Runs `query` over one table only, registered as `t` (no other table is opened), and
-/// returns every row as JSON objects.
-pub(super) async fn table_rows(
-    table: &deltalake::DeltaTable,
-    query: &str,
-    timeout: Duration,
-    what: &str,
-) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
-    let ctx = SessionContext::new();
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| Error::upstream(what, e))?;
-    let provider = table
-        .table_provider()
-        .await
-        .map_err(|e| Error::upstream(what, e))?;
-    ctx.register_table("t", provider)
-        .map_err(|e| Error::upstream(what, e))?;
-    let df = ctx
-        .sql(query)
-        .await
-        .map_err(|e| Error::Upstream(format!("{what}: {e}")))?;
-    json_rows_within(df, timeout, what).await
-}
-
 /// Collects `df` under the time limit, every row as a JSON object.
 async fn json_rows_within(
     df: deltalake::datafusion::dataframe::DataFrame,

@@ -652,16 +652,16 @@ pub struct Stager {
 }
 
 impl Stager {
-    /// A stager writing `dir/stage.parquet` for the source object `source`, with `columns`
+    /// A stager writing the file `path` for the source object `source`, with `columns`
     /// (name and type, in order; columns of unknown type are text).
     pub fn new(
-        dir: &std::path::Path,
+        path: PathBuf,
         source: &str,
         columns: &[(String, Option<super::ColType>)],
         batch_rows: usize,
     ) -> Self {
         Self {
-            file: ParquetFile::new(dir.join("stage.parquet")),
+            file: ParquetFile::new(path),
             source: source.to_string(),
             specs: columns
                 .iter()
