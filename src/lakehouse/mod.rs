@@ -1298,7 +1298,7 @@ impl Lakehouse {
             .map_err(planned)?
             .filter(col(SOURCE).eq(lit(listing.source.as_str())))
             .map_err(planned)?
-            .select(run.primary_key.iter().map(|k| ident(k)).collect::<Vec<_>>())
+            .select(run.primary_key.iter().map(ident).collect::<Vec<_>>())
             .map_err(planned)?;
         let listed_names: Vec<String> = (0..key_fields.len())
             .map(|i| format!("__listed_{i}"))
