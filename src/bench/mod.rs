@@ -366,15 +366,16 @@ pub async fn sync(opts: SyncBenchOptions) -> Result<SyncBench> {
         let start = part as u64 * per_file;
         let end = (start + per_file).min(rows);
         let mut text = String::with_capacity((end.saturating_sub(start) as usize) * 64);
-        text.push_str("id,customer_id,amount,status,created_at\n");
+        text.push_str("id,customer_id,amount,status,created_at,due_on\n");
         for i in start..end {
             let status = ["paid", "pending", "refunded"][(i % 3) as usize];
             let amount = (i % 10_000) as f64 / 100.0 + bump;
             text.push_str(&format!(
-                "{i},{},{amount:.2},{status},2026-01-{:02}T{:02}:00:00Z\n",
+                "{i},{},{amount:.2},{status},2026-01-{:02}T{:02}:00:00Z,2026-02-{:02}\n",
                 i % 5_000,
                 i % 28 + 1,
-                i % 24
+                i % 24,
+                i % 28 + 1
             ));
         }
         std::fs::write(root.join(format!("data/part-{part:03}.csv")), text)
@@ -413,9 +414,10 @@ pub async fn sync(opts: SyncBenchOptions) -> Result<SyncBench> {
                     format!("DROP TABLE IF EXISTS {pg_table}"),
                     format!(
                         "CREATE TABLE {pg_table} AS SELECT i AS id, i % 5000 AS customer_id, \
-                         round((i % 10000) / 100.0, 2)::float8 AS amount, \
+                         round((i % 10000) / 100.0, 2)::numeric(12,2) AS amount, \
                          (ARRAY['paid','pending','refunded'])[i % 3 + 1] AS status, \
                          timestamptz '2026-01-01' + (i % 28) * interval '1 day' + (i % 24) * interval '1 hour' AS created_at, \
+                         date '2026-02-01' + (i % 28) AS due_on, \
                          1 AS version FROM generate_series(0, {}) AS i",
                         rows - 1
                     ),

@@ -147,6 +147,11 @@ pub async fn build_all(
     let mut inputs: HashMap<&str, Result<Vec<TableName>>> = HashMap::new();
     for m in models {
         let parsed = model_inputs(&m.sql).and_then(|tables| {
+            if m.sql.trim_start().get(..7).is_some_and(|w| w.eq_ignore_ascii_case("explain")) {
+                return Err(Error::BadInput(
+                    "it is an EXPLAIN; a model is the query whose rows become the table (try EXPLAIN with `conveyor sql`)".into(),
+                ));
+            }
             for t in &tables {
                 if t.layer == Layer::Gold && !models.iter().any(|o| o.name == t.name) {
                     return Err(Error::BadInput(format!(

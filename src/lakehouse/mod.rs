@@ -448,6 +448,24 @@ pub struct Lakehouse {
     batch_rows: usize,
     memory_limit: usize,
     partitions: usize,
+    queries: Arc<Queries>,
+}
+
+/// What the queries of one lakehouse share: one runtime (the memory budget and the Parquet
+/// metadata cache) and the tables they opened, kept to be brought up to date.
+#[derive(Default)]
+struct Queries {
+    runtime: std::sync::OnceLock<Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>>,
+    tables: std::sync::Mutex<std::collections::HashMap<(Layer, String), DeltaTable>>,
+}
+
+impl std::fmt::Debug for Queries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let open = self.tables.lock().map(|t| t.len()).unwrap_or(0);
+        f.debug_struct("Queries")
+            .field("open_tables", &open)
+            .finish()
+    }
 }
 
 impl Lakehouse {
@@ -475,6 +493,7 @@ impl Lakehouse {
                 0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
                 n => n,
             },
+            queries: Arc::default(),
         })
     }
 
@@ -977,7 +996,7 @@ impl Lakehouse {
                         source,
                         &data_columns,
                         &new_columns,
-                        true,
+                        files,
                         report,
                     )
                     .await
@@ -1152,10 +1171,70 @@ impl Lakehouse {
         sql::engine(self.memory_limit, self.partitions)
     }
 
+    /// A session for queries (`conveyor sql`, gold models), on the runtime every query of this
+    /// lakehouse shares: one memory budget for all of them, and Parquet footers and page
+    /// indexes read once.
+    fn query_engine(&self) -> Result<SessionContext> {
+        let runtime = match self.queries.runtime.get() {
+            Some(r) => r.clone(),
+            None => {
+                let r = sql::runtime(self.memory_limit)?;
+                self.queries.runtime.get_or_init(|| r).clone()
+            }
+        };
+        sql::engine_with(runtime, self.partitions)
+    }
+
+    /// A table as it is now, for reading: one a query opened before is brought up to date
+    /// (only the log entries committed since are read); `None` when it does not exist.
+    async fn load_current(&self, layer: Layer, name: &str) -> Result<Option<DeltaTable>> {
+        let key = (layer, name.to_string());
+        let cached = self
+            .queries
+            .tables
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&key).cloned());
+        if let Some(mut table) = cached
+            && self.still_there(layer, name, &table)
+            && table.update_incremental(None).await.is_ok()
+        {
+            if let Ok(mut t) = self.queries.tables.lock() {
+                t.insert(key, table.clone());
+            }
+            return Ok(Some(table));
+        }
+        let table = self.load(layer, name).await?;
+        if let Ok(mut t) = self.queries.tables.lock() {
+            match &table {
+                Some(table) => t.insert(key, table.clone()),
+                None => t.remove(&key),
+            };
+        }
+        Ok(table)
+    }
+
+    /// Whether the log of a table opened before still has the version it was opened at (a
+    /// folder deleted, or deleted and made again, is opened afresh). Object stores are
+    /// trusted: their tables are written only through Delta commits.
+    fn still_there(&self, layer: Layer, name: &str, table: &DeltaTable) -> bool {
+        match (&self.location, table.version()) {
+            (Location::Local(root), Some(v)) => root
+                .join(layer.as_str())
+                .join(name)
+                .join("_delta_log")
+                .join(format!("{v:020}.json"))
+                .is_file(),
+            (Location::Local(_), None) => false,
+            (Location::Remote { .. }, _) => true,
+        }
+    }
+
     /// MERGEs a run's rows (`source`: its data columns, then `_source`, `_run_id`,
     /// `_fetched_at`) into the existing silver `table`: rows whose values changed are updated,
-    /// new keys inserted, and keys gone from re-read or removed source objects (or from the
-    /// whole source, with `run.full`) deleted; then [`Self::prune_unlisted`].
+    /// new keys inserted; then keys gone from re-read or removed source objects (or from the
+    /// whole source, with `run.full`) deleted by [`Self::delete_unlisted`] (whose keys are
+    /// read from the run's `files`), and [`Self::prune_unlisted`].
     #[allow(clippy::too_many_arguments)]
     async fn merge_silver(
         &self,
@@ -1165,7 +1244,7 @@ impl Lakehouse {
         source: deltalake::datafusion::dataframe::DataFrame,
         data_columns: &[String],
         new_columns: &[String],
-        streaming: bool,
+        files: &[ParquetInput],
         mut report: WriteReport,
     ) -> Result<WriteReport> {
         let what = format!("merging into silver.{}", run.table);
@@ -1195,12 +1274,12 @@ impl Lakehouse {
             .chain(run.removed)
             .map(|s| sql_string(s))
             .collect();
-        let mut merge = table
+        let merge = table
             .merge(source, on)
             .with_source_alias("source")
             .with_target_alias("target")
             .with_session_state(Arc::new(ctx.state()))
-            .with_streaming(streaming)
+            .with_streaming(true)
             .with_writer_properties(writer_properties())
             .with_merge_schema(!new_columns.is_empty())
             .when_matched_update(|u| {
@@ -1219,21 +1298,31 @@ impl Lakehouse {
                 i
             })
             .map_err(delta_err(&what))?;
-        if run.full {
-            merge = merge
-                .when_not_matched_by_source_delete(|d| d)
-                .map_err(delta_err(&what))?;
-        } else if !scope.is_empty() {
-            let pred = format!("target.{} IN ({})", quote(SOURCE), scope.join(", "));
-            merge = merge
-                .when_not_matched_by_source_delete(|d| d.predicate(pred))
-                .map_err(delta_err(&what))?;
-        }
+        // Rows gone from re-read source objects are deleted by a second step rather than a
+        // `when_not_matched_by_source` clause: that clause makes the MERGE scan every file
+        // of the table, and delta-rs holds the rows of each scanned file until it sees a
+        // change in it, so memory would grow with the table. Without it, the MERGE reads
+        // only the files the run's keys can touch (skipped by their key statistics).
         let (table, metrics) = merge.await.map_err(delta_err(&what))?;
         report.inserted = metrics.num_target_rows_inserted as u64;
         report.updated = metrics.num_target_rows_updated as u64;
         report.deleted = metrics.num_target_rows_deleted as u64;
         report.silver_version = table.version().map(version_i64);
+        let table = if run.full {
+            self.delete_unlisted(run, table, None, files, &mut report)
+                .await?
+        } else if !scope.is_empty() {
+            let sources: Vec<&str> = run
+                .replaced
+                .iter()
+                .chain(run.removed)
+                .map(String::as_str)
+                .collect();
+            self.delete_unlisted(run, table, Some(&sources), files, &mut report)
+                .await?
+        } else {
+            table
+        };
         self.prune_unlisted(run, table, report).await
     }
 
@@ -1249,19 +1338,52 @@ impl Lakehouse {
         let Some(listing) = run.listed else {
             return Ok(report);
         };
+        let listed: Vec<ParquetInput> = listing.file.iter().cloned().collect();
+        let table = self
+            .delete_unlisted(
+                run,
+                table,
+                Some(&[listing.source.as_str()]),
+                &listed,
+                &mut report,
+            )
+            .await?;
+        report.silver_version = table.version().map(version_i64);
+        Ok(report)
+    }
+
+    /// Deletes the silver rows of the source objects `scope` (every row with `None`) whose
+    /// primary key is not among the keys of `listed` (a run's own files, or a key listing).
+    /// The keys are compared by an anti join planned as a sort-merge join, whose sorts spill
+    /// to disk, so memory stays within the engine's pool whatever the table's size; the keys
+    /// found are staged to a file and deleted by a MERGE that reads only the files they can
+    /// be in. A commit of its own: a crash before it is repaired by the next run, which reads
+    /// the same source objects again.
+    async fn delete_unlisted(
+        &self,
+        run: &RunWrite<'_>,
+        table: DeltaTable,
+        scope: Option<&[&str]>,
+        listed: &[ParquetInput],
+        report: &mut WriteReport,
+    ) -> Result<DeltaTable> {
+        use deltalake::datafusion::prelude::{col, ident, lit};
         let what = format!("deleting rows gone from the source in silver.{}", run.table);
-        let pred = format!("{} = {}", quote(SOURCE), sql_string(&listing.source));
-        let Some(file) = &listing.file else {
-            // The source lists no key at all: every row of it is gone.
-            let (table, metrics) = table
-                .delete()
-                .with_predicate(pred)
-                .await
-                .map_err(delta_err(&what))?;
+        let pred = scope.map(|sources| {
+            let list: Vec<String> = sources.iter().map(|s| sql_string(s)).collect();
+            format!("{} IN ({})", quote(SOURCE), list.join(", "))
+        });
+        if listed.is_empty() {
+            // No key listed at all: every row in scope is gone.
+            let mut delete = table.delete();
+            if let Some(p) = &pred {
+                delete = delete.with_predicate(p.clone());
+            }
+            let (table, metrics) = delete.await.map_err(delta_err(&what))?;
             report.deleted += metrics.num_deleted_rows.unwrap_or(0) as u64;
             report.silver_version = table.version().map(version_i64);
-            return Ok(report);
-        };
+            return Ok(table);
+        }
         let schema = table
             .snapshot()
             .map_err(delta_err("reading the silver schema"))?
@@ -1292,19 +1414,21 @@ impl Lakehouse {
         let planned = |e: deltalake::datafusion::error::DataFusionError| {
             Error::internal("lakehouse: planning the comparison of keys", e)
         };
-        use deltalake::datafusion::prelude::{col, ident, lit};
-        let held = ctx
-            .read_table(provider)
-            .map_err(planned)?
-            .filter(col(SOURCE).eq(lit(listing.source.as_str())))
-            .map_err(planned)?
+        let mut held = ctx.read_table(provider).map_err(planned)?;
+        if let Some(sources) = scope {
+            let list = sources.iter().map(|s| lit(*s)).collect();
+            held = held
+                .filter(col(SOURCE).in_list(list, false))
+                .map_err(planned)?;
+        }
+        let held = held
             .select(run.primary_key.iter().map(ident).collect::<Vec<_>>())
             .map_err(planned)?;
         let listed_names: Vec<String> = (0..key_fields.len())
             .map(|i| format!("__listed_{i}"))
             .collect();
         let listed = typed::RunStream::new(
-            std::slice::from_ref(file),
+            listed,
             &key_fields,
             None,
             Arc::new(typed::Dropped::new()),
@@ -1350,7 +1474,7 @@ impl Lakehouse {
             }
         }
         let Some((path, _)) = out.close()? else {
-            return Ok(report);
+            return Ok(table);
         };
         let gone = typed::RunStream::new(
             &[ParquetInput {
@@ -1369,20 +1493,22 @@ impl Lakehouse {
             .read_table(gone.table()?)
             .map_err(|e| Error::internal("lakehouse: reading the deleted keys", e))?;
         let on = key_match(run.primary_key);
-        let pred = format!("target.{pred}");
         let (table, metrics) = table
             .merge(source, on)
             .with_source_alias("source")
             .with_target_alias("target")
             .with_session_state(Arc::new(ctx.state()))
             .with_streaming(true)
-            .when_matched_delete(|d| d.predicate(pred))
+            .when_matched_delete(|d| match &pred {
+                Some(p) => d.predicate(format!("target.{p}")),
+                None => d,
+            })
             .map_err(delta_err(&what))?
             .await
             .map_err(delta_err(&what))?;
         report.deleted += metrics.num_target_rows_deleted as u64;
         report.silver_version = table.version().map(version_i64);
-        Ok(report)
+        Ok(table)
     }
 
     /// The row-level changes of `silver.NAME` after version `since` up to the current version,

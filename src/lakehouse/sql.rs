@@ -214,11 +214,7 @@ pub fn check_read_only(text: &str) -> Result<()> {
             statements.len()
         )));
     }
-    let ok = match statements.front() {
-        Some(DfStatement::Statement(s)) => matches!(s.as_ref(), Statement::Query(_)),
-        _ => false,
-    };
-    if ok {
+    if statements.front().is_some_and(reads_only) {
         return Ok(());
     }
     let verb: String = text
@@ -231,17 +227,60 @@ pub fn check_read_only(text: &str) -> Result<()> {
     )))
 }
 
+/// A query, or `EXPLAIN [ANALYZE]` of one (which shows the plan, and with `ANALYZE` runs the
+/// query and shows each operator's rows and time).
+fn reads_only(statement: &DfStatement) -> bool {
+    match statement {
+        DfStatement::Statement(s) => match s.as_ref() {
+            Statement::Query(_) => true,
+            Statement::Explain { statement, .. } => {
+                matches!(statement.as_ref(), Statement::Query(_))
+            }
+            _ => false,
+        },
+        DfStatement::Explain(e) => reads_only(&e.statement),
+        _ => false,
+    }
+}
+
 /// A DataFusion session for the lakehouse: at most `memory_limit` bytes for the operators
 /// that track memory (sorts, aggregates and joins spill to the temporary folder past their
 /// share, and one that cannot fails with "resources exhausted" rather than growing), queries
 /// on `partitions` threads, file statistics collected and Parquet row groups and pages pruned
 /// with them.
 pub(super) fn engine(memory_limit: usize, partitions: usize) -> Result<SessionContext> {
+    engine_with(runtime(memory_limit)?, partitions)
+}
+
+/// The engine's runtime: a memory pool of `memory_limit` bytes whose operators spill past
+/// their share, and the Parquet metadata cache (footers and page indexes), shared by every
+/// session built on it.
+pub(super) fn runtime(
+    memory_limit: usize,
+) -> Result<Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>> {
     use deltalake::datafusion::execution::memory_pool::FairSpillPool;
     use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+        .build_arc()
+        .map_err(|e| Error::internal("lakehouse: the query engine's runtime", e))
+}
+
+/// A session of [`engine`] on an existing runtime.
+pub(super) fn engine_with(
+    runtime: Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>,
+    partitions: usize,
+) -> Result<SessionContext> {
     use deltalake::datafusion::execution::session_state::SessionStateBuilder;
     use deltalake::datafusion::prelude::SessionConfig;
-    let config = SessionConfig::new()
+    // DataFusion's own settings can be tuned from the environment (`DATAFUSION_EXECUTION_
+    // BATCH_SIZE=16384`, …); the ones below are conveyor's and win.
+    let config = SessionConfig::from_env()
+        .map_err(|e| {
+            Error::Config(format!(
+                "a DATAFUSION_* environment variable is not a valid query engine setting: {e}; fix or unset it"
+            ))
+        })?
         .with_target_partitions(partitions.max(1))
         .with_collect_statistics(true)
         .with_parquet_pruning(true)
@@ -253,10 +292,6 @@ pub(super) fn engine(memory_limit: usize, partitions: usize) -> Result<SessionCo
             "datafusion.optimizer.hash_join_inlist_pushdown_max_distinct_values",
             0,
         );
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
-        .build_arc()
-        .map_err(|e| Error::internal("lakehouse: the query engine's runtime", e))?;
     // The Delta planner turns delta-rs' own plan nodes (writes, MERGE) into execution plans.
     let state = SessionStateBuilder::new()
         .with_default_features()
@@ -268,14 +303,15 @@ pub(super) fn engine(memory_limit: usize, partitions: usize) -> Result<SessionCo
 }
 
 /// A DataFusion session with the tables registered: `bronze.NAME`, `silver.NAME`, `gold.NAME`,
-/// and silver tables also as plain `NAME`, of those in `wanted` (opening a Delta table reads
-/// its log, so a query pays only for the tables it names). Returns the qualified names of
-/// every table, for messages.
+/// and silver tables also as plain `NAME`, of those in `wanted` (a query pays only for the
+/// tables it names; a table opened by an earlier query reads only the log entries committed
+/// since). Sessions share one runtime, so concurrent queries share the memory budget and
+/// Parquet footers are read once. Returns the qualified names of every table, for messages.
 pub(super) async fn session(
     lake: &Lakehouse,
     wanted: &[super::TableName],
 ) -> Result<(SessionContext, Vec<String>)> {
-    let ctx = lake.engine()?;
+    let ctx = lake.query_engine()?;
     let mut names = Vec::new();
     let catalog = ctx
         .catalog("datafusion")
@@ -287,7 +323,7 @@ pub(super) async fn session(
                 names.push(format!("{}.{name}", layer.as_str()));
                 continue;
             }
-            let Some(table) = lake.load(layer, &name).await? else {
+            let Some(table) = lake.load_current(layer, &name).await? else {
                 continue;
             };
             let what = format!("sql: opening {}.{name}", layer.as_str());
@@ -348,7 +384,12 @@ pub(super) async fn run(
             .sql_with_options(text, options)
             .await
             .map_err(plan_err)?;
-        let df = df.limit(0, Some(limit + 1)).map_err(plan_err)?;
+        // EXPLAIN's plan must stay the root (its few rows need no limit).
+        use deltalake::datafusion::logical_expr::LogicalPlan;
+        let df = match df.logical_plan() {
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => df,
+            _ => df.limit(0, Some(limit + 1)).map_err(plan_err)?,
+        };
         let schema = df.schema().inner().clone();
         let batches = df.collect().await.map_err(plan_err)?;
         Ok::<_, Error>((schema, batches))
@@ -449,7 +490,10 @@ mod tests {
     fn only_queries_pass() {
         assert!(check_read_only("SELECT 1").is_ok());
         assert!(check_read_only("with t as (select 1) select * from t").is_ok());
+        assert!(check_read_only("EXPLAIN SELECT 1").is_ok());
+        assert!(check_read_only("explain analyze select 1").is_ok());
         for bad in [
+            "EXPLAIN DELETE FROM orders",
             "DROP TABLE orders",
             "INSERT INTO orders VALUES (1)",
             "DELETE FROM orders",
@@ -459,6 +503,8 @@ mod tests {
             "SET datafusion.execution.batch_size = 1",
             "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
             "SELECT 1; DROP TABLE orders",
+            "EXPLAIN ANALYZE INSERT INTO orders VALUES (1)",
+            "EXPLAIN COPY orders TO '/tmp/x.csv'",
         ] {
             let err = check_read_only(bad).unwrap_err().to_string();
             assert!(
