@@ -379,20 +379,38 @@ pub(super) async fn run(
         }
         Error::BadInput(msg)
     };
-    let work = async {
-        let df = ctx
-            .sql_with_options(text, options)
-            .await
-            .map_err(plan_err)?;
+    let attempt = |ctx: SessionContext| async move {
+        let df = ctx.sql_with_options(text, options).await?;
         // EXPLAIN's plan must stay the root (its few rows need no limit).
         use deltalake::datafusion::logical_expr::LogicalPlan;
         let df = match df.logical_plan() {
             LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => df,
-            _ => df.limit(0, Some(limit + 1)).map_err(plan_err)?,
+            _ => df.limit(0, Some(limit + 1))?,
         };
         let schema = df.schema().inner().clone();
-        let batches = df.collect().await.map_err(plan_err)?;
-        Ok::<_, Error>((schema, batches))
+        let batches = df.collect().await?;
+        Ok::<_, deltalake::datafusion::error::DataFusionError>((schema, batches))
+    };
+    let work = async {
+        match attempt(ctx.clone()).await {
+            Ok(out) => Ok(out),
+            // Hash joins cannot spill: a query whose join outgrows the memory budget runs
+            // again with sort-merge joins, whose sorts spill to disk (slower, but it answers).
+            Err(e) if e.to_string().contains("Resources exhausted") => {
+                tracing::info!(error = %e, "query over its memory budget: planning it again with spilling joins");
+                // Each sort holds a spill reservation up front: a small one leaves room for
+                // the many sorts of a query with several joins.
+                let reserve = (lake.memory_limit / 64).clamp(64 << 10, 10 << 20);
+                for set in [
+                    "SET datafusion.optimizer.prefer_hash_join = false".to_string(),
+                    format!("SET datafusion.execution.sort_spill_reservation_bytes = {reserve}"),
+                ] {
+                    ctx.sql(&set).await.map_err(plan_err)?;
+                }
+                attempt(ctx).await.map_err(plan_err)
+            }
+            Err(e) => Err(plan_err(e)),
+        }
     };
     let (schema, batches) = tokio::time::timeout(timeout, work).await.map_err(|_| {
         Error::BadInput(format!(
