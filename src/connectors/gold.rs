@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::valid_name;
 use crate::error::{Error, Result};
-use crate::lakehouse::{Lakehouse, Layer, TableName, model_inputs};
+use crate::lakehouse::{Lakehouse, Layer, TableName, is_explain, model_inputs};
 use crate::store::{GoldState, Store};
 
 /// One model file.
@@ -147,7 +147,7 @@ pub async fn build_all(
     let mut inputs: HashMap<&str, Result<Vec<TableName>>> = HashMap::new();
     for m in models {
         let parsed = model_inputs(&m.sql).and_then(|tables| {
-            if m.sql.trim_start().get(..7).is_some_and(|w| w.eq_ignore_ascii_case("explain")) {
+            if is_explain(&m.sql) {
                 return Err(Error::BadInput(
                     "it is an EXPLAIN; a model is the query whose rows become the table (try EXPLAIN with `conveyor sql`)".into(),
                 ));

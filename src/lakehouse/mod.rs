@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 pub use gold::{GoldBuild, TableName, model_inputs};
 pub use records::{ColType, SourceRecord};
-pub use sql::{OutputFormat, QueryOutput, check_read_only};
+pub use sql::{OutputFormat, QueryOutput, check_read_only, is_explain};
 pub use staged::{RecordStager, StagedRecords};
 pub use typed::{ParquetInput, parquet_row_count};
 
@@ -1268,12 +1268,6 @@ impl Lakehouse {
             q = quote(SOURCE)
         ));
         let changed = changed.join(" OR ");
-        let scope: Vec<String> = run
-            .replaced
-            .iter()
-            .chain(run.removed)
-            .map(|s| sql_string(s))
-            .collect();
         let merge = table
             .merge(source, on)
             .with_source_alias("source")
@@ -1308,16 +1302,16 @@ impl Lakehouse {
         report.updated = metrics.num_target_rows_updated as u64;
         report.deleted = metrics.num_target_rows_deleted as u64;
         report.silver_version = table.version().map(version_i64);
+        let sources: Vec<&str> = run
+            .replaced
+            .iter()
+            .chain(run.removed)
+            .map(String::as_str)
+            .collect();
         let table = if run.full {
             self.delete_unlisted(run, table, None, files, &mut report)
                 .await?
-        } else if !scope.is_empty() {
-            let sources: Vec<&str> = run
-                .replaced
-                .iter()
-                .chain(run.removed)
-                .map(String::as_str)
-                .collect();
+        } else if !sources.is_empty() {
             self.delete_unlisted(run, table, Some(&sources), files, &mut report)
                 .await?
         } else {

@@ -227,6 +227,17 @@ pub fn check_read_only(text: &str) -> Result<()> {
     )))
 }
 
+/// Whether `text` is an `EXPLAIN` (of anything); `false` when it does not parse.
+pub fn is_explain(text: &str) -> bool {
+    DFParser::parse_sql(text).is_ok_and(|statements| {
+        statements.iter().any(|s| match s {
+            DfStatement::Explain(_) => true,
+            DfStatement::Statement(s) => matches!(s.as_ref(), Statement::Explain { .. }),
+            _ => false,
+        })
+    })
+}
+
 /// A query, or `EXPLAIN [ANALYZE]` of one (which shows the plan, and with `ANALYZE` runs the
 /// query and shows each operator's rows and time).
 fn reads_only(statement: &DfStatement) -> bool {
@@ -396,7 +407,12 @@ pub(super) async fn run(
             Ok(out) => Ok(out),
             // Hash joins cannot spill: a query whose join outgrows the memory budget runs
             // again with sort-merge joins, whose sorts spill to disk (slower, but it answers).
-            Err(e) if e.to_string().contains("Resources exhausted") => {
+            Err(e)
+                if matches!(
+                    e.find_root(),
+                    deltalake::datafusion::error::DataFusionError::ResourcesExhausted(_)
+                ) =>
+            {
                 tracing::info!(error = %e, "query over its memory budget: planning it again with spilling joins");
                 // Each sort holds a spill reservation up front: a small one leaves room for
                 // the many sorts of a query with several joins.
@@ -510,6 +526,8 @@ mod tests {
         assert!(check_read_only("with t as (select 1) select * from t").is_ok());
         assert!(check_read_only("EXPLAIN SELECT 1").is_ok());
         assert!(check_read_only("explain analyze select 1").is_ok());
+        assert!(is_explain("-- the plan\nexplain select 1"));
+        assert!(!is_explain("select 1") && !is_explain("not sql"));
         for bad in [
             "EXPLAIN DELETE FROM orders",
             "DROP TABLE orders",
