@@ -918,6 +918,23 @@ impl SqlSource {
             .collect();
         // Keys are narrow: larger batches than rows.
         let batch = u64::from(self.config.batch_size).max(100_000);
+        if let Conn::Pg(c) = conn
+            && let Some(kinds) = copy_key_kinds(c, &quoted, &from, &types).await
+        {
+            let path = dir.path().join("keys.parquet");
+            let rows = copy_keys(c, &quoted, &from, &kinds, path.clone(), batch)
+                .await
+                .map_err(fail)?;
+            return Ok(KeyListing {
+                source: source.to_string(),
+                file: (rows > 0).then(|| crate::lakehouse::ParquetInput {
+                    source: source.to_string(),
+                    path,
+                    staged: None,
+                }),
+                rows,
+            });
+        }
         let mut stager = crate::lakehouse::typed::Stager::new(
             dir.path().join("keys.parquet"),
             source,
@@ -968,6 +985,255 @@ impl SqlSource {
             rows,
         })
     }
+}
+
+/// A key column read from PostgreSQL's `COPY` text format.
+#[derive(Debug, Clone)]
+struct CopyKey {
+    name: String,
+    int: bool,
+}
+
+/// The key columns, when every one is an integer (`int2`, `int4`, `int8`) or plain text
+/// (`text`, `varchar`, `char`, `name`) typed as the run types it: their `COPY` text is exactly
+/// the value the row path stores, so the listing can be streamed by `COPY`. `None` otherwise
+/// (the listing is then read in keyset pages).
+async fn copy_key_kinds(
+    c: &mut PgConnection,
+    quoted: &[String],
+    from: &str,
+    types: &[(String, Option<ColType>)],
+) -> Option<Vec<CopyKey>> {
+    let sql = format!("SELECT {} FROM {from}", quoted.join(", "));
+    let described = c.prepare(AssertSqlSafe(sql).into_sql_str()).await.ok()?;
+    let cols = described.columns();
+    if cols.len() != types.len() {
+        return None;
+    }
+    cols.iter()
+        .zip(types)
+        .map(|(col, (name, ty))| {
+            let pg = col.type_info().name().to_ascii_uppercase();
+            match (pg.as_str(), ty) {
+                ("INT2" | "INT4" | "INT8", Some(ColType::Int)) => Some(CopyKey {
+                    name: name.clone(),
+                    int: true,
+                }),
+                ("TEXT" | "VARCHAR" | "BPCHAR" | "NAME", Some(ColType::Text)) => Some(CopyKey {
+                    name: name.clone(),
+                    int: false,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Streams every key with `COPY (SELECT keys FROM …) TO STDOUT` into the Parquet file `path`,
+/// `batch` rows at a time; returns the rows written.
+async fn copy_keys(
+    c: &mut PgConnection,
+    quoted: &[String],
+    from: &str,
+    kinds: &[CopyKey],
+    path: PathBuf,
+    batch: u64,
+) -> std::result::Result<u64, String> {
+    use futures_util::StreamExt;
+    let sql = format!("COPY (SELECT {} FROM {from}) TO STDOUT", quoted.join(", "));
+    let batch = usize::try_from(batch).unwrap_or(usize::MAX).max(1);
+    let mut keys = CopyKeys::new(kinds, path, batch);
+    {
+        let mut stream = c.copy_out_raw(&sql).await.map_err(|e| e.to_string())?;
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            pending.extend_from_slice(&chunk);
+            let Some(end) = pending.iter().rposition(|&b| b == b'\n') else {
+                continue;
+            };
+            for line in pending[..end].split(|&b| b == b'\n') {
+                keys.push_line(line)?;
+            }
+            pending.drain(..=end);
+        }
+        if !pending.is_empty() {
+            return Err("the COPY stream ended inside a row".into());
+        }
+    }
+    keys.finish()
+}
+
+/// Key rows parsed from `COPY` text lines into Arrow columns, written as Parquet per batch.
+struct CopyKeys<'a> {
+    kinds: &'a [CopyKey],
+    ints: Vec<deltalake::arrow::array::Int64Builder>,
+    texts: Vec<deltalake::arrow::array::StringBuilder>,
+    rows: usize,
+    batch: usize,
+    file: crate::lakehouse::typed::ParquetFile,
+}
+
+impl<'a> CopyKeys<'a> {
+    fn new(kinds: &'a [CopyKey], path: PathBuf, batch: usize) -> Self {
+        Self {
+            kinds,
+            ints: kinds.iter().map(|_| Default::default()).collect(),
+            texts: kinds.iter().map(|_| Default::default()).collect(),
+            rows: 0,
+            batch,
+            file: crate::lakehouse::typed::ParquetFile::new(path),
+        }
+    }
+
+    /// One row: fields separated by tabs, `\N` for null, backslash escapes in text. A row
+    /// that does not parse adds nothing.
+    fn push_line(&mut self, line: &[u8]) -> std::result::Result<(), String> {
+        enum Key {
+            Int(Option<i64>),
+            Text(Option<String>),
+        }
+        let mut fields = line.split(|&b| b == b'\t');
+        let mut row = Vec::with_capacity(self.kinds.len());
+        for kind in self.kinds {
+            let field = fields
+                .next()
+                .ok_or_else(|| format!("a COPY row has no value for `{}`", kind.name))?;
+            let value = if field == b"\\N" {
+                None
+            } else {
+                Some(copy_text(field).map_err(|e| format!("column `{}`: {e}", kind.name))?)
+            };
+            row.push(if kind.int {
+                Key::Int(
+                    value
+                        .map(|v| {
+                            v.parse::<i64>().map_err(|_| {
+                                format!("column `{}`: `{v}` is not an integer", kind.name)
+                            })
+                        })
+                        .transpose()?,
+                )
+            } else {
+                Key::Text(value)
+            });
+        }
+        if fields.next().is_some() {
+            return Err("a COPY row has more values than key columns".into());
+        }
+        for (i, key) in row.into_iter().enumerate() {
+            match key {
+                Key::Int(v) => self.ints[i].append_option(v),
+                Key::Text(v) => self.texts[i].append_option(v),
+            }
+        }
+        self.rows += 1;
+        if self.rows >= self.batch {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::result::Result<(), String> {
+        use deltalake::arrow::array::{ArrayRef, RecordBatch};
+        use deltalake::arrow::datatypes::{Field, Schema};
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let mut fields = Vec::with_capacity(self.kinds.len());
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.kinds.len());
+        for (i, kind) in self.kinds.iter().enumerate() {
+            let ty = if kind.int {
+                ColType::Int
+            } else {
+                ColType::Text
+            };
+            fields.push(Field::new(&kind.name, ty.arrow(), true));
+            arrays.push(if kind.int {
+                Arc::new(self.ints[i].finish())
+            } else {
+                Arc::new(self.texts[i].finish())
+            });
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+            .map_err(|e| e.to_string())?;
+        self.file.write(&batch).map_err(|e| e.to_string())?;
+        self.rows = 0;
+        Ok(())
+    }
+
+    fn finish(mut self) -> std::result::Result<u64, String> {
+        self.flush()?;
+        Ok(self
+            .file
+            .close()
+            .map_err(|e| e.to_string())?
+            .map_or(0, |(_, rows)| rows))
+    }
+}
+
+/// A field of PostgreSQL's `COPY` text format with its backslash escapes decoded (`\\`,
+/// `\t`, `\n`, `\r`, `\b`, `\f`, `\v`, octal `\123`, hex `\x4F`); the result must be UTF-8.
+fn copy_text(field: &[u8]) -> std::result::Result<String, String> {
+    if !field.contains(&b'\\') {
+        return String::from_utf8(field.to_vec()).map_err(|_| "a value is not UTF-8".to_string());
+    }
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let b = field[i];
+        i += 1;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let Some(&e) = field.get(i) else {
+            return Err("a value ends with a lone backslash".into());
+        };
+        i += 1;
+        match e {
+            b't' => out.push(b'\t'),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut v = u32::from(e - b'0');
+                for _ in 0..2 {
+                    match field.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + u32::from(d - b'0');
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                out.push((v & 0xff) as u8);
+            }
+            b'x' => {
+                let mut v = 0u32;
+                let mut digits = 0;
+                while digits < 2 {
+                    match field.get(i).and_then(|d| char::from(*d).to_digit(16)) {
+                        Some(d) => {
+                            v = v * 16 + d;
+                            i += 1;
+                            digits += 1;
+                        }
+                        None => break,
+                    }
+                }
+                if digits == 0 {
+                    out.push(b'x');
+                } else {
+                    out.push((v & 0xff) as u8);
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    String::from_utf8(out).map_err(|_| "a value is not UTF-8".to_string())
 }
 
 #[async_trait]
@@ -1150,5 +1416,66 @@ mod tests {
             sqlite_relative("sqlite:///abs.db", Path::new("/cfg")),
             "sqlite:///abs.db"
         );
+    }
+
+    #[test]
+    fn copy_text_decodes_escapes_and_refuses_what_is_not_text() {
+        assert_eq!(copy_text(b"plain").unwrap(), "plain");
+        assert_eq!(
+            copy_text(b"a\\tb\\\\c\\nd\\101\\x42\\q").unwrap(),
+            "a\tb\\c\ndABq"
+        );
+        assert_eq!(copy_text("é\\303\\251".as_bytes()).unwrap(), "éé");
+        assert!(copy_text(b"end\\").unwrap_err().contains("lone backslash"));
+        assert!(copy_text(b"\\377").unwrap_err().contains("UTF-8"));
+        // Hostile bytes never panic.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut field = Vec::new();
+            for _ in 0..(x % 12) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                field.push(
+                    [b'\\', b'x', b'7', b'N', b'\t', 0xc3, 0xa9, b'f', 0xff][(x % 9) as usize],
+                );
+            }
+            let _ = copy_text(&field);
+            x = x.wrapping_add(1);
+        }
+    }
+
+    #[test]
+    fn copy_rows_become_typed_key_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let kinds = vec![
+            CopyKey {
+                name: "id".into(),
+                int: true,
+            },
+            CopyKey {
+                name: "code".into(),
+                int: false,
+            },
+        ];
+        let path = dir.path().join("keys.parquet");
+        let mut keys = CopyKeys::new(&kinds, path.clone(), 2);
+        keys.push_line(b"1\tA\\tB").unwrap();
+        keys.push_line(b"\\N\t\\N").unwrap();
+        keys.push_line(b"-7\tz").unwrap();
+        let e = keys.push_line(b"x\ty").unwrap_err();
+        assert!(e.contains("`id`") && e.contains("not an integer"), "{e}");
+        assert!(
+            keys.push_line(b"1")
+                .unwrap_err()
+                .contains("no value for `code`")
+        );
+        assert!(
+            keys.push_line(b"1\ta\tb")
+                .unwrap_err()
+                .contains("more values")
+        );
+        assert_eq!(keys.finish().unwrap(), 3);
+        assert_eq!(crate::lakehouse::parquet_row_count(&path).unwrap(), 3);
     }
 }

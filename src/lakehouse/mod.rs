@@ -19,6 +19,7 @@
 
 mod gold;
 pub mod records;
+mod scan;
 mod sql;
 pub mod staged;
 pub mod tpch;

@@ -17,7 +17,7 @@ use deltalake::arrow::datatypes::{
 };
 use deltalake::arrow::record_batch::RecordBatch;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
-use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::catalog::{MemorySchemaProvider, TableProvider};
 use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::datafusion::sql::parser::{DFParser, Statement as DfStatement};
@@ -341,10 +341,19 @@ pub(super) async fn session(
             table
                 .update_datafusion_session(&ctx.state())
                 .map_err(|e| Error::upstream(&what, e))?;
-            let provider = table
+            let delta: Arc<dyn TableProvider> = table
                 .table_provider()
                 .await
                 .map_err(|e| Error::upstream(&what, e))?;
+            // DataFusion's own Parquet scan where the table allows it (see `scan`).
+            let provider: Arc<dyn TableProvider> = match super::scan::ParquetSnapshot::try_new(
+                &table,
+                delta.schema(),
+                &ctx.state(),
+            )? {
+                Some(native) => Arc::new(native),
+                None => delta,
+            };
             deltalake::datafusion::catalog::SchemaProvider::register_table(
                 schema.as_ref(),
                 name.clone(),
