@@ -299,6 +299,11 @@ enum BenchCommand {
         /// CONVEYOR_BENCH_POSTGRES_URL).
         #[arg(long, default_value = "csv", value_parser = ["csv", "postgres"])]
         source: String,
+        /// Which 1% of a PostgreSQL table's rows change before the re-sync: scattered (every
+        /// 100th id, so every silver file is rewritten) or recent (the newest 1% of ids, as
+        /// when recent orders are updated).
+        #[arg(long, default_value = "scattered", value_parser = ["scattered", "recent"])]
+        changed: String,
         /// Also feed silver into a fresh knowledge index and measure documents per second.
         #[arg(long)]
         index: bool,
@@ -603,6 +608,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     rows,
                     dir,
                     source,
+                    changed,
                     index,
                     json,
                 },
@@ -616,6 +622,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     SyncBenchSource::Csv
                 },
+                recent: changed == "recent",
                 index,
             })
             .await?;

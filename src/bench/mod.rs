@@ -300,6 +300,8 @@ pub struct SyncBenchOptions {
     pub dir: Option<std::path::PathBuf>,
     /// The source.
     pub source: SyncBenchSource,
+    /// PostgreSQL: the 1% changed are the newest ids instead of every 100th id.
+    pub recent: bool,
     /// Also feed silver into a fresh knowledge index (every row one document) and measure it.
     pub index: bool,
 }
@@ -348,7 +350,8 @@ pub struct IndexBench {
 
 /// Generates `rows` rows at the source (CSV split into 100 files under the folder, or a
 /// PostgreSQL table), syncs them into a fresh lakehouse, changes 1% of the rows (one file, or
-/// `UPDATE … WHERE id % 100 = 50` with the incremental column moved) and syncs again. With
+/// `UPDATE … WHERE id % 100 = 50`, or the newest 1% of ids with `recent`, with the incremental
+/// column moved) and syncs again. With
 /// `index`, silver is also fed into a fresh knowledge index after each sync.
 pub async fn sync(opts: SyncBenchOptions) -> Result<SyncBench> {
     use crate::connectors::sync::{SyncContext, SyncOptions};
@@ -482,10 +485,15 @@ pub async fn sync(opts: SyncBenchOptions) -> Result<SyncBench> {
     match opts.source {
         SyncBenchSource::Csv => write_part(FILES / 2, 1.0)?,
         SyncBenchSource::Postgres => {
+            let which = if opts.recent {
+                format!("id >= {}", rows - rows / 100)
+            } else {
+                "id % 100 = 50".to_string()
+            };
             crate::connectors::sql::execute(
                 &pg_url()?,
                 &[format!(
-                    "UPDATE {pg_table} SET amount = amount + 1, version = 2 WHERE id % 100 = 50"
+                    "UPDATE {pg_table} SET amount = amount + 1, version = 2 WHERE {which}"
                 )],
             )
             .await?;

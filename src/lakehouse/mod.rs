@@ -882,15 +882,6 @@ impl Lakehouse {
             .iter()
             .filter_map(|k| target.iter().find(|f| f.name() == k).cloned())
             .collect();
-        let (all, batch_rows) = (files.to_vec(), self.batch_rows);
-        let dropped = Arc::new(
-            tokio::task::spawn_blocking(move || {
-                typed::duplicate_rows(&all, &key_fields, batch_rows, total_rows)
-            })
-            .await
-            .map_err(|e| Error::internal("lakehouse: checking the primary key", e))??,
-        );
-        let duplicates: u64 = dropped.values().map(|d| d.len() as u64).sum();
         let meta = typed::Meta {
             run_id: run.run_id.to_string(),
             fetched_at: run.fetched_at.timestamp_micros(),
@@ -968,6 +959,17 @@ impl Lakehouse {
             Ok::<_, Error>(())
         };
         let silver_write = async {
+            // Rows whose key repeats later in the run (the last one wins): found while bronze,
+            // which keeps every row, is already being written.
+            let (all, batch_rows) = (files.to_vec(), self.batch_rows);
+            let dropped = Arc::new(
+                tokio::task::spawn_blocking(move || {
+                    typed::duplicate_rows(&all, &key_fields, batch_rows, total_rows)
+                })
+                .await
+                .map_err(|e| Error::internal("lakehouse: checking the primary key", e))??,
+            );
+            let duplicates: u64 = dropped.values().map(|d| d.len() as u64).sum();
             let stream = typed::RunStream::new(
                 files,
                 &target,
