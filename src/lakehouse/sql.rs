@@ -269,10 +269,15 @@ pub(super) fn engine(memory_limit: usize, partitions: usize) -> Result<SessionCo
 pub(super) fn runtime(
     memory_limit: usize,
 ) -> Result<Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>> {
-    use deltalake::datafusion::execution::memory_pool::FairSpillPool;
+    use deltalake::datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
     use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
+    // An exhausted pool names its five largest consumers in the error.
+    let top = std::num::NonZeroUsize::new(5).unwrap_or(std::num::NonZeroUsize::MIN);
     RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(memory_limit)))
+        .with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(memory_limit),
+            top,
+        )))
         .build_arc()
         .map_err(|e| Error::internal("lakehouse: the query engine's runtime", e))
 }
