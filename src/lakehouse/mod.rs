@@ -453,11 +453,18 @@ pub struct Lakehouse {
 }
 
 /// What the queries of one lakehouse share: one runtime (the memory budget and the Parquet
-/// metadata cache) and the tables they opened, kept to be brought up to date.
+/// metadata cache), the tables they opened, kept to be brought up to date, and each table's
+/// provider with the version it reads (rebuilt only when the table has moved on).
 #[derive(Default)]
 struct Queries {
     runtime: std::sync::OnceLock<Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>>,
     tables: std::sync::Mutex<std::collections::HashMap<(Layer, String), DeltaTable>>,
+    providers: std::sync::Mutex<
+        std::collections::HashMap<
+            (Layer, String),
+            (i64, Arc<dyn deltalake::datafusion::catalog::TableProvider>),
+        >,
+    >,
 }
 
 impl std::fmt::Debug for Queries {
@@ -1208,6 +1215,10 @@ impl Lakehouse {
             return Ok(Some(table));
         }
         let table = self.load(layer, name).await?;
+        // Opened afresh: a provider kept for it may read another table of the same version.
+        if let Ok(mut p) = self.queries.providers.lock() {
+            p.remove(&key);
+        }
         if let Ok(mut t) = self.queries.tables.lock() {
             match &table {
                 Some(table) => t.insert(key, table.clone()),

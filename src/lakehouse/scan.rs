@@ -93,7 +93,10 @@ impl ParquetSnapshot {
             partition_fields.push(Arc::new(field.clone()));
         }
         let mut physical = Vec::with_capacity(schema.fields().len());
-        let stored = schema.fields().len() - partition_fields.len();
+        // A log naming a partition column twice is left to delta-rs.
+        let Some(stored) = schema.fields().len().checked_sub(partition_fields.len()) else {
+            return Ok(None);
+        };
         for field in schema.fields() {
             match partition_columns.iter().position(|p| p == field.name()) {
                 Some(i) => physical.push(stored + i),

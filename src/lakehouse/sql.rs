@@ -346,18 +346,35 @@ pub(super) async fn session(
             table
                 .update_datafusion_session(&ctx.state())
                 .map_err(|e| Error::upstream(&what, e))?;
-            let delta: Arc<dyn TableProvider> = table
-                .table_provider()
-                .await
-                .map_err(|e| Error::upstream(&what, e))?;
-            // DataFusion's own Parquet scan where the table allows it (see `scan`).
-            let provider: Arc<dyn TableProvider> = match super::scan::ParquetSnapshot::try_new(
-                &table,
-                delta.schema(),
-                &ctx.state(),
-            )? {
-                Some(native) => Arc::new(native),
-                None => delta,
+            let key = (layer, name.clone());
+            let version = table.version().map(super::version_i64);
+            let cached = lake.queries.providers.lock().ok().and_then(|p| {
+                p.get(&key)
+                    .filter(|(v, _)| Some(*v) == version)
+                    .map(|(_, provider)| provider.clone())
+            });
+            let provider = match cached {
+                Some(provider) => provider,
+                None => {
+                    let delta: Arc<dyn TableProvider> = table
+                        .table_provider()
+                        .await
+                        .map_err(|e| Error::upstream(&what, e))?;
+                    // DataFusion's own Parquet scan where the table allows it (see `scan`).
+                    let provider: Arc<dyn TableProvider> =
+                        match super::scan::ParquetSnapshot::try_new(
+                            &table,
+                            delta.schema(),
+                            &ctx.state(),
+                        )? {
+                            Some(native) => Arc::new(native),
+                            None => delta,
+                        };
+                    if let (Some(v), Ok(mut p)) = (version, lake.queries.providers.lock()) {
+                        p.insert(key, (v, provider.clone()));
+                    }
+                    provider
+                }
             };
             deltalake::datafusion::catalog::SchemaProvider::register_table(
                 schema.as_ref(),
