@@ -459,13 +459,11 @@ pub struct Lakehouse {
 struct Queries {
     runtime: std::sync::OnceLock<Arc<deltalake::datafusion::execution::runtime_env::RuntimeEnv>>,
     tables: std::sync::Mutex<std::collections::HashMap<(Layer, String), DeltaTable>>,
-    providers: std::sync::Mutex<
-        std::collections::HashMap<
-            (Layer, String),
-            (i64, Arc<dyn deltalake::datafusion::catalog::TableProvider>),
-        >,
-    >,
+    providers: std::sync::Mutex<std::collections::HashMap<(Layer, String), KeptProvider>>,
 }
+
+/// A table's query provider and the version it reads.
+type KeptProvider = (i64, Arc<dyn deltalake::datafusion::catalog::TableProvider>);
 
 impl std::fmt::Debug for Queries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
