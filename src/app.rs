@@ -10,9 +10,7 @@ use crate::agent::offline::OfflinePlanner;
 use crate::agent::prompts::Prompts;
 use crate::agent::redact::{Redactor, Vault};
 use crate::agent::tool_loop::{LlmPlanner, LlmPlannerParts};
-use crate::channels::discord::Discord;
-use crate::channels::slack::Slack;
-use crate::channels::telegram::Telegram;
+use crate::channels::chat::{ChatContext, Platforms};
 use crate::channels::webhook::Hooks;
 use crate::config::{Config, IndexBackend, LlmProvider};
 use crate::connectors::schedule::ScheduleStatus;
@@ -103,12 +101,9 @@ pub struct App {
     pub tools: Arc<ToolRegistry>,
     /// Generic signed webhooks (`[hooks.NAME]`), compiled, with their secrets.
     pub hooks: Arc<Hooks>,
-    /// The Slack channel, when `[channels.slack]` is configured.
-    pub slack: Option<Arc<Slack>>,
-    /// Discord interactions, when `[channels.discord]` is configured.
-    pub discord: Option<Arc<Discord>>,
-    /// The Telegram channel, when `[channels.telegram]` is configured.
-    pub telegram: Option<Arc<Telegram>>,
+    /// The configured chat platforms (`[channels.*]`), from the registry
+    /// ([`crate::channels::PLATFORMS`]); `platforms.get::<Slack>()` finds one by type.
+    pub platforms: Platforms,
     /// Work that must finish even when the request that started it is gone (a client that
     /// disconnected, a request timeout); awaited on shutdown.
     pub tasks: TaskTracker,
@@ -135,18 +130,7 @@ impl App {
         )?);
         // Webhooks too: a missing secret or a broken template is a start-up error.
         let hooks = Arc::new(Hooks::build(&config.hooks, env)?);
-        let slack = match &config.channels.slack {
-            Some(c) => Some(Arc::new(Slack::build(c, env)?)),
-            None => None,
-        };
-        let discord = match &config.channels.discord {
-            Some(c) => Some(Arc::new(Discord::build(c, env)?)),
-            None => None,
-        };
-        let telegram = match &config.channels.telegram {
-            Some(c) => Some(Arc::new(Telegram::build(c, env)?)),
-            None => None,
-        };
+        let platforms = crate::channels::build_platforms(&config, env)?;
         // The store first: when it is unreachable, nothing should be created on disk.
         let store = Store::connect(&config.store_url()?).await?;
         let knowledge = Knowledge::open(&config)?;
@@ -193,28 +177,20 @@ impl App {
             prompts,
             tools,
             hooks,
-            slack,
-            discord,
-            telegram,
+            platforms,
             tasks: TaskTracker::new(),
         })
     }
 }
 
 impl App {
-    /// The channels whose unconfirmed replies the resender sends again.
-    pub fn outboxes(&self) -> Vec<Arc<dyn crate::gateway::egress::Outbox>> {
-        let mut out: Vec<Arc<dyn crate::gateway::egress::Outbox>> = Vec::new();
-        if let Some(slack) = &self.slack {
-            out.push(Arc::clone(slack) as Arc<dyn crate::gateway::egress::Outbox>);
+    /// What the chat platforms' shared path needs: the gateway, the store, the task tracker.
+    pub fn chat_context(&self) -> ChatContext {
+        ChatContext {
+            gateway: Arc::clone(&self.gateway),
+            store: self.store.clone(),
+            tasks: self.tasks.clone(),
         }
-        if let Some(discord) = &self.discord {
-            out.push(Arc::clone(discord) as Arc<dyn crate::gateway::egress::Outbox>);
-        }
-        if let Some(telegram) = &self.telegram {
-            out.push(Arc::clone(telegram) as Arc<dyn crate::gateway::egress::Outbox>);
-        }
-        out
     }
 
     /// Posts a webhook's answer into the chat named by its `forward_to`.
@@ -225,9 +201,8 @@ impl App {
         out: &crate::model::Outbound,
     ) -> Result<()> {
         let outbox = self
-            .outboxes()
-            .into_iter()
-            .find(|o| o.channel() == target.channel)
+            .platforms
+            .by_channel(target.channel)
             .ok_or_else(|| {
                 crate::error::Error::Config(format!(
                     "cannot forward to {}: [channels.{}] is not configured",
@@ -239,11 +214,11 @@ impl App {
             .await
     }
 
-    /// The egress resender over [`App::outboxes`].
+    /// The egress resender over the platforms' outboxes.
     pub fn resender(&self) -> crate::gateway::egress::Resender {
         crate::gateway::egress::Resender::new(
             self.store.clone(),
-            self.outboxes(),
+            self.platforms.outboxes(),
             &self.config.gateway,
         )
     }

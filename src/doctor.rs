@@ -167,28 +167,16 @@ pub async fn run_with_env(
     for (name, hook) in &config.hooks {
         report.checks.push(hook_check(name, hook, env));
     }
-    if let Some(slack) = &config.channels.slack {
-        report
-            .checks
-            .extend(crate::channels::slack::doctor(slack, env, online).await);
-        report.checks.push(access_check(&config, Channel::Slack));
+    let mut any_platform = false;
+    for kind in crate::channels::PLATFORMS {
+        if !(kind.configured)(&config) {
+            continue;
+        }
+        any_platform = true;
+        report.checks.extend((kind.doctor)(&config, env, online).await);
+        report.checks.push(access_check(&config, kind.channel));
     }
-    if let Some(telegram) = &config.channels.telegram {
-        report
-            .checks
-            .extend(crate::channels::telegram_doctor::doctor(telegram, env, online).await);
-        report.checks.push(access_check(&config, Channel::Telegram));
-    }
-    if let Some(discord) = &config.channels.discord {
-        report
-            .checks
-            .extend(crate::channels::discord_doctor::doctor(discord, env, online).await);
-        report.checks.push(access_check(&config, Channel::Discord));
-    }
-    if config.channels.slack.is_none()
-        && config.channels.telegram.is_none()
-        && config.channels.discord.is_none()
-    {
+    if !any_platform {
         report.checks.push(Check::skip(
             "channels",
             "no chat platform configured (web, API and terminal only); see the README to add Slack, Discord or Telegram",

@@ -25,6 +25,7 @@
 //!   `sql` sources, sync runs (claim, extract, lakehouse write, cursor, history), gold models,
 //!   the index feed, the pipeline that chains them, and the scheduler `serve` runs.
 //! - [`app`]: the composition root that picks backends from config and wires them.
+//! - [`server`]: `conveyor serve` as a library function: background tasks, HTTP, drain.
 //! - [`init`]: the starter project written by `conveyor init`.
 //! - [`bench`]: `conveyor bench`, a load generator for a running server's API.
 
@@ -43,6 +44,7 @@ pub mod knowledge;
 pub mod lakehouse;
 pub mod metrics;
 pub mod model;
+pub mod server;
 pub mod store;
 pub mod tools;
 

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use conveyor::app::{App, Knowledge, chunker_config};
 use conveyor::channels::cli::{self, Target};
@@ -1409,73 +1408,8 @@ async fn serve(config_path: &Path) -> Result<()> {
         ))
     })?;
     let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    tracker.spawn(watch_signals(shutdown.clone()));
-    let housekeeping_app = app.clone();
-    let housekeeping_stop = shutdown.clone();
-    tracker.spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                () = housekeeping_stop.cancelled() => break,
-                _ = tick.tick() => housekeeping_app.gateway.housekeeping(),
-            }
-        }
-    });
-    // Replies recorded but never confirmed (a crash, a platform outage) are sent again.
-    tracker.spawn(
-        app.resender()
-            .run(app.config.gateway.egress_retry_every.0, shutdown.clone()),
-    );
-    if let Some(telegram) = app.telegram.clone()
-        && telegram.mode() == conveyor::channels::telegram::TelegramMode::Polling
-    {
-        tracker.spawn(telegram.run_polling(
-            std::sync::Arc::clone(&app.gateway),
-            app.store.clone(),
-            shutdown.clone(),
-        ));
-    }
-    if let Some(bot) = app.discord.as_ref().and_then(|d| d.bot()) {
-        let cx = conveyor::channels::discord_bot::BotContext {
-            gateway: std::sync::Arc::clone(&app.gateway),
-            store: app.store.clone(),
-            tasks: app.tasks.clone(),
-        };
-        tracker.spawn(bot.run(cx, shutdown.clone()));
-    }
-    // Connectors with a cron schedule run here, through the same pipeline as `conveyor sync`,
-    // feeding the index this process holds. A broken connector folder does not stop the chat
-    // gateway; it is reported and the scheduler stays off until a restart.
-    match conveyor::connectors::schedule::Scheduler::for_app(&app) {
-        Ok(Some(scheduler)) => {
-            tracker.spawn(scheduler.run(shutdown.clone()));
-        }
-        Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "scheduled connector runs are off"),
-    }
-    tracker.close();
-    tracing::info!(
-        address = %listen,
-        planner = app.gateway.planner_name(),
-        "conveyor is listening: web chat at http://{listen}/"
-    );
-    let store = app.store.clone();
-    let answers = app.tasks.clone();
-    let drain = app.config.server.drain_timeout.0;
-    let result = conveyor::http::serve(app, listener, shutdown.clone()).await;
-    shutdown.cancel();
-    answers.close();
-    let all = async {
-        tracker.wait().await;
-        answers.wait().await;
-    };
-    if tokio::time::timeout(drain, all).await.is_err() {
-        tracing::warn!("background tasks did not stop within the drain timeout");
-    }
-    store.close().await;
-    tracing::info!("conveyor stopped");
-    result
+    tokio::spawn(watch_signals(shutdown.clone()));
+    conveyor::server::run(app, listener, shutdown).await
 }
 
 /// Cancels `shutdown` on SIGINT or SIGTERM.

@@ -103,6 +103,14 @@ pub struct Inbound {
     pub attachments: Vec<Attachment>,
 }
 
+impl Inbound {
+    /// The message's key in the ingress ledger: `{channel}:{idempotency_key}`. The one place
+    /// this format is written; the gateway claims it and surfaces look a repeat up by it.
+    pub fn ledger_key(&self) -> String {
+        format!("{}:{}", self.conversation.channel, self.idempotency_key)
+    }
+}
+
 /// A numbered source behind an answer: `[n]` in the text points at `n` here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Citation {

@@ -10,21 +10,22 @@
 //! ([`crate::channels::discord_bot`]) is built here too; [`Discord::resend`] sends an egress
 //! row of either kind that a crash left pending.
 
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use serenity::interactions_endpoint::Verifier;
+use tokio_util::sync::CancellationToken;
 
+use crate::channels::chat::{
+    self, Button, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, Platform,
+    SendPolicy, WebReply, WebRequest,
+};
 use crate::channels::discord_bot::{DiscordBot, proxy_base};
-use crate::channels::slack::split_message;
 use crate::config::Secret;
 use crate::error::{Error, Result};
-use crate::gateway::Gateway;
-use crate::gateway::access::{Decision, Subject};
-use crate::gateway::egress::record_once;
+use crate::gateway::access::Subject;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
 use crate::store::{EgressRow, Store};
 
@@ -282,7 +283,7 @@ pub fn render(out: &Outbound) -> String {
 /// Splits `text` into follow-ups of at most [`MAX_MESSAGE_CHARS`] characters, at paragraph
 /// boundaries when it can.
 pub fn split_content(text: &str) -> Vec<String> {
-    split_message(text, MAX_MESSAGE_CHARS)
+    chat::split(text, MAX_MESSAGE_CHARS, Markup::DiscordMarkdown)
 }
 
 /// The running Discord interactions channel.
@@ -360,10 +361,7 @@ impl Discord {
             ))
         })?;
         match recorded {
-            Recorded::FollowUp {
-                interaction_token,
-                body,
-            } => {
+            Recorded::FollowUp { .. } => {
                 let age_ms = chrono::Utc::now().timestamp_millis() - row.created_at;
                 let ttl_ms = i64::try_from(INTERACTION_TOKEN_TTL.as_millis()).unwrap_or(i64::MAX);
                 if age_ms >= ttl_ms {
@@ -374,48 +372,18 @@ impl Discord {
                         age_ms / 60_000
                     )));
                 }
-                self.send_recorded(store, &row.id, &interaction_token, &body)
-                    .await
+                chat::send_recorded(self, store, &row.id, &row.payload).await
             }
-            Recorded::ChannelMessage { channel_id, body } => {
+            Recorded::ChannelMessage { .. } => {
                 let Some(bot) = &self.bot else {
                     return Err(Error::Config(format!(
                         "egress row {} is a Discord bot message, but channels.discord.token_env is not set, so there is no bot token to send it with",
                         row.id
                     )));
                 };
-                let channel = channel_id
-                    .parse::<NonZeroU64>()
-                    .map_err(|_| {
-                        Error::BadInput(format!(
-                            "egress row {} names the Discord channel `{channel_id}`, which is not an id",
-                            row.id
-                        ))
-                    })?;
-                bot.send_recorded(store, &row.id, channel, &body).await
+                chat::send_recorded(&**bot, store, &row.id, &row.payload).await
             }
         }
-    }
-
-    /// Posts `out` into `channel` as a new message through the gateway bot's token.
-    pub async fn post_to_channel(
-        &self,
-        store: &Store,
-        channel: &str,
-        dedupe_key: &str,
-        out: &Outbound,
-    ) -> Result<()> {
-        let Some(bot) = &self.bot else {
-            return Err(Error::Config(
-                "posting into a Discord channel needs the bot token: set channels.discord.token_env".into(),
-            ));
-        };
-        let channel_id = channel
-            .parse::<NonZeroU64>()
-            .map_err(|_| Error::BadInput(format!("`{channel}` is not a Discord channel id")))?;
-        let conversation = ConversationKey::new(Channel::Discord, channel).as_storage_key();
-        bot.post(store, &conversation, channel_id, &render(out), dedupe_key)
-            .await
     }
 
     /// Checks `X-Signature-Ed25519` over `X-Signature-Timestamp || body`.
@@ -426,132 +394,151 @@ impl Discord {
         }
     }
 
-    /// Answers one `/ask`: the gateway's answer, sent as follow-ups. A user who is not let in
-    /// gets the pairing code or refusal instead (the follow-up is only a reply to them).
-    pub async fn respond(&self, gateway: &Gateway, store: &Store, inbound: Inbound, to: FollowUp) {
-        let conversation = inbound.conversation.as_storage_key();
-        let who = Subject {
-            user_id: &to.user_id,
-            user_name: inbound.user.name.as_deref(),
-            chat: &to.channel_id,
-            space: to.guild_id.as_deref(),
-            // The deferred answer goes to the invoking user's interaction, so a stranger gets
-            // the pairing code there wherever they ran the command.
-            direct: true,
-        };
-        match gateway.check_access(Channel::Discord, &who).await {
-            Decision::Allow => {}
-            Decision::Ignore => {
-                let text = "Sorry, I only answer people my administrators have let in.";
-                let key = format!("discord:{}:access", to.interaction_id);
-                if let Err(e) = self.deliver(store, &conversation, &to, text, &key).await {
-                    tracing::warn!(error = %e, "sending a Discord access reply failed");
-                }
-                return;
-            }
-            Decision::Reply(text) => {
-                let key = format!("discord:{}:access", to.interaction_id);
-                if let Err(e) = self.deliver(store, &conversation, &to, &text, &key).await {
-                    tracing::warn!(error = %e, "sending a Discord access reply failed");
-                }
-                return;
-            }
-        }
-        let answer = format!("discord:{}", to.interaction_id);
-        let notice = format!("discord:{}:notice", to.interaction_id);
-        let (text, key) = match gateway.handle(inbound).await {
-            Ok(out) => (render(&out), answer),
-            Err(Error::RateLimited { message, .. }) => (message, notice),
-            Err(e) => {
-                tracing::warn!(error = %e, "answering a Discord /ask failed");
-                (
-                    "Sorry, I could not answer that right now; please try again in a minute."
-                        .to_string(),
-                    notice,
-                )
-            }
-        };
-        if let Err(e) = self.deliver(store, &conversation, &to, &text, &key).await {
-            tracing::warn!(error = %e, "sending a Discord follow-up failed");
-        }
-    }
-
-    async fn deliver(
-        &self,
-        store: &Store,
-        conversation: &str,
-        to: &FollowUp,
-        text: &str,
-        key: &str,
-    ) -> Result<()> {
-        for (i, part) in split_content(text).iter().enumerate() {
-            let dedupe_key = format!("{key}:{}", i + 1);
-            let body = json!({"content": part, "allowed_mentions": {"parse": []}});
-            let recorded = Recorded::FollowUp {
-                interaction_token: to.token.clone(),
-                body: body.clone(),
-            };
-            let payload = serde_json::to_value(&recorded)
-                .map_err(|e| Error::internal("recording a Discord follow-up", e))?;
-            let Some(id) =
-                record_once(store, Channel::Discord, conversation, &dedupe_key, &payload).await?
-            else {
-                continue;
-            };
-            self.send_recorded(store, &id, &to.token, &body).await?;
-        }
-        Ok(())
-    }
-
-    async fn send_recorded(
-        &self,
-        store: &Store,
-        id: &str,
-        interaction_token: &str,
-        payload: &Value,
-    ) -> Result<()> {
+    /// One follow-up `POST {api_base_url}/webhooks/{application_id}/{token}`; the message id.
+    async fn follow_up(&self, interaction_token: &str, body: &Value) -> Result<Option<String>> {
         let url = format!(
             "{}/webhooks/{}/{interaction_token}",
             self.api_base_url, self.application_id
         );
-        for _ in 0..MAX_SEND_TRIES {
-            store.egress_attempt(id).await?;
-            let mut request = self.http.post(&url).json(payload);
-            if let Some(token) = &self.token {
-                request = request.header("authorization", format!("Bot {}", token.expose()));
-            }
-            // The URL holds the interaction token: keep it out of the error.
-            let response = request
-                .send()
-                .await
-                .map_err(|e| Error::Upstream(format!("Discord follow-up: {}", e.without_url())))?;
-            let status = response.status();
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            if status.is_success() {
-                let remote = answer.get("id").and_then(Value::as_str);
-                return store.egress_confirm(id, remote).await;
-            }
-            if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-                let wait = Duration::from_secs_f64(
-                    answer
-                        .get("retry_after")
-                        .and_then(Value::as_f64)
-                        .unwrap_or(1.0)
-                        .clamp(0.0, 3_600.0),
-                );
-                if wait > MAX_RETRY_AFTER {
-                    break;
-                }
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            return Err(Error::Upstream(format!(
-                "Discord refused a follow-up (HTTP {status})"
-            )));
+        let mut request = self.http.post(&url).json(body);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bot {}", token.expose()));
         }
-        Err(Error::Upstream(
-            "Discord kept rate-limiting the follow-up; it stays pending".into(),
+        // The URL holds the interaction token: keep it out of the error.
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Error::Upstream(format!("Discord follow-up: {}", e.without_url())))?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(answer.get("id").and_then(Value::as_str).map(str::to_string));
+        }
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let wait = Duration::from_secs_f64(
+                answer
+                    .get("retry_after")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(1.0)
+                    .clamp(0.0, 3_600.0),
+            );
+            return Err(Error::RateLimited {
+                retry_after: wait,
+                message: "Discord rate-limited a follow-up".into(),
+            });
+        }
+        Err(Error::Upstream(format!(
+            "Discord refused a follow-up (HTTP {status})"
+        )))
+    }
+}
+
+/// Buttons as a Discord action row; `custom_id` is `conveyor:{action}:{value}` (at most 100
+/// characters).
+pub fn components(buttons: &[Button]) -> Result<Value> {
+    let row: Vec<Value> = buttons
+        .iter()
+        .map(|b| {
+            let id = format!("conveyor:{}:{}", b.action, b.value);
+            if id.chars().count() > 100 {
+                return Err(Error::BadInput(format!(
+                    "the button `{}` carries {} characters; Discord's custom_id holds 100",
+                    b.label,
+                    id.chars().count()
+                )));
+            }
+            Ok(json!({"type": 2, "style": 2, "label": b.label, "custom_id": id}))
+        })
+        .collect::<Result<_>>()?;
+    Ok(json!([{"type": 1, "components": row}]))
+}
+
+#[async_trait::async_trait]
+impl ChatPlatform for Discord {
+    type Target = FollowUp;
+
+    fn channel(&self) -> Channel {
+        Channel::Discord
+    }
+
+    fn limits(&self, _to: &FollowUp) -> Limits {
+        Limits {
+            max_chars: MAX_MESSAGE_CHARS,
+            max_parts: None,
+            markup: Markup::DiscordMarkdown,
+        }
+    }
+
+    fn subject<'a>(&'a self, inbound: &'a Inbound, to: &'a FollowUp) -> Subject<'a> {
+        Subject {
+            user_id: &to.user_id,
+            user_name: inbound.user.name.as_deref(),
+            chat: to.channel_id.as_str().into(),
+            space: to.guild_id.as_deref().map(Into::into),
+            // The deferred answer goes to the invoking user's interaction, so a stranger gets
+            // the pairing code there wherever they ran the command.
+            direct: true,
+        }
+    }
+
+    fn reply_key(&self, to: &FollowUp) -> String {
+        format!("discord:{}", to.interaction_id)
+    }
+
+    fn answers_strangers(&self, _to: &FollowUp) -> bool {
+        // The deferred interaction waits for a follow-up.
+        true
+    }
+
+    fn escape(&self, text: &str) -> String {
+        text.to_string()
+    }
+
+    fn render(&self, out: &Outbound, _to: &FollowUp) -> String {
+        render(out)
+    }
+
+    fn target_for_chat(&self, _chat: &str, _dedupe_key: &str) -> Result<FollowUp> {
+        Err(Error::Config(
+            "posting into a Discord channel needs the bot token: set channels.discord.token_env"
+                .into(),
         ))
+    }
+
+    fn payload(&self, to: &FollowUp, part: &Part<'_>) -> Result<Value> {
+        let PartBody::Text { text, buttons } = part.body else {
+            return Err(Error::BadInput(
+                "Discord follow-ups do not carry files yet (multipart follow-ups are not wired); send the file as a link".into(),
+            ));
+        };
+        let mut body = json!({"content": text, "allowed_mentions": {"parse": []}});
+        if !buttons.is_empty() {
+            body["components"] = components(buttons)?;
+        }
+        serde_json::to_value(Recorded::FollowUp {
+            interaction_token: to.token.clone(),
+            body,
+        })
+        .map_err(|e| Error::internal("recording a Discord follow-up", e))
+    }
+
+    async fn send_once(&self, payload: &Value) -> Result<Option<String>> {
+        match serde_json::from_value::<Recorded>(payload.clone()) {
+            Ok(Recorded::FollowUp {
+                interaction_token,
+                body,
+            }) => self.follow_up(&interaction_token, &body).await,
+            _ => Err(Error::BadInput(
+                "a recorded Discord follow-up is unreadable".into(),
+            )),
+        }
+    }
+
+    fn send_policy(&self) -> SendPolicy {
+        SendPolicy {
+            tries: MAX_SEND_TRIES,
+            max_retry_after: MAX_RETRY_AFTER,
+        }
     }
 }
 
@@ -572,9 +559,82 @@ impl crate::gateway::egress::Outbox for Discord {
         dedupe_key: &str,
         out: &Outbound,
     ) -> Result<()> {
-        self.post_to_channel(store, chat, dedupe_key, out).await
+        match &self.bot {
+            Some(bot) => chat::post(&**bot, store, chat, dedupe_key, out).await,
+            None => chat::post(self, store, chat, dedupe_key, out).await,
+        }
     }
 }
+
+#[async_trait::async_trait]
+impl Platform for Discord {
+    async fn receive(
+        self: Arc<Self>,
+        cx: ChatContext,
+        request: WebRequest<'_>,
+    ) -> Result<WebReply> {
+        // Checked before the body is read: a missing or invalid signature gets 401 and nothing
+        // is processed or stored (Discord sends such probes on purpose).
+        if !self.verify(
+            request.header("x-signature-ed25519"),
+            request.header("x-signature-timestamp"),
+            request.body,
+        ) {
+            tracing::warn!("refused a Discord interaction with a missing or invalid signature");
+            return Err(Error::Unauthorized("invalid request signature".into()));
+        }
+        let (inbound, to) = match parse(request.body)? {
+            Interaction::Ping => return Ok(WebReply::Json(json!({"type": 1}))),
+            Interaction::Unsupported => {
+                return Ok(WebReply::Json(json!({
+                    "type": 4,
+                    "data": {
+                        "content": "Only the /ask command is supported, e.g. `/ask question: How do I request a refund?`",
+                        "flags": 64
+                    }
+                })));
+            }
+            Interaction::Ask(ask) => *ask,
+        };
+        // Deferred at once ({"type":5}); the answer follows from a tracked task.
+        chat::accept(self, &cx, inbound, to).await?;
+        Ok(WebReply::Json(json!({"type": 5})))
+    }
+
+    fn background(
+        self: Arc<Self>,
+        cx: ChatContext,
+        shutdown: CancellationToken,
+    ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        let bot = self.bot.clone()?;
+        Some(Box::pin(bot.run(cx, shutdown)))
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+/// The registry entry of Discord (interactions, and the gateway bot with `token_env`).
+pub const PLATFORM: crate::channels::PlatformKind = crate::channels::PlatformKind {
+    name: "discord",
+    channel: Channel::Discord,
+    routes: &["/discord/interactions"],
+    not_configured: "Discord interactions are not configured; add [channels.discord]",
+    configured: |config| config.channels.discord.is_some(),
+    build: |config, env| match &config.channels.discord {
+        Some(c) => Ok(Some(Arc::new(Discord::build(c, env)?))),
+        None => Ok(None),
+    },
+    doctor: |config, env, online| {
+        Box::pin(async move {
+            match &config.channels.discord {
+                Some(c) => crate::channels::discord_doctor::doctor(c, env, online).await,
+                None => Vec::new(),
+            }
+        })
+    },
+};
 
 #[cfg(test)]
 mod tests {

@@ -34,16 +34,15 @@ use serenity::all::{
 use serenity::async_trait;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::channels::discord::{Recorded, render, split_content};
+use crate::channels::chat::{
+    self, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, SendPolicy,
+};
+use crate::channels::discord::{MAX_MESSAGE_CHARS, Recorded, components, render};
 use crate::config::Secret;
 use crate::error::{Error, Result};
-use crate::gateway::Gateway;
-use crate::gateway::access::{Decision, Subject};
-use crate::gateway::egress::record_once;
-use crate::model::{Channel, ConversationKey, Inbound, UserRef};
-use crate::store::Store;
+use crate::gateway::access::Subject;
+use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
 
 /// Where serenity's HTTP client goes by default; any other base URL is used as its proxy.
 pub const DISCORD_API_BASE_URL: &str = "https://discord.com/api/v10";
@@ -102,8 +101,9 @@ pub enum Incoming {
 pub struct ReplyTarget {
     /// The channel (or thread) the message was posted in.
     pub channel_id: NonZeroU64,
-    /// The message answered; the answer replies to it.
-    pub message_id: NonZeroU64,
+    /// The message answered (the answer replies to it); `None` for a new message (a webhook's
+    /// answer forwarded into the channel).
+    pub message_id: Option<NonZeroU64>,
     /// The guild, when not a DM.
     pub guild_id: Option<NonZeroU64>,
 }
@@ -151,7 +151,7 @@ pub fn read_message(msg: &Message, bot_id: Option<UserId>) -> Incoming {
     };
     let target = ReplyTarget {
         channel_id: NonZeroU64::from(msg.channel_id),
-        message_id: NonZeroU64::from(msg.id),
+        message_id: Some(NonZeroU64::from(msg.id)),
         guild_id: msg.guild_id.map(NonZeroU64::from),
     };
     Incoming::Message(Box::new((inbound, target)))
@@ -174,17 +174,6 @@ pub fn nonce_for(dedupe_key: &str) -> String {
     let mut hex = hex::encode(digest);
     hex.truncate(25);
     hex
-}
-
-/// What the running bot needs from the app.
-#[derive(Clone)]
-pub struct BotContext {
-    /// The only path to a planner.
-    pub gateway: Arc<Gateway>,
-    /// The ledgers.
-    pub store: Store,
-    /// Answers in flight; awaited on shutdown.
-    pub tasks: TaskTracker,
 }
 
 /// The gateway bot.
@@ -241,7 +230,7 @@ impl DiscordBot {
     /// Keeps the gateway connection until `shutdown` fires. A refused token or an unreachable
     /// API is logged and retried with exponential backoff; serenity resumes and reconnects a
     /// dropped websocket by itself.
-    pub async fn run(self: Arc<Self>, cx: BotContext, shutdown: CancellationToken) {
+    pub async fn run(self: Arc<Self>, cx: ChatContext, shutdown: CancellationToken) {
         let mut backoff = Duration::from_secs(1);
         loop {
             let attempt = tokio::select! {
@@ -307,7 +296,7 @@ impl DiscordBot {
     /// refused the token or the intents).
     async fn connect(
         self: &Arc<Self>,
-        cx: &BotContext,
+        cx: &ChatContext,
         shutdown: &CancellationToken,
     ) -> Result<()> {
         let handler = Handler {
@@ -352,217 +341,170 @@ impl DiscordBot {
         }
     }
 
-    /// Answers one message: typing while the planner works, then the answer as replies.
-    pub async fn respond(&self, cx: &BotContext, inbound: Inbound, to: ReplyTarget) {
-        let conversation = inbound.conversation.as_storage_key();
-        let span = tracing::info_span!(
-            "discord_message",
-            channel = "discord",
-            conversation = %conversation
-        );
-        tracing::Instrument::instrument(self.respond_inner(cx, inbound, to), span).await;
+    /// One `POST /channels/{id}/messages`; Discord's message id. Without an answer in time
+    /// the message may or may not exist: the row stays pending, and a resend carries the same
+    /// nonce, which Discord deduplicates.
+    async fn send_message(&self, channel_id: NonZeroU64, body: &Value) -> Result<String> {
+        let send = self
+            .http
+            .send_message(ChannelId::from(channel_id), Vec::new(), body);
+        let Ok(sent) = tokio::time::timeout(SEND_TIMEOUT, send).await else {
+            return Err(Error::Upstream(format!(
+                "Discord did not answer a message to channel {channel_id} within {}s; the reply stays pending",
+                SEND_TIMEOUT.as_secs()
+            )));
+        };
+        match sent {
+            Ok(message) => Ok(message.id.to_string()),
+            Err(e) if status_of(&e) == Some(429) => Err(Error::RateLimited {
+                // serenity does not hand over Discord's retry_after in proxy mode; a second
+                // is Discord's channel bucket refill.
+                retry_after: Duration::from_secs(1),
+                message: format!("Discord rate-limited messages to channel {channel_id}"),
+            }),
+            Err(e) => Err(Error::Upstream(format!(
+                "Discord refused a message to channel {channel_id}: {}",
+                with_causes(&e)
+            ))),
+        }
+    }
+}
+
+/// The recorded channel message of a payload.
+fn channel_message(payload: &Value) -> Result<(NonZeroU64, Value)> {
+    match serde_json::from_value::<Recorded>(payload.clone()) {
+        Ok(Recorded::ChannelMessage { channel_id, body }) => {
+            let channel = channel_id.parse::<NonZeroU64>().map_err(|_| {
+                Error::BadInput(format!(
+                    "a recorded Discord message names the channel `{channel_id}`, which is not an id"
+                ))
+            })?;
+            Ok((channel, body))
+        }
+        _ => Err(Error::BadInput(
+            "a recorded Discord bot message is unreadable".into(),
+        )),
+    }
+}
+
+#[async_trait]
+impl ChatPlatform for DiscordBot {
+    type Target = ReplyTarget;
+
+    fn channel(&self) -> Channel {
+        Channel::Discord
     }
 
-    async fn respond_inner(&self, cx: &BotContext, inbound: Inbound, to: ReplyTarget) {
-        let conversation = inbound.conversation.as_storage_key();
-        let chat = to.channel_id.to_string();
-        let space = to.guild_id.map(|g| g.to_string());
-        let who = Subject {
+    fn limits(&self, _to: &ReplyTarget) -> Limits {
+        Limits {
+            max_chars: MAX_MESSAGE_CHARS,
+            max_parts: None,
+            markup: Markup::DiscordMarkdown,
+        }
+    }
+
+    fn subject<'a>(&'a self, inbound: &'a Inbound, to: &'a ReplyTarget) -> Subject<'a> {
+        Subject {
             user_id: &inbound.user.id,
             user_name: inbound.user.name.as_deref(),
-            chat: &chat,
-            space: space.as_deref(),
+            chat: to.channel_id.to_string().into(),
+            space: to.guild_id.map(|g| g.to_string().into()),
             direct: to.guild_id.is_none(),
-        };
-        match cx.gateway.check_access(Channel::Discord, &who).await {
-            Decision::Allow => {}
-            Decision::Ignore => return,
-            Decision::Reply(text) => {
-                let key = format!("discord:msg:{}:access", to.message_id);
-                if let Err(e) = self
-                    .deliver(&cx.store, &conversation, &to, &text, &key)
-                    .await
-                {
-                    tracing::warn!(error = %e, "sending a Discord access reply failed");
-                }
-                return;
-            }
-        }
-        let stop_typing = CancellationToken::new();
-        let typing = self.typing_until(to.channel_id, stop_typing.clone());
-        let handled = async {
-            let result = cx.gateway.handle(inbound).await;
-            stop_typing.cancel();
-            result
-        };
-        let ((), result) = tokio::join!(typing, handled);
-        let answer = format!("discord:msg:{}", to.message_id);
-        // A failure notice has its own key: the claim was released, so a later delivery of
-        // the same message may still produce (and send) the real answer.
-        let notice = format!("discord:msg:{}:notice", to.message_id);
-        let (text, key) = match result {
-            Ok(out) => (render(&out), answer),
-            Err(Error::RateLimited { message, .. }) => (message, notice),
-            Err(e) => {
-                tracing::warn!(error = %e, "answering a Discord message failed");
-                (
-                    "Sorry, I could not answer that right now; please try again in a minute."
-                        .to_string(),
-                    notice,
-                )
-            }
-        };
-        if let Err(e) = self
-            .deliver(&cx.store, &conversation, &to, &text, &key)
-            .await
-        {
-            tracing::warn!(error = %e, "sending a Discord reply failed");
         }
     }
 
-    /// `POST /channels/{id}/typing` now and every few seconds until `stop` fires.
-    async fn typing_until(&self, channel_id: NonZeroU64, stop: CancellationToken) {
-        loop {
-            let typing = self.http.broadcast_typing(ChannelId::from(channel_id));
-            match tokio::time::timeout(REQUEST_TIMEOUT, typing).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "Discord typing indicator failed"),
-                Err(_) => tracing::debug!("Discord typing indicator timed out"),
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(TYPING_REFRESH) => {}
-            }
+    fn reply_key(&self, to: &ReplyTarget) -> String {
+        // A forwarded message has no message to key on; its caller passes its own key.
+        match to.message_id {
+            Some(id) => format!("discord:msg:{id}"),
+            None => format!("discord:channel:{}", to.channel_id),
         }
     }
 
-    /// Sends `text` as replies to the message, split at 2000 characters; each part is recorded
-    /// (dedupe key `{key}:{part}`) before it is sent and confirmed with its message id after.
-    async fn deliver(
-        &self,
-        store: &Store,
-        conversation: &str,
-        to: &ReplyTarget,
-        text: &str,
-        key: &str,
-    ) -> Result<()> {
-        let mut reference = json!({
-            "message_id": to.message_id.to_string(),
-            "channel_id": to.channel_id.to_string(),
-            "fail_if_not_exists": false,
+    fn escape(&self, text: &str) -> String {
+        text.to_string()
+    }
+
+    fn render(&self, out: &Outbound, _to: &ReplyTarget) -> String {
+        render(out)
+    }
+
+    fn target_for_chat(&self, chat: &str, _dedupe_key: &str) -> Result<ReplyTarget> {
+        let channel_id = chat
+            .parse::<NonZeroU64>()
+            .map_err(|_| Error::BadInput(format!("`{chat}` is not a Discord channel id")))?;
+        Ok(ReplyTarget {
+            channel_id,
+            message_id: None,
+            guild_id: None,
+        })
+    }
+
+    fn payload(&self, to: &ReplyTarget, part: &Part<'_>) -> Result<Value> {
+        let PartBody::Text { text, buttons } = part.body else {
+            return Err(Error::BadInput(
+                "Discord bot replies do not carry files yet (attachments are not wired); send the file as a link".into(),
+            ));
+        };
+        let mut body = json!({
+            "content": text,
+            "allowed_mentions": {"parse": [], "replied_user": true},
+            "nonce": nonce_for(part.dedupe_key),
+            "enforce_nonce": true,
         });
-        if let Some(guild) = to.guild_id {
-            reference["guild_id"] = json!(guild.to_string());
-        }
-        self.send_parts(
-            store,
-            conversation,
-            to.channel_id,
-            Some(reference),
-            text,
-            key,
-        )
-        .await
-    }
-
-    /// Posts `text` into `channel_id` as new messages (not a reply): a webhook's answer
-    /// forwarded into Discord. Parts are recorded under `{key}:{part}`.
-    pub async fn post(
-        &self,
-        store: &Store,
-        conversation: &str,
-        channel_id: NonZeroU64,
-        text: &str,
-        key: &str,
-    ) -> Result<()> {
-        self.send_parts(store, conversation, channel_id, None, text, key)
-            .await
-    }
-
-    async fn send_parts(
-        &self,
-        store: &Store,
-        conversation: &str,
-        channel_id: NonZeroU64,
-        reference: Option<Value>,
-        text: &str,
-        key: &str,
-    ) -> Result<()> {
-        for (i, part) in split_content(text).iter().enumerate() {
-            let dedupe_key = format!("{key}:{}", i + 1);
-            let mut body = json!({
-                "content": part,
-                "allowed_mentions": {"parse": [], "replied_user": true},
-                "nonce": nonce_for(&dedupe_key),
-                "enforce_nonce": true,
+        // A reply to the message; without one (a forwarded answer) a new message.
+        if let Some(message_id) = to.message_id {
+            let mut reference = json!({
+                "message_id": message_id.to_string(),
+                "channel_id": to.channel_id.to_string(),
+                "fail_if_not_exists": false,
             });
-            if let Some(reference) = &reference {
-                body["message_reference"] = reference.clone();
+            if let Some(guild) = to.guild_id {
+                reference["guild_id"] = json!(guild.to_string());
             }
-            let recorded = Recorded::ChannelMessage {
-                channel_id: channel_id.to_string(),
-                body: body.clone(),
-            };
-            let payload = serde_json::to_value(&recorded)
-                .map_err(|e| Error::internal("recording a Discord message", e))?;
-            let Some(id) =
-                record_once(store, Channel::Discord, conversation, &dedupe_key, &payload).await?
-            else {
-                continue;
-            };
-            self.send_recorded(store, &id, channel_id, &body).await?;
+            body["message_reference"] = reference;
         }
-        Ok(())
+        if !buttons.is_empty() {
+            body["components"] = components(buttons)?;
+        }
+        serde_json::to_value(Recorded::ChannelMessage {
+            channel_id: to.channel_id.to_string(),
+            body,
+        })
+        .map_err(|e| Error::internal("recording a Discord message", e))
     }
 
-    /// Sends one recorded message and confirms it with Discord's message id. The row stays
-    /// pending (attempts counted) when it cannot be sent.
-    pub(crate) async fn send_recorded(
-        &self,
-        store: &Store,
-        id: &str,
-        channel_id: NonZeroU64,
-        body: &Value,
-    ) -> Result<()> {
-        let mut wait = Duration::from_millis(500);
-        for _ in 0..MAX_SEND_TRIES {
-            // Wait for a free slot rather than drop the message.
-            self.per_channel.until_key_ready(&channel_id.get()).await;
-            self.overall.until_ready().await;
-            store.egress_attempt(id).await?;
-            let send = self
-                .http
-                .send_message(ChannelId::from(channel_id), Vec::new(), body);
-            // Without an answer the message may or may not exist: the row stays pending, and
-            // a resend carries the same nonce, which Discord deduplicates.
-            let Ok(sent) = tokio::time::timeout(SEND_TIMEOUT, send).await else {
-                return Err(Error::Upstream(format!(
-                    "Discord did not answer a message to channel {channel_id} within {}s; the reply stays pending",
-                    SEND_TIMEOUT.as_secs()
-                )));
-            };
-            match sent {
-                Ok(message) => {
-                    return store
-                        .egress_confirm(id, Some(&message.id.to_string()))
-                        .await;
-                }
-                Err(e) if status_of(&e) == Some(429) => {
-                    tracing::info!(?wait, "Discord rate-limited a message; waiting");
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                }
-                Err(e) => {
-                    return Err(Error::Upstream(format!(
-                        "Discord refused a message to channel {channel_id}: {}",
-                        with_causes(&e)
-                    )));
-                }
-            }
+    async fn send_once(&self, payload: &Value) -> Result<Option<String>> {
+        let (channel, body) = channel_message(payload)?;
+        self.send_message(channel, &body).await.map(Some)
+    }
+
+    async fn pace(&self, payload: &Value) {
+        if let Ok((channel, _)) = channel_message(payload) {
+            self.per_channel.until_key_ready(&channel.get()).await;
         }
-        Err(Error::Upstream(format!(
-            "Discord kept rate-limiting messages to channel {channel_id}; the reply stays pending"
-        )))
+        self.overall.until_ready().await;
+    }
+
+    fn send_policy(&self) -> SendPolicy {
+        SendPolicy {
+            tries: MAX_SEND_TRIES,
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+
+    /// `POST /channels/{id}/typing`, refreshed before it fades.
+    async fn show_working(&self, to: &ReplyTarget) {
+        let typing = self.http.broadcast_typing(ChannelId::from(to.channel_id));
+        match tokio::time::timeout(REQUEST_TIMEOUT, typing).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "Discord typing indicator failed"),
+            Err(_) => tracing::debug!("Discord typing indicator timed out"),
+        }
+    }
+
+    fn working_refresh(&self) -> Option<Duration> {
+        Some(TYPING_REFRESH)
     }
 }
 
@@ -602,7 +544,7 @@ fn status_of(e: &serenity::Error) -> Option<u16> {
 
 struct Handler {
     bot: Arc<DiscordBot>,
-    cx: BotContext,
+    cx: ChatContext,
 }
 
 #[async_trait]
@@ -623,7 +565,7 @@ impl EventHandler for Handler {
                 let cx = self.cx.clone();
                 // Tracked, so shutdown waits for answers in flight.
                 self.cx.tasks.spawn(async move {
-                    bot.respond(&cx, inbound, to).await;
+                    chat::respond(&*bot, &cx, inbound, to).await;
                 });
             }
         }
@@ -674,7 +616,7 @@ mod tests {
         assert_eq!(m.0.idempotency_key, "msg:1200000000000000001");
         assert_eq!(m.0.conversation.id, "1100000000000000001");
         assert_eq!(m.0.user.name.as_deref(), Some("Ana"));
-        assert_eq!(m.1.message_id.get(), 1_200_000_000_000_000_001);
+        assert_eq!(m.1.message_id.map(|m| m.get()), Some(1_200_000_000_000_000_001));
         let nick = message(json!({"content": format!("hey <@!{BOT}>   there")}));
         let Incoming::Message(m) = read_message(&nick, bot()) else {
             unreachable!()

@@ -1,6 +1,12 @@
 //! Surfaces where people meet conveyor. Each turns its own input into an [`crate::model::Inbound`]
 //! and renders the [`crate::model::Outbound`]; platform types never leave their file.
 //!
+//! Chat platforms are registered in one list, [`PLATFORMS`]: each entry names the platform's
+//! routes and builds it from the config; [`chat`] is the path every platform shares (access
+//! check, answer, reply policy, egress ledger, splitting, sending). Adding a platform is one
+//! module implementing [`chat::ChatPlatform`] and [`chat::Platform`] plus one line here.
+//!
+//! - [`chat`]: the shared message → reply path, the [`chat::Platform`] seam and the splitter.
 //! - [`cli`]: `conveyor chat` and `conveyor ask`, in-process or against a running server.
 //! - [`web`]: the chat page served at `/` (it talks to `POST /v1/messages`).
 //! - [`verify`]: constant-time request signature checks shared by every inbound channel.
@@ -13,6 +19,7 @@
 //! - [`telegram_doctor`], [`discord_doctor`]: their `conveyor doctor` checks.
 //! - [`webhook`]: generic signed webhooks (`[hooks.NAME]`, `POST /hooks/{name}`).
 
+pub mod chat;
 pub mod cli;
 pub mod discord;
 pub mod discord_bot;
@@ -23,3 +30,53 @@ pub mod telegram_doctor;
 pub mod verify;
 pub mod web;
 pub mod webhook;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::config::Config;
+use crate::doctor::Check;
+use crate::error::Result;
+use crate::model::Channel;
+
+/// How the program finds one chat platform: its name, routes, how to build it from the
+/// config and its `conveyor doctor` checks.
+pub struct PlatformKind {
+    /// `slack`, `telegram`, `discord`: the name in `[channels.NAME]` and `[access.NAME]`.
+    pub name: &'static str,
+    /// Its channel.
+    pub channel: Channel,
+    /// The HTTP routes it receives on (`POST`).
+    pub routes: &'static [&'static str],
+    /// What a request to one of its routes gets while it is not configured (404).
+    pub not_configured: &'static str,
+    /// Whether the config has its section.
+    pub configured: fn(&Config) -> bool,
+    /// Builds it (reading its secrets through the environment lookup), or `None` when the
+    /// config has no section for it.
+    pub build: fn(&Config, &dyn Fn(&str) -> Option<String>) -> Result<Option<Arc<dyn chat::Platform>>>,
+    /// Its own `conveyor doctor` checks (empty when it is not configured).
+    pub doctor: for<'a> fn(
+        &'a Config,
+        &'a (dyn Fn(&str) -> Option<String> + Sync),
+        bool,
+    ) -> BoxFuture<'a, Vec<Check>>,
+}
+
+/// Every chat platform conveyor has.
+pub const PLATFORMS: &[PlatformKind] = &[slack::PLATFORM, telegram::PLATFORM, discord::PLATFORM];
+
+/// Builds the configured platforms.
+pub fn build_platforms(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<chat::Platforms> {
+    let mut running = Vec::new();
+    for kind in PLATFORMS {
+        if let Some(platform) = (kind.build)(config, env)? {
+            running.push(platform);
+        }
+    }
+    Ok(chat::Platforms::new(running))
+}

@@ -7,6 +7,7 @@
 //! it is sent and confirmed after Slack accepted it, so a retried event never posts twice.
 
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -15,12 +16,16 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::channels::chat::{
+    self, Accepted, Button, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, Platform,
+    Reply, ReplyKind, SendPolicy, WebReply, WebRequest,
+};
 use crate::channels::verify::{self, VerifyError};
 use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
 use crate::gateway::access::{Decision, Subject};
-use crate::gateway::egress::{Outbox, record_once};
+use crate::gateway::egress::Outbox;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
 use crate::store::{EgressRow, Store};
 
@@ -392,61 +397,6 @@ fn inline(line: &str) -> String {
     out
 }
 
-/// Splits `text` into messages of at most `max` characters, at paragraph boundaries when it
-/// can, else at line breaks, else anywhere (on a character boundary).
-pub fn split_message(text: &str, max: usize) -> Vec<String> {
-    let max = max.max(1);
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let push = |current: &mut String, parts: &mut Vec<String>| {
-        if !current.trim().is_empty() {
-            parts.push(std::mem::take(current));
-        }
-        current.clear();
-    };
-    for paragraph in text.split("\n\n") {
-        for piece in pieces(paragraph, max) {
-            let sep = if current.is_empty() { 0 } else { 2 };
-            if current.chars().count() + sep + piece.chars().count() > max {
-                push(&mut current, &mut parts);
-            }
-            if !current.is_empty() {
-                current.push_str("\n\n");
-            }
-            current.push_str(&piece);
-        }
-    }
-    push(&mut current, &mut parts);
-    parts
-}
-
-/// A paragraph cut into pieces of at most `max` characters: by lines, then by characters.
-fn pieces(paragraph: &str, max: usize) -> Vec<String> {
-    if paragraph.chars().count() <= max {
-        return vec![paragraph.to_string()];
-    }
-    let mut out: Vec<String> = Vec::new();
-    let mut current = String::new();
-    for line in paragraph.lines() {
-        let chars: Vec<char> = line.chars().collect();
-        for chunk in chars.chunks(max) {
-            let chunk: String = chunk.iter().collect();
-            let sep = usize::from(!current.is_empty());
-            if current.chars().count() + sep + chunk.chars().count() > max {
-                out.push(std::mem::take(&mut current));
-            }
-            if !current.is_empty() {
-                current.push('\n');
-            }
-            current.push_str(&chunk);
-        }
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
 /// The reply as Slack text: the answer, then its numbered sources.
 pub fn render(out: &Outbound) -> String {
     let mut text = to_mrkdwn(&out.text);
@@ -532,82 +482,10 @@ impl Slack {
         parse(body, self.bot_user_id.as_deref())
     }
 
-    /// Answers one message: 👀 while working, the answer in the thread, 👀 removed. Runs as a
-    /// tracked task after the event was acknowledged.
-    pub async fn respond(
-        &self,
-        gateway: &Gateway,
-        store: &Store,
-        inbound: Inbound,
-        to: ReplyTarget,
-    ) {
-        let conversation = inbound.conversation.as_storage_key();
-        let span =
-            tracing::info_span!("slack_event", channel = "slack", conversation = %conversation);
-        tracing::Instrument::instrument(self.respond_inner(gateway, store, inbound, to), span)
-            .await;
-    }
-
-    async fn respond_inner(
-        &self,
-        gateway: &Gateway,
-        store: &Store,
-        inbound: Inbound,
-        to: ReplyTarget,
-    ) {
-        let conversation = inbound.conversation.as_storage_key();
-        let who = Subject {
-            user_id: &to.user,
-            user_name: None,
-            chat: &to.channel,
-            space: to.team.as_deref(),
-            direct: to.direct,
-        };
-        match gateway.check_access(Channel::Slack, &who).await {
-            Decision::Allow => {}
-            Decision::Ignore => return,
-            Decision::Reply(text) => {
-                let key = format!("slack:{}:access", to.event_id);
-                if let Err(e) = self
-                    .deliver_keyed(store, &conversation, &to, &escape(&text), &key, None)
-                    .await
-                {
-                    tracing::warn!(error = %e, "sending a Slack access reply failed");
-                }
-                return;
-            }
-        }
-        self.reaction("reactions.add", &to).await;
-        let answer = format!("slack:{}", to.event_id);
-        // A failure notice has its own dedupe key: the claim was released, so a later delivery
-        // of the same event may still produce (and send) the real answer.
-        let notice = format!("slack:{}:notice", to.event_id);
-        let (text, key, feedback) = match gateway.handle(inbound).await {
-            Ok(out) => (render(&out), answer, Some(out.message_id)),
-            Err(Error::RateLimited { message, .. }) => (escape(&message), notice, None),
-            Err(e) => {
-                tracing::warn!(error = %e, "answering a Slack message failed");
-                (
-                    "Sorry, I could not answer that right now; please try again in a minute."
-                        .to_string(),
-                    notice,
-                    None,
-                )
-            }
-        };
-        if let Err(e) = self
-            .deliver_keyed(store, &conversation, &to, &text, &key, feedback.as_deref())
-            .await
-        {
-            tracing::warn!(error = %e, "sending a Slack reply failed");
-        }
-        self.reaction("reactions.remove", &to).await;
-    }
-
-    /// Sends `text` (mrkdwn) into the thread of `to`, split into messages of at most
-    /// [`MAX_MESSAGE_CHARS`]. Each part is recorded in the egress ledger (dedupe key
-    /// `slack:{event_id}`, then `slack:{event_id}:{n}`) before it is sent and confirmed after
-    /// Slack accepted it; a part recorded earlier (a retried event) is not sent again.
+    /// Sends `text` (mrkdwn) into the thread of `to` as an answer, split into messages of at
+    /// most [`MAX_MESSAGE_CHARS`], through the shared path ([`chat::deliver`]): dedupe key
+    /// `slack:{event_id}`, then `slack:{event_id}:{n}`; a part recorded earlier (a retried
+    /// event) is not sent again.
     pub async fn deliver(
         &self,
         store: &Store,
@@ -615,105 +493,17 @@ impl Slack {
         to: &ReplyTarget,
         text: &str,
     ) -> Result<()> {
-        let key = format!("slack:{}", to.event_id);
-        self.deliver_keyed(store, conversation, to, text, &key, None)
-            .await
-    }
-
-    /// Sends the parts of `text`; with `feedback` (the stored answer's id) the last part
-    /// carries the 👍/👎 buttons.
-    async fn deliver_keyed(
-        &self,
-        store: &Store,
-        conversation: &str,
-        to: &ReplyTarget,
-        text: &str,
-        key: &str,
-        feedback: Option<&str>,
-    ) -> Result<()> {
-        let parts = split_message(text, MAX_MESSAGE_CHARS);
-        let last = parts.len().saturating_sub(1);
-        for (i, part) in parts.iter().enumerate() {
-            let dedupe_key = if i == 0 {
-                key.to_string()
-            } else {
-                format!("{key}:{}", i + 1)
-            };
-            let mut payload = json!({
-                "channel": to.channel,
-                "thread_ts": to.thread_ts,
-                "text": part,
-            });
-            if to.thread_ts.is_empty()
-                && let Some(o) = payload.as_object_mut()
-            {
-                // A new message in the channel (a forwarded webhook answer), not a reply.
-                o.remove("thread_ts");
-            }
-            // Slack has no idempotency key for chat.postMessage; the message carries its
-            // ledger key as metadata instead, so a resend after a crash can first look for it.
-            payload["metadata"] = json!({
-                "event_type": METADATA_EVENT,
-                "event_payload": {"dedupe_key": dedupe_key},
-            });
-            if i == last {
-                self.add_feedback_buttons(&mut payload, part, feedback);
-            }
-            let Some(id) =
-                record_once(store, Channel::Slack, conversation, &dedupe_key, &payload).await?
-            else {
-                continue;
-            };
-            self.send_recorded(store, &id, &payload).await?;
-        }
-        Ok(())
-    }
-
-    /// Adds the feedback buttons under `text` (when enabled and `message_id` is given).
-    fn add_feedback_buttons(&self, payload: &mut Value, text: &str, message_id: Option<&str>) {
-        let (Some(message_id), true) = (message_id, self.feedback_buttons) else {
-            return;
-        };
-        payload["blocks"] = feedback_blocks(text, message_id);
-    }
-
-    /// Sends one recorded message: into a thread with `chat.postMessage`, or to a slash
-    /// command's `response_url` when the payload has one.
-    async fn send_recorded(&self, store: &Store, id: &str, payload: &Value) -> Result<()> {
-        if let Some(url) = payload.get("response_url").and_then(Value::as_str) {
-            store.egress_attempt(id).await?;
-            let mut body = payload.clone();
-            if let Some(o) = body.as_object_mut() {
-                o.remove("response_url");
-            }
-            self.post_response_url(url, &body).await?;
-            return store.egress_confirm(id, None).await;
-        }
-        let channel = payload
-            .get("channel")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        for _ in 0..MAX_SEND_TRIES {
-            self.per_channel.until_key_ready(&channel).await;
-            store.egress_attempt(id).await?;
-            match self.call("chat.postMessage", payload).await {
-                Ok(Sent::Ok(ts)) => return store.egress_confirm(id, ts.as_deref()).await,
-                Ok(Sent::Refused(error)) => {
-                    // Left pending: the attempt is counted and the row can be sent again.
-                    return Err(Error::Upstream(format!(
-                        "Slack refused chat.postMessage ({error})"
-                    )));
-                }
-                Err(Error::RateLimited { retry_after, .. }) if retry_after <= MAX_RETRY_AFTER => {
-                    tokio::time::sleep(retry_after).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Upstream(format!(
-            "Slack kept rate-limiting chat.postMessage after {MAX_SEND_TRIES} tries; the reply stays pending"
-        )))
+        let target = Target::Thread(to.clone());
+        let key = self.reply_key(&target);
+        chat::deliver(
+            self,
+            store,
+            conversation,
+            &target,
+            &Reply::text(ReplyKind::Answer, text),
+            &key,
+        )
+        .await
     }
 
     async fn reaction(&self, method: &str, to: &ReplyTarget) {
@@ -722,6 +512,68 @@ impl Slack {
             Ok(Sent::Ok(_)) => {}
             Ok(Sent::Refused(error)) => tracing::info!(method, error, "Slack refused a reaction"),
             Err(e) => tracing::info!(method, error = %e, "a reaction failed"),
+        }
+    }
+
+    /// `POST /slack/events` once verified: `ssl_check` and `url_verification` answered, other
+    /// events acknowledged, a message handed to the shared path.
+    async fn on_event(self: Arc<Self>, cx: &ChatContext, body: &[u8]) -> Result<WebReply> {
+        // `ssl_check` comes form-encoded (`ssl_check=1&token=…`); it only wants a 200.
+        if body.starts_with(b"ssl_check=") || body.windows(11).any(|w| w == b"&ssl_check=") {
+            return Ok(WebReply::Json(json!({"ok": true})));
+        }
+        let (inbound, to) = match self.parse(body)? {
+            Incoming::Challenge(challenge) => {
+                return Ok(WebReply::Json(json!({"challenge": challenge})));
+            }
+            Incoming::Ignored(reason) => {
+                tracing::debug!(reason, "ignored a Slack event");
+                return Ok(WebReply::Json(json!({"ok": true, "ignored": reason})));
+            }
+            Incoming::Message(m) => *m,
+        };
+        match chat::accept(self, cx, inbound, Target::Thread(to)).await? {
+            Accepted::Ignored(reason) => Ok(WebReply::Json(json!({"ok": true, "ignored": reason}))),
+            Accepted::Duplicate | Accepted::Started => Ok(WebReply::Json(json!({"ok": true}))),
+        }
+    }
+
+    /// `POST /slack/interactions` (and `/slack/commands`) once verified: a 👍/👎 is stored; a
+    /// slash command is acknowledged at once (Slack wants an answer within 3 s) and answered
+    /// through its `response_url` by the shared path.
+    async fn on_interaction(self: Arc<Self>, cx: &ChatContext, body: &[u8]) -> Result<WebReply> {
+        match self.parse_interaction(body)? {
+            Interaction::Ignored(reason) => {
+                tracing::debug!(reason, "ignored a Slack interaction");
+                Ok(WebReply::Empty)
+            }
+            Interaction::Feedback {
+                message_id,
+                user,
+                rating,
+                response_url,
+            } => {
+                self.record_feedback(
+                    &cx.store,
+                    &message_id,
+                    &user,
+                    rating,
+                    response_url.as_deref(),
+                )
+                .await?;
+                Ok(WebReply::Empty)
+            }
+            Interaction::Command(cmd) => {
+                if let Some(text) = self.command_ack(&cx.gateway, &cmd).await? {
+                    return Ok(WebReply::Json(
+                        json!({"response_type": "ephemeral", "text": text}),
+                    ));
+                }
+                let inbound = command_inbound(&cmd);
+                chat::accept(self, cx, inbound, Target::Command(cmd)).await?;
+                // An empty 200: Slack shows nothing until the answer arrives in the channel.
+                Ok(WebReply::Empty)
+            }
         }
     }
 
@@ -830,19 +682,6 @@ impl Slack {
             ))
         }
     }
-}
-
-/// The answer as a section with 👍/👎 buttons below; the buttons carry the stored answer's id.
-fn feedback_blocks(text: &str, message_id: &str) -> Value {
-    json!([
-        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        {"type": "actions", "block_id": "conveyor_feedback", "elements": [
-            {"type": "button", "action_id": FEEDBACK_UP, "value": message_id,
-             "text": {"type": "plain_text", "text": "👍", "emoji": true}},
-            {"type": "button", "action_id": FEEDBACK_DOWN, "value": message_id,
-             "text": {"type": "plain_text", "text": "👎", "emoji": true}}
-        ]}
-    ])
 }
 
 /// A verified request to `/slack/interactions` (or `/slack/commands`), read.
@@ -997,104 +836,26 @@ impl Slack {
     }
 
     /// What a slash command gets right away: help, an access reply, or `None` when the
-    /// answer follows through `response_url` (see [`Slack::answer_command`]).
+    /// answer follows through `response_url`.
     pub async fn command_ack(
         &self,
         gateway: &Gateway,
         cmd: &SlashCommand,
     ) -> Result<Option<String>> {
-        let who = Subject {
-            user_id: &cmd.user,
-            user_name: cmd.user_name.as_deref(),
-            chat: &cmd.channel,
-            space: cmd.team.as_deref(),
-            // A slash command is only ever seen by the one who ran it until we answer, so a
-            // stranger gets the pairing code (or refusal) privately, wherever they ran it.
-            direct: true,
-        };
-        match gateway.check_access(Channel::Slack, &who).await {
+        let target = Target::Command(Box::new(cmd.clone()));
+        let inbound = command_inbound(cmd);
+        match gateway
+            .check_access(Channel::Slack, &self.subject(&inbound, &target))
+            .await
+        {
             Decision::Allow => {}
-            Decision::Ignore => {
-                return Ok(Some(
-                    "Sorry, I only answer people my administrators have let in.".into(),
-                ));
-            }
+            Decision::Ignore => return Ok(Some(chat::NOT_LET_IN.into())),
             Decision::Reply(text) => return Ok(Some(escape(&text))),
         }
         if cmd.text.is_empty() || cmd.text.eq_ignore_ascii_case("help") {
             return Ok(Some(COMMAND_HELP.into()));
         }
         Ok(None)
-    }
-
-    /// Answers a slash command through its `response_url`, visible to the channel, with the
-    /// question quoted above the answer. Runs as a tracked task after the acknowledgement.
-    pub async fn answer_command(&self, gateway: &Gateway, store: &Store, cmd: SlashCommand) {
-        let team = cmd.team.clone().unwrap_or_else(|| "-".into());
-        let inbound = Inbound {
-            idempotency_key: format!("cmd:{}", cmd.trigger_id),
-            conversation: ConversationKey::new(
-                Channel::Slack,
-                format!("{team}:{}:cmd:{}", cmd.channel, cmd.user),
-            ),
-            user: UserRef {
-                id: format!("{team}:{}", cmd.user),
-                name: cmd.user_name.clone(),
-            },
-            text: cmd.text.clone(),
-            attachments: Vec::new(),
-        };
-        let conversation = inbound.conversation.as_storage_key();
-        let (text, feedback, response_type) = match gateway.handle(inbound).await {
-            Ok(out) => (
-                format!(
-                    "<@{}> asked: {}\n\n{}",
-                    cmd.user,
-                    escape(&cmd.text),
-                    render(&out)
-                ),
-                Some(out.message_id),
-                "in_channel",
-            ),
-            Err(Error::RateLimited { message, .. }) => (escape(&message), None, "ephemeral"),
-            Err(e) => {
-                tracing::warn!(error = %e, "answering a Slack slash command failed");
-                (
-                    "Sorry, I could not answer that right now; please try again in a minute."
-                        .into(),
-                    None,
-                    "ephemeral",
-                )
-            }
-        };
-        // response_url takes up to 5 messages: the first part answers, later parts follow.
-        let parts = split_message(&text, MAX_MESSAGE_CHARS);
-        let last = parts.len().saturating_sub(1);
-        for (i, part) in parts.iter().take(5).enumerate() {
-            let key = format!("slack:cmd:{}:{}", cmd.trigger_id, i + 1);
-            let mut payload = json!({
-                "response_url": cmd.response_url,
-                "response_type": response_type,
-                "replace_original": false,
-                "text": part,
-            });
-            if i == last {
-                self.add_feedback_buttons(&mut payload, part, feedback.as_deref());
-            }
-            let result = async {
-                if let Some(id) =
-                    record_once(store, Channel::Slack, &conversation, &key, &payload).await?
-                {
-                    self.send_recorded(store, &id, &payload).await?;
-                }
-                Ok::<_, Error>(())
-            }
-            .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "sending a slash command answer failed");
-                return;
-            }
-        }
     }
 
     /// Records a 👍/👎 and thanks the person who clicked (only they see it).
@@ -1163,6 +924,225 @@ impl Slack {
     }
 }
 
+/// A slash command as the message it asks: its own conversation per channel and user, the
+/// trigger id as idempotency key.
+fn command_inbound(cmd: &SlashCommand) -> Inbound {
+    let team = cmd.team.clone().unwrap_or_else(|| "-".into());
+    Inbound {
+        idempotency_key: format!("cmd:{}", cmd.trigger_id),
+        conversation: ConversationKey::new(
+            Channel::Slack,
+            format!("{team}:{}:cmd:{}", cmd.channel, cmd.user),
+        ),
+        user: UserRef {
+            id: format!("{team}:{}", cmd.user),
+            name: cmd.user_name.clone(),
+        },
+        text: cmd.text.clone(),
+        attachments: Vec::new(),
+    }
+}
+
+/// Where a Slack reply goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A thread (or, with an empty `thread_ts`, a new message in the channel).
+    Thread(ReplyTarget),
+    /// A slash command's `response_url`.
+    Command(Box<SlashCommand>),
+}
+
+/// The text as a section with action buttons below.
+fn blocks(text: &str, buttons: &[Button]) -> Value {
+    let elements: Vec<Value> = buttons
+        .iter()
+        .map(|b| {
+            json!({"type": "button", "action_id": format!("conveyor_{}", b.action), "value": b.value,
+                   "text": {"type": "plain_text", "text": b.label, "emoji": true}})
+        })
+        .collect();
+    json!([
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": "conveyor_actions", "elements": elements}
+    ])
+}
+
+#[async_trait::async_trait]
+impl ChatPlatform for Slack {
+    type Target = Target;
+
+    fn channel(&self) -> Channel {
+        Channel::Slack
+    }
+
+    fn limits(&self, to: &Target) -> Limits {
+        Limits {
+            max_chars: MAX_MESSAGE_CHARS,
+            // A response_url takes up to five messages.
+            max_parts: matches!(to, Target::Command(_)).then_some(5),
+            markup: Markup::SlackMrkdwn,
+        }
+    }
+
+    fn subject<'a>(&'a self, inbound: &'a Inbound, to: &'a Target) -> Subject<'a> {
+        match to {
+            Target::Thread(t) => Subject {
+                user_id: &t.user,
+                user_name: None,
+                chat: t.channel.as_str().into(),
+                space: t.team.as_deref().map(Into::into),
+                direct: t.direct,
+            },
+            Target::Command(c) => Subject {
+                user_id: &c.user,
+                user_name: inbound.user.name.as_deref(),
+                chat: c.channel.as_str().into(),
+                space: c.team.as_deref().map(Into::into),
+                // A slash command is only ever seen by the one who ran it until we answer,
+                // so a stranger gets the pairing code (or refusal) privately, wherever they
+                // ran it.
+                direct: true,
+            },
+        }
+    }
+
+    fn reply_key(&self, to: &Target) -> String {
+        match to {
+            Target::Thread(t) => format!("slack:{}", t.event_id),
+            Target::Command(c) => format!("slack:cmd:{}", c.trigger_id),
+        }
+    }
+
+    fn part_key(&self, base: &str, index: usize, to: &Target) -> String {
+        match to {
+            Target::Thread(_) if index == 0 => base.to_string(),
+            _ => format!("{base}:{}", index + 1),
+        }
+    }
+
+    fn answers_strangers(&self, to: &Target) -> bool {
+        matches!(to, Target::Command(_))
+    }
+
+    fn needs_conversation(&self, to: &Target) -> bool {
+        matches!(to, Target::Thread(t) if t.follow_up)
+    }
+
+    fn escape(&self, text: &str) -> String {
+        escape(text)
+    }
+
+    fn render(&self, out: &Outbound, to: &Target) -> String {
+        match to {
+            Target::Thread(_) => render(out),
+            Target::Command(c) => format!(
+                "<@{}> asked: {}\n\n{}",
+                c.user,
+                escape(&c.text),
+                render(out)
+            ),
+        }
+    }
+
+    fn feedback_buttons(&self) -> bool {
+        self.feedback_buttons
+    }
+
+    fn target_for_chat(&self, chat: &str, dedupe_key: &str) -> Result<Target> {
+        Ok(Target::Thread(ReplyTarget {
+            event_id: dedupe_key.to_string(),
+            channel: chat.to_string(),
+            ts: String::new(),
+            thread_ts: String::new(),
+            follow_up: false,
+            user: String::new(),
+            team: None,
+            direct: false,
+        }))
+    }
+
+    fn payload(&self, to: &Target, part: &Part<'_>) -> Result<Value> {
+        let PartBody::Text { text, buttons } = part.body else {
+            return Err(Error::BadInput(
+                "Slack replies do not carry files yet (files.uploadV2 is not wired); send the file as a link".into(),
+            ));
+        };
+        let mut payload = match to {
+            Target::Thread(t) => {
+                let mut payload = json!({"channel": t.channel, "text": text});
+                if !t.thread_ts.is_empty() {
+                    payload["thread_ts"] = json!(t.thread_ts);
+                }
+                // Slack has no idempotency key for chat.postMessage; the message carries its
+                // ledger key as metadata instead, so a resend after a crash can first look
+                // for it.
+                payload["metadata"] = json!({
+                    "event_type": METADATA_EVENT,
+                    "event_payload": {"dedupe_key": part.dedupe_key},
+                });
+                payload
+            }
+            Target::Command(c) => json!({
+                "response_url": c.response_url,
+                "response_type": if part.kind == ReplyKind::Answer { "in_channel" } else { "ephemeral" },
+                "replace_original": false,
+                "text": text,
+            }),
+        };
+        if !buttons.is_empty() {
+            payload["blocks"] = blocks(text, buttons);
+        }
+        Ok(payload)
+    }
+
+    async fn send_once(&self, payload: &Value) -> Result<Option<String>> {
+        if let Some(url) = payload.get("response_url").and_then(Value::as_str) {
+            let mut body = payload.clone();
+            if let Some(o) = body.as_object_mut() {
+                o.remove("response_url");
+            }
+            self.post_response_url(url, &body).await?;
+            return Ok(None);
+        }
+        match self.call("chat.postMessage", payload).await? {
+            Sent::Ok(ts) => Ok(ts),
+            // Left pending: the attempt is counted and the row can be sent again.
+            Sent::Refused(error) => Err(Error::Upstream(format!(
+                "Slack refused chat.postMessage ({error})"
+            ))),
+        }
+    }
+
+    async fn pace(&self, payload: &Value) {
+        if let Some(channel) = payload.get("channel").and_then(Value::as_str) {
+            self.per_channel.until_key_ready(&channel.to_string()).await;
+        }
+    }
+
+    fn send_policy(&self) -> SendPolicy {
+        SendPolicy {
+            tries: MAX_SEND_TRIES,
+            max_retry_after: MAX_RETRY_AFTER,
+        }
+    }
+
+    async fn show_working(&self, to: &Target) {
+        if let Target::Thread(t) = to
+            && !t.ts.is_empty()
+        {
+            self.reaction("reactions.add", t).await;
+        }
+    }
+
+    async fn hide_working(&self, to: &Target) {
+        if let Target::Thread(t) = to
+            && !t.ts.is_empty()
+        {
+            self.reaction("reactions.remove", t).await;
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Outbox for Slack {
     fn channel(&self) -> Channel {
@@ -1184,7 +1164,7 @@ impl Outbox for Slack {
                 }
             }
         }
-        self.send_recorded(store, &row.id, &row.payload).await
+        chat::send_recorded(self, store, &row.id, &row.payload).await
     }
 
     async fn post(
@@ -1194,28 +1174,60 @@ impl Outbox for Slack {
         dedupe_key: &str,
         out: &Outbound,
     ) -> Result<()> {
-        let to = ReplyTarget {
-            event_id: dedupe_key.to_string(),
-            channel: chat.to_string(),
-            ts: String::new(),
-            thread_ts: String::new(),
-            follow_up: false,
-            user: String::new(),
-            team: None,
-            direct: false,
-        };
-        let conversation = ConversationKey::new(Channel::Slack, chat).as_storage_key();
-        self.deliver_keyed(
-            store,
-            &conversation,
-            &to,
-            &render(out),
-            dedupe_key,
-            Some(&out.message_id),
-        )
-        .await
+        chat::post(self, store, chat, dedupe_key, out).await
     }
 }
+
+#[async_trait::async_trait]
+impl Platform for Slack {
+    async fn receive(
+        self: Arc<Self>,
+        cx: ChatContext,
+        request: WebRequest<'_>,
+    ) -> Result<WebReply> {
+        // The v0 signature is checked over the raw body before anything is parsed, so a forged
+        // request gets 401 and nothing is stored.
+        if let Err(e) = self.verify(
+            request.header("x-slack-request-timestamp"),
+            request.header("x-slack-signature"),
+            request.body,
+        ) {
+            tracing::warn!(error = %e, "refused a Slack request");
+            return Err(Error::Unauthorized(format!(
+                "Slack signature check failed: {e}"
+            )));
+        }
+        match request.path {
+            "/slack/events" => self.on_event(&cx, request.body).await,
+            _ => self.on_interaction(&cx, request.body).await,
+        }
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+/// The registry entry of Slack.
+pub const PLATFORM: crate::channels::PlatformKind = crate::channels::PlatformKind {
+    name: "slack",
+    channel: Channel::Slack,
+    routes: &["/slack/events", "/slack/interactions", "/slack/commands"],
+    not_configured: "Slack is not configured; add [channels.slack] to conveyor.toml",
+    configured: |config| config.channels.slack.is_some(),
+    build: |config, env| match &config.channels.slack {
+        Some(c) => Ok(Some(Arc::new(Slack::build(c, env)?))),
+        None => Ok(None),
+    },
+    doctor: |config, env, online| {
+        Box::pin(async move {
+            match &config.channels.slack {
+                Some(c) => doctor(c, env, online).await,
+                None => Vec::new(),
+            }
+        })
+    },
+};
 
 /// `conveyor doctor` for `[channels.slack]`: both secrets present and shaped like Slack's,
 /// and (online) `auth.test` with the bot token.
@@ -1362,15 +1374,15 @@ mod tests {
     fn split_at_paragraphs() {
         let para = "x".repeat(1_200);
         let text = [para.as_str(); 5].join("\n\n");
-        let parts = split_message(&text, MAX_MESSAGE_CHARS);
+        let parts = chat::split(&text, MAX_MESSAGE_CHARS, Markup::SlackMrkdwn);
         assert_eq!(parts.len(), 3);
         assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
         assert_eq!(parts.join("\n\n"), text);
         let huge = "é".repeat(7_000);
-        let parts = split_message(&huge, MAX_MESSAGE_CHARS);
+        let parts = chat::split(&huge, MAX_MESSAGE_CHARS, Markup::SlackMrkdwn);
         assert_eq!(parts.len(), 3);
         assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
-        assert_eq!(split_message("short", MAX_MESSAGE_CHARS), vec!["short"]);
+        assert_eq!(chat::split("short", MAX_MESSAGE_CHARS, Markup::SlackMrkdwn), vec!["short"]);
     }
 
     #[test]

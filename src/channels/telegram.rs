@@ -16,24 +16,25 @@ use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use teloxide::payloads::{GetUpdatesSetters, SendChatActionSetters, SendMessageSetters};
 use teloxide::prelude::{Request, Requester};
 use teloxide::types::{
-    AllowedUpdate, ChatAction, ChatId, MessageEntityKind, MessageId, ParseMode, ReplyParameters,
+    AllowedUpdate, ChatAction, ChatId, InlineKeyboardMarkup, MessageEntityKind, MessageId, ParseMode, ReplyParameters,
     ThreadId, Update, UpdateKind,
 };
 use teloxide::{Bot, RequestError};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use crate::channels::slack::split_message;
+use crate::channels::chat::{
+    self, Button, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, Platform, Reply,
+    ReplyKind, SendPolicy, WebReply, WebRequest,
+};
 use crate::channels::verify::{self, VerifyError};
 use crate::config::Secret;
 use crate::error::{Error, Result};
-use crate::gateway::Gateway;
-use crate::gateway::access::{Decision, Subject};
-use crate::gateway::egress::record_once;
+use crate::gateway::access::Subject;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
 use crate::store::{EgressRow, Store};
 
@@ -408,6 +409,36 @@ struct SendPayload {
     allow_sending_without_reply: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     message_thread_id: Option<i64>,
+    /// An inline keyboard (the Bot API's `reply_markup` JSON), for buttons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_markup: Option<Value>,
+}
+
+/// Reads a recorded payload.
+fn recorded_payload(payload: &Value) -> serde_json::Result<SendPayload> {
+    serde_json::from_value(payload.clone())
+}
+
+/// Longest `callback_data` Telegram takes, in bytes.
+const MAX_CALLBACK_BYTES: usize = 64;
+
+/// Buttons as an inline keyboard, one row; `callback_data` is `{action}:{value}`.
+fn inline_keyboard(buttons: &[Button]) -> Result<Value> {
+    let row: Vec<Value> = buttons
+        .iter()
+        .map(|b| {
+            let data = format!("{}:{}", b.action, b.value);
+            if data.len() > MAX_CALLBACK_BYTES {
+                return Err(Error::BadInput(format!(
+                    "the button `{}` carries {} bytes; Telegram's callback_data holds {MAX_CALLBACK_BYTES}",
+                    b.label,
+                    data.len()
+                )));
+            }
+            Ok(serde_json::json!({"text": b.label, "callback_data": data}))
+        })
+        .collect::<Result<_>>()?;
+    Ok(serde_json::json!({"inline_keyboard": [row]}))
 }
 
 /// A Telegram message or thread id: the Bot API's are 32-bit.
@@ -550,115 +581,9 @@ impl Telegram {
         parse(body, &username)
     }
 
-    /// Answers one message: typing while working, the answer as a reply to the user's message.
-    pub async fn respond(
-        &self,
-        gateway: &Gateway,
-        store: &Store,
-        inbound: Inbound,
-        to: ReplyTarget,
-    ) {
-        let conversation = inbound.conversation.as_storage_key();
-        let span = tracing::info_span!(
-            "telegram_update",
-            channel = "telegram",
-            conversation = %conversation
-        );
-        tracing::Instrument::instrument(self.respond_inner(gateway, store, inbound, to), span)
-            .await;
-    }
-
-    async fn respond_inner(
-        &self,
-        gateway: &Gateway,
-        store: &Store,
-        inbound: Inbound,
-        to: ReplyTarget,
-    ) {
-        let conversation = inbound.conversation.as_storage_key();
-        let chat = to.chat_id.to_string();
-        let who = Subject {
-            user_id: &inbound.user.id,
-            user_name: inbound.user.name.as_deref(),
-            chat: &chat,
-            space: None,
-            // Private chats have positive ids (the user's); groups and channels negative ones.
-            direct: to.chat_id > 0,
-        };
-        match gateway.check_access(Channel::Telegram, &who).await {
-            Decision::Allow => {}
-            Decision::Ignore => return,
-            Decision::Reply(text) => {
-                let key = format!("telegram:{}:access", to.update_id);
-                if let Err(e) = self
-                    .deliver_keyed(store, &conversation, &to, &escape(&text), &key)
-                    .await
-                {
-                    tracing::warn!(error = %e, "sending a Telegram access reply failed");
-                }
-                return;
-            }
-        }
-        let stop_typing = CancellationToken::new();
-        let typing = self.typing_until(&to, stop_typing.clone());
-        let handled = async {
-            let result = gateway.handle(inbound).await;
-            stop_typing.cancel();
-            result
-        };
-        let ((), result) = tokio::join!(typing, handled);
-        let answer = format!("telegram:{}", to.update_id);
-        // A failure notice has its own dedupe key: the claim was released, so a later delivery
-        // of the same update may still produce (and send) the real answer.
-        let notice = format!("telegram:{}:notice", to.update_id);
-        let (text, key) = match result {
-            Ok(out) => (render(&out), answer),
-            Err(Error::RateLimited { message, .. }) => (escape(&message), notice),
-            Err(e) => {
-                tracing::warn!(error = %e, "answering a Telegram message failed");
-                (
-                    "Sorry, I could not answer that right now; please try again in a minute."
-                        .to_string(),
-                    notice,
-                )
-            }
-        };
-        if let Err(e) = self
-            .deliver_keyed(store, &conversation, &to, &text, &key)
-            .await
-        {
-            tracing::warn!(error = %e, "sending a Telegram reply failed");
-        }
-    }
-
-    /// Sends `typing` now and every 4 s (Telegram shows it for 5 s) until `stop` fires.
-    async fn typing_until(&self, to: &ReplyTarget, stop: CancellationToken) {
-        let thread = match to.thread_id.map(|t| message_id(t, "thread id")).transpose() {
-            Ok(thread) => thread,
-            Err(e) => {
-                tracing::debug!(error = %e, "no typing indicator");
-                return;
-            }
-        };
-        loop {
-            let mut action = self
-                .bot
-                .send_chat_action(ChatId(to.chat_id), ChatAction::Typing);
-            if let Some(thread) = thread {
-                action = action.message_thread_id(ThreadId(thread));
-            }
-            if let Err(e) = action.send().await {
-                tracing::debug!(error = %self.api_error("sendChatAction", e), "sendChatAction failed");
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(4)) => {}
-            }
-        }
-    }
-
-    /// Sends `html` (Telegram HTML, e.g. from [`to_html`]) as the answer to `to`: dedupe keys
-    /// `telegram:{update_id}:{part}`, so delivering the same answer again sends nothing.
+    /// Sends `html` (Telegram HTML, e.g. from [`to_html`]) as the answer to `to` through the
+    /// shared path ([`chat::deliver`]): dedupe keys `telegram:{update_id}:{part}`, so
+    /// delivering the same answer again sends nothing.
     pub async fn deliver(
         &self,
         store: &Store,
@@ -666,9 +591,16 @@ impl Telegram {
         to: &ReplyTarget,
         html: &str,
     ) -> Result<()> {
-        let key = format!("telegram:{}", to.update_id);
-        self.deliver_keyed(store, conversation, to, html, &key)
-            .await
+        let key = self.reply_key(to);
+        chat::deliver(
+            self,
+            store,
+            conversation,
+            to,
+            &Reply::text(ReplyKind::Answer, html),
+            &key,
+        )
+        .await
     }
 
     /// Sends one egress row that was recorded (by [`Telegram::deliver`]) but never confirmed,
@@ -676,95 +608,16 @@ impl Telegram {
     /// says what to send. Confirmed with Telegram's `message_id` like a first send; a row that
     /// is no longer pending (confirmed since it was listed) is not sent again.
     pub async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
-        if row.channel != Channel::Telegram.as_str() {
-            return Err(Error::BadInput(format!(
-                "egress row `{}` belongs to channel `{}`, not telegram",
-                row.id, row.channel
-            )));
+        if row.channel == Channel::Telegram.as_str() {
+            // Refuse a row this version cannot read before counting an attempt.
+            recorded_payload(&row.payload).map_err(|e| {
+                Error::BadInput(format!(
+                    "egress row `{}` is not a Telegram sendMessage payload ({e})",
+                    row.id
+                ))
+            })?;
         }
-        let payload: SendPayload = serde_json::from_value(row.payload.clone()).map_err(|e| {
-            Error::BadInput(format!(
-                "egress row `{}` is not a Telegram sendMessage payload ({e})",
-                row.id
-            ))
-        })?;
-        // Re-reading the row's state keeps a row that was confirmed in the meantime (by its own
-        // delivery finishing) from going out twice.
-        let still_pending = store
-            .egress_state(&row.dedupe_key)
-            .await?
-            .is_some_and(|(state, _)| state == "pending");
-        if !still_pending {
-            tracing::info!(id = %row.id, dedupe_key = %row.dedupe_key, "egress row already confirmed; not sending it again");
-            return Ok(());
-        }
-        self.send_recorded(store, &row.id, &payload).await
-    }
-
-    /// Sends `html` as replies to the user's message, split into messages of at most
-    /// [`MAX_MESSAGE_CHARS`]; each part is recorded in the egress ledger (dedupe key
-    /// `{key}:{part}`) before it is sent and confirmed with its `message_id` after.
-    async fn deliver_keyed(
-        &self,
-        store: &Store,
-        conversation: &str,
-        to: &ReplyTarget,
-        html: &str,
-        key: &str,
-    ) -> Result<()> {
-        for (i, part) in split_message(html, MAX_MESSAGE_CHARS).iter().enumerate() {
-            let dedupe_key = format!("{key}:{}", i + 1);
-            let payload = SendPayload {
-                chat_id: to.chat_id,
-                text: part.clone(),
-                parse_mode: Some("HTML".into()),
-                // 0: a new message (a forwarded webhook answer), not a reply.
-                reply_to_message_id: (to.message_id != 0).then_some(to.message_id),
-                allow_sending_without_reply: true,
-                message_thread_id: to.thread_id,
-            };
-            let recorded = serde_json::to_value(&payload)
-                .map_err(|e| Error::internal("recording a Telegram reply", e))?;
-            let Some(id) = record_once(
-                store,
-                Channel::Telegram,
-                conversation,
-                &dedupe_key,
-                &recorded,
-            )
-            .await?
-            else {
-                continue;
-            };
-            self.send_recorded(store, &id, &payload).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends the recorded row `id` (paced per chat and overall, retrying on 429 within
-    /// [`MAX_RETRY_AFTER`]) and confirms it with Telegram's `message_id`.
-    async fn send_recorded(&self, store: &Store, id: &str, payload: &SendPayload) -> Result<()> {
-        for _ in 0..MAX_SEND_TRIES {
-            // Wait for a free slot rather than drop the message.
-            self.per_chat.until_key_ready(&payload.chat_id).await;
-            self.overall.until_ready().await;
-            store.egress_attempt(id).await?;
-            match self.send_message(payload).await {
-                Ok(message_id) => {
-                    return store
-                        .egress_confirm(id, Some(&message_id.to_string()))
-                        .await;
-                }
-                Err(Error::RateLimited { retry_after, .. }) if retry_after <= MAX_RETRY_AFTER => {
-                    tokio::time::sleep(retry_after).await;
-                }
-                // Left pending: the attempt is counted and the row can be sent again.
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::Upstream(format!(
-            "Telegram kept rate-limiting sendMessage after {MAX_SEND_TRIES} tries; the reply stays pending"
-        )))
+        chat::resend(self, store, row).await
     }
 
     /// One `sendMessage`; Telegram's `message_id` on success.
@@ -784,6 +637,13 @@ impl Telegram {
                 reply = reply.allow_sending_without_reply();
             }
             request = request.reply_parameters(reply);
+        }
+        if let Some(markup) = &payload.reply_markup {
+            let keyboard: InlineKeyboardMarkup =
+                serde_json::from_value(markup.clone()).map_err(|e| {
+                    Error::BadInput(format!("a recorded Telegram inline keyboard is unreadable ({e})"))
+                })?;
+            request = request.reply_markup(keyboard);
         }
         let message = request
             .send()
@@ -878,12 +738,7 @@ impl Telegram {
     /// Long polling until `shutdown` fires: `getUpdates` with the next offset; each update is
     /// answered (claimed and recorded in the ingress ledger by the gateway) before the offset
     /// moves past it, so an update is never lost to a crash. Errors back off exponentially.
-    pub async fn run_polling(
-        self: Arc<Self>,
-        gateway: Arc<Gateway>,
-        store: Store,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn run_polling(self: Arc<Self>, cx: ChatContext, shutdown: CancellationToken) {
         let mut offset: Option<i64> = None;
         let mut backoff = Duration::from_secs(1);
         loop {
@@ -916,12 +771,134 @@ impl Telegram {
                     }
                     Incoming::Message(m) => {
                         let (inbound, to) = *m;
-                        self.respond(&gateway, &store, inbound, to).await;
+                        chat::respond(&*self, &cx, inbound, to).await;
                     }
                 }
                 offset = Some(offset.map_or(update_id + 1, |o| o.max(update_id + 1)));
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatPlatform for Telegram {
+    type Target = ReplyTarget;
+
+    fn channel(&self) -> Channel {
+        Channel::Telegram
+    }
+
+    fn limits(&self, _to: &ReplyTarget) -> Limits {
+        Limits {
+            max_chars: MAX_MESSAGE_CHARS,
+            max_parts: None,
+            markup: Markup::TelegramHtml,
+        }
+    }
+
+    fn subject<'a>(&'a self, inbound: &'a Inbound, to: &'a ReplyTarget) -> Subject<'a> {
+        Subject {
+            user_id: &inbound.user.id,
+            user_name: inbound.user.name.as_deref(),
+            chat: to.chat_id.to_string().into(),
+            space: None,
+            // Private chats have positive ids (the user's); groups and channels negative ones.
+            direct: to.chat_id > 0,
+        }
+    }
+
+    fn reply_key(&self, to: &ReplyTarget) -> String {
+        format!("telegram:{}", to.update_id)
+    }
+
+    fn escape(&self, text: &str) -> String {
+        escape(text)
+    }
+
+    fn render(&self, out: &Outbound, _to: &ReplyTarget) -> String {
+        render(out)
+    }
+
+    fn target_for_chat(&self, chat: &str, _dedupe_key: &str) -> Result<ReplyTarget> {
+        let chat_id = chat.parse::<i64>().map_err(|_| {
+            Error::BadInput(format!(
+                "`{chat}` is not a Telegram chat id (a number, like -1001234567890)"
+            ))
+        })?;
+        Ok(ReplyTarget {
+            update_id: 0,
+            chat_id,
+            thread_id: None,
+            message_id: 0,
+        })
+    }
+
+    fn payload(&self, to: &ReplyTarget, part: &Part<'_>) -> Result<Value> {
+        let PartBody::Text { text, buttons } = part.body else {
+            return Err(Error::BadInput(
+                "Telegram replies do not carry files yet (sendDocument is not wired); send the file as a link".into(),
+            ));
+        };
+        let payload = SendPayload {
+            chat_id: to.chat_id,
+            text: text.to_string(),
+            parse_mode: Some("HTML".into()),
+            // 0: a new message (a forwarded webhook answer), not a reply.
+            reply_to_message_id: (to.message_id != 0).then_some(to.message_id),
+            allow_sending_without_reply: true,
+            message_thread_id: to.thread_id,
+            reply_markup: if buttons.is_empty() {
+                None
+            } else {
+                Some(inline_keyboard(buttons)?)
+            },
+        };
+        serde_json::to_value(&payload).map_err(|e| Error::internal("recording a Telegram reply", e))
+    }
+
+    async fn send_once(&self, payload: &Value) -> Result<Option<String>> {
+        let payload = recorded_payload(payload).map_err(|e| {
+            Error::BadInput(format!("a recorded Telegram reply is unreadable ({e})"))
+        })?;
+        let id = self.send_message(&payload).await?;
+        Ok(Some(id.to_string()))
+    }
+
+    async fn pace(&self, payload: &Value) {
+        if let Some(chat) = payload.get("chat_id").and_then(Value::as_i64) {
+            self.per_chat.until_key_ready(&chat).await;
+        }
+        self.overall.until_ready().await;
+    }
+
+    fn send_policy(&self) -> SendPolicy {
+        SendPolicy {
+            tries: MAX_SEND_TRIES,
+            max_retry_after: MAX_RETRY_AFTER,
+        }
+    }
+
+    /// `typing`, sent again every 4 s (Telegram shows it for 5 s).
+    async fn show_working(&self, to: &ReplyTarget) {
+        let mut action = self
+            .bot
+            .send_chat_action(ChatId(to.chat_id), ChatAction::Typing);
+        if let Some(thread) = to.thread_id {
+            match message_id(thread, "thread id") {
+                Ok(thread) => action = action.message_thread_id(ThreadId(thread)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no typing indicator");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = action.send().await {
+            tracing::debug!(error = %self.api_error("sendChatAction", e), "sendChatAction failed");
+        }
+    }
+
+    fn working_refresh(&self) -> Option<Duration> {
+        Some(Duration::from_secs(4))
     }
 }
 
@@ -942,22 +919,78 @@ impl crate::gateway::egress::Outbox for Telegram {
         dedupe_key: &str,
         out: &Outbound,
     ) -> Result<()> {
-        let chat_id = chat.parse::<i64>().map_err(|_| {
-            Error::BadInput(format!(
-                "`{chat}` is not a Telegram chat id (a number, like -1001234567890)"
-            ))
-        })?;
-        let to = ReplyTarget {
-            update_id: 0,
-            chat_id,
-            thread_id: None,
-            message_id: 0,
-        };
-        let conversation = ConversationKey::new(Channel::Telegram, chat).as_storage_key();
-        self.deliver_keyed(store, &conversation, &to, &render(out), dedupe_key)
-            .await
+        chat::post(self, store, chat, dedupe_key, out).await
     }
 }
+
+#[async_trait::async_trait]
+impl Platform for Telegram {
+    async fn receive(
+        self: Arc<Self>,
+        cx: ChatContext,
+        request: WebRequest<'_>,
+    ) -> Result<WebReply> {
+        if self.mode != TelegramMode::Webhook {
+            return Err(Error::NotFound(
+                "the Telegram webhook is not configured; set mode = \"webhook\" in [channels.telegram]"
+                    .into(),
+            ));
+        }
+        // The secret token is checked before the body is read, so a forged request gets 401
+        // and nothing is processed.
+        if let Err(e) = self.verify(request.header("x-telegram-bot-api-secret-token")) {
+            tracing::warn!(error = %e, "refused a Telegram webhook request");
+            return Err(Error::Unauthorized(format!(
+                "Telegram secret token check failed: {e}"
+            )));
+        }
+        let (inbound, to) = match self.parse(request.body).await? {
+            Incoming::Ignored(reason) => {
+                tracing::debug!(reason, "ignored a Telegram update");
+                return Ok(WebReply::Json(json!({"ok": true, "ignored": reason})));
+            }
+            Incoming::Message(m) => *m,
+        };
+        // Acknowledged at once (Telegram retries slow or failed deliveries); a tracked task
+        // answers, and the ingress ledger answers a redelivery only once.
+        chat::accept(self, &cx, inbound, to).await?;
+        Ok(WebReply::Json(json!({"ok": true})))
+    }
+
+    fn background(
+        self: Arc<Self>,
+        cx: ChatContext,
+        shutdown: CancellationToken,
+    ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        (self.mode == TelegramMode::Polling)
+            .then(|| Box::pin(self.run_polling(cx, shutdown)) as futures_util::future::BoxFuture<'static, ()>)
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+/// The registry entry of Telegram.
+pub const PLATFORM: crate::channels::PlatformKind = crate::channels::PlatformKind {
+    name: "telegram",
+    channel: Channel::Telegram,
+    routes: &["/telegram/webhook"],
+    not_configured: "the Telegram webhook is not configured; add [channels.telegram] with mode = \"webhook\"",
+    configured: |config| config.channels.telegram.is_some(),
+    build: |config, env| match &config.channels.telegram {
+        Some(c) => Ok(Some(Arc::new(Telegram::build(c, env)?))),
+        None => Ok(None),
+    },
+    doctor: |config, env, online| {
+        Box::pin(async move {
+            match &config.channels.telegram {
+                Some(c) => crate::channels::telegram_doctor::doctor(c, env, online).await,
+                None => Vec::new(),
+            }
+        })
+    },
+};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -984,11 +1017,11 @@ mod tests {
     fn long_answers_split_at_paragraphs() {
         let para = "y".repeat(3_000);
         let text = [para.as_str(); 3].join("\n\n");
-        let parts = split_message(&text, MAX_MESSAGE_CHARS);
+        let parts = chat::split(&text, MAX_MESSAGE_CHARS, Markup::TelegramHtml);
         assert_eq!(parts.len(), 3);
         assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
         let small = ["a".repeat(2_000), "b".repeat(2_000), "c".repeat(2_000)].join("\n\n");
-        let parts = split_message(&small, MAX_MESSAGE_CHARS);
+        let parts = chat::split(&small, MAX_MESSAGE_CHARS, Markup::TelegramHtml);
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[1], "c".repeat(2_000));
     }

@@ -9,6 +9,8 @@
 //! admin (`unknown_dm = "pair"`, the default) or a short refusal (`"refuse"`); in a shared
 //! chat the message is ignored, so strangers cannot make the bot talk in a group.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::HumanDuration;
@@ -139,16 +141,16 @@ impl AccessConfig {
 }
 
 /// The sender of one message and where it was written, as the channel saw it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Subject<'a> {
     /// The platform user id.
     pub user_id: &'a str,
     /// The user's display name, if known.
     pub user_name: Option<&'a str>,
     /// The chat (channel, DM, group) id.
-    pub chat: &'a str,
+    pub chat: Cow<'a, str>,
     /// The Slack workspace or Discord guild, if known.
-    pub space: Option<&'a str>,
+    pub space: Option<Cow<'a, str>>,
     /// Whether this is a one-to-one conversation with the bot.
     pub direct: bool,
 }
@@ -184,9 +186,10 @@ impl Access {
         };
         let listed = |list: &[String], value: &str| list.iter().any(|v| v == value);
         if listed(&rules.users, who.user_id)
-            || listed(&rules.chats, who.chat)
+            || listed(&rules.chats, &who.chat)
             || who
                 .space
+                .as_deref()
                 .is_some_and(|s| listed(&rules.workspaces, s) || listed(&rules.guilds, s))
             || self
                 .store
@@ -197,7 +200,7 @@ impl Access {
         }
         if !who.direct {
             tracing::info!(
-                %channel, user = who.user_id, chat = who.chat,
+                %channel, user = who.user_id, chat = %who.chat,
                 "ignored a message from a user who is not allowed in this chat (see [access])"
             );
             return Ok(Decision::Ignore);
@@ -217,7 +220,7 @@ impl Access {
                 let ttl = i64::try_from(self.config.pairing_ttl.0.as_millis()).unwrap_or(i64::MAX);
                 let code = self
                     .store
-                    .pairing_code_for(channel.as_str(), who.user_id, who.user_name, who.chat, ttl)
+                    .pairing_code_for(channel.as_str(), who.user_id, who.user_name, &who.chat, ttl)
                     .await?;
                 tracing::info!(
                     %channel, user = who.user_id, code = %code.code,

@@ -117,10 +117,7 @@ impl Gateway {
     async fn handle_inner(&self, inbound: Inbound) -> Result<(Outbound, bool)> {
         validate(&inbound)?;
         let conversation = inbound.conversation.as_storage_key();
-        let key = format!(
-            "{}:{}",
-            inbound.conversation.channel, inbound.idempotency_key
-        );
+        let key = inbound.ledger_key();
         let request_hash = request_hash(&inbound);
 
         if let Some(recorded) = self.claim(&key, &request_hash).await? {

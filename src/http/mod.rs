@@ -14,11 +14,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+mod chat;
 mod connectors;
-mod discord;
 mod hooks;
-mod slack;
-mod telegram;
 
 use crate::app::App;
 use crate::channels::web;
@@ -91,7 +89,14 @@ impl IntoResponse for ApiError {
 /// Builds the router.
 pub fn router(app: App) -> Router {
     let limit = app.config.server.max_body_bytes;
-    Router::new()
+    let mut router = Router::new();
+    // Every chat platform's routes, from the registry: one handler hands each to its platform.
+    for kind in crate::channels::PLATFORMS {
+        for route in kind.routes {
+            router = router.route(route, post(chat::post_platform));
+        }
+    }
+    router
         .route("/", get(web_page))
         .route("/sources/{chunk_id}", get(source_page))
         .route("/v1/messages", post(post_message))
@@ -103,11 +108,6 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/hooks/{name}", post(hooks::post_hook))
         .route("/hooks/{name}/deliveries/{key}", get(hooks::get_delivery))
-        .route("/slack/events", post(slack::post_events))
-        .route("/slack/interactions", post(slack::post_interactions))
-        .route("/slack/commands", post(slack::post_interactions))
-        .route("/telegram/webhook", post(telegram::post_webhook))
-        .route("/discord/interactions", post(discord::post_interactions))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -355,11 +355,12 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     let allowed = match uri.path() {
         "/v1/messages" => "POST",
         p if p.starts_with("/hooks/") && !p.contains("/deliveries/") => "POST",
-        "/slack/events"
-        | "/slack/interactions"
-        | "/slack/commands"
-        | "/telegram/webhook"
-        | "/discord/interactions" => "POST",
+        p if crate::channels::PLATFORMS
+            .iter()
+            .any(|k| k.routes.contains(&p)) =>
+        {
+            "POST"
+        }
         _ => "GET",
     };
     let mut response = ApiError(Error::BadInput(format!(

@@ -222,6 +222,41 @@ impl Store {
         .map_err(db_err("recording an outbound message"))
     }
 
+    /// Records every part of one reply in one transaction, before any is sent: either all
+    /// parts are in the ledger (and the resender finishes what a crash interrupted) or none
+    /// is. Per part, like [`Store::egress_record_new`]: its id when this call recorded it,
+    /// `None` when an earlier delivery did.
+    pub async fn egress_record_all(&self, parts: &[NewEgress]) -> Result<Vec<Option<String>>> {
+        if parts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        let mut ids = Vec::with_capacity(parts.len());
+        for e in parts {
+            let id: Option<String> = sqlx::query_scalar(
+                "INSERT INTO egress (id, channel, conversation, dedupe_key, payload, state, attempts, created_at, lease_until) \
+                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7) \
+                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            )
+            .bind(new_id())
+            .bind(&e.channel)
+            .bind(&e.conversation)
+            .bind(&e.dedupe_key)
+            .bind(e.payload.to_string())
+            .bind(now)
+            .bind(now.saturating_add(EGRESS_LEASE_MS))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err("recording an outbound message"))?;
+            ids.push(id);
+        }
+        tx.commit()
+            .await
+            .map_err(db_err("recording an outbound message"))?;
+        Ok(ids)
+    }
+
     /// Counts one send attempt of a pending reply and returns the new count, so a channel can
     /// give up on a reply that keeps failing. The attempt renews the sender's lease on the row
     /// ([`EGRESS_LEASE_MS`]), so the resender leaves it alone while it is being sent.

@@ -1,0 +1,642 @@
+//! What every chat platform shares: one path from a verified platform message to a sent reply.
+//!
+//! A platform (Slack, Telegram, Discord) implements [`ChatPlatform`] for what differs — who
+//! sent a message (for the access check), where the reply goes, its markup and limits, the
+//! ledger payload of one reply part, how one recorded part is sent, its working indicator — and
+//! [`Platform`] for what the rest of the program sees: the HTTP requests it receives, its
+//! background task (polling, a gateway bot), and its [`Outbox`]. Everything else lives here,
+//! once:
+//!
+//! - [`accept`]: a verified, parsed message that was already answered is dropped; otherwise it
+//!   is answered by a tracked task (the platform's request is acknowledged at once).
+//! - [`respond`]: access check → working indicator → [`Gateway::handle`] → the reply chosen by
+//!   one policy ([`choose_reply`]: answer, rate-limit notice, failure notice, pairing code or
+//!   refusal, each under its own ledger key) → [`deliver`].
+//! - [`deliver`]: the reply split within the platform's limit without breaking its markup
+//!   ([`split`]), **every part recorded in the egress ledger in one transaction before any is
+//!   sent**, then each part sent and confirmed ([`send_recorded`]: pacing, `Retry-After` on
+//!   429, attempts counted). A part recorded by an earlier delivery is never sent again.
+//! - [`resend`] and [`post`]: the [`Outbox`] side (a row a crash left pending; a webhook's
+//!   answer forwarded into a chat).
+//!
+//! Buttons ([`Button`]) and files ([`OutFile`]) are part of every reply; each platform renders
+//! them within its own rules.
+
+pub mod split;
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Error, Result};
+use crate::gateway::Gateway;
+use crate::gateway::access::{Decision, Subject};
+use crate::gateway::egress::Outbox;
+use crate::model::{Channel, ConversationKey, Inbound, Outbound};
+use crate::store::{EgressRow, NewEgress, Store};
+
+pub use split::{Markup, split};
+
+/// What a user gets when answering failed (the claim was released, so a retry may still work).
+pub const SORRY: &str = "Sorry, I could not answer that right now; please try again in a minute.";
+
+/// What a stranger gets where an answer is owed (a slash command, an interaction).
+pub const NOT_LET_IN: &str = "Sorry, I only answer people my administrators have let in.";
+
+/// What the shared path needs from the running app.
+#[derive(Clone)]
+pub struct ChatContext {
+    /// The only path to a planner.
+    pub gateway: Arc<Gateway>,
+    /// The ledgers and conversations.
+    pub store: Store,
+    /// Answers in flight; awaited on shutdown.
+    pub tasks: TaskTracker,
+}
+
+/// A platform's message limits for one target.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest message, in characters.
+    pub max_chars: usize,
+    /// Most messages one reply may take (Slack's `response_url` takes five), if limited.
+    pub max_parts: Option<usize>,
+    /// The markup of the rendered text.
+    pub markup: Markup,
+}
+
+/// Why a reply is sent: it decides its ledger key and, on some platforms, who sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    /// The planner's answer.
+    Answer,
+    /// A rate-limit or failure notice.
+    Notice,
+    /// A pairing code or a refusal.
+    Access,
+}
+
+/// An action button under a reply. `value` goes back to conveyor when it is clicked, through
+/// the platform's signed request; values that authorise something are signed by
+/// [`crate::channels::verify::sign_action`] so a modified client cannot forge them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    /// The text on the button.
+    pub label: String,
+    /// What clicking does (`feedback_up`, …); the platform prefixes its own namespace.
+    pub action: String,
+    /// The action's argument (an answer id, a signed approval token).
+    pub value: String,
+}
+
+/// A file sent with a reply: an image (with alt text) or a document such as a CSV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutFile {
+    /// The file name shown to people.
+    pub name: String,
+    /// Its MIME type.
+    pub mime: String,
+    /// For images: what the image shows, for people who cannot see it.
+    pub alt: Option<String>,
+    /// The content.
+    pub bytes: Vec<u8>,
+}
+
+/// A reply, rendered in the platform's markup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Why it is sent.
+    pub kind: ReplyKind,
+    /// The text, in the platform's markup.
+    pub text: String,
+    /// Buttons under the last part.
+    pub buttons: Vec<Button>,
+    /// Files sent after the text, one message each.
+    pub files: Vec<OutFile>,
+}
+
+impl Reply {
+    /// A text reply without buttons or files.
+    pub fn text(kind: ReplyKind, text: impl Into<String>) -> Self {
+        Self {
+            kind,
+            text: text.into(),
+            buttons: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// What one recorded message carries.
+#[derive(Debug, Clone, Copy)]
+pub enum PartBody<'a> {
+    /// A piece of the text (with the reply's buttons when it is the last piece).
+    Text {
+        /// The text.
+        text: &'a str,
+        /// Buttons to show under it.
+        buttons: &'a [Button],
+    },
+    /// A file.
+    File(&'a OutFile),
+}
+
+/// One message of a reply, for [`ChatPlatform::payload`].
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'a> {
+    /// Its position in the reply, from 0.
+    pub index: usize,
+    /// Its key in the egress ledger (some platforms carry it in the message).
+    pub dedupe_key: &'a str,
+    /// Why the reply is sent.
+    pub kind: ReplyKind,
+    /// What it carries.
+    pub body: PartBody<'a>,
+}
+
+/// How one recorded part is tried.
+#[derive(Debug, Clone, Copy)]
+pub struct SendPolicy {
+    /// Tries while the platform answers 429.
+    pub tries: u32,
+    /// The longest `Retry-After` waited out; a longer one leaves the part pending.
+    pub max_retry_after: Duration,
+}
+
+impl Default for SendPolicy {
+    fn default() -> Self {
+        Self {
+            tries: 4,
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What differs per chat platform on the way from a message to its reply.
+#[async_trait::async_trait]
+pub trait ChatPlatform: Send + Sync + 'static {
+    /// Where a reply goes: a thread, a chat, an interaction.
+    type Target: Send + Sync + 'static;
+
+    /// The platform.
+    fn channel(&self) -> Channel;
+    /// Its limits for `to`.
+    fn limits(&self, to: &Self::Target) -> Limits;
+    /// The sender and the chat, for the access check.
+    fn subject<'a>(&'a self, inbound: &'a Inbound, to: &'a Self::Target) -> Subject<'a>;
+    /// The ledger key of the reply to `to` (`slack:{event_id}`); notices and access replies
+    /// add `:notice` and `:access`.
+    fn reply_key(&self, to: &Self::Target) -> String;
+    /// The ledger key of part `index` of the reply under `base`: `{base}:{index + 1}`.
+    fn part_key(&self, base: &str, index: usize, _to: &Self::Target) -> String {
+        format!("{base}:{}", index + 1)
+    }
+    /// Whether a stranger who would be ignored still gets [`NOT_LET_IN`] (where an answer is
+    /// owed, e.g. an interaction only the sender sees).
+    fn answers_strangers(&self, _to: &Self::Target) -> bool {
+        false
+    }
+    /// Answered only when conveyor already takes part in the conversation (a thread reply
+    /// that does not mention the bot).
+    fn needs_conversation(&self, _to: &Self::Target) -> bool {
+        false
+    }
+    /// Plain text in the platform's markup.
+    fn escape(&self, text: &str) -> String;
+    /// An answer in the platform's markup: the text, then its sources.
+    fn render(&self, out: &Outbound, to: &Self::Target) -> String;
+    /// Whether answers carry 👍/👎 buttons.
+    fn feedback_buttons(&self) -> bool {
+        false
+    }
+    /// Where a message to `chat` (a webhook's `forward_to`) goes.
+    fn target_for_chat(&self, chat: &str, dedupe_key: &str) -> Result<Self::Target>;
+    /// The egress payload of one part: everything needed to send it again after a crash.
+    fn payload(&self, to: &Self::Target, part: &Part<'_>) -> Result<Value>;
+    /// Sends one recorded payload once; the platform's id for the message. A 429 is
+    /// [`Error::RateLimited`] with the platform's `Retry-After`.
+    async fn send_once(&self, payload: &Value) -> Result<Option<String>>;
+    /// Waits for a free slot before a send (the platform's pacing).
+    async fn pace(&self, _payload: &Value) {}
+    /// How a part is tried.
+    fn send_policy(&self) -> SendPolicy {
+        SendPolicy::default()
+    }
+    /// Shows that an answer is being worked out (a reaction, "typing…").
+    async fn show_working(&self, _to: &Self::Target) {}
+    /// How often [`ChatPlatform::show_working`] is repeated while the answer is worked out.
+    fn working_refresh(&self) -> Option<Duration> {
+        None
+    }
+    /// Takes the indicator away once the reply is sent.
+    async fn hide_working(&self, _to: &Self::Target) {}
+}
+
+/// What [`accept`] did with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// It was answered before (a platform retry); nothing more is done.
+    Duplicate,
+    /// Not answered, with why.
+    Ignored(&'static str),
+    /// A tracked task answers it.
+    Started,
+}
+
+/// Hands a verified, parsed message to the shared path: a repeat of an answered message is
+/// dropped (the egress ledger still guards the send against a repeat that races the first);
+/// otherwise a tracked task answers it, so the platform's request can be acknowledged now.
+pub async fn accept<P: ChatPlatform>(
+    platform: Arc<P>,
+    cx: &ChatContext,
+    inbound: Inbound,
+    to: P::Target,
+) -> Result<Accepted> {
+    let key = inbound.ledger_key();
+    if cx.store.ingress_response(&key).await?.is_some() {
+        tracing::info!(channel = %platform.channel(), key, "a repeated delivery; already handled");
+        return Ok(Accepted::Duplicate);
+    }
+    if platform.needs_conversation(&to)
+        && cx
+            .store
+            .recent_turns(&inbound.conversation.as_storage_key(), 1)
+            .await?
+            .is_empty()
+    {
+        return Ok(Accepted::Ignored("a thread conveyor takes no part in"));
+    }
+    let task_cx = cx.clone();
+    cx.tasks.spawn(async move {
+        respond(&*platform, &task_cx, inbound, to).await;
+    });
+    Ok(Accepted::Started)
+}
+
+/// Answers one message (see the module doc). Failures are logged: the platform's request was
+/// acknowledged long ago, and a part that could not be sent stays pending for the resender.
+pub async fn respond<P: ChatPlatform>(
+    platform: &P,
+    cx: &ChatContext,
+    inbound: Inbound,
+    to: P::Target,
+) {
+    let span = tracing::info_span!(
+        "chat_message",
+        channel = %platform.channel(),
+        conversation = %inbound.conversation.as_storage_key()
+    );
+    tracing::Instrument::instrument(respond_inner(platform, cx, inbound, to), span).await;
+}
+
+async fn respond_inner<P: ChatPlatform>(
+    platform: &P,
+    cx: &ChatContext,
+    inbound: Inbound,
+    to: P::Target,
+) {
+    let channel = platform.channel();
+    let conversation = inbound.conversation.as_storage_key();
+    let base = platform.reply_key(&to);
+    let access = match cx
+        .gateway
+        .check_access(channel, &platform.subject(&inbound, &to))
+        .await
+    {
+        Decision::Allow => None,
+        Decision::Ignore if platform.answers_strangers(&to) => Some(NOT_LET_IN.to_string()),
+        Decision::Ignore => return,
+        Decision::Reply(text) => Some(text),
+    };
+    if let Some(text) = access {
+        let reply = Reply::text(ReplyKind::Access, platform.escape(&text));
+        let key = format!("{base}:access");
+        if let Err(e) = deliver(platform, &cx.store, &conversation, &to, &reply, &key).await {
+            tracing::warn!(%channel, error = %e, "sending an access reply failed");
+        }
+        return;
+    }
+    let stop = CancellationToken::new();
+    let working = working_until(platform, &to, stop.clone());
+    let answer = async {
+        let result = cx.gateway.handle(inbound).await;
+        let (reply, key) = choose_reply(platform, &to, result, &base);
+        if let Err(e) = deliver(platform, &cx.store, &conversation, &to, &reply, &key).await {
+            tracing::warn!(%channel, error = %e, "sending a reply failed");
+        }
+        stop.cancel();
+    };
+    tokio::join!(working, answer);
+}
+
+/// Shows the working indicator until `stop`, refreshing it as the platform needs, then hides
+/// it.
+async fn working_until<P: ChatPlatform>(platform: &P, to: &P::Target, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = platform.show_working(to) => {}
+        }
+        match platform.working_refresh() {
+            Some(every) => tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            },
+            None => {
+                stop.cancelled().await;
+                break;
+            }
+        }
+    }
+    platform.hide_working(to).await;
+}
+
+/// The one reply policy: the answer under `base` (with feedback buttons where the platform
+/// has them); a rate-limit message or [`SORRY`] under `{base}:notice`, its own key because
+/// the claim was released and a later delivery may still produce (and send) the answer.
+pub fn choose_reply<P: ChatPlatform>(
+    platform: &P,
+    to: &P::Target,
+    result: Result<Outbound>,
+    base: &str,
+) -> (Reply, String) {
+    match result {
+        Ok(out) => (answer(platform, to, &out), base.to_string()),
+        Err(Error::RateLimited { message, .. }) => (
+            Reply::text(ReplyKind::Notice, platform.escape(&message)),
+            format!("{base}:notice"),
+        ),
+        Err(e) => {
+            tracing::warn!(channel = %platform.channel(), error = %e, "answering a message failed");
+            (
+                Reply::text(ReplyKind::Notice, platform.escape(SORRY)),
+                format!("{base}:notice"),
+            )
+        }
+    }
+}
+
+/// An answer as a reply: rendered, with 👍/👎 under it where the platform has them.
+fn answer<P: ChatPlatform>(platform: &P, to: &P::Target, out: &Outbound) -> Reply {
+    let mut reply = Reply::text(ReplyKind::Answer, platform.render(out, to));
+    if platform.feedback_buttons() {
+        reply.buttons = feedback_buttons(&out.message_id);
+    }
+    reply
+}
+
+/// 👍/👎 for the stored answer `message_id`.
+pub fn feedback_buttons(message_id: &str) -> Vec<Button> {
+    vec![
+        Button {
+            label: "👍".into(),
+            action: "feedback_up".into(),
+            value: message_id.into(),
+        },
+        Button {
+            label: "👎".into(),
+            action: "feedback_down".into(),
+            value: message_id.into(),
+        },
+    ]
+}
+
+/// Sends `reply` to `to`: split within the platform's limits, every part recorded under
+/// `key` in one transaction, then each part sent and confirmed in order. A part recorded by an
+/// earlier delivery is not sent again; the first part that fails stops the rest (they stay
+/// pending for the resender).
+pub async fn deliver<P: ChatPlatform>(
+    platform: &P,
+    store: &Store,
+    conversation: &str,
+    to: &P::Target,
+    reply: &Reply,
+    key: &str,
+) -> Result<()> {
+    let limits = platform.limits(to);
+    let mut texts = split(&reply.text, limits.max_chars, limits.markup);
+    let files_allowed = limits
+        .max_parts
+        .map_or(usize::MAX, |max| max.saturating_sub(texts.len()));
+    if let Some(max) = limits.max_parts {
+        texts.truncate(max);
+    }
+    let last = texts.len().saturating_sub(1);
+    let mut bodies: Vec<PartBody<'_>> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| PartBody::Text {
+            text,
+            buttons: if i == last { &reply.buttons } else { &[] },
+        })
+        .collect();
+    bodies.extend(reply.files.iter().take(files_allowed).map(PartBody::File));
+    let mut rows = Vec::with_capacity(bodies.len());
+    for (index, body) in bodies.into_iter().enumerate() {
+        let dedupe_key = platform.part_key(key, index, to);
+        let payload = platform.payload(
+            to,
+            &Part {
+                index,
+                dedupe_key: &dedupe_key,
+                kind: reply.kind,
+                body,
+            },
+        )?;
+        rows.push(NewEgress {
+            channel: platform.channel().as_str().into(),
+            conversation: conversation.into(),
+            dedupe_key,
+            payload,
+        });
+    }
+    let ids = store.egress_record_all(&rows).await?;
+    for (row, id) in rows.iter().zip(ids) {
+        match id {
+            Some(id) => send_recorded(platform, store, &id, &row.payload).await?,
+            None => tracing::info!(
+                channel = %platform.channel(),
+                dedupe_key = %row.dedupe_key,
+                "reply already recorded; not sending it again"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Sends the recorded part `id` and confirms it with the platform's message id: paced,
+/// each attempt counted (renewing the sender's lease), a 429 waited out up to the platform's
+/// [`SendPolicy`]. An error leaves the part pending.
+pub async fn send_recorded<P: ChatPlatform>(
+    platform: &P,
+    store: &Store,
+    id: &str,
+    payload: &Value,
+) -> Result<()> {
+    let policy = platform.send_policy();
+    for _ in 0..policy.tries {
+        // Wait for a free slot rather than drop the message.
+        platform.pace(payload).await;
+        store.egress_attempt(id).await?;
+        match platform.send_once(payload).await {
+            Ok(remote) => return store.egress_confirm(id, remote.as_deref()).await,
+            Err(Error::RateLimited { retry_after, .. })
+                if retry_after <= policy.max_retry_after =>
+            {
+                tracing::info!(channel = %platform.channel(), ?retry_after, "rate-limited; waiting");
+                tokio::time::sleep(retry_after).await;
+            }
+            Err(Error::RateLimited { retry_after, .. }) => {
+                return Err(Error::Upstream(format!(
+                    "{} asked to wait {}s before sending; the reply stays pending",
+                    platform.channel(),
+                    retry_after.as_secs()
+                )));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::Upstream(format!(
+        "{} kept rate-limiting after {} tries; the reply stays pending",
+        platform.channel(),
+        policy.tries
+    )))
+}
+
+/// Sends one row a crash left pending ([`Outbox::resend`]): only a row of this platform, and
+/// only while it is still pending (a row confirmed since it was listed is not sent again).
+pub async fn resend<P: ChatPlatform>(platform: &P, store: &Store, row: &EgressRow) -> Result<()> {
+    if row.channel != platform.channel().as_str() {
+        return Err(Error::BadInput(format!(
+            "egress row `{}` belongs to channel `{}`, not {}",
+            row.id,
+            row.channel,
+            platform.channel()
+        )));
+    }
+    let still_pending = store
+        .egress_state(&row.dedupe_key)
+        .await?
+        .is_some_and(|(state, _)| state == "pending");
+    if !still_pending {
+        tracing::info!(id = %row.id, dedupe_key = %row.dedupe_key, "egress row already confirmed; not sending it again");
+        return Ok(());
+    }
+    send_recorded(platform, store, &row.id, &row.payload).await
+}
+
+/// Posts `out` into `chat` as a new message ([`Outbox::post`]: a webhook's `forward_to`),
+/// each part recorded under `dedupe_key` before it is sent.
+pub async fn post<P: ChatPlatform>(
+    platform: &P,
+    store: &Store,
+    chat: &str,
+    dedupe_key: &str,
+    out: &Outbound,
+) -> Result<()> {
+    let to = platform.target_for_chat(chat, dedupe_key)?;
+    let conversation = ConversationKey::new(platform.channel(), chat).as_storage_key();
+    let reply = answer(platform, &to, out);
+    deliver(platform, store, &conversation, &to, &reply, dedupe_key).await
+}
+
+/// An HTTP request to one of a platform's routes, as the platform sees it (no web framework
+/// types).
+#[derive(Debug, Clone, Copy)]
+pub struct WebRequest<'a> {
+    /// The route, e.g. `/slack/events`.
+    pub path: &'a str,
+    /// Header names (lowercase) and values that are valid text.
+    pub headers: &'a [(String, String)],
+    /// The raw body, before anything is parsed: signatures are checked over it.
+    pub body: &'a [u8],
+}
+
+impl WebRequest<'_> {
+    /// A header's value, by lowercase name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A platform's answer to an HTTP request (status codes are the HTTP layer's: an answer is
+/// 200, an [`Error`] maps to its status there).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebReply {
+    /// 200 with this JSON.
+    Json(Value),
+    /// 200 with an empty body.
+    Empty,
+}
+
+/// A running chat platform, as the rest of conveyor sees it.
+#[async_trait::async_trait]
+pub trait Platform: Outbox + Any {
+    /// Handles a request to one of its routes: verify → parse → [`accept`].
+    async fn receive(
+        self: Arc<Self>,
+        cx: ChatContext,
+        request: WebRequest<'_>,
+    ) -> Result<WebReply>;
+
+    /// What `serve` runs beside the HTTP server until `shutdown` (long polling, a gateway
+    /// bot), if anything.
+    fn background(
+        self: Arc<Self>,
+        _cx: ChatContext,
+        _shutdown: CancellationToken,
+    ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        None
+    }
+
+    /// Itself, for [`Platforms::get`].
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// The running platforms of one app.
+#[derive(Clone, Default)]
+pub struct Platforms {
+    running: Vec<Arc<dyn Platform>>,
+}
+
+impl Platforms {
+    /// Wraps what the registry built.
+    pub fn new(running: Vec<Arc<dyn Platform>>) -> Self {
+        Self { running }
+    }
+
+    /// The running platform of type `T`, e.g. `platforms.get::<Slack>()`.
+    pub fn get<T: Platform + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.running
+            .iter()
+            .find_map(|p| Arc::clone(p).into_any().downcast::<T>().ok())
+    }
+
+    /// The running platform of `channel`.
+    pub fn by_channel(&self, channel: Channel) -> Option<Arc<dyn Platform>> {
+        self.running
+            .iter()
+            .find(|p| p.channel() == channel)
+            .map(Arc::clone)
+    }
+
+    /// Every running platform.
+    pub fn all(&self) -> &[Arc<dyn Platform>] {
+        &self.running
+    }
+
+    /// Their sending sides, for the resender.
+    pub fn outboxes(&self) -> Vec<Arc<dyn Outbox>> {
+        self.running
+            .iter()
+            .map(|p| Arc::clone(p) as Arc<dyn Outbox>)
+            .collect()
+    }
+}
