@@ -1448,7 +1448,16 @@ async fn serve(config_path: &Path) -> Result<()> {
     // Connectors with a cron schedule run here, through the same pipeline as `conveyor sync`,
     // feeding the index this process holds. A broken connector folder does not stop the chat
     // gateway; it is reported and the scheduler stays off until a restart.
-    match conveyor::connectors::schedule::Scheduler::for_app(&app) {
+    match conveyor::connectors::schedule::Scheduler::for_server(
+        conveyor::connectors::schedule::SchedulerParts {
+            store: &app.store,
+            lake: &app.lake,
+            config: &app.config,
+            knowledge: &app.knowledge,
+            metrics: &app.metrics,
+            status: &app.schedule,
+        },
+    ) {
         Ok(Some(scheduler)) => {
             tracker.spawn(scheduler.run(shutdown.clone()));
         }
