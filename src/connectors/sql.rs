@@ -38,8 +38,11 @@ use sqlx::{
     TypeInfo, ValueRef,
 };
 
-use super::http::{EnvLookup, fail_on_issues, key_issue};
-use super::{Extract, OnError, PrimaryKey, Progress, Source};
+use super::http::{fail_on_issues, key_issue};
+use super::{
+    BuildContext, EnvLookup, Extract, OnError, PrimaryKey, Progress, Source, SourceConfig,
+    deserialize_strict,
+};
 use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::lakehouse::{ColType, KeyListing};
@@ -103,12 +106,12 @@ fn default_batch_size() -> u32 {
 
 impl SqlConfig {
     /// Remembers the config folder, against which a relative SQLite path is resolved.
-    pub(super) fn resolve(&mut self, base_dir: &Path) {
+    fn resolve(&mut self, base_dir: &Path) {
         self.base_dir = base_dir.to_path_buf();
     }
 
     /// Adds every problem of these keys to `problems`.
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    fn validate(&self, problems: &mut Vec<String>) {
         match (&self.table, &self.query) {
             (Some(_), Some(_)) => {
                 problems.push("table, query: give one of them, not both".into());
@@ -129,20 +132,27 @@ impl SqlConfig {
             problems.push("batch_size: must be at least 1".into());
         }
     }
+}
 
-    /// The running source of the connector `name`; the URL comes from the process
-    /// environment when a run starts.
-    pub fn build(&self, name: &str) -> SqlSource {
-        self.build_with_env(name, Arc::new(|n: &str| std::env::var(n).ok()))
+impl SourceConfig for SqlConfig {
+    fn parse(table: toml::Table, base_dir: &Path, problems: &mut Vec<String>) -> Option<Self> {
+        let mut config: Self = deserialize_strict(table, problems)?;
+        config.resolve(base_dir);
+        config.validate(problems);
+        Some(config)
     }
 
-    /// Like [`SqlConfig::build`], reading variables through `env` (tests inject their own).
-    pub fn build_with_env(&self, name: &str, env: EnvLookup) -> SqlSource {
-        SqlSource {
-            name: name.to_string(),
+    fn primary_key(&self) -> &[String] {
+        &self.primary_key.0
+    }
+
+    /// The connection URL comes from `cx.env` when a run starts.
+    fn build(&self, cx: &BuildContext) -> Arc<dyn Source> {
+        Arc::new(SqlSource {
+            name: cx.name.clone(),
             config: self.clone(),
-            env,
-        }
+            env: Arc::clone(&cx.env),
+        })
     }
 }
 
