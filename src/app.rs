@@ -12,71 +12,16 @@ use crate::agent::redact::{Redactor, Vault};
 use crate::agent::tool_loop::{LlmPlanner, LlmPlannerParts};
 use crate::channels::chat::{ChatContext, Platforms};
 use crate::channels::webhook::Hooks;
-use crate::config::{Config, IndexBackend, LlmProvider};
+use crate::config::{Config, LlmProvider};
 use crate::connectors::schedule::ScheduleStatus;
 use crate::error::Result;
 use crate::gateway::Gateway;
-use crate::knowledge::chunker::ChunkerConfig;
-use crate::knowledge::edge::EdgeIndex;
-use crate::knowledge::indexer::Indexer;
-use crate::knowledge::sparse::Bm25Embedder;
-use crate::knowledge::{Embedder, Retriever, VectorIndex};
+use crate::knowledge::Knowledge;
 use crate::lakehouse::Lakehouse;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tools::search::SearchKnowledge;
 use crate::tools::{LoadContext, ToolRegistry};
-
-/// The knowledge side alone: what `conveyor index` and `eval` need.
-#[derive(Clone)]
-pub struct Knowledge {
-    /// The vector index.
-    pub index: Arc<dyn VectorIndex>,
-    /// The embedder used for documents and queries.
-    pub embedder: Arc<dyn Embedder>,
-    /// Chunk sizes.
-    pub chunker: ChunkerConfig,
-}
-
-impl Knowledge {
-    /// Opens the configured index.
-    pub fn open(config: &Config) -> Result<Self> {
-        let embedder: Arc<dyn Embedder> = Arc::new(Bm25Embedder::new(&config.index.bm25)?);
-        let index: Arc<dyn VectorIndex> = match config.index.backend {
-            IndexBackend::Embedded => Arc::new(EdgeIndex::open(&config.index_path())?),
-        };
-        Ok(Self {
-            index,
-            embedder,
-            chunker: chunker_config(config),
-        })
-    }
-
-    /// An indexer writing into this index.
-    pub fn indexer(&self) -> Indexer {
-        Indexer::new(
-            Arc::clone(&self.index),
-            Arc::clone(&self.embedder),
-            self.chunker,
-        )
-    }
-
-    /// A retriever over this index.
-    pub fn retriever(&self) -> Retriever {
-        Retriever {
-            index: Arc::clone(&self.index),
-            embedder: Arc::clone(&self.embedder),
-        }
-    }
-}
-
-/// Chunk sizes from the config.
-pub fn chunker_config(config: &Config) -> ChunkerConfig {
-    ChunkerConfig {
-        max_chars: config.index.chunk_size,
-        overlap_chars: config.index.chunk_overlap,
-    }
-}
 
 /// Everything a running conveyor holds.
 #[derive(Clone)]

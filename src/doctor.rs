@@ -216,7 +216,7 @@ async fn store_check(config: &Config) -> Check {
 }
 
 async fn index_check(config: &Config) -> Check {
-    match crate::app::Knowledge::open(config) {
+    match crate::knowledge::Knowledge::open(config) {
         Ok(knowledge) => match knowledge.index.count().await {
             Ok(0) => Check::warn(
                 "index",

@@ -13,10 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use conveyor::app::{App, Knowledge, chunker_config};
+use conveyor::app::App;
 use conveyor::channels::cli::{self, Target};
 use conveyor::config::Config;
 use conveyor::knowledge::indexer::IndexOptions;
+use conveyor::knowledge::{Knowledge, chunker_config};
 use conveyor::store::AuditVerdict;
 use conveyor::tools::OutcomeKind;
 use conveyor::{Error, Result};

@@ -42,7 +42,16 @@ pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -
     // Connectors with a cron schedule run here, through the same pipeline as `conveyor sync`,
     // feeding the index this process holds. A broken connector folder does not stop the chat
     // gateway; it is reported and the scheduler stays off until a restart.
-    match crate::connectors::schedule::Scheduler::for_app(&app) {
+    match crate::connectors::schedule::Scheduler::for_server(
+        crate::connectors::schedule::SchedulerParts {
+            store: &app.store,
+            lake: &app.lake,
+            config: &app.config,
+            knowledge: &app.knowledge,
+            metrics: &app.metrics,
+            status: &app.schedule,
+        },
+    ) {
         Ok(Some(scheduler)) => {
             tracker.spawn(scheduler.run(shutdown.clone()));
         }

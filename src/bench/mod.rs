@@ -453,11 +453,11 @@ pub async fn sync(opts: SyncBenchOptions) -> Result<SyncBench> {
     };
     let knowledge = if opts.index {
         let config = crate::config::Config::from_toml("", "bench", &root, &[])?;
-        Some(crate::app::Knowledge::open(&config)?)
+        Some(crate::knowledge::Knowledge::open(&config)?)
     } else {
         None
     };
-    let feed = |knowledge: &crate::app::Knowledge| {
+    let feed = |knowledge: &crate::knowledge::Knowledge| {
         let indexer = knowledge.indexer();
         let index = Arc::clone(&knowledge.index);
         let (store, lake, def) = (&store, &lake, def);

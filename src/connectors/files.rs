@@ -21,7 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Extract, OnError, PrimaryKey, Progress, RowIssue, Source};
+use super::{
+    BuildContext, Extract, OnError, PrimaryKey, Progress, RowIssue, Source, SourceConfig,
+    deserialize_all,
+};
 use crate::error::{Error, Result};
 use crate::lakehouse::{RecordStager, SourceRecord};
 
@@ -84,7 +87,7 @@ fn default_delimiter() -> String {
 
 impl FilesConfig {
     /// Resolves a relative `path` against the config folder.
-    pub(super) fn resolve(&mut self, base_dir: &Path) {
+    fn resolve(&mut self, base_dir: &Path) {
         let p = Path::new(&self.path);
         if !p.is_absolute() {
             self.path = base_dir.join(p).to_string_lossy().into_owned();
@@ -92,7 +95,7 @@ impl FilesConfig {
     }
 
     /// Adds every problem of these keys to `problems`.
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    fn validate(&self, problems: &mut Vec<String>) {
         if self.path.trim().is_empty() {
             problems.push(
                 "path: give a file, a folder or a glob, e.g. path = \"data/orders.csv\"".into(),
@@ -109,12 +112,25 @@ impl FilesConfig {
             ));
         }
     }
+}
 
-    /// The running source.
-    pub fn build(&self) -> FilesSource {
-        FilesSource {
+impl SourceConfig for FilesConfig {
+    fn parse(table: toml::Table, base_dir: &Path, problems: &mut Vec<String>) -> Option<Self> {
+        let mut config: Self =
+            deserialize_all(table, &["path", "format", "primary_key"], problems)?;
+        config.resolve(base_dir);
+        config.validate(problems);
+        Some(config)
+    }
+
+    fn primary_key(&self) -> &[String] {
+        &self.primary_key.0
+    }
+
+    fn build(&self, _cx: &BuildContext) -> Arc<dyn Source> {
+        Arc::new(FilesSource {
             config: self.clone(),
-        }
+        })
     }
 }
 
@@ -832,13 +848,14 @@ mod tests {
     use super::*;
 
     fn source(format: Format) -> FilesSource {
-        FilesConfig {
-            path: "x".into(),
-            format,
-            primary_key: PrimaryKey(vec!["id".into()]),
-            delimiter: ",".into(),
+        FilesSource {
+            config: FilesConfig {
+                path: "x".into(),
+                format,
+                primary_key: PrimaryKey(vec!["id".into()]),
+                delimiter: ",".into(),
+            },
         }
-        .build()
     }
 
     /// Parses `bytes` as the file `name`: the staged rows (with `_source` and the line in

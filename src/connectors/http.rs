@@ -15,6 +15,7 @@
 //! long has passed since the last full listing, so deletions reach silver on that schedule.
 
 use std::num::NonZeroU32;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,10 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Extract, OnError, PrimaryKey, Progress, RowIssue, Source};
+use super::{
+    BuildContext, EnvLookup, Extract, OnError, PrimaryKey, Progress, RowIssue, Source,
+    SourceConfig, deserialize_strict,
+};
 use crate::config::{HumanDuration, Rate, Secret};
 use crate::error::{Error, Result};
 use crate::lakehouse::{RecordStager, SourceRecord};
@@ -215,7 +219,7 @@ pub struct Incremental {
 
 impl HttpConfig {
     /// Adds every problem of these keys to `problems`.
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    fn validate(&self, problems: &mut Vec<String>) {
         match Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
             Ok(u) => problems.push(format!(
@@ -257,25 +261,28 @@ impl HttpConfig {
             );
         }
     }
-
-    /// The running source of the connector `name`; secrets come from the process
-    /// environment when a run starts.
-    pub fn build(&self, name: &str) -> HttpSource {
-        self.build_with_env(name, Arc::new(|n: &str| std::env::var(n).ok()))
-    }
-
-    /// Like [`HttpConfig::build`], reading variables through `env` (tests inject their own).
-    pub fn build_with_env(&self, name: &str, env: EnvLookup) -> HttpSource {
-        HttpSource {
-            name: name.to_string(),
-            config: self.clone(),
-            env,
-        }
-    }
 }
 
-/// Reads an environment variable; sources take one so that tests can inject variables.
-pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+impl SourceConfig for HttpConfig {
+    fn parse(table: toml::Table, _base_dir: &Path, problems: &mut Vec<String>) -> Option<Self> {
+        let config: Self = deserialize_strict(table, problems)?;
+        config.validate(problems);
+        Some(config)
+    }
+
+    fn primary_key(&self) -> &[String] {
+        &self.primary_key.0
+    }
+
+    /// Secrets come from `cx.env` when a run starts.
+    fn build(&self, cx: &BuildContext) -> Arc<dyn Source> {
+        Arc::new(HttpSource {
+            name: cx.name.clone(),
+            config: self.clone(),
+            env: Arc::clone(&cx.env),
+        })
+    }
+}
 
 /// Reads one API.
 #[derive(Clone)]

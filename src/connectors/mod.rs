@@ -4,9 +4,12 @@
 //! `name`, `kind`, an optional cron `schedule`, `on_error`, kind-specific keys, an optional
 //! `[index]` table and an optional `[schema]` of declared silver column types. Every file is
 //! checked when the folder is loaded and every problem of every file is reported at once, each
-//! with its file and key. A definition is a config struct whose
-//! `build` returns the running [`Source`]; kinds are registered in one place
-//! ([`Definition::build`]).
+//! with its file and key.
+//!
+//! A kind is a config struct implementing [`SourceConfig`] (read and check its keys, name its
+//! primary key, `build(cx)` the running [`Source`] from a [`BuildContext`]), registered in
+//! one place: the [`KINDS`] table, which `load_dir` looks `kind = "…"` up in. Adding a kind
+//! is a module with its config struct and source plus one line in [`KINDS`].
 //!
 //! Kinds: `files` ([`files`]), `http` for REST JSON APIs ([`http`]) and `sql` for
 //! PostgreSQL, MySQL/MariaDB and SQLite ([`sql`]). One run of one connector is [`sync::run`];
@@ -108,25 +111,113 @@ pub struct IndexSpec {
     pub payload: Vec<String>,
 }
 
-/// The kinds of connector.
+/// Every kind of connector, by the name written in `kind = "…"`: the one place a kind is
+/// registered.
+pub const KINDS: &[Registration] = &[
+    // Files in a folder, a glob or one file.
+    Registration::of::<files::FilesConfig>("files"),
+    // A REST JSON API.
+    Registration::of::<http::HttpConfig>("http"),
+    // A table or query of a SQL database.
+    Registration::of::<sql::SqlConfig>("sql"),
+];
+
+/// The keys of one kind of connector: a config struct that reads and checks itself and builds
+/// the running [`Source`].
+pub trait SourceConfig: std::fmt::Debug + Send + Sync {
+    /// Reads this kind's keys from `table` (the file without the keys every connector has),
+    /// resolves relative paths against `base_dir` (the config file's folder) and checks the
+    /// values. Every problem goes to `problems`, each naming its key; `None` when the keys
+    /// could not be read at all.
+    fn parse(table: toml::Table, base_dir: &Path, problems: &mut Vec<String>) -> Option<Self>
+    where
+        Self: Sized;
+
+    /// The primary key columns.
+    fn primary_key(&self) -> &[String];
+
+    /// The running source.
+    fn build(&self, cx: &BuildContext) -> Arc<dyn Source>;
+}
+
+/// What a kind's [`SourceConfig::build`] is given.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// The connector's name (also its table name), for errors and logs.
+    pub name: String,
+    /// Where secrets and connection URLs are read when a run starts: the process environment,
+    /// or what a test injects.
+    pub env: EnvLookup,
+}
+
+impl BuildContext {
+    /// The context of the connector `name`, reading the process environment.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            env: Arc::new(|n: &str| std::env::var(n).ok()),
+        }
+    }
+}
+
+/// Reads an environment variable; sources take one so that tests can inject variables.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// Reads one kind's keys into its config (see [`SourceConfig::parse`]).
+type ParseFn = fn(toml::Table, &Path, &mut Vec<String>) -> Option<Arc<dyn SourceConfig>>;
+
+/// One entry of [`KINDS`]: a kind's name and how its keys are read.
+pub struct Registration {
+    /// The name written in `kind = "…"`.
+    pub name: &'static str,
+    parse: ParseFn,
+}
+
+impl Registration {
+    /// The kind `name`, whose keys are the config struct `C`.
+    const fn of<C: SourceConfig + 'static>(name: &'static str) -> Self {
+        Self {
+            name,
+            parse: parse_as::<C>,
+        }
+    }
+}
+
+/// [`SourceConfig::parse`] of `C`, boxed for the table.
+fn parse_as<C: SourceConfig + 'static>(
+    table: toml::Table,
+    base_dir: &Path,
+    problems: &mut Vec<String>,
+) -> Option<Arc<dyn SourceConfig>> {
+    C::parse(table, base_dir, problems).map(|c| Arc::new(c) as Arc<dyn SourceConfig>)
+}
+
+/// The kind names of [`KINDS`] as a user writes them: `"files", "http" or "sql"`.
+fn kind_names() -> String {
+    let quoted: Vec<String> = KINDS.iter().map(|k| format!("\"{}\"", k.name)).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// A connector's kind and its kind-specific settings.
 #[derive(Debug, Clone)]
-pub enum Kind {
-    /// Files in a folder, a glob or one file.
-    Files(files::FilesConfig),
-    /// A REST JSON API.
-    Http(http::HttpConfig),
-    /// A table or query of a SQL database.
-    Sql(sql::SqlConfig),
+pub struct Kind {
+    name: &'static str,
+    config: Arc<dyn SourceConfig>,
 }
 
 impl Kind {
     /// The kind's name as written in the file.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Files(_) => "files",
-            Self::Http(_) => "http",
-            Self::Sql(_) => "sql",
-        }
+        self.name
+    }
+
+    /// The running source, built with `cx`.
+    pub fn build(&self, cx: &BuildContext) -> Arc<dyn Source> {
+        self.config.build(cx)
     }
 }
 
@@ -158,11 +249,7 @@ pub struct Definition {
 impl Definition {
     /// The primary key columns.
     pub fn primary_key(&self) -> &[String] {
-        match &self.kind {
-            Kind::Files(f) => &f.primary_key.0,
-            Kind::Http(h) => &h.primary_key.0,
-            Kind::Sql(s) => &s.primary_key.0,
-        }
+        self.kind.config.primary_key()
     }
 
     /// The next time the schedule fires after `after`, when there is a schedule.
@@ -183,13 +270,9 @@ impl Definition {
         cron.find_previous_occurrence(&at, true).ok()
     }
 
-    /// Builds the running source. The one place kinds are wired.
+    /// Builds the running source, reading secrets from the process environment.
     pub fn build(&self) -> Arc<dyn Source> {
-        match &self.kind {
-            Kind::Files(f) => Arc::new(f.build()),
-            Kind::Http(h) => Arc::new(h.build(&self.name)),
-            Kind::Sql(s) => Arc::new(s.build(&self.name)),
-        }
+        self.kind.build(&BuildContext::new(&self.name))
     }
 }
 
@@ -426,52 +509,21 @@ fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Ve
     }
 
     let kind = match kind.as_deref() {
-        Some("files") => match deserialize_all::<files::FilesConfig>(
-            table,
-            &["path", "format", "primary_key"],
-            &mut problems,
-        ) {
-            Some(mut f) => {
-                f.resolve(base_dir);
-                f.validate(&mut problems);
-                Some(Kind::Files(f))
+        Some(name) => match KINDS.iter().find(|k| k.name == name) {
+            Some(k) => (k.parse)(table, base_dir, &mut problems).map(|config| Kind {
+                name: k.name,
+                config,
+            }),
+            None => {
+                problems.push(format!(
+                    "kind: \"{name}\" is not a connector kind; use kind = {}",
+                    kind_names()
+                ));
+                None
             }
-            None => None,
         },
-        Some("http") => {
-            match serde_path_to_error::deserialize::<_, http::HttpConfig>(toml::Value::Table(table))
-            {
-                Ok(h) => {
-                    h.validate(&mut problems);
-                    Some(Kind::Http(h))
-                }
-                Err(e) => {
-                    problems.push(key_error("", &e));
-                    None
-                }
-            }
-        }
-        Some("sql") => {
-            match serde_path_to_error::deserialize::<_, sql::SqlConfig>(toml::Value::Table(table)) {
-                Ok(mut s) => {
-                    s.resolve(base_dir);
-                    s.validate(&mut problems);
-                    Some(Kind::Sql(s))
-                }
-                Err(e) => {
-                    problems.push(key_error("", &e));
-                    None
-                }
-            }
-        }
-        Some(other) => {
-            problems.push(format!(
-                "kind: \"{other}\" is not a connector kind; use kind = \"files\", \"http\" or \"sql\""
-            ));
-            None
-        }
         None => {
-            problems.push("kind: missing; add kind = \"files\", \"http\" or \"sql\"".into());
+            problems.push(format!("kind: missing; add kind = {}", kind_names()));
             None
         }
     };
@@ -590,6 +642,20 @@ fn take_string(table: &mut toml::Table, key: &str, problems: &mut Vec<String>) -
     }
 }
 
+/// Deserialises kind-specific keys in one go: an error names its key and nothing is read.
+fn deserialize_strict<T: serde::de::DeserializeOwned>(
+    table: toml::Table,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(toml::Value::Table(table)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(key_error("", &e));
+            None
+        }
+    }
+}
+
 /// Deserialises kind-specific keys, reporting every bad key: missing `required` keys are
 /// named first; then on each error the key is noted, dropped, and the rest tried again (as
 /// `Config::from_toml` does), so one typo does not hide the next. Bounded: each round removes
@@ -697,6 +763,22 @@ mod tests {
         assert!(err.contains("a.toml: schedule"), "{err}");
         assert!(err.contains("b.toml: kind"), "{err}");
         assert!(err.contains("c.toml") && err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_or_missing_kind_names_every_registered_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.toml"), "name = \"b\"\nkind = \"ftp\"\n").unwrap();
+        std::fs::write(dir.path().join("c.toml"), "name = \"c\"\n").unwrap();
+        let err = load_dir(dir.path(), dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("b.toml: kind: \"ftp\" is not a connector kind; use kind = \"files\", \"http\" or \"sql\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("c.toml: kind: missing; add kind = \"files\", \"http\" or \"sql\""),
+            "{err}"
+        );
     }
 
     #[test]

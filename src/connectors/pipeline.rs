@@ -14,9 +14,9 @@ use super::Definition;
 use super::feed::{self, FeedReport};
 use super::gold::{self, GoldReport, GoldStatus};
 use super::sync::{self, SyncContext, SyncOptions, SyncReport};
-use crate::app::Knowledge;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::knowledge::Knowledge;
 use crate::lakehouse::Lakehouse;
 use crate::store::Store;
 

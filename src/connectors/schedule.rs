@@ -34,9 +34,9 @@ use super::Definition;
 use super::gold::{GoldReport, GoldStatus};
 use super::pipeline::{Events, IndexAccess, Pipeline, PipelineReport};
 use super::sync::SyncReport;
-use crate::app::{App, Knowledge};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::knowledge::Knowledge;
 use crate::lakehouse::Lakehouse;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -58,6 +58,23 @@ impl ScheduleStatus {
             .get()
             .is_some_and(|names| names.contains(connector))
     }
+}
+
+/// What the scheduler of a running server works with: the parts of the app it needs, handed
+/// over by whoever starts it (so the connectors do not depend on the composition root).
+pub struct SchedulerParts<'a> {
+    /// The state store (claims, cursors, run history).
+    pub store: &'a Store,
+    /// The lakehouse the runs write to.
+    pub lake: &'a Lakehouse,
+    /// The configuration (connectors folder, run lease).
+    pub config: &'a Arc<Config>,
+    /// The index the server holds open; the feed writes into it.
+    pub knowledge: &'a Knowledge,
+    /// The server's metrics, whose index size gauge follows the feed.
+    pub metrics: &'a Arc<Metrics>,
+    /// Told which connectors the scheduler runs (`GET /v1/connectors` reads it).
+    pub status: &'a ScheduleStatus,
 }
 
 /// Runs connectors on their cron schedules.
@@ -92,24 +109,25 @@ impl Scheduler {
         }
     }
 
-    /// The scheduler of a running app, over the definitions in `connectors.dir` as they are
-    /// now; `None` when no connector has a schedule. The app's [`ScheduleStatus`] learns
-    /// which connectors it runs.
-    pub fn for_app(app: &App) -> Result<Option<Self>> {
-        let defs = super::load_dir(&app.config.connectors_dir(), &app.config.base_dir)?;
+    /// The scheduler of a running server, over the definitions in `connectors.dir` as they
+    /// are now; `None` when no connector has a schedule. `parts.status` learns which
+    /// connectors it runs.
+    pub fn for_server(parts: SchedulerParts<'_>) -> Result<Option<Self>> {
+        let config = parts.config;
+        let defs = super::load_dir(&config.connectors_dir(), &config.base_dir)?;
         let mut scheduler = Self::new(
-            app.store.clone(),
-            app.lake.clone(),
-            Arc::clone(&app.config),
-            Some(app.knowledge.clone()),
+            parts.store.clone(),
+            parts.lake.clone(),
+            Arc::clone(config),
+            Some(parts.knowledge.clone()),
             defs,
         );
-        scheduler.metrics = Some(Arc::clone(&app.metrics));
+        scheduler.metrics = Some(Arc::clone(parts.metrics));
         if scheduler.scheduled().next().is_none() {
             return Ok(None);
         }
-        let _ = app
-            .schedule
+        let _ = parts
+            .status
             .scheduled
             .set(scheduler.scheduled().map(|d| d.name.clone()).collect());
         Ok(Some(scheduler))

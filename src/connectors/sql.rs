@@ -38,10 +38,14 @@ use sqlx::{
     TypeInfo, ValueRef,
 };
 
-use super::http::{EnvLookup, fail_on_issues, key_issue};
-use super::{Extract, OnError, PrimaryKey, Progress, Source};
+use super::http::{fail_on_issues, key_issue};
+use super::{
+    BuildContext, EnvLookup, Extract, OnError, PrimaryKey, Progress, Source, SourceConfig,
+    deserialize_strict,
+};
 use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::lakehouse::typed::{KeyColumns, KeyValue};
 use crate::lakehouse::{ColType, KeyListing};
 
 /// Binds one [`Cell`] to a query of a driver with typed parameters (PostgreSQL, MySQL); the
@@ -103,12 +107,12 @@ fn default_batch_size() -> u32 {
 
 impl SqlConfig {
     /// Remembers the config folder, against which a relative SQLite path is resolved.
-    pub(super) fn resolve(&mut self, base_dir: &Path) {
+    fn resolve(&mut self, base_dir: &Path) {
         self.base_dir = base_dir.to_path_buf();
     }
 
     /// Adds every problem of these keys to `problems`.
-    pub(super) fn validate(&self, problems: &mut Vec<String>) {
+    fn validate(&self, problems: &mut Vec<String>) {
         match (&self.table, &self.query) {
             (Some(_), Some(_)) => {
                 problems.push("table, query: give one of them, not both".into());
@@ -129,20 +133,27 @@ impl SqlConfig {
             problems.push("batch_size: must be at least 1".into());
         }
     }
+}
 
-    /// The running source of the connector `name`; the URL comes from the process
-    /// environment when a run starts.
-    pub fn build(&self, name: &str) -> SqlSource {
-        self.build_with_env(name, Arc::new(|n: &str| std::env::var(n).ok()))
+impl SourceConfig for SqlConfig {
+    fn parse(table: toml::Table, base_dir: &Path, problems: &mut Vec<String>) -> Option<Self> {
+        let mut config: Self = deserialize_strict(table, problems)?;
+        config.resolve(base_dir);
+        config.validate(problems);
+        Some(config)
     }
 
-    /// Like [`SqlConfig::build`], reading variables through `env` (tests inject their own).
-    pub fn build_with_env(&self, name: &str, env: EnvLookup) -> SqlSource {
-        SqlSource {
-            name: name.to_string(),
+    fn primary_key(&self) -> &[String] {
+        &self.primary_key.0
+    }
+
+    /// The connection URL comes from `cx.env` when a run starts.
+    fn build(&self, cx: &BuildContext) -> Arc<dyn Source> {
+        Arc::new(SqlSource {
+            name: cx.name.clone(),
             config: self.clone(),
-            env,
-        }
+            env: Arc::clone(&cx.env),
+        })
     }
 }
 
@@ -1064,35 +1075,25 @@ async fn copy_keys(
     keys.finish()
 }
 
-/// Key rows parsed from `COPY` text lines into Arrow columns, written as Parquet per batch.
+/// Key rows parsed from `COPY` text lines into the lakehouse's typed key columns, written as
+/// Parquet per batch.
 struct CopyKeys<'a> {
     kinds: &'a [CopyKey],
-    ints: Vec<deltalake::arrow::array::Int64Builder>,
-    texts: Vec<deltalake::arrow::array::StringBuilder>,
-    rows: usize,
-    batch: usize,
-    file: crate::lakehouse::typed::ParquetFile,
+    columns: KeyColumns,
 }
 
 impl<'a> CopyKeys<'a> {
     fn new(kinds: &'a [CopyKey], path: PathBuf, batch: usize) -> Self {
+        let columns: Vec<(String, bool)> = kinds.iter().map(|k| (k.name.clone(), k.int)).collect();
         Self {
             kinds,
-            ints: kinds.iter().map(|_| Default::default()).collect(),
-            texts: kinds.iter().map(|_| Default::default()).collect(),
-            rows: 0,
-            batch,
-            file: crate::lakehouse::typed::ParquetFile::new(path),
+            columns: KeyColumns::new(&columns, path, batch),
         }
     }
 
     /// One row: fields separated by tabs, `\N` for null, backslash escapes in text. A row
     /// that does not parse adds nothing.
     fn push_line(&mut self, line: &[u8]) -> std::result::Result<(), String> {
-        enum Key {
-            Int(Option<i64>),
-            Text(Option<String>),
-        }
         let mut fields = line.split(|&b| b == b'\t');
         let mut row = Vec::with_capacity(self.kinds.len());
         for kind in self.kinds {
@@ -1105,7 +1106,7 @@ impl<'a> CopyKeys<'a> {
                 Some(copy_text(field).map_err(|e| format!("column `{}`: {e}", kind.name))?)
             };
             row.push(if kind.int {
-                Key::Int(
+                KeyValue::Int(
                     value
                         .map(|v| {
                             v.parse::<i64>().map_err(|_| {
@@ -1115,60 +1116,17 @@ impl<'a> CopyKeys<'a> {
                         .transpose()?,
                 )
             } else {
-                Key::Text(value)
+                KeyValue::Text(value)
             });
         }
         if fields.next().is_some() {
             return Err("a COPY row has more values than key columns".into());
         }
-        for (i, key) in row.into_iter().enumerate() {
-            match key {
-                Key::Int(v) => self.ints[i].append_option(v),
-                Key::Text(v) => self.texts[i].append_option(v),
-            }
-        }
-        self.rows += 1;
-        if self.rows >= self.batch {
-            self.flush()?;
-        }
-        Ok(())
+        self.columns.push(row).map_err(|e| e.to_string())
     }
 
-    fn flush(&mut self) -> std::result::Result<(), String> {
-        use deltalake::arrow::array::{ArrayRef, RecordBatch};
-        use deltalake::arrow::datatypes::{Field, Schema};
-        if self.rows == 0 {
-            return Ok(());
-        }
-        let mut fields = Vec::with_capacity(self.kinds.len());
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.kinds.len());
-        for (i, kind) in self.kinds.iter().enumerate() {
-            let ty = if kind.int {
-                ColType::Int
-            } else {
-                ColType::Text
-            };
-            fields.push(Field::new(&kind.name, ty.arrow(), true));
-            arrays.push(if kind.int {
-                Arc::new(self.ints[i].finish())
-            } else {
-                Arc::new(self.texts[i].finish())
-            });
-        }
-        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
-            .map_err(|e| e.to_string())?;
-        self.file.write(&batch).map_err(|e| e.to_string())?;
-        self.rows = 0;
-        Ok(())
-    }
-
-    fn finish(mut self) -> std::result::Result<u64, String> {
-        self.flush()?;
-        Ok(self
-            .file
-            .close()
-            .map_err(|e| e.to_string())?
-            .map_or(0, |(_, rows)| rows))
+    fn finish(self) -> std::result::Result<u64, String> {
+        self.columns.finish().map_err(|e| e.to_string())
     }
 }
 

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::app::Knowledge;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::knowledge::Knowledge;
 use crate::knowledge::indexer::{IndexOptions, IndexReport};
 
 /// The files written, relative to the project folder, and their contents. Prompts and tools

@@ -5,6 +5,10 @@
 //! later: dense vectors from a provider). [`VectorIndex`] stores and searches them (built in:
 //! Qdrant's engine in-process, [`edge::EdgeIndex`]; later: a Qdrant server). Both are
 //! object-safe so the composition root can hold `Arc<dyn …>`.
+//!
+//! [`Knowledge`] is the knowledge side opened from the config (index, embedder, chunk sizes):
+//! what `conveyor index`, `eval`, the connectors' index feed and the app all hold. Its
+//! [`Knowledge::open`] is where the index backend and the embedder are chosen.
 
 pub mod chunker;
 pub mod document;
@@ -18,7 +22,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Config, IndexBackend};
 use crate::error::Result;
+
+use chunker::ChunkerConfig;
+use edge::EdgeIndex;
+use indexer::Indexer;
+use sparse::Bm25Embedder;
 
 /// A sparse vector: term ids and their weights. Term ids are unique within one vector.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -131,5 +141,56 @@ impl Retriever {
             return Ok(Vec::new());
         }
         self.index.search(&q, k).await
+    }
+}
+
+/// The knowledge side alone: what `conveyor index` and `eval` need.
+#[derive(Clone)]
+pub struct Knowledge {
+    /// The vector index.
+    pub index: Arc<dyn VectorIndex>,
+    /// The embedder used for documents and queries.
+    pub embedder: Arc<dyn Embedder>,
+    /// Chunk sizes.
+    pub chunker: ChunkerConfig,
+}
+
+impl Knowledge {
+    /// Opens the configured index.
+    pub fn open(config: &Config) -> Result<Self> {
+        let embedder: Arc<dyn Embedder> = Arc::new(Bm25Embedder::new(&config.index.bm25)?);
+        let index: Arc<dyn VectorIndex> = match config.index.backend {
+            IndexBackend::Embedded => Arc::new(EdgeIndex::open(&config.index_path())?),
+        };
+        Ok(Self {
+            index,
+            embedder,
+            chunker: chunker_config(config),
+        })
+    }
+
+    /// An indexer writing into this index.
+    pub fn indexer(&self) -> Indexer {
+        Indexer::new(
+            Arc::clone(&self.index),
+            Arc::clone(&self.embedder),
+            self.chunker,
+        )
+    }
+
+    /// A retriever over this index.
+    pub fn retriever(&self) -> Retriever {
+        Retriever {
+            index: Arc::clone(&self.index),
+            embedder: Arc::clone(&self.embedder),
+        }
+    }
+}
+
+/// Chunk sizes from the config.
+pub fn chunker_config(config: &Config) -> ChunkerConfig {
+    ChunkerConfig {
+        max_chars: config.index.chunk_size,
+        overlap_chars: config.index.chunk_overlap,
     }
 }

@@ -639,6 +639,123 @@ impl ParquetFile {
     }
 }
 
+/// One value of a key column of [`KeyColumns`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyValue {
+    /// A value of an integer column (`None` is null).
+    Int(Option<i64>),
+    /// A value of a text column (`None` is null).
+    Text(Option<String>),
+}
+
+/// Integer and text key columns built row by row and written to a Parquet file every `batch`
+/// rows: how the `sql` connector's key listing (PostgreSQL's `COPY`) goes straight into Arrow
+/// without the connectors naming Arrow.
+pub struct KeyColumns {
+    schema: SchemaRef,
+    columns: Vec<KeyBuilder>,
+    rows: usize,
+    batch: usize,
+    file: ParquetFile,
+}
+
+enum KeyBuilder {
+    Int(deltalake::arrow::array::Int64Builder),
+    Text(deltalake::arrow::array::StringBuilder),
+}
+
+impl KeyColumns {
+    /// The columns `(name, whether it holds integers)` (text otherwise), written to `path`
+    /// (created with the first batch) `batch` rows at a time.
+    pub fn new(columns: &[(String, bool)], path: PathBuf, batch: usize) -> Self {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, int)| {
+                let ty = if *int {
+                    super::ColType::Int
+                } else {
+                    super::ColType::Text
+                };
+                Field::new(name, ty.arrow(), true)
+            })
+            .collect();
+        Self {
+            schema: Arc::new(Schema::new(fields)),
+            columns: columns
+                .iter()
+                .map(|(_, int)| {
+                    if *int {
+                        KeyBuilder::Int(Default::default())
+                    } else {
+                        KeyBuilder::Text(Default::default())
+                    }
+                })
+                .collect(),
+            rows: 0,
+            batch: batch.max(1),
+            file: ParquetFile::new(path),
+        }
+    }
+
+    /// Appends one row: one value per column, in order, each of its column's type. A row
+    /// that does not fit adds nothing.
+    pub fn push(&mut self, row: Vec<KeyValue>) -> Result<()> {
+        let fits = row.len() == self.columns.len()
+            && row.iter().zip(&self.columns).all(|(v, c)| {
+                matches!(
+                    (v, c),
+                    (KeyValue::Int(_), KeyBuilder::Int(_))
+                        | (KeyValue::Text(_), KeyBuilder::Text(_))
+                )
+            });
+        if !fits {
+            return Err(Error::Internal(
+                "a key row does not match its key columns".into(),
+            ));
+        }
+        for (value, column) in row.into_iter().zip(&mut self.columns) {
+            match (value, column) {
+                (KeyValue::Int(v), KeyBuilder::Int(b)) => b.append_option(v),
+                (KeyValue::Text(v), KeyBuilder::Text(b)) => b.append_option(v),
+                _ => {}
+            }
+        }
+        self.rows += 1;
+        if self.rows >= self.batch {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|c| -> ArrayRef {
+                match c {
+                    KeyBuilder::Int(b) => Arc::new(b.finish()),
+                    KeyBuilder::Text(b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.file.write(&batch)?;
+        self.rows = 0;
+        Ok(())
+    }
+
+    /// Writes the rows not yet written and closes the file; returns the rows it holds (0 and
+    /// no file when no row came).
+    pub fn finish(mut self) -> Result<u64> {
+        self.flush()?;
+        Ok(self.file.close()?.map_or(0, |(_, rows)| rows))
+    }
+}
+
 /// Spills a run's records to a local Parquet file in typed batches, for a source whose column
 /// types are known before its rows are read (a SQL table's): records are converted every
 /// `batch_rows` rows (the same typed builders as silver's), so a run of any size holds one
@@ -720,6 +837,45 @@ impl Stager {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn key_columns_take_rows_of_their_types_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.parquet");
+        let mut keys = KeyColumns::new(
+            &[("id".into(), true), ("code".into(), false)],
+            path.clone(),
+            2,
+        );
+        keys.push(vec![
+            KeyValue::Int(Some(1)),
+            KeyValue::Text(Some("a".into())),
+        ])
+        .unwrap();
+        assert!(
+            keys.push(vec![KeyValue::Text(None), KeyValue::Text(None)])
+                .is_err()
+        );
+        assert!(keys.push(vec![KeyValue::Int(Some(2))]).is_err());
+        keys.push(vec![KeyValue::Int(None), KeyValue::Text(None)])
+            .unwrap();
+        keys.push(vec![
+            KeyValue::Int(Some(3)),
+            KeyValue::Text(Some("c".into())),
+        ])
+        .unwrap();
+        assert_eq!(keys.finish().unwrap(), 3);
+        assert_eq!(parquet_row_count(&path).unwrap(), 3);
+
+        let empty = dir.path().join("none.parquet");
+        assert_eq!(
+            KeyColumns::new(&[("id".into(), true)], empty.clone(), 2)
+                .finish()
+                .unwrap(),
+            0
+        );
+        assert!(!empty.exists());
+    }
 
     #[test]
     fn delta_types_for_typed_columns() {

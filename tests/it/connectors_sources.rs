@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conveyor::connectors::sync::{self, SyncContext, SyncOptions};
-use conveyor::connectors::{self, Definition, Extract, Kind, OnError, Progress, Source};
+use conveyor::connectors::{
+    self, BuildContext, Definition, EnvLookup, Extract, OnError, Progress, Source,
+};
 use conveyor::lakehouse::{Lakehouse, LakehouseConfig, OutputFormat};
 use conveyor::store::Store;
 use serde_json::{Value, json};
@@ -44,13 +46,12 @@ fn source(def: &Definition, env: &[(&str, &str)]) -> Arc<dyn Source> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let lookup: connectors::http::EnvLookup =
+    let lookup: EnvLookup =
         Arc::new(move |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()));
-    match &def.kind {
-        Kind::Http(h) => Arc::new(h.build_with_env(&def.name, lookup)),
-        Kind::Sql(s) => Arc::new(s.build_with_env(&def.name, lookup)),
-        Kind::Files(_) => panic!("not a source under test"),
-    }
+    def.kind.build(&BuildContext {
+        name: def.name.clone(),
+        env: lookup,
+    })
 }
 
 async fn extract(

@@ -7,12 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use conveyor::app::{Knowledge, chunker_config};
 use conveyor::config::Config;
-use conveyor::knowledge::SearchHit;
 use conveyor::knowledge::edge::EdgeIndex;
 use conveyor::knowledge::indexer::{IndexOptions, IndexReport, Manifest};
 use conveyor::knowledge::sparse::Bm25Embedder;
+use conveyor::knowledge::{Knowledge, SearchHit, chunker_config};
 use tempfile::TempDir;
 
 /// A project folder with a `docs/` folder and the index at `data/index`, as `init` lays out.

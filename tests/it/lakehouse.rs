@@ -774,7 +774,7 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     crate::common::give_demo_product_priority_support(&dir);
     {
         let config = conveyor::config::Config::load(&cfg).unwrap();
-        let _held = conveyor::app::Knowledge::open(&config).unwrap();
+        let _held = conveyor::knowledge::Knowledge::open(&config).unwrap();
         let out = run_cli(&cfg, &["sync", "products"]);
         assert!(out.status.success(), "{}", show(&out));
         assert!(
@@ -955,9 +955,9 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
 /// a column added at the source does not break it.
 #[tokio::test]
 async fn updates_and_deletions_reach_the_index_with_lineage() {
-    use conveyor::app::Knowledge;
     use conveyor::config::Config;
     use conveyor::connectors::feed;
+    use conveyor::knowledge::Knowledge;
 
     let lab = Lab::new().await;
     let config = Config::from_toml("", "test config", lab.dir.path(), &[]).unwrap();
@@ -1792,9 +1792,9 @@ fn set_lakehouse(cfg: &Path, lakehouse: &str) {
 /// row and document, a removed file removes both.
 #[tokio::test]
 async fn a_folder_of_markdown_files_is_a_table_and_a_searchable_source() {
-    use conveyor::app::Knowledge;
     use conveyor::config::Config;
     use conveyor::connectors::feed;
+    use conveyor::knowledge::Knowledge;
 
     let lab = Lab::new().await;
     let config = Config::from_toml("", "test config", lab.dir.path(), &[]).unwrap();

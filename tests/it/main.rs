@@ -12,6 +12,7 @@ mod store;
 #[path = "../support/mod.rs"]
 mod support;
 mod telegram;
+mod tidy;
 mod tools;
 mod warehouse;
 mod webhooks;
