@@ -145,15 +145,12 @@ impl App {
         dedupe_key: &str,
         out: &crate::model::Outbound,
     ) -> Result<()> {
-        let outbox = self
-            .platforms
-            .by_channel(target.channel)
-            .ok_or_else(|| {
-                crate::error::Error::Config(format!(
-                    "cannot forward to {}: [channels.{}] is not configured",
-                    target.channel, target.channel
-                ))
-            })?;
+        let outbox = self.platforms.by_channel(target.channel).ok_or_else(|| {
+            crate::error::Error::Config(format!(
+                "cannot forward to {}: [channels.{}] is not configured",
+                target.channel, target.channel
+            ))
+        })?;
         outbox
             .post(&self.store, &target.chat, dedupe_key, out)
             .await

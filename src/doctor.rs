@@ -173,7 +173,9 @@ pub async fn run_with_env(
             continue;
         }
         any_platform = true;
-        report.checks.extend((kind.doctor)(&config, env, online).await);
+        report
+            .checks
+            .extend((kind.doctor)(&config, env, online).await);
         report.checks.push(access_check(&config, kind.channel));
     }
     if !any_platform {

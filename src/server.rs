@@ -35,7 +35,9 @@ pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -
     );
     // Each chat platform's own task: long polling, a gateway connection.
     for platform in app.platforms.all() {
-        if let Some(task) = std::sync::Arc::clone(platform).background(app.chat_context(), shutdown.clone()) {
+        if let Some(task) =
+            std::sync::Arc::clone(platform).background(app.chat_context(), shutdown.clone())
+        {
             tracker.spawn(task);
         }
     }

@@ -19,8 +19,8 @@ use serenity::interactions_endpoint::Verifier;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::chat::{
-    self, Button, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, Platform,
-    SendPolicy, WebReply, WebRequest,
+    self, Button, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, Platform, SendPolicy,
+    WebReply, WebRequest,
 };
 use crate::channels::discord_bot::{DiscordBot, proxy_base};
 use crate::config::Secret;

@@ -616,7 +616,10 @@ mod tests {
         assert_eq!(m.0.idempotency_key, "msg:1200000000000000001");
         assert_eq!(m.0.conversation.id, "1100000000000000001");
         assert_eq!(m.0.user.name.as_deref(), Some("Ana"));
-        assert_eq!(m.1.message_id.map(|m| m.get()), Some(1_200_000_000_000_000_001));
+        assert_eq!(
+            m.1.message_id.map(|m| m.get()),
+            Some(1_200_000_000_000_000_001)
+        );
         let nick = message(json!({"content": format!("hey <@!{BOT}>   there")}));
         let Incoming::Message(m) = read_message(&nick, bot()) else {
             unreachable!()

@@ -40,6 +40,16 @@ use crate::doctor::Check;
 use crate::error::Result;
 use crate::model::Channel;
 
+/// The environment lookup secrets are read through.
+pub type EnvFn<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// Builds a platform from the config, or `None` when it has no section.
+pub type BuildFn =
+    fn(&Config, &dyn Fn(&str) -> Option<String>) -> Result<Option<Arc<dyn chat::Platform>>>;
+
+/// A platform's `conveyor doctor` checks: config, environment, online.
+pub type DoctorFn = for<'a> fn(&'a Config, EnvFn<'a>, bool) -> BoxFuture<'a, Vec<Check>>;
+
 /// How the program finds one chat platform: its name, routes, how to build it from the
 /// config and its `conveyor doctor` checks.
 pub struct PlatformKind {
@@ -55,13 +65,9 @@ pub struct PlatformKind {
     pub configured: fn(&Config) -> bool,
     /// Builds it (reading its secrets through the environment lookup), or `None` when the
     /// config has no section for it.
-    pub build: fn(&Config, &dyn Fn(&str) -> Option<String>) -> Result<Option<Arc<dyn chat::Platform>>>,
+    pub build: BuildFn,
     /// Its own `conveyor doctor` checks (empty when it is not configured).
-    pub doctor: for<'a> fn(
-        &'a Config,
-        &'a (dyn Fn(&str) -> Option<String> + Sync),
-        bool,
-    ) -> BoxFuture<'a, Vec<Check>>,
+    pub doctor: DoctorFn,
 }
 
 /// Every chat platform conveyor has.

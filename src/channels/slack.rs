@@ -1382,7 +1382,10 @@ mod tests {
         let parts = chat::split(&huge, MAX_MESSAGE_CHARS, Markup::SlackMrkdwn);
         assert_eq!(parts.len(), 3);
         assert!(parts.iter().all(|p| p.chars().count() <= MAX_MESSAGE_CHARS));
-        assert_eq!(chat::split("short", MAX_MESSAGE_CHARS, Markup::SlackMrkdwn), vec!["short"]);
+        assert_eq!(
+            chat::split("short", MAX_MESSAGE_CHARS, Markup::SlackMrkdwn),
+            vec!["short"]
+        );
     }
 
     #[test]

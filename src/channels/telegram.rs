@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use teloxide::payloads::{GetUpdatesSetters, SendChatActionSetters, SendMessageSetters};
 use teloxide::prelude::{Request, Requester};
 use teloxide::types::{
-    AllowedUpdate, ChatAction, ChatId, InlineKeyboardMarkup, MessageEntityKind, MessageId, ParseMode, ReplyParameters,
-    ThreadId, Update, UpdateKind,
+    AllowedUpdate, ChatAction, ChatId, InlineKeyboardMarkup, MessageEntityKind, MessageId,
+    ParseMode, ReplyParameters, ThreadId, Update, UpdateKind,
 };
 use teloxide::{Bot, RequestError};
 use tokio::sync::OnceCell;
@@ -641,7 +641,9 @@ impl Telegram {
         if let Some(markup) = &payload.reply_markup {
             let keyboard: InlineKeyboardMarkup =
                 serde_json::from_value(markup.clone()).map_err(|e| {
-                    Error::BadInput(format!("a recorded Telegram inline keyboard is unreadable ({e})"))
+                    Error::BadInput(format!(
+                        "a recorded Telegram inline keyboard is unreadable ({e})"
+                    ))
                 })?;
             request = request.reply_markup(keyboard);
         }
@@ -962,8 +964,9 @@ impl Platform for Telegram {
         cx: ChatContext,
         shutdown: CancellationToken,
     ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
-        (self.mode == TelegramMode::Polling)
-            .then(|| Box::pin(self.run_polling(cx, shutdown)) as futures_util::future::BoxFuture<'static, ()>)
+        (self.mode == TelegramMode::Polling).then(|| {
+            Box::pin(self.run_polling(cx, shutdown)) as futures_util::future::BoxFuture<'static, ()>
+        })
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

@@ -227,7 +227,11 @@ pub fn sign_action(key: &[u8], action: &str, value: &str) -> Result<String, Veri
 
 /// The value of a signed button value made by [`sign_action`] for `action`, when its tag
 /// checks out (constant time).
-pub fn verify_action<'a>(key: &[u8], action: &str, signed: &'a str) -> Result<&'a str, VerifyError> {
+pub fn verify_action<'a>(
+    key: &[u8],
+    action: &str,
+    signed: &'a str,
+) -> Result<&'a str, VerifyError> {
     let (value, tag) = signed.rsplit_once('.').ok_or(VerifyError::BadFormat {
         header: "button value",
         why: "no signature",
@@ -278,7 +282,10 @@ mod tests {
             Err(VerifyError::Mismatch)
         );
         let forged = signed.replace("run-42", "run-43");
-        assert_eq!(verify_action(b"k", "approve", &forged), Err(VerifyError::Mismatch));
+        assert_eq!(
+            verify_action(b"k", "approve", &forged),
+            Err(VerifyError::Mismatch)
+        );
         // A truncated tag is refused, not accepted as a prefix.
         let short = &signed[..signed.len() - 4];
         assert!(verify_action(b"k", "approve", short).is_err());

@@ -18,6 +18,9 @@ use crate::error::Result;
 use crate::model::Channel;
 use crate::store::Store;
 
+/// What a stranger is told where a refusal is owed.
+pub const NOT_LET_IN: &str = "Sorry, I only answer people my administrators have let in.";
+
 /// What to do with a direct message from someone who is not allowed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -212,9 +215,7 @@ impl Access {
             }
             UnknownDm::Refuse => {
                 tracing::info!(%channel, user = who.user_id, "refused a direct message from an unknown user");
-                Ok(Decision::Reply(
-                    "Sorry, I only answer people my administrators have let in.".into(),
-                ))
+                Ok(Decision::Reply(crate::gateway::access::NOT_LET_IN.into()))
             }
             UnknownDm::Pair => {
                 let ttl = i64::try_from(self.config.pairing_ttl.0.as_millis()).unwrap_or(i64::MAX);

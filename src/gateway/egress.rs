@@ -1,35 +1,10 @@
-//! The egress ledger as channels use it: a reply part is recorded before it is sent, and a part
-//! that was already recorded (a retried delivery of the same event) is not sent again.
-
-use serde_json::Value;
+//! The egress ledger's sending side: the [`Outbox`] each chat platform implements, and the
+//! [`Resender`] that sends rows a crash or an outage left pending. Recording a reply before it
+//! is sent is the chat platforms' shared path (`channels::chat::deliver`).
 
 use crate::error::Result;
 use crate::model::Channel;
-use crate::store::{EgressRow, NewEgress, Store};
-
-/// Records one outgoing message under `dedupe_key`. Returns the ledger id when this call
-/// created the row (the caller sends it, then confirms), or `None` when it was recorded
-/// before (the caller must not send it again).
-pub async fn record_once(
-    store: &Store,
-    channel: Channel,
-    conversation: &str,
-    dedupe_key: &str,
-    payload: &Value,
-) -> Result<Option<String>> {
-    let id = store
-        .egress_record_new(&NewEgress {
-            channel: channel.as_str().into(),
-            conversation: conversation.into(),
-            dedupe_key: dedupe_key.into(),
-            payload: payload.clone(),
-        })
-        .await?;
-    if id.is_none() {
-        tracing::info!(channel = %channel, dedupe_key, "reply already recorded; not sending it again");
-    }
-    Ok(id)
-}
+use crate::store::{EgressRow, Store};
 
 /// A chat platform's sending side, as the rest of conveyor sees it: send a reply recorded in
 /// the egress ledger again (its payload holds everything needed), and post an answer into a

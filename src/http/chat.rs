@@ -34,7 +34,9 @@ pub(super) async fn post_platform(
         .ok_or_else(|| Error::NotFound(kind.not_configured.into()))?;
     let headers: Vec<(String, String)> = headers
         .iter()
-        .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+        })
         .collect();
     let request = WebRequest {
         path,

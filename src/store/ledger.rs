@@ -205,21 +205,8 @@ impl Store {
     /// `None` means another delivery recorded (and is sending, or sent) it, so the caller must
     /// not send it again.
     pub async fn egress_record_new(&self, e: &NewEgress) -> Result<Option<String>> {
-        sqlx::query_scalar(
-            "INSERT INTO egress (id, channel, conversation, dedupe_key, payload, state, attempts, created_at, lease_until) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7) \
-             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-        )
-        .bind(new_id())
-        .bind(&e.channel)
-        .bind(&e.conversation)
-        .bind(&e.dedupe_key)
-        .bind(e.payload.to_string())
-        .bind(now_ms())
-        .bind(now_ms().saturating_add(EGRESS_LEASE_MS))
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(db_err("recording an outbound message"))
+        let ids = self.egress_record_all(std::slice::from_ref(e)).await?;
+        Ok(ids.into_iter().next().flatten())
     }
 
     /// Records every part of one reply in one transaction, before any is sent: either all

@@ -14,8 +14,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use conveyor::app::App;
+use conveyor::channels::chat::ChatContext;
+use conveyor::channels::discord::Discord;
 use conveyor::channels::discord::DiscordConfig;
-use conveyor::channels::discord_bot::BotContext;
 use conveyor::config::{Config, LlmConfig, LlmProvider, Rate};
 use conveyor::store::{EgressRow, NewEgress};
 use ed25519_dalek::{Signer, SigningKey};
@@ -334,13 +335,9 @@ impl Bot {
             _ => None,
         };
         let app = App::build_with_env(config, &env).await.unwrap();
-        let bot = app.discord.as_ref().unwrap().bot().unwrap();
+        let bot = app.platforms.get::<Discord>().unwrap().bot().unwrap();
         let stop = CancellationToken::new();
-        let cx = BotContext {
-            gateway: Arc::clone(&app.gateway),
-            store: app.store.clone(),
-            tasks: app.tasks.clone(),
-        };
+        let cx = app.chat_context();
         let run = tokio::spawn(bot.run(cx, stop.clone()));
         assert!(
             gateway
@@ -682,7 +679,7 @@ async fn resend_sends_a_pending_row_once_and_never_a_confirmed_one() {
         return;
     };
     let bot = Bot::start(&fixtures, None).await;
-    let discord = bot.app.discord.clone().unwrap();
+    let discord = bot.app.platforms.get::<Discord>().unwrap();
     let store = &bot.app.store;
     // A bot message and a follow-up recorded before a crash, and one already confirmed.
     let message = json!({
@@ -755,7 +752,7 @@ async fn resend_refuses_a_follow_up_whose_interaction_token_expired() {
         return;
     };
     let bot = Bot::start(&fixtures, None).await;
-    let discord = bot.app.discord.clone().unwrap();
+    let discord = bot.app.platforms.get::<Discord>().unwrap();
     let row = EgressRow {
         id: "0190aaaa-0000-7000-8000-000000000001".into(),
         channel: "discord".into(),
@@ -791,11 +788,7 @@ async fn a_refused_token_is_logged_and_retried_without_stopping() {
         .unwrap(),
     );
     let h = Harness::start(PUBLIC_KEY).await;
-    let cx = BotContext {
-        gateway: Arc::clone(&h.app.gateway),
-        store: h.app.store.clone(),
-        tasks: h.app.tasks.clone(),
-    };
+    let cx: ChatContext = h.app.chat_context();
     let stop = CancellationToken::new();
     let run = tokio::spawn(bot.run(cx, stop.clone()));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -828,11 +821,7 @@ async fn a_gateway_that_refuses_the_token_is_retried_with_backoff() {
         )
         .unwrap(),
     );
-    let cx = BotContext {
-        gateway: Arc::clone(&h.app.gateway),
-        store: h.app.store.clone(),
-        tasks: h.app.tasks.clone(),
-    };
+    let cx: ChatContext = h.app.chat_context();
     let stop = CancellationToken::new();
     let run = tokio::spawn(bot.run(cx, stop.clone()));
     // Closed with 4004, serenity gives up (and takes 5 s to say its shard stopped); the bot

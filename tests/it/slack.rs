@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use conveyor::app::App;
-use conveyor::channels::slack::SlackConfig;
+use conveyor::channels::slack::{Slack, SlackConfig};
 use conveyor::config::{Config, Rate};
 use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
@@ -141,8 +141,8 @@ impl Harness {
 
     fn pin_clock(&self, ts: &str) {
         self.app
-            .slack
-            .as_ref()
+            .platforms
+            .get::<Slack>()
             .unwrap()
             .set_clock(Some(ts.parse().unwrap()));
     }
@@ -389,7 +389,7 @@ async fn bot_own_edited_and_deleted_messages_send_nothing() {
         "authorizations": [{"user_id": "W111"}],
         "event": {"type": "message", "user": "W111", "text": "my own reply", "ts": "1.2", "channel": "C111"}})
     .to_string();
-    h.app.slack.as_ref().unwrap().set_clock(None);
+    h.app.platforms.get::<Slack>().unwrap().set_clock(None);
     let (status, answer) = h.post_signed(&own, &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(answer["ignored"].is_string());
@@ -526,7 +526,7 @@ async fn without_channels_slack_the_endpoint_is_not_found() {
     let text = std::fs::read_to_string(&path).unwrap();
     let config = Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
     let app = App::build(config).await.unwrap();
-    assert!(app.slack.is_none());
+    assert!(app.platforms.get::<Slack>().is_none());
     let res = conveyor::http::router(app)
         .oneshot(
             Request::post("/slack/events")
@@ -541,7 +541,7 @@ async fn without_channels_slack_the_endpoint_is_not_found() {
 #[tokio::test]
 async fn a_long_reply_is_split_into_threaded_messages_each_recorded_once() {
     let h = Harness::start("s3cret").await;
-    let slack = h.app.slack.clone().unwrap();
+    let slack = h.app.platforms.get::<Slack>().unwrap();
     let to = conveyor::channels::slack::ReplyTarget {
         event_id: "EvLONG".into(),
         channel: "C111".into(),

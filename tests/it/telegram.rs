@@ -338,13 +338,11 @@ async fn long_polling_answers_each_update_and_advances_the_offset() {
     h.fake.push_update(json!("not an update"));
     h.fake
         .push_update(private(&dir, 501, "What is the refund policy?"));
-    let telegram = h.app.telegram.clone().unwrap();
+    let telegram = h.app.platforms.get::<Telegram>().unwrap();
     let shutdown = CancellationToken::new();
-    h.app.tasks.spawn(telegram.run_polling(
-        h.app.gateway.clone(),
-        h.app.store.clone(),
-        shutdown.clone(),
-    ));
+    h.app
+        .tasks
+        .spawn(telegram.run_polling(h.app.chat_context(), shutdown.clone()));
     h.fake.wait_for("sendMessage", 2, WAIT).await;
     // Wait until the fake saw the offset past the last update.
     let deadline = Instant::now() + WAIT;
@@ -389,7 +387,7 @@ fn target(update_id: i64) -> ReplyTarget {
 #[tokio::test]
 async fn html_in_answers_is_escaped() {
     let h = Harness::start(TelegramMode::Webhook).await;
-    let telegram = h.app.telegram.clone().unwrap();
+    let telegram = h.app.platforms.get::<Telegram>().unwrap();
     let html = to_html("if a < b && **c** > d then <script>");
     telegram
         .deliver(&h.app.store, "telegram:408258968:0", &target(1), &html)
@@ -406,7 +404,7 @@ async fn html_in_answers_is_escaped() {
 async fn a_429_retry_after_is_honoured_and_the_reply_sent_once() {
     let h = Harness::start(TelegramMode::Webhook).await;
     h.fake.rate_limit("sendMessage", 1);
-    let telegram = h.app.telegram.clone().unwrap();
+    let telegram = h.app.platforms.get::<Telegram>().unwrap();
     let started = Instant::now();
     telegram
         .deliver(&h.app.store, "telegram:408258968:0", &target(2), "hello")
@@ -433,7 +431,7 @@ async fn a_429_retry_after_is_honoured_and_the_reply_sent_once() {
 #[tokio::test]
 async fn a_long_answer_is_split_and_each_part_sent_once() {
     let h = Harness::start(TelegramMode::Webhook).await;
-    let telegram = h.app.telegram.clone().unwrap();
+    let telegram = h.app.platforms.get::<Telegram>().unwrap();
     let paragraph = "word ".repeat(600);
     let text = [paragraph.trim(); 4].join("\n\n");
     telegram
@@ -486,7 +484,7 @@ async fn channels_telegram_is_read_from_toml_and_checked() {
 #[tokio::test]
 async fn a_pending_reply_is_resent_from_its_row_once_and_confirmed() {
     let h = Harness::start(TelegramMode::Webhook).await;
-    let telegram = h.app.telegram.clone().unwrap();
+    let telegram = h.app.platforms.get::<Telegram>().unwrap();
     let store = &h.app.store;
     // The send fails: the row stays pending.
     h.fake

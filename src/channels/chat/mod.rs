@@ -45,7 +45,7 @@ pub use split::{Markup, split};
 pub const SORRY: &str = "Sorry, I could not answer that right now; please try again in a minute.";
 
 /// What a stranger gets where an answer is owed (a slash command, an interaction).
-pub const NOT_LET_IN: &str = "Sorry, I only answer people my administrators have let in.";
+pub use crate::gateway::access::NOT_LET_IN;
 
 /// What the shared path needs from the running app.
 #[derive(Clone)]
@@ -337,10 +337,8 @@ async fn respond_inner<P: ChatPlatform>(
 /// it.
 async fn working_until<P: ChatPlatform>(platform: &P, to: &P::Target, stop: CancellationToken) {
     loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = platform.show_working(to) => {}
-        }
+        // Each show is sent whole (a quick request); only the wait between them is cut short.
+        platform.show_working(to).await;
         match platform.working_refresh() {
             Some(every) => tokio::select! {
                 () = stop.cancelled() => break,
@@ -580,11 +578,8 @@ pub enum WebReply {
 #[async_trait::async_trait]
 pub trait Platform: Outbox + Any {
     /// Handles a request to one of its routes: verify → parse → [`accept`].
-    async fn receive(
-        self: Arc<Self>,
-        cx: ChatContext,
-        request: WebRequest<'_>,
-    ) -> Result<WebReply>;
+    async fn receive(self: Arc<Self>, cx: ChatContext, request: WebRequest<'_>)
+    -> Result<WebReply>;
 
     /// What `serve` runs beside the HTTP server until `shutdown` (long polling, a gateway
     /// bot), if anything.

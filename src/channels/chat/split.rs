@@ -169,11 +169,22 @@ pub fn split(text: &str, max: usize, markup: Markup) -> Vec<String> {
                 best = Some((j - 1, rank, open.clone()));
             }
         }
+        // The unit that did not fit may itself be the best place to cut (before it).
+        let here = match units.get(j).map(|u| &u.kind) {
+            Some(UnitKind::Newline)
+                if units.get(j + 1).map(|u| &u.kind) == Some(&UnitKind::Newline) =>
+            {
+                3
+            }
+            Some(UnitKind::Newline) => 2,
+            Some(UnitKind::Space) => 1,
+            _ => 0,
+        };
         let (cut, open_at_cut) = if j == units.len() {
             (j, open)
         } else {
             match best {
-                Some((k, _, o)) if k > i => (k, o),
+                Some((k, rank, o)) if k > i && rank > here => (k, o),
                 _ => (j, open),
             }
         };
@@ -292,7 +303,11 @@ mod tests {
 
     fn fits(parts: &[String], max: usize) {
         for p in parts {
-            assert!(p.chars().count() <= max, "{} > {max}: {p:?}", p.chars().count());
+            assert!(
+                p.chars().count() <= max,
+                "{} > {max}: {p:?}",
+                p.chars().count()
+            );
         }
     }
 
@@ -304,10 +319,18 @@ mod tests {
 
     #[test]
     fn cuts_at_paragraphs_first() {
-        let text = format!("{}\n\n{}\n\n{}", "a".repeat(900), "b".repeat(900), "c".repeat(900));
+        let text = format!(
+            "{}\n\n{}\n\n{}",
+            "a".repeat(900),
+            "b".repeat(900),
+            "c".repeat(900)
+        );
         let parts = split(&text, 2000, Markup::Plain);
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], format!("{}\n\n{}", "a".repeat(900), "b".repeat(900)));
+        assert_eq!(
+            parts[0],
+            format!("{}\n\n{}", "a".repeat(900), "b".repeat(900))
+        );
         assert_eq!(parts[1], "c".repeat(900));
         // One huge line is cut anywhere, on character boundaries.
         let huge = "é".repeat(5000);
