@@ -14,6 +14,8 @@
 //!   built-in `search_knowledge`, declarative HTTP tools and the SSRF guard.
 //! - [`gateway`]: the path of one inbound message: ledger, rate limits, per-conversation order,
 //!   history, planner, recorded reply.
+//! - [`health`]: the outcome of one `conveyor doctor` check, shared by the platforms and
+//!   [`doctor`].
 //! - [`metrics`]: counters and the latency histogram behind `/metrics`.
 //! - [`http`]: the axum router: `/v1` API, health, metrics, the web chat page, webhooks and
 //!   `/slack/events`, `/telegram/webhook`.
@@ -38,6 +40,7 @@ pub mod connectors;
 pub mod doctor;
 pub mod error;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod init;
 pub mod knowledge;

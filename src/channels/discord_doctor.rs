@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::channels::discord::DiscordConfig;
-use crate::doctor::Check;
+use crate::health::Check;
 
 const AREA: &str = "discord";
 

@@ -36,8 +36,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use crate::config::Config;
-use crate::doctor::Check;
 use crate::error::Result;
+use crate::health::Check;
 use crate::model::Channel;
 
 /// The environment lookup secrets are read through.

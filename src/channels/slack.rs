@@ -1235,8 +1235,8 @@ pub async fn doctor(
     config: &SlackConfig,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
     online: bool,
-) -> Vec<crate::doctor::Check> {
-    use crate::doctor::Check;
+) -> Vec<crate::health::Check> {
+    use crate::health::Check;
     const AREA: &str = "slack";
     let mut checks = Vec::new();
     let lookup = |var: &str| env(var).filter(|v| !v.trim().is_empty());

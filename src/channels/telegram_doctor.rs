@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::channels::telegram::{TelegramConfig, TelegramMode};
-use crate::doctor::Check;
+use crate::health::Check;
 
 const AREA: &str = "telegram";
 
