@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tools::search::SearchKnowledge;
 use crate::tools::{LoadContext, ToolRegistry};
+use crate::values::Env;
 
 /// Everything a running conveyor holds.
 #[derive(Clone)]
@@ -57,30 +58,28 @@ pub struct App {
 impl App {
     /// Opens the store and the index and wires the gateway.
     pub async fn build(config: Config) -> Result<Self> {
-        Self::build_with_env(config, &|name| std::env::var(name).ok()).await
+        Self::build_with_env(config, &Env::process()).await
     }
 
     /// Like [`App::build`], reading secrets that are not part of the config file (webhook
     /// secrets) through `env`; tests inject their own instead of touching the process
     /// environment.
-    pub async fn build_with_env(
-        config: Config,
-        env: &(dyn Fn(&str) -> Option<String> + Sync),
-    ) -> Result<Self> {
+    pub async fn build_with_env(config: Config, env: &Env) -> Result<Self> {
         // Templates are checked at start-up, also when the offline planner (which does not use
         // them) answers: a broken template should not wait for the day an LLM is configured.
         let prompts = Arc::new(Prompts::load(
-            &config,
+            &config.prompts,
+            &config.base_dir,
             config.llm.provider != LlmProvider::Offline,
         )?);
         // Webhooks too: a missing secret or a broken template is a start-up error.
         let hooks = Arc::new(Hooks::build(&config.hooks, env)?);
-        let platforms = crate::channels::build_platforms(&config, env)?;
+        let platforms = crate::channels::build_platforms(&config.channels, env)?;
         // The store first: when it is unreachable, nothing should be created on disk.
-        let store = Store::connect(&config.store_url()?).await?;
-        let knowledge = Knowledge::open(&config)?;
+        let store = Store::connect(&config.store.url_in(&config.base_dir, env)?).await?;
+        let knowledge = Knowledge::open(&config.index, &config.base_dir)?;
         let lake = Lakehouse::open(&config.lakehouse, &config.base_dir)?;
-        let tools = Arc::new(build_tools(&config, &store, &knowledge)?);
+        let tools = Arc::new(build_tools(&config, &store, &knowledge, env)?);
         let metrics = Arc::new(Metrics::default());
         metrics.set_index_chunks(knowledge.index.count().await?);
         let offline = Arc::new(OfflinePlanner::new(
@@ -98,6 +97,7 @@ impl App {
                     retriever: knowledge.retriever(),
                     top_k: config.index.top_k,
                     fallback: offline,
+                    env: env.clone(),
                 },
             )?),
         };
@@ -141,7 +141,7 @@ impl App {
     /// Posts a webhook's answer into the chat named by its `forward_to`.
     pub async fn forward(
         &self,
-        target: &crate::config::ForwardTarget,
+        target: &crate::channels::webhook::ForwardTarget,
         dedupe_key: &str,
         out: &crate::model::Outbound,
     ) -> Result<()> {
@@ -167,8 +167,13 @@ impl App {
 }
 
 /// The tool registry: the built-in tools, then the declarative ones in `tools.dir` (a missing
-/// folder means none).
-pub fn build_tools(config: &Config, store: &Store, knowledge: &Knowledge) -> Result<ToolRegistry> {
+/// folder means none). Tool credentials are read through `env`.
+pub fn build_tools(
+    config: &Config,
+    store: &Store,
+    knowledge: &Knowledge,
+    env: &Env,
+) -> Result<ToolRegistry> {
     // Audit records never hold personal data or secrets: each record is redacted on its own
     // (its own vault), whatever the LLM privacy setting.
     let redactor = Redactor::default();
@@ -178,7 +183,10 @@ pub fn build_tools(config: &Config, store: &Store, knowledge: &Knowledge) -> Res
     tools.register(Arc::new(SearchKnowledge::new(knowledge.retriever())))?;
     crate::tools::load_dir(
         &config.resolve(&config.tools.dir),
-        &LoadContext::new(&config.tools),
+        &LoadContext {
+            tools: &config.tools,
+            env: env.clone(),
+        },
         &mut tools,
     )?;
     Ok(tools)

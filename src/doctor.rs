@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::model::Channel;
+use crate::values::Env;
 
 pub use crate::health::{Check, Status};
 
@@ -50,15 +51,11 @@ impl Report {
 
 /// Reads secrets from the process environment.
 pub async fn run(config_path: &Path, online: bool) -> Report {
-    run_with_env(config_path, online, &|name| std::env::var(name).ok()).await
+    run_with_env(config_path, online, &Env::process()).await
 }
 
 /// Like [`run`], with secrets looked up through `env` (tests).
-pub async fn run_with_env(
-    config_path: &Path,
-    online: bool,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> Report {
+pub async fn run_with_env(config_path: &Path, online: bool, env: &Env) -> Report {
     let mut report = Report::default();
     let config = match Config::load(config_path) {
         Ok(c) => {
@@ -77,7 +74,7 @@ pub async fn run_with_env(
             return report;
         }
     };
-    report.checks.push(store_check(&config).await);
+    report.checks.push(store_check(&config, env).await);
     report.checks.push(index_check(&config).await);
     report.checks.push(llm_check(&config, env));
     report.checks.push(connectors_check(&config));
@@ -86,13 +83,13 @@ pub async fn run_with_env(
     }
     let mut any_platform = false;
     for kind in crate::channels::PLATFORMS {
-        if !(kind.configured)(&config) {
+        let Some(section) = config.channels.0.get(kind.name) else {
             continue;
-        }
+        };
         any_platform = true;
         report
             .checks
-            .extend((kind.doctor)(&config, env, online).await);
+            .extend((kind.doctor)(section, env, online).await);
         report.checks.push(access_check(&config, kind.channel));
     }
     if !any_platform {
@@ -104,8 +101,8 @@ pub async fn run_with_env(
     report
 }
 
-async fn store_check(config: &Config) -> Check {
-    let url = match config.store_url() {
+async fn store_check(config: &Config, env: &Env) -> Check {
+    let url = match config.store.url_in(&config.base_dir, env) {
         Ok(u) => u,
         Err(e) => return Check::fail("store", e.to_string(), "set store.url or store.url_env"),
     };
@@ -135,7 +132,7 @@ async fn store_check(config: &Config) -> Check {
 }
 
 async fn index_check(config: &Config) -> Check {
-    match crate::knowledge::Knowledge::open(config) {
+    match crate::knowledge::Knowledge::open(&config.index, &config.base_dir) {
         Ok(knowledge) => match knowledge.index.count().await {
             Ok(0) => Check::warn(
                 "index",
@@ -190,7 +187,7 @@ fn connectors_check(config: &Config) -> Check {
     }
 }
 
-fn llm_check(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Check {
+fn llm_check(config: &Config, env: &Env) -> Check {
     use crate::config::LlmProvider;
     if config.llm.provider == LlmProvider::Offline {
         return Check::ok(
@@ -199,7 +196,7 @@ fn llm_check(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> 
         );
     }
     match config.llm.api_key_env.as_deref() {
-        Some(var) if env(var).is_none_or(|v| v.trim().is_empty()) => Check::fail(
+        Some(var) if env.get(var).is_none_or(|v| v.trim().is_empty()) => Check::fail(
             "llm",
             format!("llm.api_key_env names {var}, which is not set"),
             format!("export {var}=… (the provider's API key) before starting conveyor"),
@@ -215,11 +212,7 @@ fn llm_check(config: &Config, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> 
     }
 }
 
-fn hook_check(
-    name: &str,
-    hook: &crate::config::HookConfig,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> Check {
+fn hook_check(name: &str, hook: &crate::config::HookConfig, env: &Env) -> Check {
     let area = "hooks";
     match crate::channels::webhook::Hooks::build(
         &std::collections::BTreeMap::from([(name.to_string(), hook.clone())]),

@@ -50,5 +50,6 @@ pub mod model;
 pub mod server;
 pub mod store;
 pub mod tools;
+pub mod values;
 
 pub use error::{Error, Result};

@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use conveyor::app::App;
 use conveyor::channels::cli::{self, Target};
 use conveyor::config::Config;
+use conveyor::knowledge::Knowledge;
 use conveyor::knowledge::indexer::IndexOptions;
-use conveyor::knowledge::{Knowledge, chunker_config};
 use conveyor::store::AuditVerdict;
 use conveyor::tools::OutcomeKind;
 use conveyor::{Error, Result};
@@ -501,7 +501,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let config = Config::load(&cli.config)?;
-            let knowledge = Knowledge::open(&config)?;
+            let knowledge = Knowledge::open(&config.index, &config.base_dir)?;
             let report = knowledge
                 .indexer()
                 .index_paths(
@@ -790,7 +790,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let embedder = std::sync::Arc::new(conveyor::knowledge::sparse::Bm25Embedder::new(
                 &config.index.bm25,
             )?);
-            let r = conveyor::knowledge::eval::run(&dir, embedder, chunker_config(&config)).await?;
+            let r = conveyor::knowledge::eval::run(&dir, embedder, config.index.chunker()).await?;
             if json {
                 out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
@@ -1011,7 +1011,7 @@ async fn sync(config_path: &Path, only: Option<&str>, full: bool, json: bool) ->
     let pipeline = Pipeline {
         store: &store,
         lake: &lake,
-        config: &config,
+        settings: &config.run_settings(),
         index: IndexAccess::OpenWhenNeeded,
         progress: !json,
         full,

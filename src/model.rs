@@ -3,41 +3,87 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The surface a message arrived on. Surfaces are closed: every platform maps to one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    /// The HTTP API (`POST /v1/messages`) and the web chat page that uses it.
-    Api,
-    /// The terminal (`conveyor chat`, `conveyor ask`).
-    Cli,
-    /// Slack Events API.
-    Slack,
-    /// Discord gateway and interactions.
-    Discord,
-    /// Telegram Bot API.
-    Telegram,
-    /// Generic signed webhooks.
-    Webhook,
-}
+/// The surface a message arrived on, by its stable lowercase name (used in keys, logs and
+/// metrics labels). The core names only its own surfaces ([`Channel::API`], [`Channel::CLI`],
+/// [`Channel::WEBHOOK`]); each chat platform defines its channel in its own module
+/// (`channels::slack::CHANNEL`), so adding a platform does not touch this file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Channel(&'static str);
 
 impl Channel {
+    /// The HTTP API (`POST /v1/messages`) and the web chat page that uses it.
+    pub const API: Self = Self("api");
+    /// The terminal (`conveyor chat`, `conveyor ask`).
+    pub const CLI: Self = Self("cli");
+    /// Generic signed webhooks.
+    pub const WEBHOOK: Self = Self("webhook");
+
+    /// A channel named `name`: lowercase ASCII letters, digits and `-`, as in `[channels.NAME]`.
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
     /// Stable lowercase name, used in keys, logs and metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Api => "api",
-            Self::Cli => "cli",
-            Self::Slack => "slack",
-            Self::Discord => "discord",
-            Self::Telegram => "telegram",
-            Self::Webhook => "webhook",
-        }
+    pub const fn as_str(self) -> &'static str {
+        self.0
     }
 }
 
 impl std::fmt::Display for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for Channel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+/// Most distinct channel names a process reads back (recorded answers name their channel);
+/// more means the data is not ours.
+const MAX_CHANNEL_NAMES: usize = 64;
+
+impl<'de> Deserialize<'de> for Channel {
+    /// Reads a channel name back (a recorded answer). Each distinct name is kept once for the
+    /// life of the process, so names must look like channel names and there can be only a few.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use std::collections::BTreeSet;
+        use std::sync::{Mutex, OnceLock};
+        static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+        let name = String::deserialize(d)?;
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(serde::de::Error::custom(format!(
+                "`{}` is not a channel name (lowercase letters, digits, '-' and '_', at most 32)",
+                name.chars().take(40).collect::<String>()
+            )));
+        }
+        for known in [Self::API, Self::CLI, Self::WEBHOOK] {
+            if known.0 == name {
+                return Ok(known);
+            }
+        }
+        let mut names = NAMES
+            .get_or_init(|| Mutex::new(BTreeSet::new()))
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = names.get(name.as_str()) {
+            return Ok(Self(known));
+        }
+        if names.len() >= MAX_CHANNEL_NAMES {
+            return Err(serde::de::Error::custom(format!(
+                "more than {MAX_CHANNEL_NAMES} distinct channel names; `{name}` is not one of ours"
+            )));
+        }
+        let kept: &'static str = Box::leak(name.into_boxed_str());
+        names.insert(kept);
+        Ok(Self(kept))
     }
 }
 

@@ -30,9 +30,181 @@ use rig_core::providers::gemini::GeminiConfig;
 use rig_core::providers::openai::OpenAIConfig;
 use serde_json::Value;
 
-use crate::config::{LlmConfig, LlmProvider, Secret};
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
 use crate::tools::ToolSpec;
+use crate::values::{Env, HumanDuration, Secret};
+
+/// Which planner answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LlmProvider {
+    /// The deterministic offline planner: extractive answers with citations, no LLM.
+    Offline,
+    /// OpenAI's chat completions API.
+    Openai,
+    /// Anthropic's messages API.
+    Anthropic,
+    /// Google Gemini's generateContent API.
+    Gemini,
+    /// A local Ollama daemon, through its OpenAI-compatible API.
+    Ollama,
+    /// Any server speaking OpenAI chat completions (vLLM, llama.cpp, LM Studio, …).
+    OpenaiCompatible,
+}
+
+impl LlmProvider {
+    /// The spelling used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offline => "offline",
+            Self::Openai => "openai",
+            Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
+            Self::Ollama => "ollama",
+            Self::OpenaiCompatible => "openai-compatible",
+        }
+    }
+
+    /// Whether the provider cannot be used without an API key.
+    pub fn needs_key(self) -> bool {
+        matches!(self, Self::Openai | Self::Anthropic | Self::Gemini)
+    }
+}
+
+/// `[llm]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// Provider.
+    pub provider: LlmProvider,
+    /// Model name as the provider spells it (`gpt-4o-mini`, `claude-sonnet-4-5`, …).
+    pub model: Option<String>,
+    /// API root; required for `openai-compatible`, optional elsewhere (tests, proxies).
+    pub base_url: Option<String>,
+    /// Name of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    pub temperature: Option<f64>,
+    /// Most tokens one model response may have.
+    pub max_tokens: u64,
+    /// Time limit of one provider request.
+    pub timeout: HumanDuration,
+    /// Most model calls in one turn that may ask for tools (each tool round is one); when
+    /// they are spent, one last call without tools asks the model to answer with what it has.
+    pub max_steps: usize,
+    /// Time budget of a whole turn (model calls and tools).
+    pub turn_timeout: HumanDuration,
+    /// Tokens (prompt and completion, as the provider reports them) one turn may use.
+    pub token_budget: u64,
+    /// Retries of a request that failed with a timeout, a connection error, 5xx or 429.
+    pub retries: u32,
+    /// Ask for streamed (SSE) responses.
+    pub stream: bool,
+    /// Replace personal data with placeholders before text is sent to the provider.
+    pub redact: bool,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            provider: LlmProvider::Offline,
+            model: None,
+            base_url: None,
+            api_key_env: None,
+            temperature: None,
+            max_tokens: 1024,
+            // Below server.request_timeout (30s), so that when a provider hangs the offline
+            // fallback still answers before the HTTP request itself times out.
+            timeout: HumanDuration(Duration::from_secs(20)),
+            max_steps: 6,
+            turn_timeout: HumanDuration(Duration::from_secs(25)),
+            token_budget: 50_000,
+            retries: 3,
+            stream: true,
+            redact: true,
+        }
+    }
+}
+
+impl LlmConfig {
+    /// The API key, read from `api_key_env`; `None` when no variable is named.
+    pub fn api_key(&self, env: &Env) -> Result<Option<Secret>> {
+        match &self.api_key_env {
+            Some(name) => Secret::from_lookup(name, "llm.api_key_env", env).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds every problem to `problems`, reading the key's variable through `env`.
+    pub fn validate(&self, env: &Env, problems: &mut Vec<String>) {
+        if self.provider == LlmProvider::Offline {
+            return;
+        }
+        let provider = self.provider.as_str();
+        if self.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+            problems.push(format!(
+                "llm.model: provider {provider:?} needs a model name, e.g. model = \"{}\"",
+                match self.provider {
+                    LlmProvider::Anthropic => "claude-sonnet-4-5",
+                    LlmProvider::Gemini => "gemini-2.5-flash",
+                    LlmProvider::Ollama => "llama3.1",
+                    _ => "gpt-4o-mini",
+                }
+            ));
+        }
+        match self.base_url.as_deref() {
+            None if self.provider == LlmProvider::OpenaiCompatible => problems.push(
+                "llm.base_url: provider \"openai-compatible\" needs the server's API root, e.g. base_url = \"http://127.0.0.1:8000/v1\"".into(),
+            ),
+            Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => problems
+                .push(format!(
+                    "llm.base_url: {url:?} is not an http:// or https:// URL"
+                )),
+            _ => {}
+        }
+        if self.provider.needs_key() && self.api_key_env.is_none() {
+            problems.push(format!(
+                "llm.api_key_env: provider {provider:?} needs an API key; name the environment variable that holds it, e.g. api_key_env = \"{}\"",
+                match self.provider {
+                    LlmProvider::Anthropic => "ANTHROPIC_API_KEY",
+                    LlmProvider::Gemini => "GEMINI_API_KEY",
+                    _ => "OPENAI_API_KEY",
+                }
+            ));
+        }
+        if let Err(e) = self.api_key(env) {
+            problems.push(e.to_string());
+        }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            problems.push("llm.temperature: must be between 0 and 2".into());
+        }
+        if self.max_tokens == 0 {
+            problems.push("llm.max_tokens: must be at least 1".into());
+        }
+        if self.max_steps == 0 || self.max_steps > 50 {
+            problems.push("llm.max_steps: must be between 1 and 50".into());
+        }
+        if self.timeout.0.is_zero() {
+            problems.push("llm.timeout: must be longer than 0s".into());
+        }
+        if self.turn_timeout.0 < self.timeout.0 {
+            problems.push(format!(
+                "llm.turn_timeout: {} is shorter than llm.timeout ({}); a turn must have room for at least one request",
+                self.turn_timeout, self.timeout
+            ));
+        }
+        if self.token_budget == 0 {
+            problems.push("llm.token_budget: must be at least 1".into());
+        }
+        if self.retries > 10 {
+            problems.push("llm.retries: at most 10".into());
+        }
+    }
+}
 
 /// Where Ollama's OpenAI-compatible API listens by default.
 const OLLAMA_BASE_URL: &str = "http://localhost:11434/v1";
@@ -207,13 +379,13 @@ impl std::fmt::Debug for LlmClient {
 
 impl LlmClient {
     /// Builds the client for `config` with the key read from `api_key_env`.
-    pub fn build(config: &LlmConfig) -> Result<Self> {
+    pub fn build(config: &LlmConfig, env: &Env) -> Result<Self> {
         let model_name = config
             .model
             .clone()
             .filter(|m| !m.trim().is_empty())
             .ok_or_else(|| Error::Config("llm.model: a model name is required".into()))?;
-        let key = config.api_key()?;
+        let key = config.api_key(env)?;
         let key_or = |fallback: &str| {
             key.as_ref()
                 .map(Secret::expose)

@@ -10,14 +10,47 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::{PlanRequest, Planner, Reply};
-use crate::config::AnswerConfig;
+
 use crate::error::Result;
 use crate::knowledge::chunker::sentences;
 use crate::knowledge::{Retriever, SearchHit};
 use crate::model::Citation;
 use crate::store::{Role, Turn};
+
+/// `[answer]`: how the offline planner builds extractive answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnswerConfig {
+    /// Most sentences quoted in one answer.
+    pub max_sentences: usize,
+    /// Share of the question's terms (0..1) that the retrieved passages must contain before
+    /// we call them relevant; below it the answer says nothing relevant was found.
+    pub min_coverage: f64,
+}
+
+impl AnswerConfig {
+    /// Adds every problem to `problems`.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if !(0.0..=1.0).contains(&self.min_coverage) {
+            problems.push("answer.min_coverage: must be between 0 and 1".into());
+        }
+        if self.max_sentences == 0 {
+            problems.push("answer.max_sentences: must be at least 1".into());
+        }
+    }
+}
+
+impl Default for AnswerConfig {
+    fn default() -> Self {
+        Self {
+            max_sentences: 3,
+            min_coverage: 0.5,
+        }
+    }
+}
 
 /// Said in every answer of this planner.
 pub const NO_LLM_NOTE: &str = "_No LLM is configured: this answer quotes your documents directly._";

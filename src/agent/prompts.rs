@@ -8,13 +8,37 @@
 //! is a start-up error with the file and the line.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, UndefinedBehavior};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
+
+/// `[prompts]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PromptsConfig {
+    /// Folder of prompt templates, relative to the config folder.
+    pub dir: PathBuf,
+    /// Template of the system prompt.
+    pub system: String,
+    /// Per-channel system prompt templates, by channel name (`slack`, `api`, …).
+    pub channels: BTreeMap<String, String>,
+    /// Constants available to every template by name, e.g. `company = "Lumen Labs"`.
+    pub vars: BTreeMap<String, String>,
+}
+
+impl Default for PromptsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("prompts"),
+            system: "system.md.j2".into(),
+            channels: BTreeMap::new(),
+            vars: BTreeMap::new(),
+        }
+    }
+}
 
 /// Variables conveyor provides to every template.
 pub const PROVIDED: &[&str] = &["channel", "user", "now", "tools", "context"];
@@ -68,8 +92,8 @@ pub struct Prompts {
 impl Prompts {
     /// Compiles every `*.j2` file of the configured folder and checks variables and references.
     /// A missing folder is fine when no template is needed (`require_system` false).
-    pub fn load(config: &Config, require_system: bool) -> Result<Self> {
-        let dir = config.resolve(&config.prompts.dir);
+    pub fn load(config: &PromptsConfig, base_dir: &Path, require_system: bool) -> Result<Self> {
+        let dir = base_dir.join(&config.dir);
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(true);
@@ -100,7 +124,7 @@ impl Prompts {
         let known: HashSet<&str> = PROVIDED
             .iter()
             .copied()
-            .chain(config.prompts.vars.keys().map(String::as_str))
+            .chain(config.vars.keys().map(String::as_str))
             .collect();
         for (name, path, text) in sources {
             if let Err(e) = env.add_template_owned(name.clone(), text.clone()) {
@@ -133,9 +157,9 @@ impl Prompts {
 
         let mut referenced: Vec<(String, &str)> = Vec::new();
         if require_system {
-            referenced.push(("prompts.system".into(), config.prompts.system.as_str()));
+            referenced.push(("prompts.system".into(), config.system.as_str()));
         }
-        for (channel, template) in &config.prompts.channels {
+        for (channel, template) in &config.channels {
             referenced.push((format!("prompts.channels.{channel}"), template.as_str()));
         }
         for (key, template) in referenced {
@@ -157,9 +181,9 @@ impl Prompts {
         }
         Ok(Self {
             env,
-            system: config.prompts.system.clone(),
-            channels: config.prompts.channels.clone(),
-            vars: config.prompts.vars.clone(),
+            system: config.system.clone(),
+            channels: config.channels.clone(),
+            vars: config.vars.clone(),
         })
     }
 
@@ -233,14 +257,18 @@ mod tests {
 
     use super::*;
 
-    fn config(dir: &Path, extra: &str) -> Config {
-        Config::from_toml(
-            &format!("[prompts.vars]\ncompany = \"Acme\"\nassistant_name = \"Ada\"\n{extra}"),
-            "test",
-            dir,
-            &[],
-        )
-        .unwrap()
+    fn config(dir: &Path, extra: &str) -> (PromptsConfig, std::path::PathBuf) {
+        // The `[prompts]` section as a file would hold it (its sub-tables without the prefix).
+        let extra = extra.replace("[prompts.", "[");
+        let config: PromptsConfig = toml::from_str(&format!(
+            "[vars]\ncompany = \"Acme\"\nassistant_name = \"Ada\"\n{extra}"
+        ))
+        .unwrap();
+        (config, dir.to_path_buf())
+    }
+
+    fn load(config: &(PromptsConfig, std::path::PathBuf), require: bool) -> Result<Prompts> {
+        Prompts::load(&config.0, &config.1, require)
     }
 
     fn input() -> PromptInput {
@@ -270,7 +298,7 @@ mod tests {
             include_str!("../../prompts/system.md.j2"),
         )
         .unwrap();
-        let p = Prompts::load(&config(tmp.path(), ""), true).unwrap();
+        let p = load(&config(tmp.path(), ""), true).unwrap();
         let text = p.system_prompt(&input()).unwrap();
         assert!(
             text.contains("You are Ada, the assistant of Acme"),
@@ -293,9 +321,7 @@ mod tests {
         )
         .unwrap();
         std::fs::write(tmp.path().join("prompts/broken.j2"), "{% if %}\n").unwrap();
-        let err = Prompts::load(&config(tmp.path(), ""), true)
-            .unwrap_err()
-            .to_string();
+        let err = load(&config(tmp.path(), ""), true).unwrap_err().to_string();
         assert!(
             err.contains("system.md.j2:2: unknown variable `mood`"),
             "{err}"
@@ -319,18 +345,18 @@ mod tests {
         .unwrap();
         std::fs::write(tmp.path().join("prompts/slack.j2"), "slack {{ user }}").unwrap();
         let cfg = config(tmp.path(), "[prompts.channels]\nslack = \"slack.j2\"\n");
-        let p = Prompts::load(&cfg, true).unwrap();
+        let p = load(&cfg, true).unwrap();
         let mut i = input();
         assert_eq!(p.system_prompt(&i).unwrap(), "generic ana");
         i.channel = "slack".into();
         assert_eq!(p.system_prompt(&i).unwrap(), "slack ana");
 
         let cfg = config(tmp.path(), "[prompts.channels]\ndiscord = \"nope.j2\"\n");
-        let err = Prompts::load(&cfg, true).unwrap_err().to_string();
+        let err = load(&cfg, true).unwrap_err().to_string();
         assert!(err.contains("prompts.channels.discord"), "{err}");
         // No folder at all is fine when nothing needs a template.
         let empty = tempfile::tempdir().unwrap();
-        assert!(Prompts::load(&config(empty.path(), ""), false).is_ok());
-        assert!(Prompts::load(&config(empty.path(), ""), true).is_err());
+        assert!(load(&config(empty.path(), ""), false).is_ok());
+        assert!(load(&config(empty.path(), ""), true).is_err());
     }
 }

@@ -33,7 +33,7 @@ use super::llm::{
 use super::prompts::{ContextItem, PromptInput, Prompts, ToolLine};
 use super::redact::{Redactor, Vault};
 use super::{PlanRequest, Planner, Reply};
-use crate::config::{LlmConfig, LlmProvider};
+use crate::agent::llm::{LlmConfig, LlmProvider};
 use crate::error::Result;
 use crate::knowledge::Retriever;
 use crate::model::Citation;
@@ -78,6 +78,8 @@ pub struct LlmPlannerParts {
     pub top_k: usize,
     /// Who answers when the LLM cannot.
     pub fallback: Arc<dyn Planner>,
+    /// Where the API key (`llm.api_key_env`) is read from.
+    pub env: crate::values::Env,
 }
 
 /// A numbered source the answer may cite.
@@ -137,7 +139,7 @@ struct Outcome {
 impl LlmPlanner {
     /// Builds the planner for `config` (a provider other than `offline`).
     pub fn new(config: &LlmConfig, parts: LlmPlannerParts) -> Result<Self> {
-        let client = LlmClient::build(config)?;
+        let client = LlmClient::build(config, &parts.env)?;
         Ok(Self {
             client,
             config: config.clone(),

@@ -453,7 +453,10 @@ pub async fn sync(opts: SyncBenchOptions) -> Result<SyncBench> {
     };
     let knowledge = if opts.index {
         let config = crate::config::Config::from_toml("", "bench", &root, &[])?;
-        Some(crate::knowledge::Knowledge::open(&config)?)
+        Some(crate::knowledge::Knowledge::open(
+            &config.index,
+            &config.base_dir,
+        )?)
     } else {
         None
     };

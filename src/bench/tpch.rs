@@ -397,7 +397,7 @@ async fn sync_here(root: &Path) -> Result<()> {
     let pipeline = Pipeline {
         store: &store,
         lake: &lake,
-        config: &config,
+        settings: &config.run_settings(),
         index: IndexAccess::OpenWhenNeeded,
         progress: false,
         full: false,

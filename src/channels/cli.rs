@@ -67,7 +67,7 @@ impl Target {
                     .gateway
                     .handle(Inbound {
                         idempotency_key: key,
-                        conversation: ConversationKey::new(Channel::Cli, conversation_id),
+                        conversation: ConversationKey::new(Channel::CLI, conversation_id),
                         user: UserRef {
                             id: user.to_string(),
                             name: None,

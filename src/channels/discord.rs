@@ -23,11 +23,11 @@ use crate::channels::chat::{
     WebReply, WebRequest,
 };
 use crate::channels::discord_bot::{DiscordBot, proxy_base};
-use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::access::Subject;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
 use crate::store::{EgressRow, Store};
+use crate::values::{Env, Secret};
 
 /// Longest Discord message content; longer answers are sent as several follow-ups.
 pub const MAX_MESSAGE_CHARS: usize = 2_000;
@@ -247,7 +247,7 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
     let inbound_user_id = user.id.clone();
     let inbound = Inbound {
         idempotency_key: raw.id.clone(),
-        conversation: ConversationKey::new(Channel::Discord, format!("{scope}:{channel_id}")),
+        conversation: ConversationKey::new(CHANNEL, format!("{scope}:{channel_id}")),
         user,
         text: question,
         attachments: Vec::new(),
@@ -307,7 +307,7 @@ impl std::fmt::Debug for Discord {
 
 impl Discord {
     /// Checks the public key and reads the bot token named by `config` through `env`.
-    pub fn build(config: &DiscordConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+    pub fn build(config: &DiscordConfig, env: &Env) -> Result<Self> {
         let verifier = verifier(&config.public_key).map_err(Error::Config)?;
         if config.application_id.trim().is_empty() {
             return Err(Error::Config(
@@ -458,7 +458,7 @@ impl ChatPlatform for Discord {
     type Target = FollowUp;
 
     fn channel(&self) -> Channel {
-        Channel::Discord
+        CHANNEL
     }
 
     fn limits(&self, _to: &FollowUp) -> Limits {
@@ -545,7 +545,7 @@ impl ChatPlatform for Discord {
 #[async_trait::async_trait]
 impl crate::gateway::egress::Outbox for Discord {
     fn channel(&self) -> Channel {
-        Channel::Discord
+        CHANNEL
     }
 
     async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
@@ -615,26 +615,33 @@ impl Platform for Discord {
     }
 }
 
+/// Discord's channel (interactions and the gateway bot).
+pub const CHANNEL: Channel = Channel::new("discord");
+
 /// The registry entry of Discord (interactions, and the gateway bot with `token_env`).
-pub const PLATFORM: crate::channels::PlatformKind = crate::channels::PlatformKind {
-    name: "discord",
-    channel: Channel::Discord,
-    routes: &["/discord/interactions"],
-    not_configured: "Discord interactions are not configured; add [channels.discord]",
-    configured: |config| config.channels.discord.is_some(),
-    build: |config, env| match &config.channels.discord {
-        Some(c) => Ok(Some(Arc::new(Discord::build(c, env)?))),
-        None => Ok(None),
-    },
-    doctor: |config, env, online| {
-        Box::pin(async move {
-            match &config.channels.discord {
-                Some(c) => crate::channels::discord_doctor::doctor(c, env, online).await,
-                None => Vec::new(),
-            }
-        })
-    },
-};
+pub const PLATFORM: crate::channels::PlatformKind =
+    crate::channels::PlatformKind::of::<DiscordConfig>(
+        &["/discord/interactions"],
+        "Discord interactions are not configured; add [channels.discord]",
+        Some("guilds"),
+    );
+
+#[async_trait::async_trait]
+impl crate::channels::PlatformSection for DiscordConfig {
+    const CHANNEL: Channel = CHANNEL;
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        DiscordConfig::validate(self, problems);
+    }
+
+    fn build(&self, env: &Env) -> Result<Arc<dyn crate::channels::chat::Platform>> {
+        Ok(Arc::new(Discord::build(self, env)?))
+    }
+
+    async fn doctor(&self, env: &Env, online: bool) -> Vec<crate::health::Check> {
+        crate::channels::discord_doctor::doctor(self, env, online).await
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -39,10 +39,10 @@ use crate::channels::chat::{
     self, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, SendPolicy,
 };
 use crate::channels::discord::{MAX_MESSAGE_CHARS, Recorded, components, render};
-use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::access::Subject;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
+use crate::values::Secret;
 
 /// Where serenity's HTTP client goes by default; any other base URL is used as its proxy.
 pub const DISCORD_API_BASE_URL: &str = "https://discord.com/api/v10";
@@ -137,7 +137,10 @@ pub fn read_message(msg: &Message, bot_id: Option<UserId>) -> Incoming {
     let channel_id = msg.channel_id.get();
     let inbound = Inbound {
         idempotency_key: format!("msg:{}", msg.id),
-        conversation: ConversationKey::new(Channel::Discord, channel_id.to_string()),
+        conversation: ConversationKey::new(
+            crate::channels::discord::CHANNEL,
+            channel_id.to_string(),
+        ),
         user: UserRef {
             id: msg.author.id.to_string(),
             name: msg
@@ -392,7 +395,7 @@ impl ChatPlatform for DiscordBot {
     type Target = ReplyTarget;
 
     fn channel(&self) -> Channel {
-        Channel::Discord
+        crate::channels::discord::CHANNEL
     }
 
     fn limits(&self, _to: &ReplyTarget) -> Limits {

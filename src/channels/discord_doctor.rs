@@ -9,15 +9,12 @@ use serde_json::Value;
 
 use crate::channels::discord::DiscordConfig;
 use crate::health::Check;
+use crate::values::Env;
 
 const AREA: &str = "discord";
 
 /// Runs the checks.
-pub async fn doctor(
-    config: &DiscordConfig,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
-    online: bool,
-) -> Vec<Check> {
+pub async fn doctor(config: &DiscordConfig, env: &Env, online: bool) -> Vec<Check> {
     let mut checks = Vec::new();
     // The public key was checked when the config loaded (64 hex characters, a valid Ed25519
     // point), or doctor would have stopped there.
@@ -41,7 +38,7 @@ pub async fn doctor(
         ));
         return checks;
     };
-    let Some(token) = env(var).filter(|v| !v.trim().is_empty()) else {
+    let Some(token) = env.get(var).filter(|v| !v.trim().is_empty()) else {
         checks.push(Check::fail(
             AREA,
             format!("{var} (bot token) is not set"),

@@ -2,9 +2,12 @@
 //! and renders the [`crate::model::Outbound`]; platform types never leave their file.
 //!
 //! Chat platforms are registered in one list, [`PLATFORMS`]: each entry names the platform's
-//! routes and builds it from the config; [`chat`] is the path every platform shares (access
-//! check, answer, reply policy, egress ledger, splitting, sending). Adding a platform is one
-//! module implementing [`chat::ChatPlatform`] and [`chat::Platform`] plus one line here.
+//! routes and, through its [`PlatformSection`], checks, builds and diagnoses it from its own
+//! `[channels.NAME]` section; [`chat`] is the path every platform shares (access check, answer,
+//! reply policy, egress ledger, splitting, sending). Adding a platform is one module
+//! implementing [`PlatformSection`], [`chat::ChatPlatform`] and [`chat::Platform`], plus one
+//! line in [`PLATFORMS`]: the config loader, `[access.NAME]`, `forward_to`, the HTTP routes and
+//! `conveyor doctor` all read the registry.
 //!
 //! - [`chat`]: the shared message → reply path, the [`chat::Platform`] seam and the splitter.
 //! - [`cli`]: `conveyor chat` and `conveyor ask`, in-process or against a running server.
@@ -31,27 +34,43 @@ pub mod verify;
 pub mod web;
 pub mod webhook;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::gateway::access::AccessPlatform;
 use crate::health::Check;
 use crate::model::Channel;
+use crate::values::Env;
 
-/// The environment lookup secrets are read through.
-pub type EnvFn<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+/// A chat platform's `[channels.NAME]` section: the platform parses, checks and builds from
+/// its own section, so the loader knows platforms only through [`PLATFORMS`].
+#[async_trait::async_trait]
+pub trait PlatformSection: DeserializeOwned + Serialize + Send + Sync + 'static {
+    /// The platform's channel; its name is the `NAME` of `[channels.NAME]`.
+    const CHANNEL: Channel;
+    /// Adds every problem of the section (keys written `channels.NAME.key`).
+    fn validate(&self, problems: &mut Vec<String>);
+    /// Builds the running platform, reading its secrets through `env`.
+    fn build(&self, env: &Env) -> Result<Arc<dyn chat::Platform>>;
+    /// Its `conveyor doctor` checks: secrets present and well-formed, and (online) the
+    /// platform's API reached with them.
+    async fn doctor(&self, env: &Env, online: bool) -> Vec<Check>;
+}
 
-/// Builds a platform from the config, or `None` when it has no section.
-pub type BuildFn =
-    fn(&Config, &dyn Fn(&str) -> Option<String>) -> Result<Option<Arc<dyn chat::Platform>>>;
+/// Checks one raw section.
+pub type CheckFn = fn(&toml::Value, &mut Vec<String>);
+/// Builds a platform from its raw section.
+pub type BuildFn = fn(&toml::Value, &Env) -> Result<Arc<dyn chat::Platform>>;
+/// A platform's `conveyor doctor` checks from its raw section.
+pub type DoctorFn = for<'a> fn(&'a toml::Value, &'a Env, bool) -> BoxFuture<'a, Vec<Check>>;
 
-/// A platform's `conveyor doctor` checks: config, environment, online.
-pub type DoctorFn = for<'a> fn(&'a Config, EnvFn<'a>, bool) -> BoxFuture<'a, Vec<Check>>;
-
-/// How the program finds one chat platform: its name, routes, how to build it from the
-/// config and its `conveyor doctor` checks.
+/// How the program finds one chat platform: its name, routes, how to check and build it from
+/// its section, and its `conveyor doctor` checks. Made with [`PlatformKind::of`].
 pub struct PlatformKind {
     /// `slack`, `telegram`, `discord`: the name in `[channels.NAME]` and `[access.NAME]`.
     pub name: &'static str,
@@ -61,27 +80,166 @@ pub struct PlatformKind {
     pub routes: &'static [&'static str],
     /// What a request to one of its routes gets while it is not configured (404).
     pub not_configured: &'static str,
-    /// Whether the config has its section.
-    pub configured: fn(&Config) -> bool,
-    /// Builds it (reading its secrets through the environment lookup), or `None` when the
-    /// config has no section for it.
+    /// The list of `[access.NAME]` that holds its spaces (`workspaces`, `guilds`), if it has
+    /// spaces.
+    pub access_spaces: Option<&'static str>,
+    /// Checks its section.
+    pub check: CheckFn,
+    /// Builds it (reading its secrets through the environment lookup).
     pub build: BuildFn,
-    /// Its own `conveyor doctor` checks (empty when it is not configured).
+    /// Its own `conveyor doctor` checks.
     pub doctor: DoctorFn,
 }
 
-/// Every chat platform conveyor has.
+impl PlatformKind {
+    /// The registry entry of the platform whose section is `S`.
+    pub const fn of<S: PlatformSection>(
+        routes: &'static [&'static str],
+        not_configured: &'static str,
+        access_spaces: Option<&'static str>,
+    ) -> Self {
+        Self {
+            name: S::CHANNEL.as_str(),
+            channel: S::CHANNEL,
+            routes,
+            not_configured,
+            access_spaces,
+            check: check_section::<S>,
+            build: build_section::<S>,
+            doctor: doctor_section::<S>,
+        }
+    }
+}
+
+/// Every chat platform conveyor has. Adding one is its module and one line here.
 pub const PLATFORMS: &[PlatformKind] = &[slack::PLATFORM, telegram::PLATFORM, discord::PLATFORM];
 
-/// Builds the configured platforms.
-pub fn build_platforms(
-    config: &Config,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<chat::Platforms> {
+/// The platform named `name` (`[channels.NAME]`, `forward_to = "NAME:…"`).
+pub fn kind(name: &str) -> Option<&'static PlatformKind> {
+    PLATFORMS.iter().find(|k| k.name == name)
+}
+
+/// The names of every platform, for error messages: `slack, telegram, discord`.
+pub fn names() -> String {
+    PLATFORMS
+        .iter()
+        .map(|k| k.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every platform as `[access.NAME]` knows it.
+pub fn access_platforms() -> Vec<AccessPlatform> {
+    PLATFORMS
+        .iter()
+        .map(|k| AccessPlatform {
+            name: k.name,
+            spaces: k.access_spaces,
+        })
+        .collect()
+}
+
+/// `[channels]`: each chat platform's section by platform name, as written. A platform starts
+/// only when its section is present; the platform itself parses and checks it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChannelsConfig(pub BTreeMap<String, toml::Value>);
+
+impl ChannelsConfig {
+    /// Whether `[channels.NAME]` is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Sets the platform's `[channels.NAME]` from its typed section (tests, tools).
+    pub fn set<S: PlatformSection>(&mut self, section: &S) -> Result<()> {
+        let name = S::CHANNEL.as_str();
+        let value = toml::Value::try_from(section)
+            .map_err(|e| Error::Config(format!("channels.{name}: {e}")))?;
+        self.0.insert(name.into(), value);
+        Ok(())
+    }
+
+    /// The platform's section, typed; `None` when it has none.
+    pub fn get<S: PlatformSection>(&self) -> Result<Option<S>> {
+        let name = S::CHANNEL.as_str();
+        self.0
+            .get(name)
+            .map(|raw| parse_section::<S>(name, raw).map_err(Error::Config))
+            .transpose()
+    }
+
+    /// Adds every problem of every section: unknown platforms, and each platform's own.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        for (name, raw) in &self.0 {
+            match kind(name) {
+                Some(k) => (k.check)(raw, problems),
+                None => problems.push(format!(
+                    "channels.{name}: there is no chat platform called `{name}`; use one of: {}",
+                    names()
+                )),
+            }
+        }
+    }
+}
+
+/// Parses `[channels.NAME]` into its section type; an error names the key.
+fn parse_section<S: DeserializeOwned>(
+    name: &str,
+    raw: &toml::Value,
+) -> std::result::Result<S, String> {
+    serde_path_to_error::deserialize::<_, S>(raw.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let message = message
+            .split("\nin `")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        if path == "." || path.is_empty() {
+            format!("channels.{name}: {message}")
+        } else {
+            format!("channels.{name}.{path}: {message}")
+        }
+    })
+}
+
+fn check_section<S: PlatformSection>(raw: &toml::Value, problems: &mut Vec<String>) {
+    match parse_section::<S>(S::CHANNEL.as_str(), raw) {
+        Ok(section) => section.validate(problems),
+        Err(e) => problems.push(e),
+    }
+}
+
+fn build_section<S: PlatformSection>(
+    raw: &toml::Value,
+    env: &Env,
+) -> Result<Arc<dyn chat::Platform>> {
+    parse_section::<S>(S::CHANNEL.as_str(), raw)
+        .map_err(Error::Config)?
+        .build(env)
+}
+
+fn doctor_section<'a, S: PlatformSection>(
+    raw: &'a toml::Value,
+    env: &'a Env,
+    online: bool,
+) -> BoxFuture<'a, Vec<Check>> {
+    Box::pin(async move {
+        match parse_section::<S>(S::CHANNEL.as_str(), raw) {
+            Ok(section) => section.doctor(env, online).await,
+            Err(e) => vec![Check::fail(S::CHANNEL.as_str(), e, "fix conveyor.toml")],
+        }
+    })
+}
+
+/// Builds the platforms that have a section.
+pub fn build_platforms(channels: &ChannelsConfig, env: &Env) -> Result<chat::Platforms> {
     let mut running = Vec::new();
     for kind in PLATFORMS {
-        if let Some(platform) = (kind.build)(config, env)? {
-            running.push(platform);
+        if let Some(raw) = channels.0.get(kind.name) {
+            running.push((kind.build)(raw, env)?);
         }
     }
     Ok(chat::Platforms::new(running))

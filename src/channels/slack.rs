@@ -21,13 +21,13 @@ use crate::channels::chat::{
     Reply, ReplyKind, SendPolicy, WebReply, WebRequest,
 };
 use crate::channels::verify::{self, VerifyError};
-use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::Gateway;
 use crate::gateway::access::{Decision, Subject};
 use crate::gateway::egress::Outbox;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
 use crate::store::{EgressRow, Store};
+use crate::values::{Env, Secret};
 
 /// Longest Slack message we send; longer replies are split at paragraph boundaries.
 pub const MAX_MESSAGE_CHARS: usize = 3_000;
@@ -287,7 +287,7 @@ pub fn parse(body: &[u8], bot_user_id: Option<&str>) -> Result<Incoming> {
     let thread_ts = event.thread_ts.unwrap_or_else(|| ts.clone());
     let inbound = Inbound {
         idempotency_key: event_id.clone(),
-        conversation: ConversationKey::new(Channel::Slack, format!("{team}:{channel}:{thread_ts}")),
+        conversation: ConversationKey::new(CHANNEL, format!("{team}:{channel}:{thread_ts}")),
         user: UserRef {
             id: format!("{team}:{user}"),
             name: None,
@@ -422,7 +422,7 @@ enum Sent {
 
 impl Slack {
     /// Reads the secrets named by `config` through `env`.
-    pub fn build(config: &SlackConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+    pub fn build(config: &SlackConfig, env: &Env) -> Result<Self> {
         let signing_secret = Secret::from_lookup(
             &config.signing_secret_env,
             "channels.slack.signing_secret_env",
@@ -845,7 +845,7 @@ impl Slack {
         let target = Target::Command(Box::new(cmd.clone()));
         let inbound = command_inbound(cmd);
         match gateway
-            .check_access(Channel::Slack, &self.subject(&inbound, &target))
+            .check_access(CHANNEL, &self.subject(&inbound, &target))
             .await
         {
             Decision::Allow => {}
@@ -868,7 +868,7 @@ impl Slack {
         response_url: Option<&str>,
     ) -> Result<()> {
         store
-            .feedback_record(message_id, user, Channel::Slack.as_str(), rating)
+            .feedback_record(message_id, user, CHANNEL.as_str(), rating)
             .await?;
         if let Some(url) = response_url {
             let body = json!({
@@ -931,7 +931,7 @@ fn command_inbound(cmd: &SlashCommand) -> Inbound {
     Inbound {
         idempotency_key: format!("cmd:{}", cmd.trigger_id),
         conversation: ConversationKey::new(
-            Channel::Slack,
+            CHANNEL,
             format!("{team}:{}:cmd:{}", cmd.channel, cmd.user),
         ),
         user: UserRef {
@@ -972,7 +972,7 @@ impl ChatPlatform for Slack {
     type Target = Target;
 
     fn channel(&self) -> Channel {
-        Channel::Slack
+        CHANNEL
     }
 
     fn limits(&self, to: &Target) -> Limits {
@@ -1146,7 +1146,7 @@ impl ChatPlatform for Slack {
 #[async_trait::async_trait]
 impl Outbox for Slack {
     fn channel(&self) -> Channel {
-        Channel::Slack
+        CHANNEL
     }
 
     async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
@@ -1208,38 +1208,40 @@ impl Platform for Slack {
     }
 }
 
+/// Slack's channel.
+pub const CHANNEL: Channel = Channel::new("slack");
+
 /// The registry entry of Slack.
-pub const PLATFORM: crate::channels::PlatformKind = crate::channels::PlatformKind {
-    name: "slack",
-    channel: Channel::Slack,
-    routes: &["/slack/events", "/slack/interactions", "/slack/commands"],
-    not_configured: "Slack is not configured; add [channels.slack] to conveyor.toml",
-    configured: |config| config.channels.slack.is_some(),
-    build: |config, env| match &config.channels.slack {
-        Some(c) => Ok(Some(Arc::new(Slack::build(c, env)?))),
-        None => Ok(None),
-    },
-    doctor: |config, env, online| {
-        Box::pin(async move {
-            match &config.channels.slack {
-                Some(c) => doctor(c, env, online).await,
-                None => Vec::new(),
-            }
-        })
-    },
-};
+pub const PLATFORM: crate::channels::PlatformKind = crate::channels::PlatformKind::of::<SlackConfig>(
+    &["/slack/events", "/slack/interactions", "/slack/commands"],
+    "Slack is not configured; add [channels.slack] to conveyor.toml",
+    Some("workspaces"),
+);
+
+#[async_trait::async_trait]
+impl crate::channels::PlatformSection for SlackConfig {
+    const CHANNEL: Channel = CHANNEL;
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        SlackConfig::validate(self, problems);
+    }
+
+    fn build(&self, env: &Env) -> Result<Arc<dyn crate::channels::chat::Platform>> {
+        Ok(Arc::new(Slack::build(self, env)?))
+    }
+
+    async fn doctor(&self, env: &Env, online: bool) -> Vec<crate::health::Check> {
+        doctor(self, env, online).await
+    }
+}
 
 /// `conveyor doctor` for `[channels.slack]`: both secrets present and shaped like Slack's,
 /// and (online) `auth.test` with the bot token.
-pub async fn doctor(
-    config: &SlackConfig,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
-    online: bool,
-) -> Vec<crate::health::Check> {
+pub async fn doctor(config: &SlackConfig, env: &Env, online: bool) -> Vec<crate::health::Check> {
     use crate::health::Check;
     const AREA: &str = "slack";
     let mut checks = Vec::new();
-    let lookup = |var: &str| env(var).filter(|v| !v.trim().is_empty());
+    let lookup = |var: &str| env.get(var).filter(|v| !v.trim().is_empty());
     match lookup(&config.signing_secret_env) {
         None => checks.push(Check::fail(
             AREA,

@@ -32,11 +32,11 @@ use crate::channels::chat::{
     ReplyKind, SendPolicy, WebReply, WebRequest,
 };
 use crate::channels::verify::{self, VerifyError};
-use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::gateway::access::Subject;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
 use crate::store::{EgressRow, Store};
+use crate::values::{Env, Secret};
 
 /// Longest Telegram message text; longer replies are split at paragraph boundaries.
 pub const MAX_MESSAGE_CHARS: usize = 4_096;
@@ -245,7 +245,7 @@ fn read_update(update: &Update, bot_username: &str) -> Incoming {
     let inbound = Inbound {
         idempotency_key: update_id.to_string(),
         conversation: ConversationKey::new(
-            Channel::Telegram,
+            CHANNEL,
             format!("{chat_id}:{}", thread_id.unwrap_or(0)),
         ),
         user: UserRef {
@@ -488,7 +488,7 @@ impl std::fmt::Debug for Telegram {
 
 impl Telegram {
     /// Reads the secrets named by `config` through `env` and sets up the Bot API client.
-    pub fn build(config: &TelegramConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+    pub fn build(config: &TelegramConfig, env: &Env) -> Result<Self> {
         let token = Secret::from_lookup(&config.token_env, "channels.telegram.token_env", env)?;
         let secret_token = match (&config.mode, &config.secret_token_env) {
             (_, Some(name)) => Some(Secret::from_lookup(
@@ -608,7 +608,7 @@ impl Telegram {
     /// says what to send. Confirmed with Telegram's `message_id` like a first send; a row that
     /// is no longer pending (confirmed since it was listed) is not sent again.
     pub async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
-        if row.channel == Channel::Telegram.as_str() {
+        if row.channel == CHANNEL.as_str() {
             // Refuse a row this version cannot read before counting an attempt.
             recorded_payload(&row.payload).map_err(|e| {
                 Error::BadInput(format!(
@@ -787,7 +787,7 @@ impl ChatPlatform for Telegram {
     type Target = ReplyTarget;
 
     fn channel(&self) -> Channel {
-        Channel::Telegram
+        CHANNEL
     }
 
     fn limits(&self, _to: &ReplyTarget) -> Limits {
@@ -907,7 +907,7 @@ impl ChatPlatform for Telegram {
 #[async_trait::async_trait]
 impl crate::gateway::egress::Outbox for Telegram {
     fn channel(&self) -> Channel {
-        Channel::Telegram
+        CHANNEL
     }
 
     async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
@@ -974,26 +974,33 @@ impl Platform for Telegram {
     }
 }
 
+/// Telegram's channel.
+pub const CHANNEL: Channel = Channel::new("telegram");
+
 /// The registry entry of Telegram.
-pub const PLATFORM: crate::channels::PlatformKind = crate::channels::PlatformKind {
-    name: "telegram",
-    channel: Channel::Telegram,
-    routes: &["/telegram/webhook"],
-    not_configured: "the Telegram webhook is not configured; add [channels.telegram] with mode = \"webhook\"",
-    configured: |config| config.channels.telegram.is_some(),
-    build: |config, env| match &config.channels.telegram {
-        Some(c) => Ok(Some(Arc::new(Telegram::build(c, env)?))),
-        None => Ok(None),
-    },
-    doctor: |config, env, online| {
-        Box::pin(async move {
-            match &config.channels.telegram {
-                Some(c) => crate::channels::telegram_doctor::doctor(c, env, online).await,
-                None => Vec::new(),
-            }
-        })
-    },
-};
+pub const PLATFORM: crate::channels::PlatformKind =
+    crate::channels::PlatformKind::of::<TelegramConfig>(
+        &["/telegram/webhook"],
+        "the Telegram webhook is not configured; add [channels.telegram] with mode = \"webhook\"",
+        None,
+    );
+
+#[async_trait::async_trait]
+impl crate::channels::PlatformSection for TelegramConfig {
+    const CHANNEL: Channel = CHANNEL;
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        TelegramConfig::validate(self, problems);
+    }
+
+    fn build(&self, env: &Env) -> Result<Arc<dyn crate::channels::chat::Platform>> {
+        Ok(Arc::new(Telegram::build(self, env)?))
+    }
+
+    async fn doctor(&self, env: &Env, online: bool) -> Vec<crate::health::Check> {
+        crate::channels::telegram_doctor::doctor(self, env, online).await
+    }
+}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -1050,7 +1057,7 @@ mod tests {
             bot_username: Some("conv_bot".into()),
             sends_per_second: 30,
         };
-        Telegram::build(&config, &|_: &str| Some("123:secret-token".into())).unwrap()
+        Telegram::build(&config, &Env::new(|_| Some("123:secret-token".into()))).unwrap()
     }
 
     #[test]

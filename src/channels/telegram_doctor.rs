@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::channels::telegram::{TelegramConfig, TelegramMode};
 use crate::health::Check;
+use crate::values::Env;
 
 const AREA: &str = "telegram";
 
@@ -33,13 +34,9 @@ fn secret_shape_ok(secret: &str) -> bool {
 }
 
 /// Runs the checks.
-pub async fn doctor(
-    config: &TelegramConfig,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
-    online: bool,
-) -> Vec<Check> {
+pub async fn doctor(config: &TelegramConfig, env: &Env, online: bool) -> Vec<Check> {
     let mut checks = Vec::new();
-    let lookup = |var: &str| env(var).filter(|v| !v.trim().is_empty());
+    let lookup = |var: &str| env.get(var).filter(|v| !v.trim().is_empty());
     let token = lookup(&config.token_env);
     match token.as_deref() {
         None => checks.push(Check::fail(

@@ -8,12 +8,146 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use minijinja::{Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::verify::{self, VerifyError};
-use crate::config::{HookConfig, HookReply, HookVerify, Secret};
 use crate::error::{Error, Result};
 use crate::model::{Channel, ConversationKey, Inbound, UserRef};
+use crate::values::{Env, Secret};
+
+/// `[hooks.NAME]`: one generic webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// How requests prove they come from the sender.
+    pub verify: HookVerify,
+    /// Name of the environment variable holding the secret (HMAC key, `whsec_…` secret or
+    /// bearer token).
+    pub secret_env: String,
+    /// minijinja template over the JSON payload that produces the message text; empty output
+    /// means "ignore this delivery".
+    pub text: String,
+    /// Template for the conversation id.
+    #[serde(default = "default_hook_conversation")]
+    pub conversation: String,
+    /// Template for the user id.
+    #[serde(default = "default_hook_user")]
+    pub user: String,
+    /// Whether the answer is the HTTP response or fetched later from a status URL.
+    #[serde(default)]
+    pub reply: HookReply,
+    /// Largest accepted body for this hook, in bytes (at most `server.max_body_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// Also post the answer into a chat: `"slack:CHANNEL_ID"`, `"telegram:CHAT_ID"` or
+    /// `"discord:CHANNEL_ID"` (that platform must be configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_to: Option<String>,
+}
+
+/// Where a webhook's answer is posted, parsed from `hooks.NAME.forward_to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTarget {
+    /// The platform.
+    pub channel: crate::model::Channel,
+    /// The platform's chat id.
+    pub chat: String,
+}
+
+impl ForwardTarget {
+    /// Parses `"slack:C0123"`, `"telegram:-100123"`, `"discord:123"`.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let (platform, chat) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` is not PLATFORM:CHAT_ID, e.g. \"slack:C0123456789\""))?;
+        let channel = match crate::channels::kind(platform) {
+            Some(kind) => kind.channel,
+            None => {
+                return Err(format!(
+                    "`{platform}` is not a chat platform; use one of: {}",
+                    crate::channels::names()
+                ));
+            }
+        };
+        let chat = chat.trim();
+        if chat.is_empty() || chat.contains(char::is_whitespace) {
+            return Err(format!("`{s}` has no chat id after the colon"));
+        }
+        Ok(Self {
+            channel,
+            chat: chat.to_string(),
+        })
+    }
+}
+
+fn default_hook_conversation() -> String {
+    "{{ hook }}".into()
+}
+
+fn default_hook_user() -> String {
+    "webhook:{{ hook }}".into()
+}
+
+/// `hooks.NAME.verify`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookVerify {
+    /// GitHub-style `X-Hub-Signature-256: sha256=<hex>`.
+    HmacSha256,
+    /// Standard Webhooks `webhook-id` / `webhook-timestamp` / `webhook-signature`.
+    StandardWebhooks,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+}
+
+/// `hooks.NAME.reply`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookReply {
+    /// The answer is the response to the POST.
+    #[default]
+    Sync,
+    /// 202 with a status URL to poll.
+    Async,
+}
+
+impl HookConfig {
+    /// Adds every problem of `[hooks.NAME]` to `problems`.
+    pub fn validate(&self, name: &str, server_max: usize, problems: &mut Vec<String>) {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problems.push(format!(
+                "hooks.{name}: a hook name may only hold letters, digits, '-' and '_' (it becomes the URL /hooks/NAME)"
+            ));
+        }
+        if self.secret_env.trim().is_empty() {
+            problems.push(format!(
+                "hooks.{name}.secret_env: name the environment variable that holds the secret, e.g. secret_env = \"GITHUB_WEBHOOK_SECRET\""
+            ));
+        }
+        if self.text.trim().is_empty() {
+            problems.push(format!(
+                "hooks.{name}.text: give a template that turns the payload into the message, e.g. text = \"{{{{ issue.title }}}}\""
+            ));
+        }
+        if let Some(target) = &self.forward_to
+            && let Err(e) = ForwardTarget::parse(target)
+        {
+            problems.push(format!("hooks.{name}.forward_to: {e}"));
+        }
+        match self.max_body_bytes {
+            Some(0) => problems.push(format!("hooks.{name}.max_body_bytes: must be at least 1")),
+            Some(n) if n > server_max => problems.push(format!(
+                "hooks.{name}.max_body_bytes: {n} is larger than server.max_body_bytes ({server_max}); raise that too or lower this"
+            )),
+            _ => {}
+        }
+    }
+}
 
 /// The request headers a hook reads. The HTTP layer implements it, so no HTTP types come here.
 pub trait Headers {
@@ -57,7 +191,7 @@ pub struct Hook {
     /// Largest accepted body, when the hook sets one.
     pub max_body_bytes: Option<usize>,
     /// The chat the answer is also posted into.
-    pub forward_to: Option<crate::config::ForwardTarget>,
+    pub forward_to: Option<crate::channels::webhook::ForwardTarget>,
 }
 
 /// A verified delivery turned into a message, or the reason it is ignored.
@@ -72,10 +206,7 @@ pub enum Rendered {
 impl Hooks {
     /// Compiles every hook's templates and reads its secret through `env`. Every problem is
     /// reported at once, each naming its hook.
-    pub fn build(
-        configs: &BTreeMap<String, HookConfig>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self> {
+    pub fn build(configs: &BTreeMap<String, HookConfig>, env: &Env) -> Result<Self> {
         let mut problems = Vec::new();
         let mut hooks = BTreeMap::new();
         for (name, config) in configs {
@@ -132,11 +263,7 @@ impl Hooks {
 }
 
 impl Hook {
-    fn build(
-        name: &str,
-        config: &HookConfig,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> std::result::Result<Self, Vec<String>> {
+    fn build(name: &str, config: &HookConfig, env: &Env) -> std::result::Result<Self, Vec<String>> {
         let mut problems = Vec::new();
         let secret =
             Secret::from_lookup(&config.secret_env, &format!("hooks.{name}.secret_env"), env)
@@ -173,7 +300,7 @@ impl Hook {
                 forward_to: config
                     .forward_to
                     .as_deref()
-                    .and_then(|t| crate::config::ForwardTarget::parse(t).ok()),
+                    .and_then(|t| crate::channels::webhook::ForwardTarget::parse(t).ok()),
             });
         }
         Err(problems)
@@ -267,7 +394,7 @@ impl Hook {
         }
         Ok(Rendered::Message(Inbound {
             idempotency_key: scoped_key(&self.name, key),
-            conversation: ConversationKey::new(Channel::Webhook, conversation.trim()),
+            conversation: ConversationKey::new(Channel::WEBHOOK, conversation.trim()),
             user: UserRef {
                 id: user.trim().to_string(),
                 name: None,
@@ -337,7 +464,7 @@ mod tests {
             "gh".to_string(),
             config("{% if issue %}{{ sender.login }}: {{ issue.title }}{% endif %}"),
         );
-        let hooks = Hooks::build(&configs, &env).unwrap();
+        let hooks = Hooks::build(&configs, &Env::new(env)).unwrap();
         let hook = hooks.get("gh").unwrap();
         let payload = serde_json::json!({"issue": {"title": "Broken"}, "sender": {"login": "ann"}});
         match hook.render(&payload, Some("issues"), "d1").unwrap() {
@@ -360,11 +487,17 @@ mod tests {
     fn start_up_errors_name_the_hook() {
         let mut configs = BTreeMap::new();
         configs.insert("broken".to_string(), config("{% if %}"));
-        let err = Hooks::build(&configs, &env).err().unwrap().to_string();
+        let err = Hooks::build(&configs, &Env::new(env))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("hooks.broken.text"), "{err}");
         let mut configs = BTreeMap::new();
         configs.insert("nosecret".to_string(), config("x"));
-        let err = Hooks::build(&configs, &|_| None).err().unwrap().to_string();
+        let err = Hooks::build(&configs, &Env::empty())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("HOOK_SECRET"), "{err}");
         assert!(err.contains("hooks.nosecret.secret_env"), "{err}");
     }

@@ -27,13 +27,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{
-    BuildContext, EnvLookup, Extract, OnError, PrimaryKey, Progress, RowIssue, Source,
-    SourceConfig, deserialize_strict,
+    BuildContext, Env, Extract, OnError, PrimaryKey, Progress, RowIssue, Source, SourceConfig,
+    deserialize_strict,
 };
-use crate::config::{HumanDuration, Rate, Secret};
 use crate::error::{Error, Result};
 use crate::lakehouse::{RecordStager, SourceRecord};
 use crate::tools::net::{AllowHosts, ClientOptions, GuardedClient, redact_url};
+use crate::values::{HumanDuration, Rate, Secret};
 
 /// The keys of a `kind = "http"` connector.
 #[derive(Debug, Clone, Deserialize)]
@@ -279,7 +279,7 @@ impl SourceConfig for HttpConfig {
         Arc::new(HttpSource {
             name: cx.name.clone(),
             config: self.clone(),
-            env: Arc::clone(&cx.env),
+            env: cx.env.clone(),
         })
     }
 }
@@ -289,7 +289,7 @@ impl SourceConfig for HttpConfig {
 pub struct HttpSource {
     name: String,
     config: HttpConfig,
-    env: EnvLookup,
+    env: Env,
 }
 
 /// Credentials read from the environment at the start of a run.
@@ -314,7 +314,7 @@ struct Cursor {
 impl HttpSource {
     fn credentials(&self) -> Result<Credentials> {
         let key = |k: &str| format!("connector `{}`: auth.{k}", self.name);
-        let env = |n: &str| (self.env)(n);
+        let env = self.env.clone();
         let from_env = |n: &str, k: &str| Secret::from_lookup(n, k, &env);
         Ok(match &self.config.auth {
             None => Credentials::None,

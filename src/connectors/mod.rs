@@ -35,10 +35,33 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::config::HumanDuration;
 use crate::error::{Error, Result};
 use crate::lakehouse::records::DECLARABLE;
 use crate::lakehouse::{ColType, KeyListing, ParquetInput};
+use crate::values::HumanDuration;
+
+/// What connector runs read from the config: `[connectors]`, `[index]` (the index feed opens
+/// it when the process does not hold it) and the folder relative paths resolve against.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// `[connectors]`.
+    pub connectors: ConnectorsConfig,
+    /// `[index]`.
+    pub index: crate::knowledge::IndexConfig,
+    /// The config file's folder.
+    pub base_dir: PathBuf,
+}
+
+impl RunSettings {
+    /// The connectors folder, resolved.
+    pub fn dir(&self) -> PathBuf {
+        if self.connectors.dir.is_absolute() {
+            self.connectors.dir.clone()
+        } else {
+            self.base_dir.join(&self.connectors.dir)
+        }
+    }
+}
 
 /// `[connectors]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,7 +170,7 @@ pub struct BuildContext {
     pub name: String,
     /// Where secrets and connection URLs are read when a run starts: the process environment,
     /// or what a test injects.
-    pub env: EnvLookup,
+    pub env: Env,
 }
 
 impl BuildContext {
@@ -155,13 +178,13 @@ impl BuildContext {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
-            env: Arc::new(|n: &str| std::env::var(n).ok()),
+            env: Env::process(),
         }
     }
 }
 
 /// Reads an environment variable; sources take one so that tests can inject variables.
-pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+pub use crate::values::Env;
 
 /// Reads one kind's keys into its config (see [`SourceConfig::parse`]).
 type ParseFn = fn(toml::Table, &Path, &mut Vec<String>) -> Option<Arc<dyn SourceConfig>>;

@@ -10,11 +10,10 @@
 
 use serde::Serialize;
 
-use super::Definition;
 use super::feed::{self, FeedReport};
 use super::gold::{self, GoldReport, GoldStatus};
 use super::sync::{self, SyncContext, SyncOptions, SyncReport};
-use crate::config::Config;
+use super::{Definition, RunSettings};
 use crate::error::{Error, Result};
 use crate::knowledge::Knowledge;
 use crate::lakehouse::Lakehouse;
@@ -38,8 +37,8 @@ pub struct Pipeline<'a> {
     pub store: &'a Store,
     /// The lakehouse.
     pub lake: &'a Lakehouse,
-    /// The configuration (run lease, connectors folder).
-    pub config: &'a Config,
+    /// The configuration (run lease, connectors folder, the index to open).
+    pub settings: &'a RunSettings,
     /// The knowledge index for the feed.
     pub index: IndexAccess<'a>,
     /// Draw progress bars for the runs (on a terminal).
@@ -133,7 +132,7 @@ impl Pipeline<'_> {
         let cx = SyncContext {
             store: self.store,
             lake: self.lake,
-            lease: self.config.connectors.run_lease.0,
+            lease: self.settings.connectors.run_lease.0,
         };
         let mut report = PipelineReport::default();
         for def in defs {
@@ -166,10 +165,7 @@ impl Pipeline<'_> {
             return Ok(report);
         }
         // Gold models after the sources: each is rebuilt only if its SQL or an input changed.
-        let models = gold::all_models(
-            &self.config.connectors_dir(),
-            &self.config.connectors.models,
-        )?;
+        let models = gold::all_models(&self.settings.dir(), &self.settings.connectors.models)?;
         let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
         report.gold = gold::build_all(self.lake, self.store, &models, &names).await?;
         events.gold_done(&report.gold);
@@ -186,19 +182,21 @@ impl Pipeline<'_> {
         let opened;
         let knowledge = match self.index {
             IndexAccess::Held(k) => k,
-            IndexAccess::OpenWhenNeeded => match Knowledge::open(self.config) {
-                Ok(k) => {
-                    opened = k;
-                    &opened
+            IndexAccess::OpenWhenNeeded => {
+                match Knowledge::open(&self.settings.index, &self.settings.base_dir) {
+                    Ok(k) => {
+                        opened = k;
+                        &opened
+                    }
+                    Err(e) => {
+                        // The data commit stands; the marker in the store was not moved, so the
+                        // next pass indexes what changed. Not a failure of this one.
+                        events.index_unavailable(&e);
+                        report.index_unavailable = Some(e.to_string());
+                        return;
+                    }
                 }
-                Err(e) => {
-                    // The data commit stands; the marker in the store was not moved, so the
-                    // next pass indexes what changed. Not a failure of this one.
-                    events.index_unavailable(&e);
-                    report.index_unavailable = Some(e.to_string());
-                    return;
-                }
-            },
+            }
         };
         let indexer = knowledge.indexer();
         for def in defs {

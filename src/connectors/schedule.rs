@@ -30,11 +30,10 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::Definition;
 use super::gold::{GoldReport, GoldStatus};
 use super::pipeline::{Events, IndexAccess, Pipeline, PipelineReport};
 use super::sync::SyncReport;
-use crate::config::Config;
+use super::{Definition, RunSettings};
 use crate::error::{Error, Result};
 use crate::knowledge::Knowledge;
 use crate::lakehouse::Lakehouse;
@@ -67,8 +66,8 @@ pub struct SchedulerParts<'a> {
     pub store: &'a Store,
     /// The lakehouse the runs write to.
     pub lake: &'a Lakehouse,
-    /// The configuration (connectors folder, run lease).
-    pub config: &'a Arc<Config>,
+    /// The configuration (connectors folder, run lease, index).
+    pub settings: RunSettings,
     /// The index the server holds open; the feed writes into it.
     pub knowledge: &'a Knowledge,
     /// The server's metrics, whose index size gauge follows the feed.
@@ -81,7 +80,7 @@ pub struct SchedulerParts<'a> {
 pub struct Scheduler {
     store: Store,
     lake: Lakehouse,
-    config: Arc<Config>,
+    settings: Arc<RunSettings>,
     knowledge: Option<Knowledge>,
     /// Every definition (gold models may read any connector's table).
     defs: Vec<Definition>,
@@ -95,14 +94,14 @@ impl Scheduler {
     pub fn new(
         store: Store,
         lake: Lakehouse,
-        config: Arc<Config>,
+        settings: Arc<RunSettings>,
         knowledge: Option<Knowledge>,
         defs: Vec<Definition>,
     ) -> Self {
         Self {
             store,
             lake,
-            config,
+            settings,
             knowledge,
             defs,
             metrics: None,
@@ -113,12 +112,11 @@ impl Scheduler {
     /// are now; `None` when no connector has a schedule. `parts.status` learns which
     /// connectors it runs.
     pub fn for_server(parts: SchedulerParts<'_>) -> Result<Option<Self>> {
-        let config = parts.config;
-        let defs = super::load_dir(&config.connectors_dir(), &config.base_dir)?;
+        let defs = super::load_dir(&parts.settings.dir(), &parts.settings.base_dir)?;
         let mut scheduler = Self::new(
             parts.store.clone(),
             parts.lake.clone(),
-            Arc::clone(config),
+            Arc::new(parts.settings),
             Some(parts.knowledge.clone()),
             defs,
         );
@@ -204,7 +202,7 @@ impl Scheduler {
         let pipeline = Pipeline {
             store: &self.store,
             lake: &self.lake,
-            config: &self.config,
+            settings: &self.settings,
             index: match &self.knowledge {
                 Some(k) => IndexAccess::Held(k),
                 None => IndexAccess::OpenWhenNeeded,

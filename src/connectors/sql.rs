@@ -40,13 +40,13 @@ use sqlx::{
 
 use super::http::{fail_on_issues, key_issue};
 use super::{
-    BuildContext, EnvLookup, Extract, OnError, PrimaryKey, Progress, Source, SourceConfig,
+    BuildContext, Env, Extract, OnError, PrimaryKey, Progress, Source, SourceConfig,
     deserialize_strict,
 };
-use crate::config::Secret;
 use crate::error::{Error, Result};
 use crate::lakehouse::typed::{KeyColumns, KeyValue};
 use crate::lakehouse::{ColType, KeyListing};
+use crate::values::Secret;
 
 /// Binds one [`Cell`] to a query of a driver with typed parameters (PostgreSQL, MySQL); the
 /// drivers differ only in how an unsigned integer goes in (`$uint` maps it).
@@ -152,7 +152,7 @@ impl SourceConfig for SqlConfig {
         Arc::new(SqlSource {
             name: cx.name.clone(),
             config: self.clone(),
-            env: Arc::clone(&cx.env),
+            env: cx.env.clone(),
         })
     }
 }
@@ -162,7 +162,7 @@ impl SourceConfig for SqlConfig {
 pub struct SqlSource {
     name: String,
     config: SqlConfig,
-    env: EnvLookup,
+    env: Env,
 }
 
 /// One value read from the database, typed well enough to be bound back as a keyset or
@@ -1210,7 +1210,7 @@ impl Source for SqlSource {
         let url = Secret::from_lookup(
             &self.config.url_env,
             &format!("connector `{}`: url_env", self.name),
-            &|n: &str| (self.env)(n),
+            &self.env,
         )?;
         let url = sqlite_relative(url.expose(), &self.config.base_dir);
         let mut conn = Conn::open(&url).await.map_err(|e| {

@@ -1,10 +1,11 @@
-//! Who may talk to conveyor on each chat platform: `[access.slack]`, `[access.discord]`,
-//! `[access.telegram]`.
+//! Who may talk to conveyor on each chat platform: `[access.NAME]` for the platform named
+//! `NAME` (`[access.slack]`, `[access.discord]`, `[access.telegram]`, …).
 //!
 //! A platform without an `[access.*]` section is open: anyone who can reach the bot may use
 //! it (`conveyor doctor` warns about that). With a section, a message is let in when its
 //! sender is listed in `users` or was approved through a pairing code, or when it was written
-//! in a listed chat (`chats`), Slack workspace (`workspaces`) or Discord server (`guilds`).
+//! in a listed chat (`chats`), or in a listed space of platforms that have them (Slack
+//! `workspaces`, Discord `guilds`; the platform registry says which word a platform uses).
 //! Anything else is refused: in a direct message the sender gets a pairing code to hand to an
 //! admin (`unknown_dm = "pair"`, the default) or a short refusal (`"refuse"`); in a shared
 //! chat the message is ignored, so strangers cannot make the bot talk in a group.
@@ -13,10 +14,12 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::HumanDuration;
+use std::collections::BTreeMap;
+
 use crate::error::Result;
 use crate::model::Channel;
 use crate::store::Store;
+use crate::values::HumanDuration;
 
 /// What a stranger is told where a refusal is owed.
 pub const NOT_LET_IN: &str = "Sorry, I only answer people my administrators have let in.";
@@ -53,59 +56,68 @@ pub struct PlatformAccess {
 
 /// `[access]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct AccessConfig {
     /// How long a pairing code can be approved.
     pub pairing_ttl: HumanDuration,
-    /// `[access.slack]`
-    pub slack: Option<PlatformAccess>,
-    /// `[access.discord]`
-    pub discord: Option<PlatformAccess>,
-    /// `[access.telegram]`
-    pub telegram: Option<PlatformAccess>,
+    /// `[access.NAME]`, by platform name.
+    #[serde(flatten)]
+    pub platforms: BTreeMap<String, PlatformAccess>,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
         Self {
             pairing_ttl: HumanDuration(std::time::Duration::from_secs(3600)),
-            slack: None,
-            discord: None,
-            telegram: None,
+            platforms: BTreeMap::new(),
         }
     }
 }
 
+/// A chat platform as `[access.NAME]` knows it: its name and the word for its spaces
+/// (`workspaces`, `guilds`), if it has any. The loader passes the registry's list in, so this
+/// module names no platform.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessPlatform {
+    /// The name in `[access.NAME]`.
+    pub name: &'static str,
+    /// Which list of `[access.NAME]` holds its spaces, if it has spaces.
+    pub spaces: Option<&'static str>,
+}
+
 impl AccessConfig {
-    /// Adds every problem to `problems`.
-    pub fn validate(&self, problems: &mut Vec<String>) {
+    /// Sets the rules of the platform on `channel`.
+    pub fn set(&mut self, channel: Channel, rules: PlatformAccess) {
+        self.platforms.insert(channel.as_str().into(), rules);
+    }
+
+    /// Adds every problem to `problems`; `known` are the chat platforms there are.
+    pub fn validate(&self, known: &[AccessPlatform], problems: &mut Vec<String>) {
         if self.pairing_ttl.0 < std::time::Duration::from_secs(60) {
             problems.push("access.pairing_ttl: must be at least 1 minute, e.g. \"1h\"".into());
         }
-        let sections = [
-            ("slack", &self.slack),
-            ("discord", &self.discord),
-            ("telegram", &self.telegram),
-        ];
-        for (name, section) in sections {
-            let Some(p) = section else { continue };
-            if name != "slack" && !p.workspaces.is_empty() {
+        for (name, p) in &self.platforms {
+            let Some(platform) = known.iter().find(|k| k.name == name.as_str()) else {
+                let names: Vec<&str> = known.iter().map(|k| k.name).collect();
                 problems.push(format!(
-                    "access.{name}.workspaces: only Slack has workspaces; use `chats`{} instead",
-                    if name == "discord" {
-                        " or `guilds`"
-                    } else {
-                        ""
-                    }
+                    "access.{name}: there is no chat platform called `{name}`; use one of: {}",
+                    names.join(", ")
                 ));
-            }
-            if name != "discord" && !p.guilds.is_empty() {
+                continue;
+            };
+            for (list, values) in [("workspaces", &p.workspaces), ("guilds", &p.guilds)] {
+                if values.is_empty() || platform.spaces == Some(list) {
+                    continue;
+                }
+                let owner = known
+                    .iter()
+                    .find(|k| k.spaces == Some(list))
+                    .map_or("another platform", |k| k.name);
                 problems.push(format!(
-                    "access.{name}.guilds: only Discord has guilds; use `chats`{} instead",
-                    if name == "slack" {
-                        " or `workspaces`"
-                    } else {
-                        ""
+                    "access.{name}.{list}: only {owner} has {list}; use `chats`{} instead",
+                    match platform.spaces {
+                        Some(own) => format!(" or `{own}`"),
+                        None => String::new(),
                     }
                 ));
             }
@@ -128,12 +140,7 @@ impl AccessConfig {
     }
 
     fn for_channel(&self, channel: Channel) -> Option<&PlatformAccess> {
-        match channel {
-            Channel::Slack => self.slack.as_ref(),
-            Channel::Discord => self.discord.as_ref(),
-            Channel::Telegram => self.telegram.as_ref(),
-            _ => None,
-        }
+        self.platforms.get(channel.as_str())
     }
 
     /// Platforms that are open to anyone (configured channels without `[access.*]`), for

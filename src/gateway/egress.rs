@@ -59,7 +59,7 @@ impl Resender {
     pub fn new(
         store: Store,
         outboxes: Vec<std::sync::Arc<dyn Outbox>>,
-        config: &crate::config::GatewayConfig,
+        config: &crate::gateway::GatewayConfig,
     ) -> Self {
         Self {
             store,
@@ -90,7 +90,7 @@ impl Resender {
                 if now.saturating_sub(row.created_at) > max_age {
                     let why = format!(
                         "not sent: older than gateway.egress_max_age ({})",
-                        crate::config::HumanDuration(self.max_age)
+                        crate::values::HumanDuration(self.max_age)
                     );
                     tracing::warn!(%channel, dedupe_key = %row.dedupe_key, "{why}");
                     self.store.egress_fail(&row.id, &why).await?;

@@ -19,13 +19,48 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::agent::{PlanRequest, Planner};
-use crate::config::{GatewayConfig, LimitsConfig};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::{Inbound, Outbound};
 use crate::store::{Claim, NewMessage, Role, Store};
+use crate::values::HumanDuration;
 use order::ConversationLocks;
 use ratelimit::KeyedLimit;
+pub use ratelimit::LimitsConfig;
+use serde::{Deserialize, Serialize};
+
+/// `[gateway]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Previous turns of the conversation handed to the planner.
+    pub history_turns: usize,
+    /// How long a claim on an idempotency key holds before another process may take it over
+    /// (covers a crash mid-processing).
+    pub ingress_lease: HumanDuration,
+    /// How long a duplicate request waits for the first one's answer before giving up.
+    pub duplicate_wait: HumanDuration,
+    /// How often replies left unconfirmed (crash, platform errors) are sent again.
+    pub egress_retry_every: HumanDuration,
+    /// Send attempts after which a reply is given up on (marked `failed`).
+    pub egress_max_attempts: u32,
+    /// A reply older than this is not sent any more (an answer hours late confuses more than
+    /// it helps); it is marked `failed`.
+    pub egress_max_age: HumanDuration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            history_turns: 10,
+            ingress_lease: HumanDuration(Duration::from_secs(120)),
+            duplicate_wait: HumanDuration(Duration::from_secs(30)),
+            egress_retry_every: HumanDuration(Duration::from_secs(30)),
+            egress_max_attempts: 8,
+            egress_max_age: HumanDuration(Duration::from_secs(3600)),
+        }
+    }
+}
 
 /// Longest accepted message text, in characters.
 pub const MAX_TEXT_CHARS: usize = 8_000;

@@ -6,7 +6,34 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::config::Rate;
+use serde::{Deserialize, Serialize};
+
+use crate::values::Rate;
+
+/// `[limits]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Messages one user may send, e.g. `"20/min"`, or `"off"`.
+    pub per_user: Rate,
+    /// Messages one conversation may receive, e.g. `"60/min"`, or `"off"`.
+    pub per_conversation: Rate,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            per_user: Rate::Limited {
+                count: 20,
+                per: Duration::from_secs(60),
+            },
+            per_conversation: Rate::Limited {
+                count: 60,
+                per: Duration::from_secs(60),
+            },
+        }
+    }
+}
 
 /// One keyed limit, or none.
 pub struct KeyedLimit {

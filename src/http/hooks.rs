@@ -16,8 +16,8 @@ use serde_json::json;
 use super::{ApiError, MessageResponse};
 use crate::app::App;
 use crate::channels::verify::unix_now;
+use crate::channels::webhook::HookReply;
 use crate::channels::webhook::{Delivery, Headers, Rendered, scoped_key};
-use crate::config::HookReply;
 use crate::error::Error;
 use crate::model::{Channel, Outbound};
 use crate::store::IngressStatus;
@@ -141,7 +141,7 @@ pub(super) async fn get_delivery(
         return Err(unknown_hook(&name));
     }
     let scoped = scoped_key(&name, &key);
-    let ledger_key = format!("{}:{scoped}", Channel::Webhook);
+    let ledger_key = format!("{}:{scoped}", Channel::WEBHOOK);
     match app.store.ingress_response(&ledger_key).await? {
         Some(IngressStatus::Done(recorded)) => {
             let out: Outbound = serde_json::from_str(&recorded)
@@ -168,7 +168,7 @@ pub(super) async fn get_delivery(
 /// ledger keeps the reply pending for the resender).
 async fn forward(
     app: &App,
-    target: &crate::config::ForwardTarget,
+    target: &crate::channels::webhook::ForwardTarget,
     dedupe_key: &str,
     out: &Outbound,
 ) {

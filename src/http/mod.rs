@@ -241,7 +241,7 @@ async fn post_message(
     };
     let inbound = Inbound {
         idempotency_key: key.clone(),
-        conversation: ConversationKey::new(Channel::Api, req.conversation_id),
+        conversation: ConversationKey::new(Channel::API, req.conversation_id),
         user: UserRef {
             id: req.user,
             name: None,

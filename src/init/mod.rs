@@ -102,7 +102,7 @@ pub async fn init(dir: &Path, force: bool) -> Result<InitReport> {
         written.push(path);
     }
     let config = Config::load(&config_path)?;
-    let knowledge = Knowledge::open(&config)?;
+    let knowledge = Knowledge::open(&config.index, &config.base_dir)?;
     let index_dir = config.index_path();
     let report = knowledge
         .indexer()

@@ -22,13 +22,102 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, IndexBackend};
+use std::path::{Path, PathBuf};
+
 use crate::error::Result;
 
 use chunker::ChunkerConfig;
 use edge::EdgeIndex;
 use indexer::Indexer;
 use sparse::Bm25Embedder;
+pub use sparse::Bm25Params;
+
+/// Which vector index backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IndexBackend {
+    /// Qdrant's engine in-process, on a local folder.
+    Embedded,
+}
+
+/// `[index]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Backend.
+    pub backend: IndexBackend,
+    /// Folder of the embedded index (relative to the config folder).
+    pub path: PathBuf,
+    /// Largest chunk, in characters.
+    pub chunk_size: usize,
+    /// Characters of the previous chunk repeated at the start of the next.
+    pub chunk_overlap: usize,
+    /// Chunks retrieved per question.
+    pub top_k: usize,
+    /// BM25 parameters of the sparse lexical vectors.
+    pub bm25: Bm25Params,
+}
+
+impl IndexConfig {
+    /// Chunk sizes.
+    pub fn chunker(&self) -> ChunkerConfig {
+        ChunkerConfig {
+            max_chars: self.chunk_size,
+            overlap_chars: self.chunk_overlap,
+        }
+    }
+
+    /// The embedded index folder, resolved against `base_dir`.
+    pub fn path_in(&self, base_dir: &Path) -> PathBuf {
+        if self.path.is_absolute() {
+            self.path.clone()
+        } else {
+            base_dir.join(&self.path)
+        }
+    }
+
+    /// Adds every problem to `problems`.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.chunk_size < 100 {
+            problems.push(format!(
+                "index.chunk_size: {} is too small; use at least 100 characters",
+                self.chunk_size
+            ));
+        }
+        if self.chunk_overlap >= self.chunk_size {
+            problems.push(format!(
+                "index.chunk_overlap: {} must be smaller than index.chunk_size ({})",
+                self.chunk_overlap, self.chunk_size
+            ));
+        }
+        if self.top_k == 0 || self.top_k > 100 {
+            problems.push("index.top_k: must be between 1 and 100".into());
+        }
+        let bm = &self.bm25;
+        if !(bm.k1 > 0.0 && bm.k1.is_finite()) {
+            problems.push("index.bm25.k1: must be a positive number, e.g. 1.2".into());
+        }
+        if !(0.0..=1.0).contains(&bm.b) {
+            problems.push("index.bm25.b: must be between 0 and 1, e.g. 0.75".into());
+        }
+        if !(bm.avg_len > 0.0 && bm.avg_len.is_finite()) {
+            problems.push("index.bm25.avg_len: must be a positive number of tokens".into());
+        }
+    }
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            backend: IndexBackend::Embedded,
+            path: PathBuf::from("data/index"),
+            chunk_size: 1000,
+            chunk_overlap: 150,
+            top_k: 8,
+            bm25: Bm25Params::default(),
+        }
+    }
+}
 
 /// A sparse vector: term ids and their weights. Term ids are unique within one vector.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -156,16 +245,17 @@ pub struct Knowledge {
 }
 
 impl Knowledge {
-    /// Opens the configured index.
-    pub fn open(config: &Config) -> Result<Self> {
-        let embedder: Arc<dyn Embedder> = Arc::new(Bm25Embedder::new(&config.index.bm25)?);
-        let index: Arc<dyn VectorIndex> = match config.index.backend {
-            IndexBackend::Embedded => Arc::new(EdgeIndex::open(&config.index_path())?),
+    /// Opens the index `[index]` describes; a relative path resolves against `base_dir` (the
+    /// config file's folder).
+    pub fn open(config: &IndexConfig, base_dir: &Path) -> Result<Self> {
+        let embedder: Arc<dyn Embedder> = Arc::new(Bm25Embedder::new(&config.bm25)?);
+        let index: Arc<dyn VectorIndex> = match config.backend {
+            IndexBackend::Embedded => Arc::new(EdgeIndex::open(&config.path_in(base_dir))?),
         };
         Ok(Self {
             index,
             embedder,
-            chunker: chunker_config(config),
+            chunker: config.chunker(),
         })
     }
 
@@ -184,13 +274,5 @@ impl Knowledge {
             index: Arc::clone(&self.index),
             embedder: Arc::clone(&self.embedder),
         }
-    }
-}
-
-/// Chunk sizes from the config.
-pub fn chunker_config(config: &Config) -> ChunkerConfig {
-    ChunkerConfig {
-        max_chars: config.index.chunk_size,
-        overlap_chars: config.index.chunk_overlap,
     }
 }

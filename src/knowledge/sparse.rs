@@ -10,8 +10,35 @@ use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
 use qdrant_edge::external::ordered_float::NotNan;
 
 use super::{Embedder, SparseVector};
-use crate::config::Bm25Params;
+
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+
+/// `[index.bm25]`
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bm25Params {
+    /// Term-frequency saturation.
+    pub k1: f64,
+    /// Length normalisation, 0 (none) to 1 (full).
+    pub b: f64,
+    /// Expected chunk length in tokens (after stop words are removed).
+    pub avg_len: f64,
+}
+
+impl Default for Bm25Params {
+    fn default() -> Self {
+        Self {
+            // k1 as in Lucene and bm25s; avg_len near the mean token count of chunks of mixed
+            // length under the default chunk_size (full 1000-character chunks of English
+            // prose have about 90 tokens after stop words; sections and short documents fewer).
+            k1: 1.5,
+            b: 0.75,
+            avg_len: 60.0,
+        }
+    }
+}
 
 /// BM25 sparse embedder.
 #[derive(Debug)]

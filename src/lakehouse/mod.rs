@@ -44,8 +44,8 @@ pub use sql::{OutputFormat, QueryOutput, check_read_only, is_explain};
 pub use staged::{RecordStager, StagedRecords};
 pub use typed::{ParquetInput, parquet_row_count};
 
-use crate::config::HumanDuration;
 use crate::error::{Error, Result};
+use crate::values::HumanDuration;
 
 /// Rows a source stages per batch (see [`RecordStager`]); a batch also ends at
 /// [`staged::MAX_BATCH_BYTES`] of text.

@@ -41,6 +41,62 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 use crate::error::{Error, Result};
+use crate::values::{Env, Secret};
+
+/// `[store]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://path` (relative to the config folder) or `postgres://…` without a password.
+    pub url: String,
+    /// Name of an environment variable holding the whole URL; wins over `url`. Use it when the
+    /// URL carries credentials.
+    pub url_env: Option<String>,
+}
+
+impl StoreConfig {
+    /// The store URL: read from `url_env` through `env` when set, else `url`; a relative
+    /// SQLite path resolves against `base_dir` (the config file's folder).
+    pub fn url_in(&self, base_dir: &std::path::Path, env: &Env) -> Result<String> {
+        let raw = match &self.url_env {
+            Some(var) => Secret::from_lookup(var, "store.url_env", env)?
+                .expose()
+                .to_string(),
+            None => self.url.clone(),
+        };
+        if let Some(rest) = raw.strip_prefix("sqlite://") {
+            let (path, query) = match rest.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (rest, None),
+            };
+            let path = base_dir.join(path);
+            let mut url = format!("sqlite://{}", path.display());
+            if let Some(q) = query {
+                url.push('?');
+                url.push_str(q);
+            }
+            Ok(url)
+        } else if raw.starts_with("sqlite:")
+            || raw.starts_with("postgres://")
+            || raw.starts_with("postgresql://")
+        {
+            Ok(raw)
+        } else {
+            Err(Error::Config(
+                "store.url: expected sqlite://PATH or postgres://HOST/DB".to_string(),
+            ))
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/conveyor.db".into(),
+            url_env: None,
+        }
+    }
+}
 
 /// Migrations are embedded at compile time. After editing a file under `migrations/`, touch
 /// this file so the macro runs again (the crate has no build script to track the folder).

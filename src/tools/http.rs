@@ -26,8 +26,8 @@ use serde_json::{Map, Value, json};
 
 use super::net::{AllowHosts, ClientOptions, GuardedClient};
 use super::{LoadContext, Tool, ToolPolicy};
-use crate::config::HumanDuration;
 use crate::error::{Error, Result};
+use crate::values::HumanDuration;
 
 /// Characters of a non-JSON response returned to the model.
 const MAX_TEXT_CHARS: usize = 4000;
@@ -810,7 +810,7 @@ fn load_header(
                     return Err(format!("http.headers.{key}.prefix: must be a string"));
                 }
             };
-            let secret = match (cx.env)(var) {
+            let secret = match cx.env.get(var) {
                 Some(v) if !v.trim().is_empty() => v,
                 Some(_) => {
                     return Err(format!(
@@ -906,7 +906,8 @@ fn text_result(bytes: &[u8]) -> Value {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::config::ToolsConfig;
+    use crate::tools::ToolsConfig;
+    use crate::values::Env;
 
     #[test]
     fn templates_split_placeholders_and_keep_escaped_braces() {
@@ -954,10 +955,9 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let cx = LoadContext {
             tools: &tools,
-            env: &lookup,
+            env: Env::from_pairs(env),
         };
         HttpTool::from_toml(toml::from_str(text).unwrap(), "t.toml", &cx)
     }

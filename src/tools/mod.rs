@@ -27,9 +27,35 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::config::ToolsConfig;
 use crate::error::{Error, Result};
 use crate::store::{AuditEntry, Store};
+use crate::values::{Env, HumanDuration};
+
+/// `[tools]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Folder of declarative tools (`*.toml`), relative to the config folder.
+    pub dir: PathBuf,
+    /// Host names that tools may reach even though they resolve to loopback, private or
+    /// link-local addresses (e.g. an internal API). Matched by name, never by address.
+    pub allow_hosts: Vec<String>,
+    /// Default time limit of one tool call.
+    pub timeout: HumanDuration,
+    /// Default cap on a tool's response body, in bytes.
+    pub max_response_bytes: usize,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("tools"),
+            allow_hosts: Vec::new(),
+            timeout: HumanDuration(Duration::from_secs(10)),
+            max_response_bytes: 256 * 1024,
+        }
+    }
+}
 
 /// A capability the agent can use.
 ///
@@ -463,7 +489,7 @@ impl ToolRegistry {
                 OutcomeKind::Timeout,
                 Err(format!(
                     "`{name}` did not finish within {}",
-                    crate::config::HumanDuration(limit)
+                    crate::values::HumanDuration(limit)
                 )),
             ),
         }
@@ -493,8 +519,8 @@ fn pointer_to_path(pointer: &str) -> String {
 pub struct LoadContext<'a> {
     /// `[tools]`: allow list, default size cap.
     pub tools: &'a ToolsConfig,
-    /// Reads an environment variable; the process environment outside tests.
-    pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    /// Where secrets are read from; the process environment outside tests.
+    pub env: Env,
 }
 
 impl<'a> LoadContext<'a> {
@@ -502,13 +528,9 @@ impl<'a> LoadContext<'a> {
     pub fn new(tools: &'a ToolsConfig) -> Self {
         Self {
             tools,
-            env: &process_env,
+            env: Env::process(),
         }
     }
-}
-
-fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
 }
 
 /// Loads every `*.toml` in `dir` as a tool and registers it. Other files (`README.md`,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use conveyor::connectors::sync::{self, SyncContext, SyncOptions};
 use conveyor::connectors::{
-    self, BuildContext, Definition, EnvLookup, Extract, OnError, Progress, Source,
+    self, BuildContext, Definition, Env, Extract, OnError, Progress, Source,
 };
 use conveyor::lakehouse::{Lakehouse, LakehouseConfig, OutputFormat};
 use conveyor::store::Store;
@@ -46,8 +46,7 @@ fn source(def: &Definition, env: &[(&str, &str)]) -> Arc<dyn Source> {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let lookup: EnvLookup =
-        Arc::new(move |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()));
+    let lookup = Env::from_pairs(env);
     def.kind.build(&BuildContext {
         name: def.name.clone(),
         env: lookup,

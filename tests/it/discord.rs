@@ -17,7 +17,7 @@ use conveyor::app::App;
 use conveyor::channels::chat::ChatContext;
 use conveyor::channels::discord::Discord;
 use conveyor::channels::discord::DiscordConfig;
-use conveyor::config::{Config, LlmConfig, LlmProvider, Rate};
+use conveyor::config::{Config, Env, LlmConfig, LlmProvider, Rate};
 use conveyor::store::{EgressRow, NewEgress};
 use ed25519_dalek::{Signer, SigningKey};
 use http_body_util::BodyExt;
@@ -76,17 +76,20 @@ impl Harness {
             Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
         config.limits.per_user = Rate::Off;
         config.limits.per_conversation = Rate::Off;
-        config.channels.discord = Some(DiscordConfig {
-            public_key: public_key.into(),
-            application_id: APP_ID.into(),
-            token_env: Some("TEST_DISCORD_TOKEN".into()),
-            api_base_url: fake.url.clone(),
-        });
+        config
+            .channels
+            .set(&DiscordConfig {
+                public_key: public_key.into(),
+                application_id: APP_ID.into(),
+                token_env: Some("TEST_DISCORD_TOKEN".into()),
+                api_base_url: fake.url.clone(),
+            })
+            .unwrap();
         let env = |name: &str| match name {
             "TEST_DISCORD_TOKEN" => Some("discord-bot-token".to_string()),
             _ => None,
         };
-        let app = App::build_with_env(config, &env).await.unwrap();
+        let app = App::build_with_env(config, &Env::new(env)).await.unwrap();
         let router = conveyor::http::router(app.clone());
         Self {
             app,
@@ -323,18 +326,25 @@ impl Bot {
                 ..LlmConfig::default()
             };
         }
-        config.channels.discord = Some(DiscordConfig {
-            public_key: PUBLIC_KEY.into(),
-            application_id: APP_ID.into(),
-            token_env: Some("TEST_DISCORD_TOKEN".into()),
-            api_base_url: fake.url.clone(),
-        });
-        config.access.discord = access;
+        config
+            .channels
+            .set(&DiscordConfig {
+                public_key: PUBLIC_KEY.into(),
+                application_id: APP_ID.into(),
+                token_env: Some("TEST_DISCORD_TOKEN".into()),
+                api_base_url: fake.url.clone(),
+            })
+            .unwrap();
+        if let Some(access) = access {
+            config
+                .access
+                .set(conveyor::channels::discord::CHANNEL, access);
+        }
         let env = |name: &str| match name {
             "TEST_DISCORD_TOKEN" => Some(BOT_TOKEN.to_string()),
             _ => None,
         };
-        let app = App::build_with_env(config, &env).await.unwrap();
+        let app = App::build_with_env(config, &Env::new(env)).await.unwrap();
         let bot = app.platforms.get::<Discord>().unwrap().bot().unwrap();
         let stop = CancellationToken::new();
         let cx = app.chat_context();
@@ -779,9 +789,11 @@ async fn a_refused_token_is_logged_and_retried_without_stopping() {
     fake.reject_token();
     let bot = Arc::new(
         conveyor::channels::discord_bot::DiscordBot::build(
-            conveyor::config::Secret::from_lookup("T", "channels.discord.token_env", &|_| {
-                Some("bad-token".into())
-            })
+            conveyor::config::Secret::from_lookup(
+                "T",
+                "channels.discord.token_env",
+                &Env::new(|_| Some("bad-token".into())),
+            )
             .unwrap(),
             &fake.url,
         )
@@ -813,9 +825,11 @@ async fn a_gateway_that_refuses_the_token_is_retried_with_backoff() {
     let h = Harness::start(PUBLIC_KEY).await;
     let bot = Arc::new(
         conveyor::channels::discord_bot::DiscordBot::build(
-            conveyor::config::Secret::from_lookup("T", "channels.discord.token_env", &|_| {
-                Some("revoked-token".into())
-            })
+            conveyor::config::Secret::from_lookup(
+                "T",
+                "channels.discord.token_env",
+                &Env::new(|_| Some("revoked-token".into())),
+            )
             .unwrap(),
             &fake.url,
         )
@@ -848,7 +862,7 @@ async fn a_token_env_naming_an_unset_variable_fails_start_up_with_its_name() {
             "\n[channels.discord]\npublic_key = \"{PUBLIC_KEY}\"\napplication_id = \"{APP_ID}\"\ntoken_env = \"MY_DISCORD_BOT_TOKEN\"\n"
         );
     let config = Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
-    let err = App::build_with_env(config, &|_: &str| None)
+    let err = App::build_with_env(config, &Env::empty())
         .await
         .err()
         .unwrap()
@@ -933,7 +947,7 @@ async fn a_forwarded_webhook_answer_is_posted_once_as_a_new_message() {
     let bot = Bot::start(&fixtures, None).await;
     let out = conveyor::model::Outbound {
         conversation: conveyor::model::ConversationKey::new(
-            conveyor::model::Channel::Webhook,
+            conveyor::model::Channel::WEBHOOK,
             "alerts",
         ),
         reply_to: "q".into(),

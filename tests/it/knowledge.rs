@@ -11,7 +11,7 @@ use conveyor::config::Config;
 use conveyor::knowledge::edge::EdgeIndex;
 use conveyor::knowledge::indexer::{IndexOptions, IndexReport, Manifest};
 use conveyor::knowledge::sparse::Bm25Embedder;
-use conveyor::knowledge::{Knowledge, SearchHit, chunker_config};
+use conveyor::knowledge::{Knowledge, SearchHit};
 use tempfile::TempDir;
 
 /// A project folder with a `docs/` folder and the index at `data/index`, as `init` lays out.
@@ -54,7 +54,7 @@ impl Project {
     }
 
     fn open(&self) -> Knowledge {
-        Knowledge::open(&self.config).unwrap()
+        Knowledge::open(&self.config.index, &self.config.base_dir).unwrap()
     }
 
     fn manifest(&self) -> Manifest {
@@ -436,7 +436,7 @@ async fn the_index_survives_a_restart() {
     let k = Knowledge {
         index,
         embedder: Arc::new(Bm25Embedder::new(&p.config.index.bm25).unwrap()),
-        chunker: chunker_config(&p.config),
+        chunker: p.config.index.chunker(),
     };
     assert_eq!(k.index.count().await.unwrap(), count);
     for (q, expected) in questions.iter().zip(&before) {
@@ -526,7 +526,7 @@ async fn retrieval_quality_on_cranfield_matches_the_bm25_reference() {
     }
     let config = Config::from_toml("", "defaults", Path::new("."), &[]).unwrap();
     let embedder = Arc::new(Bm25Embedder::new(&config.index.bm25).unwrap());
-    let r = conveyor::knowledge::eval::run(&dir, embedder, chunker_config(&config))
+    let r = conveyor::knowledge::eval::run(&dir, embedder, config.index.chunker())
         .await
         .unwrap();
     assert_eq!(r.documents, 1400, "{r:?}");

@@ -774,7 +774,7 @@ fn init_sync_and_sql_work_out_of_the_box_and_writes_are_refused() {
     crate::common::give_demo_product_priority_support(&dir);
     {
         let config = conveyor::config::Config::load(&cfg).unwrap();
-        let _held = conveyor::knowledge::Knowledge::open(&config).unwrap();
+        let _held = conveyor::knowledge::Knowledge::open(&config.index, &config.base_dir).unwrap();
         let out = run_cli(&cfg, &["sync", "products"]);
         assert!(out.status.success(), "{}", show(&out));
         assert!(
@@ -961,7 +961,7 @@ async fn updates_and_deletions_reach_the_index_with_lineage() {
 
     let lab = Lab::new().await;
     let config = Config::from_toml("", "test config", lab.dir.path(), &[]).unwrap();
-    let knowledge = Knowledge::open(&config).unwrap();
+    let knowledge = Knowledge::open(&config.index, &config.base_dir).unwrap();
     let indexer = knowledge.indexer();
     let retriever = knowledge.retriever();
     lab.write(
@@ -1798,7 +1798,7 @@ async fn a_folder_of_markdown_files_is_a_table_and_a_searchable_source() {
 
     let lab = Lab::new().await;
     let config = Config::from_toml("", "test config", lab.dir.path(), &[]).unwrap();
-    let knowledge = Knowledge::open(&config).unwrap();
+    let knowledge = Knowledge::open(&config.index, &config.base_dir).unwrap();
     let indexer = knowledge.indexer();
     let retriever = knowledge.retriever();
     lab.write(

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use conveyor::agent::llm::{ChatMessage, ChatRequest, ChatResponse, Finish, LlmClient};
 use conveyor::app::App;
-use conveyor::config::{Config, HumanDuration, LlmConfig, LlmProvider, Rate};
+use conveyor::config::{Config, Env, HumanDuration, LlmConfig, LlmProvider, Rate};
 use conveyor::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
 use serde_json::Value;
 
@@ -50,7 +50,7 @@ fn wire_config(wire: Wire, url: &str, stream: bool) -> LlmConfig {
 }
 
 fn client(wire: Wire, url: &str, stream: bool) -> LlmClient {
-    LlmClient::build(&wire_config(wire, url, stream)).unwrap()
+    LlmClient::build(&wire_config(wire, url, stream), &Env::process()).unwrap()
 }
 
 fn hello() -> ChatRequest {
@@ -94,7 +94,7 @@ async fn ask_in(app: &App, conversation: &str, text: &str) -> Outbound {
     app.gateway
         .handle(Inbound {
             idempotency_key: uuid::Uuid::new_v4().to_string(),
-            conversation: ConversationKey::new(Channel::Api, conversation),
+            conversation: ConversationKey::new(Channel::API, conversation),
             user: UserRef {
                 id: "ana".into(),
                 name: Some("Ana".into()),
@@ -1080,12 +1080,13 @@ async fn planner_overhead_per_turn() {
                 config.index.top_k,
                 config.answer.clone(),
             )),
+            env: Env::process(),
         },
     )
     .unwrap();
     let inbound = Inbound {
         idempotency_key: "bench".into(),
-        conversation: ConversationKey::new(Channel::Api, "bench"),
+        conversation: ConversationKey::new(Channel::API, "bench"),
         user: UserRef {
             id: "ana".into(),
             name: None,

@@ -73,7 +73,7 @@ impl Farm {
         Scheduler::new(
             self.store.clone(),
             self.lake.clone(),
-            Arc::clone(&self.config),
+            Arc::new(self.config.run_settings()),
             None,
             defs,
         )

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use conveyor::app::App;
 use conveyor::channels::slack::{Slack, SlackConfig};
-use conveyor::config::{Config, Rate};
+use conveyor::config::{Config, Env, Rate};
 use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -113,13 +113,16 @@ impl Harness {
             Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
         config.limits.per_user = Rate::Off;
         config.limits.per_conversation = Rate::Off;
-        config.channels.slack = Some(SlackConfig {
-            signing_secret_env: "TEST_SLACK_SIGNING_SECRET".into(),
-            bot_token_env: "TEST_SLACK_BOT_TOKEN".into(),
-            api_base_url: fake.url.clone(),
-            bot_user_id: None,
-            feedback_buttons: true,
-        });
+        config
+            .channels
+            .set(&SlackConfig {
+                signing_secret_env: "TEST_SLACK_SIGNING_SECRET".into(),
+                bot_token_env: "TEST_SLACK_BOT_TOKEN".into(),
+                api_base_url: fake.url.clone(),
+                bot_user_id: None,
+                feedback_buttons: true,
+            })
+            .unwrap();
         change(&mut config);
         let owned = secret.to_string();
         let env = move |name: &str| match name {
@@ -128,7 +131,7 @@ impl Harness {
             "TEST_SLACK_BOT_TOKEN" => Some(TOKEN.to_string()),
             _ => None,
         };
-        let app = App::build_with_env(config, &env).await.unwrap();
+        let app = App::build_with_env(config, &Env::new(env)).await.unwrap();
         let router = conveyor::http::router(app.clone());
         Self {
             _dir: dir,
@@ -589,10 +592,13 @@ async fn channels_slack_is_read_from_toml_and_a_missing_secret_is_a_start_up_err
     let text = std::fs::read_to_string(&path).unwrap()
         + "\n[channels.slack]\nsigning_secret_env = \"MY_SLACK_SIGNING\"\nbot_token_env = \"MY_SLACK_TOKEN\"\n";
     let config = Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
-    let slack = config.channels.slack.clone().unwrap();
+    let slack = config.channels.get::<SlackConfig>().unwrap().unwrap();
     assert_eq!(slack.api_base_url, "https://slack.com/api");
     let env = |name: &str| (name == "MY_SLACK_SIGNING").then(|| "s3cret".to_string());
-    let err = App::build_with_env(config, &env).await.err().unwrap();
+    let err = App::build_with_env(config, &Env::new(env))
+        .await
+        .err()
+        .unwrap();
     let message = err.to_string();
     assert!(
         message.contains("channels.slack.bot_token_env") && message.contains("MY_SLACK_TOKEN"),
@@ -839,10 +845,13 @@ async fn a_response_url_off_slack_is_never_called() {
 #[tokio::test]
 async fn unknown_users_get_a_pairing_code_in_dms_and_are_ignored_in_channels() {
     let h = Harness::start_with("s3cret", |c| {
-        c.access.slack = Some(conveyor::gateway::access::PlatformAccess {
-            users: vec!["W999".into()],
-            ..Default::default()
-        });
+        c.access.set(
+            conveyor::channels::slack::CHANNEL,
+            conveyor::gateway::access::PlatformAccess {
+                users: vec!["W999".into()],
+                ..Default::default()
+            },
+        );
     })
     .await;
     // A DM from a stranger: a pairing code, no answer.
@@ -889,11 +898,14 @@ async fn unknown_users_get_a_pairing_code_in_dms_and_are_ignored_in_channels() {
 #[tokio::test]
 async fn workspace_and_refuse_policies() {
     let h = Harness::start_with("s3cret", |c| {
-        c.access.slack = Some(conveyor::gateway::access::PlatformAccess {
-            workspaces: vec!["T111".into()],
-            unknown_dm: conveyor::gateway::access::UnknownDm::Refuse,
-            ..Default::default()
-        });
+        c.access.set(
+            conveyor::channels::slack::CHANNEL,
+            conveyor::gateway::access::PlatformAccess {
+                workspaces: vec!["T111".into()],
+                unknown_dm: conveyor::gateway::access::UnknownDm::Refuse,
+                ..Default::default()
+            },
+        );
     })
     .await;
     h.post_signed(&mention("EvWS", "How do I request a refund?"), &[])
@@ -903,11 +915,14 @@ async fn workspace_and_refuse_policies() {
     assert!(posts[0].body["text"].as_str().unwrap().contains("[1]"));
 
     let h = Harness::start_with("s3cret", |c| {
-        c.access.slack = Some(conveyor::gateway::access::PlatformAccess {
-            workspaces: vec!["T999".into()],
-            unknown_dm: conveyor::gateway::access::UnknownDm::Refuse,
-            ..Default::default()
-        });
+        c.access.set(
+            conveyor::channels::slack::CHANNEL,
+            conveyor::gateway::access::PlatformAccess {
+                workspaces: vec!["T999".into()],
+                unknown_dm: conveyor::gateway::access::UnknownDm::Refuse,
+                ..Default::default()
+            },
+        );
     })
     .await;
     h.post_signed(&dm("EvRF", "W222", "How do I request a refund?"), &[])

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use conveyor::app::App;
 use conveyor::channels::telegram::{ReplyTarget, Telegram, TelegramConfig, TelegramMode, to_html};
-use conveyor::config::{Config, Rate};
+use conveyor::config::{Config, Env, Rate};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -93,20 +93,27 @@ impl Harness {
             Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
         config.limits.per_user = Rate::Off;
         config.limits.per_conversation = Rate::Off;
-        config.channels.telegram = Some(TelegramConfig {
-            token_env: "TEST_TELEGRAM_TOKEN".into(),
-            mode,
-            secret_token_env: Some("TEST_TELEGRAM_SECRET".into()),
-            api_url: fake.url.clone(),
-            // Learned from getMe.
-            bot_username: None,
-            sends_per_second: std::env::var("BENCH_TELEGRAM_SENDS_PER_SECOND")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(30),
-        });
-        config.access.telegram = access;
-        let app = App::build_with_env(config, &env).await.unwrap();
+        config
+            .channels
+            .set(&TelegramConfig {
+                token_env: "TEST_TELEGRAM_TOKEN".into(),
+                mode,
+                secret_token_env: Some("TEST_TELEGRAM_SECRET".into()),
+                api_url: fake.url.clone(),
+                // Learned from getMe.
+                bot_username: None,
+                sends_per_second: std::env::var("BENCH_TELEGRAM_SENDS_PER_SECOND")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(30),
+            })
+            .unwrap();
+        if let Some(access) = access {
+            config
+                .access
+                .set(conveyor::channels::telegram::CHANNEL, access);
+        }
+        let app = App::build_with_env(config, &Env::new(env)).await.unwrap();
         let router = conveyor::http::router(app.clone());
         Self {
             app,
@@ -459,11 +466,11 @@ async fn channels_telegram_is_read_from_toml_and_checked() {
     let base = std::fs::read_to_string(&path).unwrap();
     let text = base.clone() + "\n[channels.telegram]\ntoken_env = \"MY_TG_TOKEN\"\n";
     let config = Config::from_toml(&text, &path.display().to_string(), dir.path(), &[]).unwrap();
-    let telegram = config.channels.telegram.clone().unwrap();
+    let telegram = config.channels.get::<TelegramConfig>().unwrap().unwrap();
     assert_eq!(telegram.mode, TelegramMode::Polling);
     assert_eq!(telegram.api_url, "https://api.telegram.org");
     // A missing token is a start-up error that names the variable.
-    let err = App::build_with_env(config, &|_: &str| None)
+    let err = App::build_with_env(config, &Env::empty())
         .await
         .err()
         .unwrap();
@@ -512,8 +519,14 @@ async fn a_pending_reply_is_resent_from_its_row_once_and_confirmed() {
     assert_eq!(h.sends().len(), 1);
 
     // After a "restart": a fresh channel sends it from the row alone.
-    let config = h.app.config.channels.telegram.clone().unwrap();
-    let restarted = Telegram::build(&config, &env).unwrap();
+    let config = h
+        .app
+        .config
+        .channels
+        .get::<TelegramConfig>()
+        .unwrap()
+        .unwrap();
+    let restarted = Telegram::build(&config, &Env::new(env)).unwrap();
     restarted.resend(store, &pending[0]).await.unwrap();
     let sends = h.sends();
     assert_eq!(sends.len(), 2, "exactly one more sendMessage: {sends:?}");
@@ -548,9 +561,15 @@ async fn a_network_error_names_the_method_but_never_the_token() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let mut config = h.app.config.channels.telegram.clone().unwrap();
+    let mut config = h
+        .app
+        .config
+        .channels
+        .get::<TelegramConfig>()
+        .unwrap()
+        .unwrap();
     config.api_url = url;
-    let telegram = Telegram::build(&config, &env).unwrap();
+    let telegram = Telegram::build(&config, &Env::new(env)).unwrap();
     let err = telegram
         .deliver(&h.app.store, "telegram:408258968:0", &target(11), "hi")
         .await
@@ -711,7 +730,7 @@ async fn a_forwarded_webhook_answer_is_posted_into_the_chat_once() {
     let h = Harness::start(TelegramMode::Webhook).await;
     let out = conveyor::model::Outbound {
         conversation: conveyor::model::ConversationKey::new(
-            conveyor::model::Channel::Webhook,
+            conveyor::model::Channel::WEBHOOK,
             "alerts",
         ),
         reply_to: "q".into(),

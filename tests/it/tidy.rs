@@ -94,6 +94,25 @@ const CORE: &[&str] = &[
     "src/error.rs",
 ];
 
+/// The parts that own a config section: they read theirs and the value types of
+/// `crate::values`, never the loader (`crate::config`), so there is no cycle through it.
+const OWN_THEIR_SECTION: &[&str] = &[
+    "src/gateway/",
+    "src/agent/",
+    "src/knowledge/",
+    "src/store/",
+    "src/tools/",
+    "src/lakehouse/",
+    "src/connectors/",
+    "src/channels/",
+    "src/server.rs",
+    "src/model.rs",
+    "src/values.rs",
+];
+
+/// A leaf: it names no other module of the crate but `crate::error`.
+const LEAVES: &[&str] = &["src/values.rs", "src/health.rs", "src/model.rs"];
+
 /// The surfaces and the composition root, as `crate::NAME`.
 const SURFACES: &[&str] = &[
     "channels", "http", "app", "doctor", "cli", "server", "bench", "init",
@@ -151,6 +170,8 @@ fn check_file(path: &str, text: &str, out: &mut Vec<Violation>) {
 
     let tokens = tokenize(&code_only(text));
     let core = CORE.iter().any(|p| path.starts_with(p));
+    let owns_section = OWN_THEIR_SECTION.iter().any(|p| path.starts_with(p));
+    let leaf = LEAVES.contains(&path);
     for (i, t) in tokens.iter().enumerate() {
         let Tok::Ident(name) = &t.tok else { continue };
         if !starts_path(&tokens, i) {
@@ -165,6 +186,24 @@ fn check_file(path: &str, text: &str, out: &mut Vec<Violation>) {
                         c.allowed.join(", ")
                     ),
                 );
+            }
+        }
+        if (owns_section || leaf) && name == "crate" {
+            for (line, module) in crate_modules(&tokens, i) {
+                if owns_section && module == "config" {
+                    violation(
+                        line,
+                        "config owned by its parts: a part reads its own section and `crate::values`, never the loader `crate::config`".into(),
+                    );
+                }
+                if leaf && module != "error" {
+                    violation(
+                        line,
+                        format!(
+                            "leaf module: {path} may name no module of the crate but `crate::error`, not `crate::{module}`"
+                        ),
+                    );
+                }
             }
         }
         if core && name == "crate" {
@@ -482,9 +521,17 @@ fn tidy_reports_planted_violations_with_file_line_and_rule() {
             "src/knowledge/indexer.rs",
             "//! Indexer.\n#[derive(sqlx::FromRow)]\nstruct Row;\n",
         ),
+        file(
+            "src/channels/teams.rs",
+            "//! A new platform.\nuse crate::config::Secret;\n",
+        ),
+        file("src/values.rs", "//! Values.\nuse crate::store::Store;\n"),
     ];
     let found: Vec<String> = check(&files).iter().map(ToString::to_string).collect();
     let expect = [
+        "src/channels/teams.rs:2: config owned by its parts",
+        "src/connectors/grouped.rs:3: config owned by its parts",
+        "src/values.rs:2: leaf module",
         "src/gateway/x.rs:3: core imports a surface",
         "crate::channels",
         "src/tools/y.rs:3: crate confinement: `deltalake` may be named only in src/lakehouse/",
@@ -502,7 +549,7 @@ fn tidy_reports_planted_violations_with_file_line_and_rule() {
             found.join("\n")
         );
     }
-    assert_eq!(found.len(), 7, "{}", found.join("\n"));
+    assert_eq!(found.len(), 10, "{}", found.join("\n"));
 }
 
 #[test]
@@ -520,7 +567,7 @@ fn tidy_ignores_comments_strings_and_allowed_places() {
                 "fn f() -> &'static str { let _c = '\"'; let _q = '\\''; \"use crate::http; sqlx::query\" }\n",
                 "fn g() -> &'static str { r#\"serenity::Client \"quoted\" \"# }\n",
                 "use crate::tools::http::HttpTool;\n",
-                "use crate::config::Config;\n",
+                "use crate::values::Rate;\n",
                 "pub(crate) fn h() {}\n",
             ),
         ),

@@ -370,7 +370,7 @@ impl Fixture {
         let env = |name: &str| (name == SECRET_VAR).then(|| SECRET_VALUE.to_owned());
         let cx = LoadContext {
             tools: &config,
-            env: &env,
+            env: conveyor::config::Env::new(env),
         };
         let loaded = load_dir(&self.dir, &cx, &mut registry).unwrap();
         assert_eq!(loaded, 14);

@@ -12,7 +12,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use conveyor::app::App;
-use conveyor::config::{Config, HookConfig, HookReply, HookVerify, Rate};
+use conveyor::config::{Config, Env, HookConfig, HookReply, HookVerify, Rate};
 use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -131,7 +131,7 @@ async fn hooks_app(gh_secret: &str) -> (tempfile::TempDir, App) {
         "TEST_TOKEN" => Some(TOKEN.to_string()),
         _ => None,
     };
-    let app = App::build_with_env(config, &env).await.unwrap();
+    let app = App::build_with_env(config, &Env::new(env)).await.unwrap();
     (dir, app)
 }
 
@@ -466,7 +466,7 @@ async fn a_bad_template_or_a_missing_secret_stops_start_up_naming_the_hook() {
         hook(HookVerify::Bearer, "UNSET_VAR", "{{ x }}", HookReply::Sync),
     );
     let env = |name: &str| (name == "SET").then(|| "v".to_string());
-    let err = App::build_with_env(config, &env)
+    let err = App::build_with_env(config, &Env::new(env))
         .await
         .err()
         .unwrap()
