@@ -492,6 +492,43 @@ mod tests {
     }
 
     #[test]
+    fn platform_sections_are_checked_by_their_platform_and_the_registry() {
+        let err = load(
+            concat!(
+                "[channels.teams]\nx = 1\n",
+                "[channels.slack]\nsigning_secret_env = \"S\"\nbot_token_env = \"T\"\ntypo = 1\n",
+                "[channels.telegram]\ntoken_env = \"\"\n",
+                "[access.whatsapp]\nusers = [\"1\"]\n",
+                "[access.telegram]\nguilds = [\"1\"]\n",
+                "[access.slack]\nusers = [\" \"]\n",
+                "[hooks.gh]\nverify = \"bearer\"\nsecret_env = \"X\"\ntext = \"t\"\nforward_to = \"discord:1\"\n",
+            ),
+            &[("CONVEYOR__CHANNELS__SLACK__API_BASE_URL", "ftp://x")],
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "channels.teams: there is no chat platform called `teams`; use slack, discord or telegram",
+            "channels.slack.typo: unknown field",
+            "channels.telegram.token_env",
+            "access.whatsapp: there is no chat platform called `whatsapp`",
+            "access.telegram.guilds: only discord has guilds; use `chats` instead",
+            "access.slack.users: ` ` is not an id",
+            "hooks.gh.forward_to: discord is not configured; add [channels.discord]",
+        ] {
+            assert!(err.contains(expected), "`{expected}` missing from:\n{err}");
+        }
+        // An override reaches a platform's section like any other key.
+        let err = load(
+            "[channels.slack]\nsigning_secret_env = \"S\"\nbot_token_env = \"T\"\n",
+            &[("CONVEYOR__CHANNELS__SLACK__API_BASE_URL", "ftp://x")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("channels.slack.api_base_url"), "{err}");
+    }
+
+    #[test]
     fn missing_secret_env_is_named() {
         let err = load(
             "[store]\nurl_env = \"CONVEYOR_TEST_SURELY_UNSET_DB_URL\"\n",

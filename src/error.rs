@@ -57,3 +57,12 @@ impl Error {
         Self::Internal(format!("{context}: {err}"))
     }
 }
+
+/// Choices for a message: `a`, `a or b`, `a, b or c`.
+pub fn or_list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => (*one).to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: one TOML file plus `CONVEYOR__SECTION__KEY` overrides, every problem reported at once.
+//! - [`config`]: the loader — one TOML file plus `CONVEYOR__SECTION__KEY` overrides, every problem
+//!   reported at once; each part owns its section, [`values`] holds the types they share.
 //! - [`model`]: plain data shared by every part (`Inbound`, `Outbound`, `ConversationKey`).
 //! - [`error`]: the one error enum, by kind; mapped to HTTP status in [`http`] only.
 //! - [`store`]: sqlx on SQLite or PostgreSQL: ingress and egress ledgers, conversations, audit log.
@@ -18,9 +19,9 @@
 //!   [`doctor`].
 //! - [`metrics`]: counters and the latency histogram behind `/metrics`.
 //! - [`http`]: the axum router: `/v1` API, health, metrics, the web chat page, webhooks and
-//!   `/slack/events`, `/telegram/webhook`.
-//! - [`channels`]: the surfaces: terminal chat, the web page, signed webhooks, Slack and
-//!   Telegram.
+//!   every chat platform's routes (from [`channels::PLATFORMS`]).
+//! - [`channels`]: the surfaces: terminal chat, the web page, signed webhooks, and the chat
+//!   platforms (Slack, Telegram, Discord) behind one seam and one registry.
 //! - [`lakehouse`]: Delta tables (bronze, silver, gold) under `[lakehouse] uri` and read-only
 //!   SQL over them with DataFusion; the only module that imports deltalake.
 //! - [`connectors`]: connector definitions (`connectors/*.toml`), the `files`, `http` and
@@ -30,11 +31,14 @@
 //! - [`server`]: `conveyor serve` as a library function: background tasks, HTTP, drain.
 //! - [`init`]: the starter project written by `conveyor init`.
 //! - [`bench`]: `conveyor bench`, a load generator for a running server's API.
+//! - [`cli`]: the command line as a library (`cli::run`); `main.rs` only parses and calls it.
+//! - [`values`]: `HumanDuration`, `Rate`, `Secret` and `Env`, the one environment lookup.
 
 pub mod agent;
 pub mod app;
 pub mod bench;
 pub mod channels;
+pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod doctor;

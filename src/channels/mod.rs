@@ -112,20 +112,16 @@ impl PlatformKind {
 }
 
 /// Every chat platform conveyor has. Adding one is its module and one line here.
-pub const PLATFORMS: &[PlatformKind] = &[slack::PLATFORM, telegram::PLATFORM, discord::PLATFORM];
+pub const PLATFORMS: &[PlatformKind] = &[slack::PLATFORM, discord::PLATFORM, telegram::PLATFORM];
 
 /// The platform named `name` (`[channels.NAME]`, `forward_to = "NAME:…"`).
 pub fn kind(name: &str) -> Option<&'static PlatformKind> {
     PLATFORMS.iter().find(|k| k.name == name)
 }
 
-/// The names of every platform, for error messages: `slack, telegram, discord`.
+/// The names of every platform, for error messages: `slack, discord or telegram`.
 pub fn names() -> String {
-    PLATFORMS
-        .iter()
-        .map(|k| k.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::error::or_list(&PLATFORMS.iter().map(|k| k.name).collect::<Vec<_>>())
 }
 
 /// Every platform as `[access.NAME]` knows it.
@@ -175,7 +171,7 @@ impl ChannelsConfig {
             match kind(name) {
                 Some(k) => (k.check)(raw, problems),
                 None => problems.push(format!(
-                    "channels.{name}: there is no chat platform called `{name}`; use one of: {}",
+                    "channels.{name}: there is no chat platform called `{name}`; use {}",
                     names()
                 )),
             }

@@ -65,7 +65,7 @@ impl ForwardTarget {
             Some(kind) => kind.channel,
             None => {
                 return Err(format!(
-                    "`{platform}` is not a chat platform; use one of: {}",
+                    "`{platform}` is not a chat platform; use {}",
                     crate::channels::names()
                 ));
             }

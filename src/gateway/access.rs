@@ -100,8 +100,8 @@ impl AccessConfig {
             let Some(platform) = known.iter().find(|k| k.name == name.as_str()) else {
                 let names: Vec<&str> = known.iter().map(|k| k.name).collect();
                 problems.push(format!(
-                    "access.{name}: there is no chat platform called `{name}`; use one of: {}",
-                    names.join(", ")
+                    "access.{name}: there is no chat platform called `{name}`; use {}",
+                    crate::error::or_list(&names)
                 ));
                 continue;
             };
