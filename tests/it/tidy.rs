@@ -113,6 +113,21 @@ const OWN_THEIR_SECTION: &[&str] = &[
 /// A leaf: it names no other module of the crate but `crate::error`.
 const LEAVES: &[&str] = &["src/values.rs", "src/health.rs", "src/model.rs"];
 
+/// What the rest of the program may name in `channels`: the shared parts and the registry.
+/// A chat platform's own module (`channels::slack`, …) is named only inside `src/channels/`,
+/// so adding a platform is its module plus one registry line.
+const CHANNELS_SHARED: &[&str] = &[
+    "chat",
+    "cli",
+    "web",
+    "verify",
+    "webhook",
+    "kind",
+    "names",
+    "build_platforms",
+    "access_platforms",
+];
+
 /// The surfaces and the composition root, as `crate::NAME`.
 const SURFACES: &[&str] = &[
     "channels", "http", "app", "doctor", "cli", "server", "bench", "init",
@@ -174,6 +189,22 @@ fn check_file(path: &str, text: &str, out: &mut Vec<Violation>) {
     let leaf = LEAVES.contains(&path);
     for (i, t) in tokens.iter().enumerate() {
         let Tok::Ident(name) = &t.tok else { continue };
+        if name == "channels" && !path.starts_with("src/channels/") {
+            for (line, module) in crate_modules(&tokens, i) {
+                let lowercase = module
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_lowercase());
+                if lowercase && !CHANNELS_SHARED.contains(&module.as_str()) {
+                    violation(
+                        line,
+                        format!(
+                            "platform named outside src/channels/: `channels::{module}`; go through the registry (`channels::PLATFORMS`, `Platforms::get`)"
+                        ),
+                    );
+                }
+            }
+        }
         if !starts_path(&tokens, i) {
             continue;
         }
@@ -526,12 +557,17 @@ fn tidy_reports_planted_violations_with_file_line_and_rule() {
             "//! A new platform.\nuse crate::config::Secret;\n",
         ),
         file("src/values.rs", "//! Values.\nuse crate::store::Store;\n"),
+        file(
+            "src/http/teams.rs",
+            "//! A route.\nuse crate::channels::{chat, teams::Teams};\n",
+        ),
     ];
     let found: Vec<String> = check(&files).iter().map(ToString::to_string).collect();
     let expect = [
         "src/channels/teams.rs:2: config owned by its parts",
         "src/connectors/grouped.rs:3: config owned by its parts",
         "src/values.rs:2: leaf module",
+        "src/http/teams.rs:2: platform named outside src/channels/: `channels::teams`",
         "src/gateway/x.rs:3: core imports a surface",
         "crate::channels",
         "src/tools/y.rs:3: crate confinement: `deltalake` may be named only in src/lakehouse/",
@@ -549,7 +585,7 @@ fn tidy_reports_planted_violations_with_file_line_and_rule() {
             found.join("\n")
         );
     }
-    assert_eq!(found.len(), 10, "{}", found.join("\n"));
+    assert_eq!(found.len(), 12, "{}", found.join("\n"));
 }
 
 #[test]
@@ -594,7 +630,7 @@ fn tidy_ignores_comments_strings_and_allowed_places() {
         // Surfaces may import each other and the core.
         file(
             "src/http/x.rs",
-            "//! HTTP.\nuse axum::Router;\nuse crate::app::App;\nuse crate::channels::slack;\n",
+            "//! HTTP.\nuse axum::Router;\nuse crate::app::App;\nuse crate::channels::chat;\n",
         ),
         // A module doc after blank lines is still first.
         file("src/blank.rs", "\n\n//! Blank lines first.\n"),
