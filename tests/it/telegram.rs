@@ -327,6 +327,43 @@ async fn a_wrong_or_missing_secret_gets_401_and_nothing_is_processed() {
     );
 }
 
+/// `conveyor serve` as the library function: `server::run` starts the platform's background
+/// task (long polling here) next to HTTP, answers, and returns once the drain is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_run_starts_polling_serves_http_and_drains_on_shutdown() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start(TelegramMode::Polling).await;
+    h.fake.push_update(private(&dir, 700, QUESTION));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(conveyor::server::run(
+        h.app.clone(),
+        listener,
+        shutdown.clone(),
+    ));
+    let sent = h.fake.wait_for("sendMessage", 1, WAIT).await;
+    assert!(
+        sent[0].body["text"].as_str().unwrap().contains("[1]"),
+        "{:?}",
+        sent[0].body
+    );
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("server::run returns after the drain")
+        .unwrap()
+        .unwrap();
+    // Polling stopped with the server: nothing more is asked of Telegram.
+    let polls = h.fake.calls_of("getUpdates").len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.fake.calls_of("getUpdates").len(), polls);
+}
+
 #[tokio::test]
 async fn long_polling_answers_each_update_and_advances_the_offset() {
     let Some(dir) = fixtures() else { return };
