@@ -6,20 +6,24 @@
 //! Relative paths in the file resolve against the file's folder, not the working directory, so
 //! `conveyor --config some/dir/conveyor.toml` behaves the same from anywhere.
 //!
-//! Each part owns its section (`[server]` is [`crate::server::ServerConfig`], `[llm]` is
-//! [`crate::agent::llm::LlmConfig`], a chat platform's `[channels.NAME]` its own type behind
-//! [`crate::channels::PLATFORMS`], …) and checks it; the value types they share live in the
-//! leaf [`crate::values`]. This module is only the loader and the checks that span sections, so
-//! no part imports it. The section types are re-exported here for callers of the whole.
+//! Each part owns its section (`[llm]` is [`crate::agent::llm::LlmConfig`], a chat platform's
+//! `[channels.NAME]` its own type behind [`crate::channels::PLATFORMS`], …) and checks it; the
+//! value types they share live in the leaf [`crate::values`]. This module is the loader, the
+//! checks that span sections, and `[server]` ([`ServerConfig`]: the process's own listener and
+//! limits, read by the composition — `server`, `http` — which itself depends on the loader). No
+//! part imports it, and it imports no surface. The section types are re-exported here for
+//! callers of the whole.
 //!
 //! Secrets are never values here: the file names an environment variable (`url_env`,
 //! `token_env`, ...), read through [`crate::values::Env`]; [`Secret`] hides the value from
 //! `Debug`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -31,7 +35,6 @@ pub use crate::channels::webhook::{ForwardTarget, HookConfig, HookReply, HookVer
 pub use crate::gateway::access::AccessConfig;
 pub use crate::gateway::{GatewayConfig, LimitsConfig};
 pub use crate::knowledge::{Bm25Params, IndexBackend, IndexConfig};
-pub use crate::server::ServerConfig;
 pub use crate::store::StoreConfig;
 pub use crate::tools::ToolsConfig;
 pub use crate::values::{Env, HumanDuration, Rate, Secret};
@@ -74,6 +77,50 @@ pub struct Config {
     /// Folder the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes; bigger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: HumanDuration,
+    /// Upper bound for handling one request.
+    pub request_timeout: HumanDuration,
+}
+
+impl ServerConfig {
+    /// Adds every problem to `problems`.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        if self.max_body_bytes < 256 {
+            problems.push("server.max_body_bytes: must be at least 256".into());
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 64 * 1024,
+            drain_timeout: HumanDuration(Duration::from_secs(10)),
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid address {s:?}: expected IP:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\""
+        ))
+    })
 }
 
 impl Config {

@@ -4,10 +4,7 @@
 //! requests and tasks within `server.drain_timeout`. The binary only builds the app, binds the
 //! listener and turns signals into `shutdown`; tests call [`run`] the same way.
 
-use std::net::SocketAddr;
 use std::time::Duration;
-
-use serde::{Deserialize, Deserializer, Serialize};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -15,51 +12,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::error::Result;
-use crate::values::HumanDuration;
-
-/// `[server]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Address to listen on.
-    #[serde(deserialize_with = "socket_addr")]
-    pub listen: SocketAddr,
-    /// Largest accepted request body, in bytes; bigger bodies get 413.
-    pub max_body_bytes: usize,
-    /// How long shutdown waits for in-flight requests.
-    pub drain_timeout: HumanDuration,
-    /// Upper bound for handling one request.
-    pub request_timeout: HumanDuration,
-}
-
-impl ServerConfig {
-    /// Adds every problem to `problems`.
-    pub fn validate(&self, problems: &mut Vec<String>) {
-        if self.max_body_bytes < 256 {
-            problems.push("server.max_body_bytes: must be at least 256".into());
-        }
-    }
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_body_bytes: 64 * 1024,
-            drain_timeout: HumanDuration(Duration::from_secs(10)),
-            request_timeout: HumanDuration(Duration::from_secs(30)),
-        }
-    }
-}
-
-fn socket_addr<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<SocketAddr, D::Error> {
-    let s = String::deserialize(d)?;
-    s.trim().parse().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "invalid address {s:?}: expected IP:PORT, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8080\""
-        ))
-    })
-}
 
 /// Serves `app` on `listener` until `shutdown` fires (or the HTTP server fails), with every
 /// background task; returns once requests and tasks drained or the drain timeout passed.

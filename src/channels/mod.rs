@@ -10,7 +10,6 @@
 //! `conveyor doctor` all read the registry.
 //!
 //! - [`chat`]: the shared message → reply path, the [`chat::Platform`] seam and the splitter.
-//! - [`cli`]: `conveyor chat` and `conveyor ask`, in-process or against a running server.
 //! - [`web`]: the chat page served at `/` (it talks to `POST /v1/messages`).
 //! - [`verify`]: constant-time request signature checks shared by every inbound channel.
 //! - [`slack`]: the Slack Events API (`[channels.slack]`, `POST /slack/events`) and replies.
@@ -23,7 +22,7 @@
 //! - [`webhook`]: generic signed webhooks (`[hooks.NAME]`, `POST /hooks/{name}`).
 
 pub mod chat;
-pub mod cli;
+
 pub mod discord;
 pub mod discord_bot;
 pub mod discord_doctor;

@@ -8,8 +8,8 @@ use crate::config::Config;
 use crate::{Error, Result};
 use tokio_util::sync::CancellationToken;
 
+use super::terminal::{self, Target};
 use crate::app::App;
-use crate::channels::cli::{self as terminal, Target};
 
 /// `conveyor chat`.
 pub async fn chat(

@@ -8,6 +8,7 @@
 //! - [`tools`] — `tools`, `audit`.
 //! - [`access`] — `access` (pairing codes and grants).
 //! - [`bench`] — `bench`.
+//! - [`terminal`] — the terminal surface `chat` and `ask` use (in-process or `--server`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ mod chat;
 mod data;
 mod knowledge;
 mod setup;
+pub mod terminal;
 mod tools;
 
 #[derive(Parser)]

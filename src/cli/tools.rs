@@ -78,7 +78,7 @@ pub(super) async fn tools(config_path: &Path, what: ToolsCommand) -> Result<Exit
                 ))
             })?;
             let caller = crate::tools::Caller {
-                user_id: user.unwrap_or_else(crate::channels::cli::local_user),
+                user_id: user.unwrap_or_else(super::terminal::local_user),
                 channel,
                 conversation: format!("cli:tools-{}", uuid::Uuid::new_v4()),
                 roles,
