@@ -264,20 +264,31 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
     ))))
 }
 
-/// Discord renders Markdown itself: the answer, then its sources.
-pub fn render(out: &Outbound) -> String {
-    let mut text = out.text.clone();
-    if !out.citations.is_empty() {
-        text.push_str("\n\n**Sources**");
-        for c in &out.citations {
-            if c.source.starts_with("http://") || c.source.starts_with("https://") {
-                text.push_str(&format!("\n[{}] [{}](<{}>)", c.n, c.title, c.source));
-            } else {
-                text.push_str(&format!("\n[{}] {} ({})", c.n, c.title, c.source));
-            }
-        }
+/// Discord renders Markdown itself: answers pass unchanged; source links are written
+/// `[title](<url>)` (the angle brackets keep Discord from embedding a preview).
+pub struct DiscordStyle;
+
+impl chat::markdown::Style for DiscordStyle {
+    fn escape(&self, text: &str) -> String {
+        text.to_string()
     }
-    text
+
+    fn bold(&self, escaped: &str) -> String {
+        format!("**{escaped}**")
+    }
+
+    fn link(&self, text: &str, url: &str) -> Option<String> {
+        Some(format!("[{text}](<{url}>)"))
+    }
+
+    fn native(&self) -> bool {
+        true
+    }
+}
+
+/// The answer, then its sources, in Discord's Markdown.
+pub fn render(out: &Outbound) -> String {
+    chat::markdown::answer(out, &DiscordStyle)
 }
 
 /// Splits `text` into follow-ups of at most [`MAX_MESSAGE_CHARS`] characters, at paragraph

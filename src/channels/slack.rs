@@ -336,23 +336,31 @@ fn strip_mentions(text: &str, bots: &[Option<&str>]) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Markdown → Slack mrkdwn: `&`, `<`, `>` escaped; `**bold**` → `*bold*`; `[text](url)` →
-/// `<url|text>`; headings → bold lines; `[n]` citation markers kept.
+/// Slack mrkdwn: `&`, `<`, `>` escaped; `**bold**` → `*bold*`; `[text](url)` → `<url|text>`;
+/// headings → bold lines; code stays in backticks (mrkdwn has them too).
+pub struct SlackStyle;
+
+impl chat::markdown::Style for SlackStyle {
+    fn escape(&self, text: &str) -> String {
+        escape(text)
+    }
+
+    fn bold(&self, escaped: &str) -> String {
+        format!("*{escaped}*")
+    }
+
+    fn link(&self, text: &str, url: &str) -> Option<String> {
+        Some(format!("<{}|{}>", escape(url), escape(text)))
+    }
+
+    fn heading(&self, title: &str) -> String {
+        format!("*{}*", chat::markdown::inline(title, self).replace('*', ""))
+    }
+}
+
+/// Markdown → Slack mrkdwn (see [`SlackStyle`]); `[n]` citation markers kept.
 pub fn to_mrkdwn(markdown: &str) -> String {
-    markdown
-        .lines()
-        .map(|line| {
-            let trimmed = line.trim_start();
-            let hashes = trimmed.chars().take_while(|c| *c == '#').count();
-            if (1..=6).contains(&hashes) && trimmed[hashes..].starts_with(' ') {
-                let title = inline(trimmed[hashes..].trim()).replace('*', "");
-                format!("*{title}*")
-            } else {
-                inline(line)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    chat::markdown::convert(markdown, &SlackStyle)
 }
 
 fn escape(s: &str) -> String {
@@ -361,57 +369,9 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn inline(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix("**")
-            && let Some(end) = after.find("**")
-            && end > 0
-        {
-            out.push('*');
-            out.push_str(&escape(&after[..end]));
-            out.push('*');
-            rest = &after[end + 2..];
-            continue;
-        }
-        if let Some(after) = rest.strip_prefix('[')
-            && let Some(close) = after.find(']')
-            && let Some(url_part) = after[close + 1..].strip_prefix('(')
-            && let Some(paren) = url_part.find(')')
-        {
-            let text = &after[..close];
-            let url = &url_part[..paren];
-            out.push('<');
-            out.push_str(&escape(url));
-            out.push('|');
-            out.push_str(&escape(text));
-            out.push('>');
-            rest = &url_part[paren + 1..];
-            continue;
-        }
-        let Some(c) = rest.chars().next() else { break };
-        out.push_str(&escape(c.encode_utf8(&mut [0; 4])));
-        rest = &rest[c.len_utf8()..];
-    }
-    out
-}
-
 /// The reply as Slack text: the answer, then its numbered sources.
 pub fn render(out: &Outbound) -> String {
-    let mut text = to_mrkdwn(&out.text);
-    if !out.citations.is_empty() {
-        text.push_str("\n\n*Sources*");
-        for c in &out.citations {
-            let title = escape(&c.title);
-            if c.source.starts_with("http://") || c.source.starts_with("https://") {
-                text.push_str(&format!("\n[{}] <{}|{title}>", c.n, escape(&c.source)));
-            } else {
-                text.push_str(&format!("\n[{}] {title} ({})", c.n, escape(&c.source)));
-            }
-        }
-    }
-    text
+    chat::markdown::answer(out, &SlackStyle)
 }
 
 /// The answer of one Web API call.

@@ -313,84 +313,38 @@ pub fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Markdown → Telegram HTML: everything escaped; `**bold**` → `<b>`, `` `code` `` → `<code>`,
-/// `[text](url)` → `<a href>`, headings → bold lines. Tags never span lines, so splitting the
-/// result at line breaks keeps it well-formed.
-pub fn to_html(markdown: &str) -> String {
-    markdown
-        .lines()
-        .map(|line| {
-            let trimmed = line.trim_start();
-            let hashes = trimmed.chars().take_while(|c| *c == '#').count();
-            if (1..=6).contains(&hashes) && trimmed[hashes..].starts_with(' ') {
-                format!("<b>{}</b>", escape(trimmed[hashes..].trim()))
-            } else {
-                inline(line)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Telegram HTML: everything escaped; `**bold**` → `<b>`, `` `code` `` → `<code>`,
+/// `[text](url)` → `<a href>` (web addresses only), headings → bold lines.
+pub struct TelegramStyle;
+
+impl chat::markdown::Style for TelegramStyle {
+    fn escape(&self, text: &str) -> String {
+        escape(text)
+    }
+
+    fn bold(&self, escaped: &str) -> String {
+        format!("<b>{escaped}</b>")
+    }
+
+    fn code(&self, escaped: &str) -> Option<String> {
+        Some(format!("<code>{escaped}</code>"))
+    }
+
+    fn link(&self, text: &str, url: &str) -> Option<String> {
+        chat::markdown::is_web_url(url)
+            .then(|| format!("<a href=\"{}\">{}</a>", escape(url), escape(text)))
+    }
 }
 
-fn inline(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix("**")
-            && let Some(end) = after.find("**")
-            && end > 0
-        {
-            out.push_str(&format!("<b>{}</b>", escape(&after[..end])));
-            rest = &after[end + 2..];
-            continue;
-        }
-        if let Some(after) = rest.strip_prefix('`')
-            && let Some(end) = after.find('`')
-            && end > 0
-        {
-            out.push_str(&format!("<code>{}</code>", escape(&after[..end])));
-            rest = &after[end + 1..];
-            continue;
-        }
-        if let Some(after) = rest.strip_prefix('[')
-            && let Some(close) = after.find(']')
-            && let Some(url_part) = after[close + 1..].strip_prefix('(')
-            && let Some(paren) = url_part.find(')')
-        {
-            let text = &after[..close];
-            let url = &url_part[..paren];
-            if url.starts_with("http://") || url.starts_with("https://") {
-                out.push_str(&format!("<a href=\"{}\">{}</a>", escape(url), escape(text)));
-                rest = &url_part[paren + 1..];
-                continue;
-            }
-        }
-        let Some(c) = rest.chars().next() else { break };
-        out.push_str(&escape(c.encode_utf8(&mut [0; 4])));
-        rest = &rest[c.len_utf8()..];
-    }
-    out
+/// Markdown → Telegram HTML (see [`TelegramStyle`]). Tags never span lines, so splitting the
+/// result at line breaks keeps it well-formed.
+pub fn to_html(markdown: &str) -> String {
+    chat::markdown::convert(markdown, &TelegramStyle)
 }
 
 /// The reply as Telegram HTML: the answer, then its numbered sources.
 pub fn render(out: &Outbound) -> String {
-    let mut text = to_html(&out.text);
-    if !out.citations.is_empty() {
-        text.push_str("\n\n<b>Sources</b>");
-        for c in &out.citations {
-            let title = escape(&c.title);
-            if c.source.starts_with("http://") || c.source.starts_with("https://") {
-                text.push_str(&format!(
-                    "\n[{}] <a href=\"{}\">{title}</a>",
-                    c.n,
-                    escape(&c.source)
-                ));
-            } else {
-                text.push_str(&format!("\n[{}] {title} ({})", c.n, escape(&c.source)));
-            }
-        }
-    }
-    text
+    chat::markdown::answer(out, &TelegramStyle)
 }
 
 /// What [`Telegram::deliver`] records in the egress ledger for one reply part: everything

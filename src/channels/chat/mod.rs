@@ -22,6 +22,7 @@
 //! Buttons ([`Button`]) and files ([`OutFile`]) are part of every reply; each platform renders
 //! them within its own rules.
 
+pub mod markdown;
 pub mod split;
 
 use std::any::Any;
