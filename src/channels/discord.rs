@@ -84,29 +84,6 @@ pub struct DiscordConfig {
     pub api_base_url: String,
 }
 
-impl DiscordConfig {
-    /// Reports every problem with its path.
-    pub fn validate(&self, problems: &mut Vec<String>) {
-        if let Err(e) = verifier(&self.public_key) {
-            problems.push(e);
-        }
-        if self.application_id.trim().is_empty() {
-            problems.push("channels.discord.application_id: set the application id from the Discord Developer Portal".into());
-        }
-        if !(self.api_base_url.starts_with("https://") || self.api_base_url.starts_with("http://"))
-        {
-            problems.push(format!(
-                "channels.discord.api_base_url: `{}` is not an http(s) URL; leave it out to use https://discord.com/api/v10",
-                self.api_base_url
-            ));
-        } else if self.token_env.is_some()
-            && let Err(e) = proxy_base(&self.api_base_url)
-        {
-            problems.push(e);
-        }
-    }
-}
-
 fn verifier(public_key: &str) -> std::result::Result<Verifier, String> {
     let bad = |why: &str| {
         format!(
@@ -641,8 +618,25 @@ pub const PLATFORM: crate::channels::PlatformKind =
 impl crate::channels::PlatformSection for DiscordConfig {
     const CHANNEL: Channel = CHANNEL;
 
+    /// Reports every problem with its path.
     fn validate(&self, problems: &mut Vec<String>) {
-        DiscordConfig::validate(self, problems);
+        if let Err(e) = verifier(&self.public_key) {
+            problems.push(e);
+        }
+        if self.application_id.trim().is_empty() {
+            problems.push("channels.discord.application_id: set the application id from the Discord Developer Portal".into());
+        }
+        if !(self.api_base_url.starts_with("https://") || self.api_base_url.starts_with("http://"))
+        {
+            problems.push(format!(
+                "channels.discord.api_base_url: `{}` is not an http(s) URL; leave it out to use https://discord.com/api/v10",
+                self.api_base_url
+            ));
+        } else if self.token_env.is_some()
+            && let Err(e) = proxy_base(&self.api_base_url)
+        {
+            problems.push(e);
+        }
     }
 
     fn build(&self, env: &Env) -> Result<Arc<dyn crate::channels::chat::Platform>> {

@@ -83,25 +83,6 @@ fn yes() -> bool {
     true
 }
 
-impl SlackConfig {
-    /// Reports every problem with its path.
-    pub fn validate(&self, problems: &mut Vec<String>) {
-        if self.signing_secret_env.trim().is_empty() {
-            problems.push("channels.slack.signing_secret_env: name the environment variable that holds the signing secret, e.g. signing_secret_env = \"SLACK_SIGNING_SECRET\"".into());
-        }
-        if self.bot_token_env.trim().is_empty() {
-            problems.push("channels.slack.bot_token_env: name the environment variable that holds the bot token, e.g. bot_token_env = \"SLACK_BOT_TOKEN\"".into());
-        }
-        if !(self.api_base_url.starts_with("https://") || self.api_base_url.starts_with("http://"))
-        {
-            problems.push(format!(
-                "channels.slack.api_base_url: `{}` is not an http(s) URL; leave it out to use https://slack.com/api",
-                self.api_base_url
-            ));
-        }
-    }
-}
-
 /// The running Slack channel: secrets, the Web API client and the clock for signatures.
 pub struct Slack {
     signing_secret: Secret,
@@ -1182,8 +1163,21 @@ pub const PLATFORM: crate::channels::PlatformKind = crate::channels::PlatformKin
 impl crate::channels::PlatformSection for SlackConfig {
     const CHANNEL: Channel = CHANNEL;
 
+    /// Reports every problem with its path.
     fn validate(&self, problems: &mut Vec<String>) {
-        SlackConfig::validate(self, problems);
+        if self.signing_secret_env.trim().is_empty() {
+            problems.push("channels.slack.signing_secret_env: name the environment variable that holds the signing secret, e.g. signing_secret_env = \"SLACK_SIGNING_SECRET\"".into());
+        }
+        if self.bot_token_env.trim().is_empty() {
+            problems.push("channels.slack.bot_token_env: name the environment variable that holds the bot token, e.g. bot_token_env = \"SLACK_BOT_TOKEN\"".into());
+        }
+        if !(self.api_base_url.starts_with("https://") || self.api_base_url.starts_with("http://"))
+        {
+            problems.push(format!(
+                "channels.slack.api_base_url: `{}` is not an http(s) URL; leave it out to use https://slack.com/api",
+                self.api_base_url
+            ));
+        }
     }
 
     fn build(&self, env: &Env) -> Result<Arc<dyn crate::channels::chat::Platform>> {

@@ -97,35 +97,6 @@ fn default_sends_per_second() -> u32 {
     30
 }
 
-impl TelegramConfig {
-    /// Reports every problem with its path.
-    pub fn validate(&self, problems: &mut Vec<String>) {
-        if self.sends_per_second == 0 {
-            problems.push(
-                "channels.telegram.sends_per_second: must be at least 1 (Telegram allows about 30)"
-                    .into(),
-            );
-        }
-        if self.token_env.trim().is_empty() {
-            problems.push("channels.telegram.token_env: name the environment variable that holds the bot token, e.g. token_env = \"TELEGRAM_BOT_TOKEN\"".into());
-        }
-        if self.mode == TelegramMode::Webhook
-            && self
-                .secret_token_env
-                .as_deref()
-                .is_none_or(|s| s.trim().is_empty())
-        {
-            problems.push("channels.telegram.secret_token_env: webhook mode needs the secret token given to setWebhook; name its environment variable, e.g. secret_token_env = \"TELEGRAM_SECRET_TOKEN\"".into());
-        }
-        if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
-            problems.push(format!(
-                "channels.telegram.api_url: `{}` is not an http(s) URL; leave it out to use https://api.telegram.org",
-                self.api_url
-            ));
-        }
-    }
-}
-
 /// Where a reply goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyTarget {
@@ -943,8 +914,31 @@ pub const PLATFORM: crate::channels::PlatformKind =
 impl crate::channels::PlatformSection for TelegramConfig {
     const CHANNEL: Channel = CHANNEL;
 
+    /// Reports every problem with its path.
     fn validate(&self, problems: &mut Vec<String>) {
-        TelegramConfig::validate(self, problems);
+        if self.sends_per_second == 0 {
+            problems.push(
+                "channels.telegram.sends_per_second: must be at least 1 (Telegram allows about 30)"
+                    .into(),
+            );
+        }
+        if self.token_env.trim().is_empty() {
+            problems.push("channels.telegram.token_env: name the environment variable that holds the bot token, e.g. token_env = \"TELEGRAM_BOT_TOKEN\"".into());
+        }
+        if self.mode == TelegramMode::Webhook
+            && self
+                .secret_token_env
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+        {
+            problems.push("channels.telegram.secret_token_env: webhook mode needs the secret token given to setWebhook; name its environment variable, e.g. secret_token_env = \"TELEGRAM_SECRET_TOKEN\"".into());
+        }
+        if !(self.api_url.starts_with("https://") || self.api_url.starts_with("http://")) {
+            problems.push(format!(
+                "channels.telegram.api_url: `{}` is not an http(s) URL; leave it out to use https://api.telegram.org",
+                self.api_url
+            ));
+        }
     }
 
     fn build(&self, env: &Env) -> Result<Arc<dyn crate::channels::chat::Platform>> {
