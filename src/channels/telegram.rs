@@ -238,7 +238,7 @@ fn read_update(update: &Update, bot_username: &str) -> Incoming {
 }
 
 fn contains_ci(haystack: &str, needle: &str) -> bool {
-    haystack.to_lowercase().contains(&needle.to_lowercase())
+    !mention_ranges(haystack, needle).is_empty()
 }
 
 /// `/ask …` or `/ask@bot …` (for this bot) → the rest; anything else → `None`.
@@ -257,22 +257,43 @@ fn strip_command(text: &str, bot_username: &str) -> Option<String> {
     Some(rest.to_string())
 }
 
-/// Removes every `@bot` mention (case-insensitively) and tidies whitespace.
-fn strip_mention(text: &str, mention: &str) -> String {
-    let lower = text.to_lowercase();
-    let needle = mention.to_lowercase();
-    // Lowercasing can change byte lengths for some scripts; only strip when it did not.
-    if lower.len() != text.len() || needle.is_empty() {
-        return text.replace(mention, " ");
+/// Where `mention` (`@username`, ASCII as every Telegram username) occurs in `text` as a whole
+/// username, ignoring ASCII case: byte ranges of the original text. An ASCII match starts and
+/// ends on character boundaries (bytes below 0x80 are never inside a UTF-8 character), so the
+/// ranges can slice `text` whatever else it holds; nothing is computed on a transformed copy.
+fn mention_ranges(text: &str, mention: &str) -> Vec<std::ops::Range<usize>> {
+    let needle = mention.as_bytes();
+    let bytes = text.as_bytes();
+    if needle.is_empty() || !mention.is_ascii() {
+        return Vec::new();
     }
-    let mut out = String::with_capacity(text.len());
+    let is_name_byte = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut found = Vec::new();
     let mut i = 0;
-    while let Some(pos) = lower[i..].find(&needle) {
-        out.push_str(&text[i..i + pos]);
-        out.push(' ');
-        i += pos + needle.len();
+    while i + needle.len() <= bytes.len() {
+        let end = i + needle.len();
+        if bytes[i..end].eq_ignore_ascii_case(needle)
+            && !bytes.get(end).is_some_and(|b| is_name_byte(*b))
+        {
+            found.push(i..end);
+            i = end;
+        } else {
+            i += 1;
+        }
     }
-    out.push_str(&text[i..]);
+    found
+}
+
+/// Removes every `@bot` mention (ignoring ASCII case) and tidies whitespace.
+fn strip_mention(text: &str, mention: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for range in mention_ranges(text, mention) {
+        out.push_str(&text[at..range.start]);
+        out.push(' ');
+        at = range.end;
+    }
+    out.push_str(&text[at..]);
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -994,6 +1015,35 @@ mod tests {
         assert_eq!(strip_command("/ask@other what?", "bot"), None);
         assert_eq!(strip_command("/start", "bot"), None);
         assert_eq!(strip_mention("@Bot hi there", "@bot"), "hi there");
+    }
+
+    /// Issue 12, finding 1: lowercasing `İ` (2 → 3 bytes) and `Ω` OHM SIGN (3 → 2 bytes) kept
+    /// the total length, and slicing the original at offsets of the lowercased copy panicked
+    /// inside `é`.
+    #[test]
+    fn mentions_next_to_case_changing_letters_do_not_panic() {
+        // `\u{130}` is İ, `\u{2126}` the OHM SIGN.
+        assert_eq!(
+            strip_mention("\u{130}@conv_bot\u{e9}\u{2126}", "@conv_bot"),
+            "\u{130} \u{e9}\u{2126}"
+        );
+        assert_eq!(
+            strip_mention("İ@CONV_BOT what is Ω?", "@conv_bot"),
+            "İ what is Ω?"
+        );
+        assert!(contains_ci("İ@Conv_Bot", "@conv_bot"));
+        // Only the whole username: `@conv_bot2` is someone else.
+        assert!(!contains_ci("ask @conv_bot2 instead", "@conv_bot"));
+        assert_eq!(
+            strip_mention("@conv_bot2 and @conv_bot, hi", "@conv_bot"),
+            "@conv_bot2 and , hi"
+        );
+        // Every prefix of hostile text, so no cut lands inside a character.
+        let hostile = "İ@conv_botéΩ \u{130}\u{2126}@Conv_Bot\u{10FFFF}ß";
+        for (i, _) in hostile.char_indices() {
+            let _ = strip_mention(&hostile[i..], "@conv_bot");
+            let _ = contains_ci(&hostile[..i], "@conv_bot");
+        }
     }
 
     fn telegram() -> Telegram {

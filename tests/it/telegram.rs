@@ -232,6 +232,25 @@ async fn groups_are_answered_only_when_addressed() {
     }
 }
 
+/// Issue 12, finding 1: a group message whose case-changing letters (`İ`, the OHM SIGN) sit
+/// next to the mention used to panic the handler (the connection dropped, Telegram retried it
+/// forever). It is answered like any mention.
+#[tokio::test]
+async fn a_mention_between_case_changing_letters_is_answered() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let text = format!("\u{130}@{BOT}\u{e9}\u{2126} {QUESTION}");
+    let update = group(&dir, 40, &text);
+    assert_eq!(h.post(Some(SECRET), &update).await, StatusCode::OK);
+    let sent = h.fake.wait_for("sendMessage", 1, WAIT).await;
+    h.settle().await;
+    assert!(
+        sent[0].body["text"].as_str().unwrap().contains("[1]"),
+        "{:?}",
+        sent[0].body
+    );
+}
+
 #[tokio::test]
 async fn a_forum_topic_is_answered_in_its_topic() {
     let Some(dir) = fixtures() else { return };
