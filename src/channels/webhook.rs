@@ -335,23 +335,33 @@ impl Hook {
         }
     }
 
-    /// The delivery's idempotency key (not yet scoped by hook): `X-GitHub-Delivery`, else
-    /// `webhook-id`, else `Idempotency-Key`, else a hash of the body.
+    /// The delivery's idempotency key (not yet scoped by hook), taken only from what the
+    /// hook's scheme vouches for, so a captured delivery cannot be replayed as a new one by
+    /// changing an unsigned header:
+    /// - Standard Webhooks: `webhook-id`, which the signature covers;
+    /// - HMAC (`X-Hub-Signature-256`) signs only the body: a hash of the body
+    ///   (`X-GitHub-Delivery` is not signed, and a redelivery carries the same body);
+    /// - bearer: the sender holds the token, so its `Idempotency-Key`, else a hash of the body.
     pub fn delivery_key(&self, headers: &dyn Headers, body: &[u8]) -> Result<String> {
-        for name in ["x-github-delivery", "webhook-id", "idempotency-key"] {
-            if let Some(value) = headers.header(name) {
-                let value = value
-                    .map_err(|_| {
-                        Error::BadInput(format!("the {name} header must be plain ASCII text"))
-                    })?
-                    .trim();
-                if value.is_empty() || value.len() > MAX_KEY_LEN {
-                    return Err(Error::BadInput(format!(
-                        "the {name} header must have 1 to {MAX_KEY_LEN} characters"
-                    )));
-                }
-                return Ok(value.to_string());
+        let header = match self.verify {
+            HookVerify::StandardWebhooks => Some("webhook-id"),
+            HookVerify::HmacSha256 => None,
+            HookVerify::Bearer => Some("idempotency-key"),
+        };
+        if let Some(name) = header
+            && let Some(value) = headers.header(name)
+        {
+            let value = value
+                .map_err(|_| {
+                    Error::BadInput(format!("the {name} header must be plain ASCII text"))
+                })?
+                .trim();
+            if value.is_empty() || value.len() > MAX_KEY_LEN {
+                return Err(Error::BadInput(format!(
+                    "the {name} header must have 1 to {MAX_KEY_LEN} characters"
+                )));
             }
+            return Ok(value.to_string());
         }
         Ok(format!("sha256-{}", hex::encode(Sha256::digest(body))))
     }

@@ -16,7 +16,7 @@ use conveyor::config::{Config, Env, HookConfig, HookReply, HookVerify, Rate};
 use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
 const GH_SECRET_ENV: &str = "TEST_GH_HOOK_SECRET";
@@ -207,7 +207,11 @@ async fn every_signed_github_request_is_accepted_and_answered_or_ignored() {
             "issues" | "issue_comment" | "pull_request" => {
                 assert_eq!(json["hook"], "gh", "{json}");
                 assert_eq!(json["conversation_id"], "gh");
-                assert_eq!(json["idempotency_key"], format!("delivery-{i}"));
+                // The signed body, not the unsigned X-GitHub-Delivery, keys the delivery.
+                assert_eq!(
+                    json["idempotency_key"],
+                    format!("sha256-{}", hex::encode(Sha256::digest(&r.body)))
+                );
                 assert!(!json["text"].as_str().unwrap().is_empty(), "{json}");
             }
             // The template renders nothing for a ping (and a push): no message is processed.
@@ -369,6 +373,32 @@ async fn standard_webhooks_are_verified_fresh_and_deduplicated_on_webhook_id() {
     assert_eq!(app.store.message_count().await.unwrap(), 2);
 }
 
+/// Issue 12, finding 7: `X-GitHub-Delivery` is not signed, so one captured GitHub-signed
+/// delivery posted again with a fresh header is the same delivery: answered once.
+#[tokio::test]
+async fn a_signed_body_replayed_with_new_delivery_headers_is_answered_once() {
+    let Some(dir) = github_dir() else { return };
+    let (secret, requests) = signed_requests(&dir);
+    let r = issues(&requests);
+    let (_tmp, app) = hooks_app(&secret).await;
+    let router = conveyor::http::router(app.clone());
+    let mut ids = Vec::new();
+    for delivery in ["d-1", "d-2", "d-3"] {
+        let reply = post(
+            &router,
+            "/hooks/gh",
+            &with_delivery(&r.headers, delivery),
+            &r.body,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        ids.push(reply.json()["message_id"].clone());
+    }
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    // One question and one answer stored, one planner run.
+    assert_eq!(app.store.message_count().await.unwrap(), 2);
+}
+
 #[tokio::test]
 async fn bearer_hooks_check_the_token_and_use_idempotency_key() {
     let (_tmp, app) = hooks_app("k").await;
@@ -407,7 +437,9 @@ async fn an_async_hook_answers_202_and_its_status_url_gets_the_answer() {
     let json = reply.json();
     assert_eq!(json["status"], "accepted");
     let url = json["status_url"].as_str().unwrap().to_string();
-    assert_eq!(url, "/hooks/gh-async/deliveries/async%2F1");
+    // HMAC signs only the body, so the body's hash is the delivery key (issue 12, finding 7).
+    let key = format!("sha256-{}", hex::encode(Sha256::digest(&r.body)));
+    assert_eq!(url, format!("/hooks/gh-async/deliveries/{key}"));
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let answer = loop {
@@ -421,7 +453,7 @@ async fn an_async_hook_answers_202_and_its_status_url_gets_the_answer() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(answer["hook"], "gh-async");
-    assert_eq!(answer["idempotency_key"], "async/1");
+    assert_eq!(answer["idempotency_key"], key.as_str());
     assert!(!answer["text"].as_str().unwrap().is_empty());
     assert_eq!(app.store.message_count().await.unwrap(), 2);
 
