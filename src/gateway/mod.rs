@@ -22,7 +22,7 @@ use crate::agent::{PlanRequest, Planner};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::{Inbound, Outbound};
-use crate::store::{Claim, NewMessage, Role, Store};
+use crate::store::{Claim, Lease, NewMessage, Role, Store};
 use crate::values::HumanDuration;
 use order::ConversationLocks;
 use ratelimit::KeyedLimit;
@@ -155,10 +155,13 @@ impl Gateway {
         let key = inbound.ledger_key();
         let request_hash = request_hash(&inbound);
 
-        if let Some(recorded) = self.claim(&key, &request_hash).await? {
-            self.metrics.duplicate();
-            return Ok((recorded, true));
-        }
+        let lease = match self.claim(&key, &request_hash).await? {
+            Ok(lease) => lease,
+            Err(recorded) => {
+                self.metrics.duplicate();
+                return Ok((recorded, true));
+            }
+        };
 
         // We own the key now: anything that stops us must release it so a retry can run.
         if let Err(wait) = self.per_user.check(&format!(
@@ -166,29 +169,39 @@ impl Gateway {
             inbound.conversation.channel, inbound.user.id
         )) {
             return self
-                .refuse(&key, wait, "you are sending messages faster than allowed")
+                .refuse(&lease, wait, "you are sending messages faster than allowed")
                 .await;
         }
         if let Err(wait) = self.per_conversation.check(&conversation) {
             return self
                 .refuse(
-                    &key,
+                    &lease,
                     wait,
                     "this conversation is receiving messages faster than allowed",
                 )
                 .await;
         }
 
-        let _turn = self.locks.lock(&conversation).await;
-        match self.process(&inbound, &conversation).await {
+        // The lease is renewed while the message waits for its conversation and while it is
+        // answered, so neither a queue nor a slow turn lets a retry take the key over; if it is
+        // lost anyway (the store was unreachable for a whole lease), the turn stops.
+        let work = async {
+            let _turn = self.locks.lock(&conversation).await;
+            self.process(&inbound, &conversation).await
+        };
+        let outcome = tokio::select! {
+            out = work => out,
+            lost = self.hold(&lease) => Err(lost),
+        };
+        match outcome {
             Ok(out) => {
                 let json = serde_json::to_string(&out)
                     .map_err(|e| Error::internal("encoding the answer", e))?;
-                self.store.ingress_complete(&key, &json).await?;
+                self.store.ingress_complete(&lease, &json).await?;
                 Ok((out, false))
             }
             Err(e) => {
-                if let Err(release) = self.store.ingress_release(&key).await {
+                if let Err(release) = self.store.ingress_release(&lease).await {
                     tracing::warn!(error = %release, "could not release the ingress claim");
                 }
                 Err(e)
@@ -196,8 +209,30 @@ impl Gateway {
         }
     }
 
-    async fn refuse(&self, key: &str, wait: Duration, why: &str) -> Result<(Outbound, bool)> {
-        self.store.ingress_release(key).await?;
+    /// Renews `lease` every third of its length; returns (with the reason) only when it is no
+    /// longer held.
+    async fn hold(&self, lease: &Lease) -> Error {
+        let every = (self.config.ingress_lease.0 / 3).max(Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.ingress_renew(lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Error::Conflict(format!(
+                        "the claim on `{}` was lost while it was being answered; another delivery answers it",
+                        lease.key
+                    ));
+                }
+                // A store hiccup: try again at the next tick, while the lease still runs.
+                Err(e) => {
+                    tracing::warn!(error = %e, key = %lease.key, "could not renew an ingress lease")
+                }
+            }
+        }
+    }
+
+    async fn refuse(&self, lease: &Lease, wait: Duration, why: &str) -> Result<(Outbound, bool)> {
+        self.store.ingress_release(lease).await?;
         self.metrics.rate_limited();
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         Err(Error::RateLimited {
@@ -209,9 +244,14 @@ impl Gateway {
         })
     }
 
-    /// Claims `key`: `None` when it is ours to process, or the recorded answer of an earlier
-    /// delivery. A duplicate that arrives while the first is being answered waits for it.
-    async fn claim(&self, key: &str, request_hash: &str) -> Result<Option<Outbound>> {
+    /// Claims `key`: its lease when it is ours to process, or the recorded answer of an
+    /// earlier delivery. A duplicate that arrives while the first is being answered waits for
+    /// it.
+    async fn claim(
+        &self,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<std::result::Result<Lease, Outbound>> {
         let deadline = Instant::now() + self.config.duplicate_wait.0;
         let mut pause = Duration::from_millis(10);
         loop {
@@ -220,14 +260,14 @@ impl Gateway {
                 .ingress_claim(key, request_hash, self.config.ingress_lease.0)
                 .await?
             {
-                Claim::Owned => return Ok(None),
+                Claim::Owned(lease) => return Ok(Ok(lease)),
                 Claim::Done {
                     response,
                     request_hash: first,
                 } => {
                     same_request(&first, request_hash)?;
                     return serde_json::from_str(&response)
-                        .map(Some)
+                        .map(Err)
                         .map_err(|e| Error::internal("reading a recorded answer", e));
                 }
                 Claim::Busy {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::{Claim, EgressRow, NewEgress, Store, db_err, get, new_id, now_ms, parse_json};
+use super::{Claim, EgressRow, Lease, NewEgress, Store, db_err, get, new_id, now_ms, parse_json};
 use crate::error::{Error, Result};
 
 /// How often a claim re-reads a row that changed under it before giving up. Each retry means
@@ -60,7 +60,10 @@ impl Store {
             .await
             .map_err(db_err("claiming an ingress key"))?;
             if inserted.rows_affected() == 1 {
-                return Ok(Claim::Owned);
+                return Ok(Claim::Owned(Lease {
+                    key: key.to_string(),
+                    owner,
+                }));
             }
 
             let row = sqlx::query(
@@ -106,7 +109,10 @@ impl Store {
             .map_err(db_err("taking over an expired ingress key"))?;
             if taken.rows_affected() == 1 {
                 tracing::info!(key, "took over an ingress key whose owner's lease expired");
-                return Ok(Claim::Owned);
+                return Ok(Claim::Owned(Lease {
+                    key: key.to_string(),
+                    owner,
+                }));
             }
             // Someone else took it over or completed it; read again to report what they did.
         }
@@ -115,19 +121,21 @@ impl Store {
         )))
     }
 
-    /// Records the response (a JSON string) for `key` and marks it `done`.
+    /// Records the response (a JSON string) under `lease` and marks the key `done`, only while
+    /// the lease is still held.
     ///
     /// Completing a key that is already `done` keeps the first response, so every retry sees
-    /// the same reply. Completing a key that has no row is an internal error: it means the
-    /// lease was shorter than the processing and another worker released the key.
-    pub async fn ingress_complete(&self, key: &str, response: &str) -> Result<()> {
+    /// the same reply. A lease that was taken over (it ran out and another delivery claimed the
+    /// key) records nothing and is a [`Error::Conflict`]: the new owner answers.
+    pub async fn ingress_complete(&self, lease: &Lease, response: &str) -> Result<()> {
         let done = sqlx::query(
             "UPDATE ingress SET state = 'done', response = $2, completed_at = $3 \
-             WHERE idem_key = $1 AND state = 'processing'",
+             WHERE idem_key = $1 AND state = 'processing' AND owner = $4",
         )
-        .bind(key)
+        .bind(&lease.key)
         .bind(response)
         .bind(now_ms())
+        .bind(&lease.owner)
         .execute(&self.writer)
         .await
         .map_err(db_err("completing an ingress key"))?;
@@ -136,27 +144,50 @@ impl Store {
         }
         let state: Option<String> =
             sqlx::query_scalar("SELECT state FROM ingress WHERE idem_key = $1")
-                .bind(key)
+                .bind(&lease.key)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_err("reading an ingress key"))?;
         match state.as_deref() {
             Some("done") => Ok(()),
-            _ => Err(Error::Internal(format!(
-                "the ingress key `{key}` was completed but is no longer in the ledger (its lease \
-                 expired and it was released); the response was not recorded"
+            Some(_) => Err(Error::Conflict(format!(
+                "the ingress key `{}` was taken over by another delivery after this one's lease ran out; its answer was not recorded",
+                lease.key
+            ))),
+            None => Err(Error::Internal(format!(
+                "the ingress key `{}` was completed but is no longer in the ledger; the response was not recorded",
+                lease.key
             ))),
         }
     }
 
-    /// Deletes a `processing` row so that a later retry can run (processing failed or was
-    /// rate-limited). A `done` row is never deleted.
-    pub async fn ingress_release(&self, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM ingress WHERE idem_key = $1 AND state = 'processing'")
-            .bind(key)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err("releasing an ingress key"))?;
+    /// Extends `lease` from now; `false` when it is no longer held (taken over, or the key is
+    /// done).
+    pub async fn ingress_renew(&self, lease: &Lease) -> Result<bool> {
+        let renewed = sqlx::query(
+            "UPDATE ingress SET claimed_at = $3 \
+             WHERE idem_key = $1 AND state = 'processing' AND owner = $2",
+        )
+        .bind(&lease.key)
+        .bind(&lease.owner)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await
+        .map_err(db_err("renewing an ingress lease"))?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Deletes the `processing` row `lease` holds so that a later retry can run (processing
+    /// failed or was rate-limited). A `done` row, or a row another owner took over, is left.
+    pub async fn ingress_release(&self, lease: &Lease) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM ingress WHERE idem_key = $1 AND state = 'processing' AND owner = $2",
+        )
+        .bind(&lease.key)
+        .bind(&lease.owner)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err("releasing an ingress key"))?;
         Ok(())
     }
 

@@ -150,12 +150,23 @@ pub struct Store {
     backend: Backend,
 }
 
+/// A claim on an ingress key: only its holder can renew, complete or release it, so a stale
+/// owner whose lease was taken over cannot overwrite or delete the new owner's claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// The ingress key.
+    pub key: String,
+    /// The claim's owner token.
+    pub owner: String,
+}
+
 /// The outcome of [`Store::ingress_claim`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "claim", rename_all = "snake_case")]
 pub enum Claim {
-    /// The caller now owns the key and must process it, then complete or release it.
-    Owned,
+    /// The caller now owns the key and must process it, then complete or release it with
+    /// this lease (renewing it while the work runs).
+    Owned(Lease),
     /// The key was already processed; `response` is what was recorded then.
     Done {
         /// The recorded response (a JSON string).

@@ -3,6 +3,7 @@ mod cli;
 mod common;
 mod connectors_sources;
 mod discord;
+mod gateway;
 mod knowledge;
 mod lakehouse;
 mod llm;

@@ -153,10 +153,10 @@ async fn sqlite_in_memory_keeps_data_across_calls() {
 async fn ingress_claim_then_complete_returns_the_recorded_response() {
     each_backend(|db| async move {
         let store = db.store().await;
-        assert_eq!(
-            store.ingress_claim("ev-1", "h1", LONG_LEASE).await.unwrap(),
-            Claim::Owned
-        );
+        let Claim::Owned(lease) = store.ingress_claim("ev-1", "h1", LONG_LEASE).await.unwrap()
+        else {
+            panic!("the first claim owns the key")
+        };
         // While it is being processed, a retry is told so, with the hash to compare.
         assert_eq!(
             store.ingress_claim("ev-1", "h1", LONG_LEASE).await.unwrap(),
@@ -165,7 +165,7 @@ async fn ingress_claim_then_complete_returns_the_recorded_response() {
             }
         );
         let response = r#"{"reply":"hello"}"#;
-        store.ingress_complete("ev-1", response).await.unwrap();
+        store.ingress_complete(&lease, response).await.unwrap();
         for _ in 0..2 {
             assert_eq!(
                 store.ingress_claim("ev-1", "h2", LONG_LEASE).await.unwrap(),
@@ -177,7 +177,7 @@ async fn ingress_claim_then_complete_returns_the_recorded_response() {
         }
         // Completing again keeps the first response.
         store
-            .ingress_complete("ev-1", r#"{"reply":"other"}"#)
+            .ingress_complete(&lease, r#"{"reply":"other"}"#)
             .await
             .unwrap();
         assert!(matches!(
@@ -202,7 +202,7 @@ async fn twenty_concurrent_claims_yield_exactly_one_owner() {
         let mut busy = 0;
         while let Some(claim) = tasks.join_next().await {
             match claim.unwrap().unwrap() {
-                Claim::Owned => owned += 1,
+                Claim::Owned(_) => owned += 1,
                 Claim::Busy { request_hash } => {
                     assert_eq!(request_hash, "h");
                     busy += 1;
@@ -220,13 +220,13 @@ async fn twenty_concurrent_claims_yield_exactly_one_owner() {
 async fn an_expired_lease_is_taken_over() {
     each_backend(|db| async move {
         let store = db.store().await;
-        assert_eq!(
-            store
-                .ingress_claim("ev-crash", "h1", LONG_LEASE)
-                .await
-                .unwrap(),
-            Claim::Owned
-        );
+        let Claim::Owned(stale) = store
+            .ingress_claim("ev-crash", "h1", LONG_LEASE)
+            .await
+            .unwrap()
+        else {
+            panic!("the first claim owns the key")
+        };
         assert!(matches!(
             store
                 .ingress_claim("ev-crash", "h1", LONG_LEASE)
@@ -236,13 +236,24 @@ async fn an_expired_lease_is_taken_over() {
         ));
         tokio::time::sleep(Duration::from_millis(10)).await;
         // The first owner "crashed": with a 1 ms lease its claim is stale now.
-        assert_eq!(
-            store
-                .ingress_claim("ev-crash", "h1", Duration::from_millis(1))
-                .await
-                .unwrap(),
-            Claim::Owned
-        );
+        let Claim::Owned(lease) = store
+            .ingress_claim("ev-crash", "h1", Duration::from_millis(1))
+            .await
+            .unwrap()
+        else {
+            panic!("the expired claim is taken over")
+        };
+        assert_ne!(lease.owner, stale.owner);
+        // Issue 12, finding 4: the stale owner can neither renew, release nor complete the new
+        // owner's claim.
+        assert!(!store.ingress_renew(&stale).await.unwrap());
+        store.ingress_release(&stale).await.unwrap();
+        let err = store
+            .ingress_complete(&stale, "\"stale\"")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, conveyor::Error::Conflict(_)), "{err}");
+        assert!(store.ingress_renew(&lease).await.unwrap());
         // The new owner holds a fresh lease.
         assert!(matches!(
             store
@@ -251,7 +262,7 @@ async fn an_expired_lease_is_taken_over() {
                 .unwrap(),
             Claim::Busy { .. }
         ));
-        store.ingress_complete("ev-crash", "\"ok\"").await.unwrap();
+        store.ingress_complete(&lease, "\"ok\"").await.unwrap();
         // A done row is never taken over, however short the lease.
         assert!(matches!(
             store
@@ -268,18 +279,16 @@ async fn an_expired_lease_is_taken_over() {
 async fn release_lets_a_retry_run_but_never_deletes_a_done_row() {
     each_backend(|db| async move {
         let store = db.store().await;
-        assert_eq!(
-            store.ingress_claim("ev-2", "h", LONG_LEASE).await.unwrap(),
-            Claim::Owned
-        );
-        store.ingress_release("ev-2").await.unwrap();
+        let owned = |c: Claim| match c {
+            Claim::Owned(lease) => lease,
+            other => panic!("expected to own the key, got {other:?}"),
+        };
+        let lease = owned(store.ingress_claim("ev-2", "h", LONG_LEASE).await.unwrap());
+        store.ingress_release(&lease).await.unwrap();
         assert_eq!(store.ingress_count().await.unwrap(), 0);
-        assert_eq!(
-            store.ingress_claim("ev-2", "h", LONG_LEASE).await.unwrap(),
-            Claim::Owned
-        );
-        store.ingress_complete("ev-2", "\"done\"").await.unwrap();
-        store.ingress_release("ev-2").await.unwrap();
+        let lease = owned(store.ingress_claim("ev-2", "h", LONG_LEASE).await.unwrap());
+        store.ingress_complete(&lease, "\"done\"").await.unwrap();
+        store.ingress_release(&lease).await.unwrap();
         assert_eq!(store.ingress_count().await.unwrap(), 1);
         assert_eq!(
             store.ingress_claim("ev-2", "h", LONG_LEASE).await.unwrap(),
@@ -289,10 +298,14 @@ async fn release_lets_a_retry_run_but_never_deletes_a_done_row() {
             }
         );
         // Releasing a key nobody claimed is a no-op.
-        store.ingress_release("never-seen").await.unwrap();
+        let never = conveyor::store::Lease {
+            key: "never-seen".into(),
+            owner: "nobody".into(),
+        };
+        store.ingress_release(&never).await.unwrap();
         // Completing a key that is not in the ledger is reported, not silently dropped.
         assert!(matches!(
-            store.ingress_complete("never-seen", "\"x\"").await,
+            store.ingress_complete(&never, "\"x\"").await,
             Err(Error::Internal(_))
         ));
     })

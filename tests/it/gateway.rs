@@ -1,0 +1,101 @@
+//! The gateway's ingress claims under real timing: leases are held while a turn waits and runs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use conveyor::agent::{PlanRequest, Planner, Reply};
+use conveyor::config::{GatewayConfig, HumanDuration, LimitsConfig, Rate};
+use conveyor::gateway::Gateway;
+use conveyor::metrics::Metrics;
+use conveyor::model::{Channel, ConversationKey, Inbound, UserRef};
+use conveyor::store::Store;
+
+/// Answers after `delay`, counting its turns.
+struct Slow {
+    delay: Duration,
+    turns: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Planner for Slow {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+
+    async fn answer(&self, req: PlanRequest<'_>) -> conveyor::Result<Reply> {
+        self.turns.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        Ok(Reply {
+            text: format!("answer to {}", req.inbound.text),
+            citations: Vec::new(),
+        })
+    }
+}
+
+fn message(key: &str, conversation: &str) -> Inbound {
+    Inbound {
+        idempotency_key: key.into(),
+        conversation: ConversationKey::new(Channel::API, conversation),
+        user: UserRef {
+            id: "u1".into(),
+            name: None,
+        },
+        text: format!("question {key}"),
+        attachments: Vec::new(),
+    }
+}
+
+/// Issue 12, finding 4: the 120 s lease was never renewed, so a retry after the lease took
+/// the key over and the planner ran twice. With a 200 ms lease and a 1 s turn, a retry 500 ms
+/// in waits for the first answer instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_longer_than_the_lease_keeps_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap();
+    let planner = Arc::new(Slow {
+        delay: Duration::from_millis(1000),
+        turns: AtomicUsize::new(0),
+    });
+    let gateway = Arc::new(Gateway::new(
+        store.clone(),
+        Arc::clone(&planner) as Arc<dyn Planner>,
+        Arc::new(Metrics::default()),
+        GatewayConfig {
+            ingress_lease: HumanDuration(Duration::from_millis(200)),
+            duplicate_wait: HumanDuration(Duration::from_secs(10)),
+            ..GatewayConfig::default()
+        },
+        &LimitsConfig {
+            per_user: Rate::Off,
+            per_conversation: Rate::Off,
+        },
+    ));
+    // A message queued behind another of its conversation for longer than the lease keeps
+    // its claim too.
+    let ahead = tokio::spawn({
+        let g = Arc::clone(&gateway);
+        async move { g.handle(message("ahead", "c1")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let first = tokio::spawn({
+        let g = Arc::clone(&gateway);
+        async move { g.handle(message("k1", "c1")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let retry = tokio::spawn({
+        let g = Arc::clone(&gateway);
+        async move { g.handle(message("k1", "c1")).await }
+    });
+    let ahead = ahead.await.unwrap().unwrap();
+    let first = first.await.unwrap().unwrap();
+    let retry = retry.await.unwrap().unwrap();
+    assert_eq!(first.message_id, retry.message_id);
+    assert_ne!(first.message_id, ahead.message_id);
+    assert_eq!(planner.turns.load(Ordering::SeqCst), 2);
+    store.close().await;
+}
