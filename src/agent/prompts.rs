@@ -213,27 +213,32 @@ fn known_list(known: &HashSet<&str>) -> String {
     v.join(", ")
 }
 
-/// 1-based line of the first use of `var` inside a `{{ }}` or `{% %}` tag.
+/// 1-based line of the first use of `var` inside a `{{ }}` or `{% %}` tag. It walks the text
+/// by characters, so a template in any script is read without slicing inside a character.
 fn line_of(text: &str, var: &str) -> usize {
     let mut in_tag = false;
     let bytes = text.as_bytes();
     let mut line = 1;
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\n' {
+    let mut skip_to = 0;
+    for (i, c) in text.char_indices() {
+        if i < skip_to {
+            continue;
+        }
+        if c == '\n' {
             line += 1;
         }
-        if !in_tag && (text[i..].starts_with("{{") || text[i..].starts_with("{%")) {
+        let rest = &text[i..];
+        if !in_tag && (rest.starts_with("{{") || rest.starts_with("{%")) {
             in_tag = true;
-            i += 2;
+            skip_to = i + 2;
             continue;
         }
-        if in_tag && (text[i..].starts_with("}}") || text[i..].starts_with("%}")) {
+        if in_tag && (rest.starts_with("}}") || rest.starts_with("%}")) {
             in_tag = false;
-            i += 2;
+            skip_to = i + 2;
             continue;
         }
-        if in_tag && text[i..].starts_with(var) {
+        if in_tag && rest.starts_with(var) {
             let before_ok = i == 0 || !is_ident(bytes[i - 1]);
             let after = i + var.len();
             let after_ok = after >= bytes.len() || !is_ident(bytes[after]);
@@ -241,7 +246,6 @@ fn line_of(text: &str, var: &str) -> usize {
                 return line;
             }
         }
-        i += 1;
     }
     1
 }
@@ -269,6 +273,26 @@ mod tests {
 
     fn load(config: &(PromptsConfig, std::path::PathBuf), require: bool) -> Result<Prompts> {
         Prompts::load(&config.0, &config.1, require)
+    }
+
+    /// Issue 12, finding 8: `line_of` stepped through bytes and sliced inside a character, so
+    /// a non-ASCII template with a typo panicked at start-up.
+    #[test]
+    fn a_typo_in_a_non_ascii_template_is_reported_with_its_line() {
+        assert_eq!(line_of("é{{ x }}\nΩ {{ é }} {{ typo }}", "typo"), 2);
+        assert_eq!(line_of("{{ éé }}", "zz"), 1);
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("prompts")).unwrap();
+        std::fs::write(
+            tmp.path().join("prompts/system.md.j2"),
+            "Привет, {{ user }}!\nΣήμερα {{ nwo }}.\n",
+        )
+        .unwrap();
+        let err = load(&config(tmp.path(), ""), true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("nwo") && err.contains(":2"), "{err}");
     }
 
     fn input() -> PromptInput {

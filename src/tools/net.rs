@@ -115,7 +115,8 @@ pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
 
 fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
     let [a, b, ..] = ip.octets();
-    if ip == Ipv4Addr::new(169, 254, 169, 254) {
+    // AWS/GCP/Azure instance metadata, and Azure's wireserver (DHCP, DNS, health, metadata).
+    if ip == Ipv4Addr::new(169, 254, 169, 254) || ip == Ipv4Addr::new(168, 63, 129, 16) {
         Some("cloud metadata")
     } else if ip.is_loopback() {
         Some("loopback")
@@ -156,6 +157,19 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     }
     if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return v4_reason(embedded_v4(seg[6], seg[7]));
+    }
+    // IPv4-translated (::ffff:0:a.b.c.d, RFC 2765) also carries an IPv4 address.
+    if seg[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return v4_reason(embedded_v4(seg[6], seg[7]));
+    }
+    // Local-use NAT64 (64:ff9b:1::/48, RFC 8215): where the IPv4 address sits depends on the
+    // operator's prefix length, so none of it is reachable.
+    if seg[..3] == [0x64, 0xff9b, 1] {
+        return Some("NAT64 (local use)");
+    }
+    // Teredo (2001::/32) tunnels to an obfuscated IPv4 address.
+    if seg[..2] == [0x2001, 0] {
+        return Some("Teredo tunnel");
     }
     if seg[0] == 0x2002 {
         return v4_reason(embedded_v4(seg[1], seg[2]));
@@ -442,6 +456,25 @@ mod tests {
         assert_eq!(reason("169.254.169.254"), Some("cloud metadata"));
         assert_eq!(reason("fd00:ec2::254"), Some("cloud metadata"));
         assert_eq!(reason("::ffff:127.0.0.1"), Some("loopback"));
+    }
+
+    /// Issue 12, finding 8: ranges the guard missed.
+    #[test]
+    fn azure_wireserver_local_nat64_translated_and_teredo_are_refused() {
+        assert_eq!(reason("168.63.129.16"), Some("cloud metadata"));
+        assert_eq!(reason("::ffff:168.63.129.16"), Some("cloud metadata"));
+        assert_eq!(reason("64:ff9b:1::a00:1"), Some("NAT64 (local use)"));
+        assert_eq!(reason("64:ff9b:1:ffff::1"), Some("NAT64 (local use)"));
+        assert_eq!(reason("::ffff:0:7f00:1"), Some("loopback"));
+        assert_eq!(reason("::ffff:0:a9fe:a9fe"), Some("cloud metadata"));
+        assert_eq!(
+            reason("2001:0:4136:e378:8000:63bf:3fff:fdd2"),
+            Some("Teredo tunnel")
+        );
+        // Neighbours stay allowed.
+        assert_eq!(reason("168.63.129.17"), None);
+        assert_eq!(reason("2001:4860:4860::8888"), None);
+        assert_eq!(reason("64:ff9b:2::1"), None);
     }
 
     #[test]
