@@ -20,7 +20,10 @@
 //!   answer forwarded into a chat).
 //!
 //! Buttons ([`Button`]) and files ([`OutFile`]) are part of every reply; each platform renders
-//! them within its own rules.
+//! them within its own rules. A file is one part of its own after the text, and its ledger
+//! payload holds the file itself ([`OutFile::to_payload`], base64), so [`resend`] can send it
+//! from the row alone; a file over the platform's limit or [`MAX_LEDGER_FILE_BYTES`] refuses
+//! the reply before anything is recorded.
 
 pub mod split;
 
