@@ -9,6 +9,14 @@
 //! with the returned message id after. With `token_env` set, the gateway bot
 //! ([`crate::channels::discord_bot`]) is built here too; [`Discord::resend`] sends an egress
 //! row of either kind that a crash left pending.
+//!
+//! A reply's files ([`OutFile`]) follow its text, one message each, as Discord takes uploads:
+//! multipart/form-data with the message as `payload_json` (naming the file in `attachments`:
+//! `[{"id": 0, "filename", "description": alt text}]`) and the bytes as `files[0]`. Follow-ups
+//! build that form here with reqwest; the gateway bot hands the file to serenity's REST client,
+//! which builds the same form ([`attachment`] gives both the `attachments` entry). The
+//! recorded part ([`Recorded`]) holds the file itself ([`OutFile::to_payload`]), so a resend
+//! needs nothing else. Files are at most [`MAX_FILE_BYTES`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +27,8 @@ use serenity::interactions_endpoint::Verifier;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::chat::{
-    self, Button, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, Platform, SendPolicy,
-    WebReply, WebRequest,
+    self, Button, ChatContext, ChatPlatform, Limits, Markup, OutFile, Part, PartBody, Platform,
+    SendPolicy, WebReply, WebRequest,
 };
 use crate::channels::discord_bot::{DiscordBot, proxy_base};
 use crate::error::{Error, Result};
@@ -31,6 +39,20 @@ use crate::values::{Env, Secret};
 
 /// Longest Discord message content; longer answers are sent as several follow-ups.
 pub const MAX_MESSAGE_CHARS: usize = 2_000;
+
+/// The largest upload Discord takes from a bot in a server without boosts (10 MiB).
+pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
+
+/// The largest file conveyor sends to Discord: its upload limit, capped by the ledger's
+/// ([`chat::MAX_LEDGER_FILE_BYTES`]).
+pub const MAX_FILE_BYTES: usize = if MAX_UPLOAD_BYTES < chat::MAX_LEDGER_FILE_BYTES {
+    MAX_UPLOAD_BYTES
+} else {
+    chat::MAX_LEDGER_FILE_BYTES
+};
+
+/// The longest attachment description (its alt text).
+const MAX_DESCRIPTION_CHARS: usize = 1_024;
 
 /// How often one follow-up is tried when Discord answers 429.
 const MAX_SEND_TRIES: u32 = 4;
@@ -52,6 +74,9 @@ pub enum Recorded {
         interaction_token: String,
         /// The `POST /webhooks/{application_id}/{token}` body.
         body: Value,
+        /// The file uploaded with it as `files[0]` ([`OutFile::to_payload`]), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<Value>,
     },
     /// A gateway-bot message.
     ChannelMessage {
@@ -59,7 +84,22 @@ pub enum Recorded {
         channel_id: String,
         /// The `POST /channels/{id}/messages` body (with its `nonce`).
         body: Value,
+        /// The file uploaded with it as `files[0]` ([`OutFile::to_payload`]), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<Value>,
     },
+}
+
+/// A file as a Discord message carries it: the message body's `attachments` (the file is part
+/// `files[0]`, so its `id` is 0; the alt text is its `description`) and the file's ledger form.
+/// A file over [`MAX_FILE_BYTES`] is refused.
+pub fn attachment(file: &OutFile) -> Result<(Value, Value)> {
+    let recorded = file.to_payload("Discord", MAX_UPLOAD_BYTES)?;
+    let mut entry = json!({"id": 0, "filename": file.name});
+    if let Some(alt) = file.alt_within(MAX_DESCRIPTION_CHARS) {
+        entry["description"] = json!(alt);
+    }
+    Ok((json!([entry]), recorded))
 }
 
 fn default_api_base_url() -> String {
@@ -382,13 +422,22 @@ impl Discord {
         }
     }
 
-    /// One follow-up `POST {api_base_url}/webhooks/{application_id}/{token}`; the message id.
-    async fn follow_up(&self, interaction_token: &str, body: &Value) -> Result<Option<String>> {
+    /// One follow-up `POST {api_base_url}/webhooks/{application_id}/{token}`, with `file` as a
+    /// multipart upload; the message id.
+    async fn follow_up(
+        &self,
+        interaction_token: &str,
+        body: &Value,
+        file: Option<&Value>,
+    ) -> Result<Option<String>> {
         let url = format!(
             "{}/webhooks/{}/{interaction_token}",
             self.api_base_url, self.application_id
         );
-        let mut request = self.http.post(&url).json(body);
+        let mut request = match file {
+            None => self.http.post(&url).json(body),
+            Some(file) => self.http.post(&url).multipart(upload_form(body, file)?),
+        };
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bot {}", token.expose()));
         }
@@ -419,6 +468,24 @@ impl Discord {
             "Discord refused a follow-up (HTTP {status})"
         )))
     }
+}
+
+/// A message with one file as Discord takes it: `payload_json` (the message, naming the file in
+/// its `attachments`) and the bytes as `files[0]`, with the file's name and type.
+fn upload_form(body: &Value, file: &Value) -> Result<reqwest::multipart::Form> {
+    let file = OutFile::from_payload(file)?;
+    let part = reqwest::multipart::Part::bytes(file.bytes)
+        .file_name(file.name.clone())
+        .mime_str(&file.mime)
+        .map_err(|e| {
+            Error::BadInput(format!(
+                "the file `{}` has a MIME type that cannot be sent to Discord (`{}`: {e})",
+                file.name, file.mime
+            ))
+        })?;
+    Ok(reqwest::multipart::Form::new()
+        .text("payload_json", body.to_string())
+        .part("files[0]", part))
 }
 
 /// Buttons as a Discord action row; `custom_id` is `conveyor:{action}:{value}` (at most 100
@@ -494,18 +561,25 @@ impl ChatPlatform for Discord {
     }
 
     fn payload(&self, to: &FollowUp, part: &Part<'_>) -> Result<Value> {
-        let PartBody::Text { text, buttons } = part.body else {
-            return Err(Error::BadInput(
-                "Discord follow-ups do not carry files yet (multipart follow-ups are not wired); send the file as a link".into(),
-            ));
+        let mut body = json!({"allowed_mentions": {"parse": []}});
+        let file = match part.body {
+            PartBody::Text { text, buttons } => {
+                body["content"] = json!(text);
+                if !buttons.is_empty() {
+                    body["components"] = components(buttons)?;
+                }
+                None
+            }
+            PartBody::File(file) => {
+                let (attachments, recorded) = attachment(file)?;
+                body["attachments"] = attachments;
+                Some(recorded)
+            }
         };
-        let mut body = json!({"content": text, "allowed_mentions": {"parse": []}});
-        if !buttons.is_empty() {
-            body["components"] = components(buttons)?;
-        }
         serde_json::to_value(Recorded::FollowUp {
             interaction_token: to.token.clone(),
             body,
+            file,
         })
         .map_err(|e| Error::internal("recording a Discord follow-up", e))
     }
@@ -515,7 +589,11 @@ impl ChatPlatform for Discord {
             Ok(Recorded::FollowUp {
                 interaction_token,
                 body,
-            }) => self.follow_up(&interaction_token, &body).await,
+                file,
+            }) => {
+                self.follow_up(&interaction_token, &body, file.as_ref())
+                    .await
+            }
             _ => Err(Error::BadInput(
                 "a recorded Discord follow-up is unreadable".into(),
             )),
@@ -680,6 +758,26 @@ mod tests {
         assert!(
             verifier("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a").is_ok()
         );
+    }
+
+    #[test]
+    fn rows_recorded_before_files_still_read_and_files_come_back_whole() {
+        let old = json!({"kind": "follow_up", "interaction_token": "t", "body": {"content": "hi"}});
+        let Ok(Recorded::FollowUp { file: None, .. }) = serde_json::from_value(old) else {
+            unreachable!()
+        };
+        let file = OutFile {
+            name: "chart.png".into(),
+            mime: "image/png".into(),
+            alt: Some("d".repeat(1_100)),
+            bytes: vec![1, 2, 3],
+        };
+        let (attachments, recorded) = attachment(&file).unwrap();
+        assert_eq!(attachments[0]["id"], 0);
+        assert_eq!(attachments[0]["filename"], "chart.png");
+        let description = attachments[0]["description"].as_str().unwrap();
+        assert_eq!(description.chars().count(), MAX_DESCRIPTION_CHARS);
+        assert_eq!(OutFile::from_payload(&recorded).unwrap(), file);
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! message; messages of bots, webhooks and itself, system messages and empty text are ignored.
 //! The answer goes to the same channel (a thread is a channel in Discord) as a reply to the
 //! message, with a typing indicator refreshed while the planner works, split at 2000 characters.
+//! A reply's files follow as messages of their own (replies to the same message), each handed
+//! to serenity's `send_message` as a `CreateAttachment` (serenity uploads it as `files[0]` with
+//! the body as `payload_json`; the body's `attachments` carries the name and alt text, see
+//! [`crate::channels::discord::attachment`]).
 //!
 //! Delivery is at most once per part: every message goes through `Gateway::handle` with the
 //! idempotency key `msg:{message_id}`, so a `MESSAGE_CREATE` replayed after a resume gets the
@@ -28,17 +32,17 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 use serenity::all::{
-    ChannelId, ClientBuilder, Context, EventHandler, GatewayIntents, Http, HttpBuilder, HttpError,
-    Message, MessageType, Ready, UserId,
+    ChannelId, ClientBuilder, Context, CreateAttachment, EventHandler, GatewayIntents, Http,
+    HttpBuilder, HttpError, Message, MessageType, Ready, UserId,
 };
 use serenity::async_trait;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::chat::{
-    self, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, SendPolicy,
+    self, ChatContext, ChatPlatform, Limits, Markup, OutFile, Part, PartBody, SendPolicy,
 };
-use crate::channels::discord::{MAX_MESSAGE_CHARS, Recorded, components, render};
+use crate::channels::discord::{MAX_MESSAGE_CHARS, Recorded, attachment, components, render};
 use crate::error::{Error, Result};
 use crate::gateway::access::Subject;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
@@ -344,13 +348,25 @@ impl DiscordBot {
         }
     }
 
-    /// One `POST /channels/{id}/messages`; Discord's message id. Without an answer in time
-    /// the message may or may not exist: the row stays pending, and a resend carries the same
-    /// nonce, which Discord deduplicates.
-    async fn send_message(&self, channel_id: NonZeroU64, body: &Value) -> Result<String> {
+    /// One `POST /channels/{id}/messages` (multipart with `file` as `files[0]`, if any);
+    /// Discord's message id. Without an answer in time the message may or may not exist: the
+    /// row stays pending, and a resend carries the same nonce, which Discord deduplicates.
+    async fn send_message(
+        &self,
+        channel_id: NonZeroU64,
+        body: &Value,
+        file: Option<&Value>,
+    ) -> Result<String> {
+        let files = match file {
+            Some(file) => {
+                let file = OutFile::from_payload(file)?;
+                vec![CreateAttachment::bytes(file.bytes, file.name)]
+            }
+            None => Vec::new(),
+        };
         let send = self
             .http
-            .send_message(ChannelId::from(channel_id), Vec::new(), body);
+            .send_message(ChannelId::from(channel_id), files, body);
         let Ok(sent) = tokio::time::timeout(SEND_TIMEOUT, send).await else {
             return Err(Error::Upstream(format!(
                 "Discord did not answer a message to channel {channel_id} within {}s; the reply stays pending",
@@ -373,16 +389,31 @@ impl DiscordBot {
     }
 }
 
+/// A recorded channel message: its channel, body and file.
+struct ChannelMessage {
+    channel: NonZeroU64,
+    body: Value,
+    file: Option<Value>,
+}
+
 /// The recorded channel message of a payload.
-fn channel_message(payload: &Value) -> Result<(NonZeroU64, Value)> {
+fn channel_message(payload: &Value) -> Result<ChannelMessage> {
     match serde_json::from_value::<Recorded>(payload.clone()) {
-        Ok(Recorded::ChannelMessage { channel_id, body }) => {
+        Ok(Recorded::ChannelMessage {
+            channel_id,
+            body,
+            file,
+        }) => {
             let channel = channel_id.parse::<NonZeroU64>().map_err(|_| {
                 Error::BadInput(format!(
                     "a recorded Discord message names the channel `{channel_id}`, which is not an id"
                 ))
             })?;
-            Ok((channel, body))
+            Ok(ChannelMessage {
+                channel,
+                body,
+                file,
+            })
         }
         _ => Err(Error::BadInput(
             "a recorded Discord bot message is unreadable".into(),
@@ -444,13 +475,7 @@ impl ChatPlatform for DiscordBot {
     }
 
     fn payload(&self, to: &ReplyTarget, part: &Part<'_>) -> Result<Value> {
-        let PartBody::Text { text, buttons } = part.body else {
-            return Err(Error::BadInput(
-                "Discord bot replies do not carry files yet (attachments are not wired); send the file as a link".into(),
-            ));
-        };
         let mut body = json!({
-            "content": text,
             "allowed_mentions": {"parse": [], "replied_user": true},
             "nonce": nonce_for(part.dedupe_key),
             "enforce_nonce": true,
@@ -467,23 +492,42 @@ impl ChatPlatform for DiscordBot {
             }
             body["message_reference"] = reference;
         }
-        if !buttons.is_empty() {
-            body["components"] = components(buttons)?;
-        }
+        let file = match part.body {
+            PartBody::Text { text, buttons } => {
+                body["content"] = json!(text);
+                if !buttons.is_empty() {
+                    body["components"] = components(buttons)?;
+                }
+                None
+            }
+            PartBody::File(file) => {
+                let (attachments, recorded) = attachment(file)?;
+                body["attachments"] = attachments;
+                Some(recorded)
+            }
+        };
         serde_json::to_value(Recorded::ChannelMessage {
             channel_id: to.channel_id.to_string(),
             body,
+            file,
         })
         .map_err(|e| Error::internal("recording a Discord message", e))
     }
 
     async fn send_once(&self, payload: &Value) -> Result<Option<String>> {
-        let (channel, body) = channel_message(payload)?;
-        self.send_message(channel, &body).await.map(Some)
+        let message = channel_message(payload)?;
+        self.send_message(message.channel, &message.body, message.file.as_ref())
+            .await
+            .map(Some)
     }
 
     async fn pace(&self, payload: &Value) {
-        if let Ok((channel, _)) = channel_message(payload) {
+        // Only the channel is needed: read it without decoding a recorded file.
+        let channel = payload
+            .get("channel_id")
+            .and_then(Value::as_str)
+            .and_then(|c| c.parse::<NonZeroU64>().ok());
+        if let Some(channel) = channel {
             self.per_channel.until_key_ready(&channel.get()).await;
         }
         self.overall.until_ready().await;

@@ -1,10 +1,20 @@
 //! Slack through the Events API: `[channels.slack]`, the event envelope, the Web API calls
-//! (`chat.postMessage`, `reactions.add`, `reactions.remove`), Markdown → mrkdwn, and the
-//! interactivity requests (👍/👎 feedback buttons, the `/conveyor` slash command).
+//! (`chat.postMessage`, `reactions.add`, `reactions.remove`, the file upload), Markdown →
+//! mrkdwn, and the interactivity requests (👍/👎 feedback buttons, the `/conveyor` slash
+//! command).
 //!
 //! This is the only file that knows Slack's JSON: an event becomes an [`Inbound`] here, and an
 //! [`Outbound`] becomes Slack messages here. Every reply is recorded in the egress ledger before
 //! it is sent and confirmed after Slack accepted it, so a retried event never posts twice.
+//!
+//! Files ([`OutFile`]) go up the way Slack now wants them (`files.upload` is retired):
+//! `files.getUploadURLExternal` (file name, length and, for an image, its alt text as
+//! `alt_txt`) → the bytes POSTed to the `upload_url` it returns → `files.completeUploadExternal`
+//! sharing the file into the reply's channel and thread. The recorded part holds the file itself
+//! (see [`OutFile::to_payload`]), so a resend repeats all three steps. A slash command's
+//! `response_url` cannot take files: its answer's files are shared into the channel the command
+//! was run in with the bot token (where the answer is posted too), so the bot must be able to
+//! post there. Files are at most [`MAX_FILE_BYTES`].
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -17,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::channels::chat::{
-    self, Accepted, Button, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, Platform,
-    Reply, ReplyKind, SendPolicy, WebReply, WebRequest,
+    self, Accepted, Button, ChatContext, ChatPlatform, Limits, Markup, OutFile, Part, PartBody,
+    Platform, Reply, ReplyKind, SendPolicy, WebReply, WebRequest,
 };
 use crate::channels::verify::{self, VerifyError};
 use crate::error::{Error, Result};
@@ -31,6 +41,20 @@ use crate::values::{Env, Secret};
 
 /// Longest Slack message we send; longer replies are split at paragraph boundaries.
 pub const MAX_MESSAGE_CHARS: usize = 3_000;
+
+/// The largest file Slack takes (1 GB); conveyor's own cap is lower
+/// ([`chat::MAX_LEDGER_FILE_BYTES`]).
+pub const MAX_UPLOAD_BYTES: usize = 1024 * 1024 * 1024;
+
+/// The largest file conveyor sends to Slack.
+pub const MAX_FILE_BYTES: usize = if MAX_UPLOAD_BYTES < chat::MAX_LEDGER_FILE_BYTES {
+    MAX_UPLOAD_BYTES
+} else {
+    chat::MAX_LEDGER_FILE_BYTES
+};
+
+/// The longest `alt_txt` Slack takes (`alt_txt_too_large` beyond it).
+const MAX_ALT_CHARS: usize = 1_000;
 
 /// How often one message is tried when Slack answers 429.
 const MAX_SEND_TRIES: u32 = 4;
@@ -587,42 +611,175 @@ impl Slack {
             .send()
             .await
             .map_err(|e| Error::upstream("Slack Web API", e))?;
-        let status = response.status();
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            let secs = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(1);
-            return Err(Error::RateLimited {
-                retry_after: Duration::from_secs(secs),
-                message: format!("Slack rate-limited {method}"),
-            });
-        }
-        if !status.is_success() {
-            return Err(Error::Upstream(format!(
-                "Slack answered {method} with HTTP {status}"
-            )));
-        }
-        let answer: Value = response
-            .json()
-            .await
-            .map_err(|e| Error::upstream("Slack Web API", e))?;
+        let answer = read_answer(method, response).await?;
         if answer.get("ok").and_then(Value::as_bool) == Some(true) {
             Ok(Sent::Ok(
                 answer.get("ts").and_then(Value::as_str).map(str::to_string),
             ))
         } else {
-            Ok(Sent::Refused(
-                answer
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no error given")
-                    .to_string(),
-            ))
+            Ok(Sent::Refused(refusal(&answer)))
         }
     }
+
+    /// One Web API call with the bot token and a form body (the `files.*` upload methods are
+    /// documented for forms); Slack's answer, or an error when it did not say `ok`.
+    async fn call_form(&self, method: &str, form: &[(&str, String)]) -> Result<Value> {
+        let body = serde_urlencoded::to_string(form)
+            .map_err(|e| Error::internal("encoding a Slack form", e))?;
+        let response = self
+            .http
+            .post(format!("{}/{method}", self.api_base_url))
+            .bearer_auth(self.bot_token.expose())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::upstream("Slack Web API", e))?;
+        let answer = read_answer(method, response).await?;
+        if answer.get("ok").and_then(Value::as_bool) == Some(true) {
+            Ok(answer)
+        } else {
+            Err(Error::Upstream(format!(
+                "Slack refused {method} ({})",
+                refusal(&answer)
+            )))
+        }
+    }
+
+    /// Sends one recorded file part: `files.getUploadURLExternal` → the bytes to its
+    /// `upload_url` → `files.completeUploadExternal` into the part's channel (and thread).
+    /// Slack's file id on success. Any step failing leaves the part pending, and a resend
+    /// starts again from the first step (an upload never completed is discarded by Slack).
+    async fn upload(&self, payload: &Value, file: &Value) -> Result<String> {
+        let file = OutFile::from_payload(file)?;
+        let channel = payload
+            .get("channel")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::BadInput("a recorded Slack file names no channel".into()))?;
+        let mut form = vec![
+            ("filename", file.name.clone()),
+            ("length", file.bytes.len().to_string()),
+        ];
+        if file.is_image()
+            && let Some(alt) = file.alt_within(MAX_ALT_CHARS)
+        {
+            form.push(("alt_txt", alt));
+        }
+        let reserved = self.call_form("files.getUploadURLExternal", &form).await?;
+        let (Some(upload_url), Some(file_id)) = (
+            reserved.get("upload_url").and_then(Value::as_str),
+            reserved.get("file_id").and_then(Value::as_str),
+        ) else {
+            return Err(Error::Upstream(
+                "Slack answered files.getUploadURLExternal without an upload_url or file_id".into(),
+            ));
+        };
+        // The upload URL is pre-signed by Slack (it came in Slack's answer to our token), so
+        // the token is not sent to it.
+        let response = self
+            .http
+            .post(upload_url)
+            .header(reqwest::header::CONTENT_TYPE, file.mime.as_str())
+            .body(file.bytes.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Upstream(format!(
+                    "uploading `{}` to Slack: {}",
+                    file.name,
+                    e.without_url()
+                ))
+            })?;
+        let status = response.status();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(Error::RateLimited {
+                retry_after: retry_after(&response),
+                message: format!("Slack rate-limited the upload of `{}`", file.name),
+            });
+        }
+        if !status.is_success() {
+            return Err(Error::Upstream(format!(
+                "Slack answered the upload of `{}` with HTTP {status}",
+                file.name
+            )));
+        }
+        let files = json!([{"id": file_id, "title": file.name}]).to_string();
+        let mut form = vec![("files", files), ("channel_id", channel.to_string())];
+        if let Some(thread) = payload.get("thread_ts").and_then(Value::as_str) {
+            form.push(("thread_ts", thread.to_string()));
+        }
+        self.call_form("files.completeUploadExternal", &form)
+            .await?;
+        Ok(file_id.to_string())
+    }
+
+    /// The ledger payload of a file part: the file and where it is shared.
+    fn file_payload(&self, to: &Target, kind: ReplyKind, file: &OutFile) -> Result<Value> {
+        let (channel, thread_ts) = match to {
+            Target::Thread(t) => (t.channel.as_str(), t.thread_ts.as_str()),
+            // A response_url takes messages, not files: the answer's files are shared into the
+            // channel the command was run in, where the answer itself is posted ("in_channel").
+            Target::Command(c) if kind == ReplyKind::Answer => (c.channel.as_str(), ""),
+            Target::Command(_) => {
+                return Err(Error::BadInput(format!(
+                    "Slack cannot show the file `{}` only to the person who ran the slash command (a response_url takes no files); send it with an answer, which is shared in the channel",
+                    file.name
+                )));
+            }
+        };
+        let mut payload = json!({
+            "channel": channel,
+            "file": file.to_payload("Slack", MAX_FILE_BYTES)?,
+        });
+        if !thread_ts.is_empty() {
+            payload["thread_ts"] = json!(thread_ts);
+        }
+        Ok(payload)
+    }
+}
+
+/// Slack's answer to a Web API call: a 429 is [`Error::RateLimited`] with its `Retry-After`,
+/// another failure status an [`Error::Upstream`]; the JSON otherwise (`ok` not checked).
+async fn read_answer(method: &str, response: reqwest::Response) -> Result<Value> {
+    let status = response.status();
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(Error::RateLimited {
+            retry_after: retry_after(&response),
+            message: format!("Slack rate-limited {method}"),
+        });
+    }
+    if !status.is_success() {
+        return Err(Error::Upstream(format!(
+            "Slack answered {method} with HTTP {status}"
+        )));
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| Error::upstream("Slack Web API", e))
+}
+
+/// A response's `Retry-After`, in seconds (1 when absent or unreadable).
+fn retry_after(response: &reqwest::Response) -> Duration {
+    let secs = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    Duration::from_secs(secs)
+}
+
+/// The `error` of an answer that is not `ok`.
+fn refusal(answer: &Value) -> String {
+    answer
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("no error given")
+        .to_string()
 }
 
 /// A verified request to `/slack/interactions` (or `/slack/commands`), read.
@@ -1003,10 +1160,9 @@ impl ChatPlatform for Slack {
     }
 
     fn payload(&self, to: &Target, part: &Part<'_>) -> Result<Value> {
-        let PartBody::Text { text, buttons } = part.body else {
-            return Err(Error::BadInput(
-                "Slack replies do not carry files yet (files.uploadV2 is not wired); send the file as a link".into(),
-            ));
+        let (text, buttons) = match part.body {
+            PartBody::Text { text, buttons } => (text, buttons),
+            PartBody::File(file) => return self.file_payload(to, part.kind, file),
         };
         let mut payload = match to {
             Target::Thread(t) => {
@@ -1044,6 +1200,9 @@ impl ChatPlatform for Slack {
             }
             self.post_response_url(url, &body).await?;
             return Ok(None);
+        }
+        if let Some(file) = payload.get("file") {
+            return self.upload(payload, file).await.map(Some);
         }
         match self.call("chat.postMessage", payload).await? {
             Sent::Ok(ts) => Ok(ts),
@@ -1092,8 +1251,9 @@ impl Outbox for Slack {
 
     async fn resend(&self, store: &Store, row: &EgressRow) -> Result<()> {
         // The crash may have come after Slack accepted the message and before it was
-        // confirmed: look for it first, so it is not posted twice.
-        if row.payload.get("response_url").is_none() {
+        // confirmed: look for it first, so it is not posted twice. A shared file carries no
+        // metadata to find it by, so a file part is uploaded again.
+        if row.payload.get("response_url").is_none() && row.payload.get("file").is_none() {
             match self.find_posted(row).await {
                 Ok(Some(ts)) => {
                     tracing::info!(dedupe_key = %row.dedupe_key, ts, "the pending reply had reached Slack; confirming it without sending again");

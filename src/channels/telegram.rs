@@ -1,5 +1,6 @@
 //! Telegram through the Bot API: `[channels.telegram]`, updates (webhook or long polling), the
-//! manners in groups, Markdown → Telegram HTML and the sends (`sendMessage`, `sendChatAction`).
+//! manners in groups, Markdown → Telegram HTML and the sends (`sendMessage`, `sendPhoto`,
+//! `sendDocument`, `sendChatAction`).
 //!
 //! This is the only file that imports teloxide (teloxide-core's types and `Bot`; not its
 //! dispatcher). Updates are read as teloxide [`Update`]s: kinds teloxide cannot read arrive as
@@ -9,6 +10,13 @@
 //! [`Error::RateLimited`], the rest → [`Error::Upstream`] without the token). Every reply part
 //! is recorded in the egress ledger before it is sent and confirmed with Telegram's
 //! `message_id` after.
+//!
+//! A reply's files ([`OutFile`]) follow its text, one message each, as replies to the same
+//! message and in the same forum topic: PNG, JPEG, GIF and WebP images with `sendPhoto` (the
+//! alt text as the caption, cut to Telegram's 1024 characters), anything else with
+//! `sendDocument`, both uploaded as multipart/form-data by teloxide. The recorded part holds the
+//! file itself ([`OutFile::to_payload`]), so a resend needs nothing else. Files are at most
+//! [`MAX_FILE_BYTES`].
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -17,19 +25,22 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use teloxide::payloads::{GetUpdatesSetters, SendChatActionSetters, SendMessageSetters};
+use teloxide::payloads::{
+    GetUpdatesSetters, SendChatActionSetters, SendDocumentSetters, SendMessageSetters,
+    SendPhotoSetters,
+};
 use teloxide::prelude::{Request, Requester};
 use teloxide::types::{
-    AllowedUpdate, ChatAction, ChatId, InlineKeyboardMarkup, MessageEntityKind, MessageId,
-    ParseMode, ReplyParameters, ThreadId, Update, UpdateKind,
+    AllowedUpdate, ChatAction, ChatId, InlineKeyboardMarkup, InputFile, MessageEntityKind,
+    MessageId, ParseMode, ReplyParameters, ThreadId, Update, UpdateKind,
 };
 use teloxide::{Bot, RequestError};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::chat::{
-    self, Button, ChatContext, ChatPlatform, Limits, Markup, Part, PartBody, Platform, Reply,
-    ReplyKind, SendPolicy, WebReply, WebRequest,
+    self, Button, ChatContext, ChatPlatform, Limits, Markup, OutFile, Part, PartBody, Platform,
+    Reply, ReplyKind, SendPolicy, WebReply, WebRequest,
 };
 use crate::channels::verify::{self, VerifyError};
 use crate::error::{Error, Result};
@@ -40,6 +51,23 @@ use crate::values::{Env, Secret};
 
 /// Longest Telegram message text; longer replies are split at paragraph boundaries.
 pub const MAX_MESSAGE_CHARS: usize = 4_096;
+
+/// The largest photo the Bot API takes (10 MB).
+pub const MAX_PHOTO_BYTES: usize = 10_000_000;
+
+/// The largest other file a bot may upload (50 MB).
+pub const MAX_DOCUMENT_BYTES: usize = 50_000_000;
+
+/// The largest file conveyor sends to Telegram: the platform's limits, capped by the ledger's
+/// ([`chat::MAX_LEDGER_FILE_BYTES`]).
+pub const MAX_FILE_BYTES: usize = if MAX_PHOTO_BYTES < chat::MAX_LEDGER_FILE_BYTES {
+    MAX_PHOTO_BYTES
+} else {
+    chat::MAX_LEDGER_FILE_BYTES
+};
+
+/// The longest caption of a photo or document.
+const MAX_CAPTION_CHARS: usize = 1_024;
 
 /// How often one message is tried when Telegram answers 429.
 const MAX_SEND_TRIES: u32 = 4;
@@ -360,9 +388,62 @@ struct SendPayload {
     reply_markup: Option<Value>,
 }
 
+/// How a recorded file is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum FileMethod {
+    /// An image shown inline, with its alt text as the caption.
+    #[serde(rename = "sendPhoto")]
+    Photo,
+    /// Any other file.
+    #[serde(rename = "sendDocument")]
+    Document,
+}
+
+/// What [`Telegram::deliver`] records for a file part: everything `sendPhoto` or
+/// `sendDocument` needs, the file included ([`OutFile::to_payload`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FilePayload {
+    chat_id: i64,
+    method: FileMethod,
+    file: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    caption: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply_to_message_id: Option<i64>,
+    #[serde(default)]
+    allow_sending_without_reply: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message_thread_id: Option<i64>,
+}
+
+/// One recorded part: a file (it has `file` and `method`) or a text message (every row
+/// recorded before files were sent).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum Recorded {
+    File(FilePayload),
+    Message(SendPayload),
+}
+
 /// Reads a recorded payload.
-fn recorded_payload(payload: &Value) -> serde_json::Result<SendPayload> {
+fn recorded_payload(payload: &Value) -> serde_json::Result<Recorded> {
     serde_json::from_value(payload.clone())
+}
+
+/// Where a reply goes in its chat: answering `reply_to` (still sent if that message is gone,
+/// with `allow_sending_without_reply`).
+fn reply_parameters(
+    reply_to: Option<i64>,
+    allow_sending_without_reply: bool,
+) -> Result<Option<ReplyParameters>> {
+    let Some(reply_to) = reply_to else {
+        return Ok(None);
+    };
+    let mut reply = ReplyParameters::new(message_id(reply_to, "reply_to_message_id")?);
+    if allow_sending_without_reply {
+        reply = reply.allow_sending_without_reply();
+    }
+    Ok(Some(reply))
 }
 
 /// Longest `callback_data` Telegram takes, in bytes.
@@ -558,7 +639,7 @@ impl Telegram {
             // Refuse a row this version cannot read before counting an attempt.
             recorded_payload(&row.payload).map_err(|e| {
                 Error::BadInput(format!(
-                    "egress row `{}` is not a Telegram sendMessage payload ({e})",
+                    "egress row `{}` is not a Telegram sendMessage, sendPhoto or sendDocument payload ({e})",
                     row.id
                 ))
             })?;
@@ -577,11 +658,10 @@ impl Telegram {
         if let Some(thread) = payload.message_thread_id {
             request = request.message_thread_id(ThreadId(message_id(thread, "thread id")?));
         }
-        if let Some(reply_to) = payload.reply_to_message_id {
-            let mut reply = ReplyParameters::new(message_id(reply_to, "reply_to_message_id")?);
-            if payload.allow_sending_without_reply {
-                reply = reply.allow_sending_without_reply();
-            }
+        if let Some(reply) = reply_parameters(
+            payload.reply_to_message_id,
+            payload.allow_sending_without_reply,
+        )? {
             request = request.reply_parameters(reply);
         }
         if let Some(markup) = &payload.reply_markup {
@@ -598,6 +678,58 @@ impl Telegram {
             .await
             .map_err(|e| self.api_error("sendMessage", e))?;
         Ok(message.id.0)
+    }
+
+    /// One `sendPhoto` or `sendDocument` (multipart/form-data, the file named as recorded);
+    /// Telegram's `message_id` on success.
+    async fn send_file(&self, payload: &FilePayload) -> Result<i32> {
+        let file = OutFile::from_payload(&payload.file)?;
+        let upload = InputFile::memory(file.bytes).file_name(file.name);
+        let chat = ChatId(payload.chat_id);
+        let thread = payload
+            .message_thread_id
+            .map(|t| message_id(t, "thread id").map(ThreadId))
+            .transpose()?;
+        let reply = reply_parameters(
+            payload.reply_to_message_id,
+            payload.allow_sending_without_reply,
+        )?;
+        // The two requests are different types with the same setters.
+        let sent = match payload.method {
+            FileMethod::Photo => {
+                let mut request = self.bot.send_photo(chat, upload);
+                if let Some(caption) = &payload.caption {
+                    request = request.caption(caption.clone());
+                }
+                if let Some(thread) = thread {
+                    request = request.message_thread_id(thread);
+                }
+                if let Some(reply) = reply {
+                    request = request.reply_parameters(reply);
+                }
+                request
+                    .send()
+                    .await
+                    .map_err(|e| self.api_error("sendPhoto", e))?
+            }
+            FileMethod::Document => {
+                let mut request = self.bot.send_document(chat, upload);
+                if let Some(caption) = &payload.caption {
+                    request = request.caption(caption.clone());
+                }
+                if let Some(thread) = thread {
+                    request = request.message_thread_id(thread);
+                }
+                if let Some(reply) = reply {
+                    request = request.reply_parameters(reply);
+                }
+                request
+                    .send()
+                    .await
+                    .map_err(|e| self.api_error("sendDocument", e))?
+            }
+        };
+        Ok(sent.id.0)
     }
 
     /// A teloxide error as ours: `retry_after` → [`Error::RateLimited`], anything else →
@@ -782,17 +914,34 @@ impl ChatPlatform for Telegram {
     }
 
     fn payload(&self, to: &ReplyTarget, part: &Part<'_>) -> Result<Value> {
-        let PartBody::Text { text, buttons } = part.body else {
-            return Err(Error::BadInput(
-                "Telegram replies do not carry files yet (sendDocument is not wired); send the file as a link".into(),
-            ));
+        // 0: a new message (a forwarded webhook answer), not a reply.
+        let reply_to_message_id = (to.message_id != 0).then_some(to.message_id);
+        let (text, buttons) = match part.body {
+            PartBody::Text { text, buttons } => (text, buttons),
+            PartBody::File(file) => {
+                let (method, limit) = if file.is_image() {
+                    (FileMethod::Photo, MAX_PHOTO_BYTES)
+                } else {
+                    (FileMethod::Document, MAX_DOCUMENT_BYTES)
+                };
+                let payload = FilePayload {
+                    chat_id: to.chat_id,
+                    method,
+                    file: file.to_payload("Telegram", limit)?,
+                    caption: file.alt_within(MAX_CAPTION_CHARS),
+                    reply_to_message_id,
+                    allow_sending_without_reply: true,
+                    message_thread_id: to.thread_id,
+                };
+                return serde_json::to_value(&payload)
+                    .map_err(|e| Error::internal("recording a Telegram file", e));
+            }
         };
         let payload = SendPayload {
             chat_id: to.chat_id,
             text: text.to_string(),
             parse_mode: Some("HTML".into()),
-            // 0: a new message (a forwarded webhook answer), not a reply.
-            reply_to_message_id: (to.message_id != 0).then_some(to.message_id),
+            reply_to_message_id,
             allow_sending_without_reply: true,
             message_thread_id: to.thread_id,
             reply_markup: if buttons.is_empty() {
@@ -805,10 +954,13 @@ impl ChatPlatform for Telegram {
     }
 
     async fn send_once(&self, payload: &Value) -> Result<Option<String>> {
-        let payload = recorded_payload(payload).map_err(|e| {
+        let recorded = recorded_payload(payload).map_err(|e| {
             Error::BadInput(format!("a recorded Telegram reply is unreadable ({e})"))
         })?;
-        let id = self.send_message(&payload).await?;
+        let id = match recorded {
+            Recorded::Message(message) => self.send_message(&message).await?,
+            Recorded::File(file) => self.send_file(&file).await?,
+        };
         Ok(Some(id.to_string()))
     }
 
@@ -1089,8 +1241,60 @@ mod tests {
         assert_eq!(payload.message_thread_id, Some(4));
         assert_eq!(payload.reply_to_message_id, Some(5));
         assert_eq!(serde_json::to_value(&payload).unwrap(), old);
+        assert!(matches!(recorded_payload(&old), Ok(Recorded::Message(_))));
         assert!(matches!(parse_mode("html"), Ok(ParseMode::Html)));
         assert!(parse_mode("bbcode").is_err());
+    }
+
+    #[test]
+    fn file_parts_record_the_file_and_pick_photo_or_document() {
+        let t = telegram();
+        let to = ReplyTarget {
+            update_id: 1,
+            chat_id: -100,
+            thread_id: Some(4),
+            message_id: 5,
+        };
+        let png = OutFile {
+            name: "chart.png".into(),
+            mime: "image/png".into(),
+            alt: Some("a chart".into()),
+            bytes: vec![0x89, b'P', b'N', b'G', 0, b'\r', b'\n'],
+        };
+        let csv = OutFile {
+            name: "rows.csv".into(),
+            mime: "text/csv".into(),
+            alt: None,
+            bytes: b"a,b\n1,2\n".to_vec(),
+        };
+        for (file, method) in [(&png, FileMethod::Photo), (&csv, FileMethod::Document)] {
+            let part = Part {
+                index: 1,
+                dedupe_key: "telegram:1:2",
+                kind: ReplyKind::Answer,
+                body: PartBody::File(file),
+            };
+            let payload = t.payload(&to, &part).unwrap();
+            let Ok(Recorded::File(recorded)) = recorded_payload(&payload) else {
+                panic!("not a file payload: {payload}")
+            };
+            assert_eq!(recorded.method, method);
+            assert_eq!(recorded.caption, file.alt);
+            assert_eq!(recorded.message_thread_id, Some(4));
+            assert_eq!(recorded.reply_to_message_id, Some(5));
+            assert_eq!(&OutFile::from_payload(&recorded.file).unwrap(), file);
+        }
+        let huge = OutFile {
+            bytes: vec![0; MAX_FILE_BYTES + 1],
+            ..csv
+        };
+        let part = Part {
+            index: 1,
+            dedupe_key: "telegram:1:2",
+            kind: ReplyKind::Answer,
+            body: PartBody::File(&huge),
+        };
+        assert!(matches!(t.payload(&to, &part), Err(Error::TooLarge(_))));
     }
 
     #[test]

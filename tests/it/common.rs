@@ -78,3 +78,60 @@ pub fn give_demo_product_priority_support(demo: &std::path::Path) {
     )
     .unwrap();
 }
+
+/// A 2×2 PNG (real, with CR, LF and NUL bytes in it, which a careless upload would mangle).
+pub const PNG: [u8; 76] = [
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0xfd, 0xd4, 0x9a,
+    0x73, 0x00, 0x00, 0x00, 0x13, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xc0,
+    0x00, 0xc2, 0x0c, 0xff, 0x79, 0xb9, 0xa4, 0x00, 0x1a, 0x49, 0x03, 0x2f, 0x56, 0x0d, 0x99, 0xd2,
+    0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// The alt text of [`png_file`].
+pub const PNG_ALT: &str = "Revenue by month: 10k in January rising to 14k in March";
+
+/// The CSV of [`csv_file`].
+pub const CSV: &str =
+    "month,revenue\r\n2025-01,10000.00\r\n2025-02,12000.50\r\n2025-03,14000.00\r\n";
+
+/// A chart as a reply carries it.
+pub fn png_file() -> conveyor::channels::chat::OutFile {
+    conveyor::channels::chat::OutFile {
+        name: "revenue.png".into(),
+        mime: "image/png".into(),
+        alt: Some(PNG_ALT.into()),
+        bytes: PNG.to_vec(),
+    }
+}
+
+/// A table as a reply carries it.
+pub fn csv_file() -> conveyor::channels::chat::OutFile {
+    conveyor::channels::chat::OutFile {
+        name: "revenue.csv".into(),
+        mime: "text/csv".into(),
+        alt: None,
+        bytes: CSV.as_bytes().to_vec(),
+    }
+}
+
+/// An answer with `text`, then a PNG (with alt text) and a CSV.
+pub fn reply_with_files(text: &str) -> conveyor::channels::chat::Reply {
+    let mut reply =
+        conveyor::channels::chat::Reply::text(conveyor::channels::chat::ReplyKind::Answer, text);
+    reply.files = vec![png_file(), csv_file()];
+    reply
+}
+
+/// An answer with `text` and a file of `size` bytes named `huge.csv`.
+pub fn reply_with_file_of(text: &str, size: usize) -> conveyor::channels::chat::Reply {
+    let mut reply =
+        conveyor::channels::chat::Reply::text(conveyor::channels::chat::ReplyKind::Answer, text);
+    reply.files = vec![conveyor::channels::chat::OutFile {
+        name: "huge.csv".into(),
+        mime: "text/csv".into(),
+        alt: None,
+        bytes: vec![b'x'; size],
+    }];
+    reply
+}

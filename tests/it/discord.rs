@@ -972,3 +972,286 @@ async fn a_forwarded_webhook_answer_is_posted_once_as_a_new_message() {
     assert_eq!(sent[0].body["content"], "Deploy finished [1].");
     bot.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Files: follow-ups and the bot's channel messages carry them as multipart uploads.
+// ---------------------------------------------------------------------------------------------
+
+fn follow_up_target(interaction_id: &str) -> conveyor::channels::discord::FollowUp {
+    conveyor::channels::discord::FollowUp {
+        interaction_id: interaction_id.into(),
+        token: "FILES_TOKEN".into(),
+        user_id: USER.into(),
+        channel_id: CHANNEL.into(),
+        guild_id: Some(GUILD.into()),
+    }
+}
+
+fn bot_target() -> conveyor::channels::discord_bot::ReplyTarget {
+    conveyor::channels::discord_bot::ReplyTarget {
+        channel_id: CHANNEL.parse().unwrap(),
+        message_id: Some("1200000000000000077".parse().unwrap()),
+        guild_id: Some(GUILD.parse().unwrap()),
+    }
+}
+
+/// What one Discord message carried: its text, or its one file (name, bytes, description).
+fn carried(body: &Value, files: &[crate::support::multipart::Part]) -> String {
+    match files {
+        [] => format!("text: {}", body["content"].as_str().unwrap()),
+        [file] => {
+            assert_eq!(file.name, "files[0]");
+            let entry = &body["attachments"][0];
+            assert_eq!(entry["id"], 0, "{body}");
+            assert_eq!(
+                entry["filename"].as_str(),
+                file.filename.as_deref(),
+                "{body}"
+            );
+            format!(
+                "file: {} ({} bytes, {})",
+                file.filename.as_deref().unwrap(),
+                file.bytes.len(),
+                entry["description"].as_str().unwrap_or("no description")
+            )
+        }
+        more => panic!("one file per message, not {}", more.len()),
+    }
+}
+
+fn expected_carried() -> Vec<String> {
+    vec![
+        "text: Revenue rose **40%**.".to_string(),
+        format!(
+            "file: revenue.png ({} bytes, {})",
+            crate::common::PNG.len(),
+            crate::common::PNG_ALT
+        ),
+        format!(
+            "file: revenue.csv ({} bytes, no description)",
+            crate::common::CSV.len()
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_follow_up_s_files_are_uploaded_after_its_text() {
+    use conveyor::channels::chat;
+    let h = Harness::start(PUBLIC_KEY).await;
+    let discord = h.app.platforms.get::<Discord>().unwrap();
+    let reply = crate::common::reply_with_files("Revenue rose **40%**.");
+    let to = follow_up_target("9001");
+    chat::deliver(
+        &*discord,
+        &h.app.store,
+        "discord:g:c",
+        &to,
+        &reply,
+        "discord:9001",
+    )
+    .await
+    .unwrap();
+    let calls = h.fake.follow_ups();
+    let got: Vec<String> = calls.iter().map(|c| carried(&c.body, &c.files)).collect();
+    assert_eq!(got, expected_carried());
+    for call in &calls {
+        assert_eq!(call.token, "FILES_TOKEN");
+        assert_eq!(call.application_id, APP_ID);
+    }
+    assert_eq!(calls[1].files[0].bytes, crate::common::PNG);
+    assert_eq!(calls[1].files[0].content_type.as_deref(), Some("image/png"));
+    assert_eq!(calls[2].files[0].bytes, crate::common::CSV.as_bytes());
+    assert_eq!(calls[2].body["allowed_mentions"], json!({"parse": []}));
+    assert!(
+        h.app
+            .store
+            .egress_pending("discord")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    chat::deliver(
+        &*discord,
+        &h.app.store,
+        "discord:g:c",
+        &to,
+        &reply,
+        "discord:9001",
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.fake.follow_ups().len(), 3);
+}
+
+#[tokio::test]
+async fn the_bot_s_files_are_uploaded_as_replies_in_the_channel() {
+    use conveyor::channels::chat;
+    let h = Harness::start(PUBLIC_KEY).await;
+    let bot = h.app.platforms.get::<Discord>().unwrap().bot().unwrap();
+    let reply = crate::common::reply_with_files("Revenue rose **40%**.");
+    chat::deliver(
+        &*bot,
+        &h.app.store,
+        &format!("discord:{CHANNEL}"),
+        &bot_target(),
+        &reply,
+        "discord:msg:1200000000000000077",
+    )
+    .await
+    .unwrap();
+    let sent = h.fake.sent();
+    let got: Vec<String> = sent.iter().map(|s| carried(&s.body, &s.files)).collect();
+    assert_eq!(got, expected_carried());
+    let mut nonces = std::collections::HashSet::new();
+    for s in &sent {
+        assert_eq!(s.channel_id, CHANNEL);
+        assert_eq!(s.authorization, format!("Bot {BOT_TOKEN}"));
+        assert_eq!(
+            s.body["message_reference"]["message_id"],
+            "1200000000000000077"
+        );
+        assert_eq!(s.body["enforce_nonce"], true);
+        assert!(nonces.insert(s.body["nonce"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(sent[1].files[0].bytes, crate::common::PNG);
+    assert_eq!(sent[2].files[0].bytes, crate::common::CSV.as_bytes());
+    assert!(
+        h.app
+            .store
+            .egress_pending("discord")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_file_over_the_discord_cap_is_refused_and_nothing_is_recorded_or_sent() {
+    use conveyor::channels::discord::MAX_FILE_BYTES;
+    let h = Harness::start(PUBLIC_KEY).await;
+    let discord = h.app.platforms.get::<Discord>().unwrap();
+    let bot = discord.bot().unwrap();
+    let reply = crate::common::reply_with_file_of("too big", MAX_FILE_BYTES + 1);
+    let refused = [
+        conveyor::channels::chat::deliver(
+            &*discord,
+            &h.app.store,
+            "discord:g:c",
+            &follow_up_target("9002"),
+            &reply,
+            "discord:9002",
+        )
+        .await
+        .unwrap_err(),
+        conveyor::channels::chat::deliver(
+            &*bot,
+            &h.app.store,
+            "discord:c",
+            &bot_target(),
+            &reply,
+            "discord:msg:9002",
+        )
+        .await
+        .unwrap_err(),
+    ];
+    for err in refused {
+        let err = err.to_string();
+        assert!(
+            err.contains("`huge.csv`")
+                && err.contains(&format!("{} bytes", MAX_FILE_BYTES + 1))
+                && err.contains(&format!("{MAX_FILE_BYTES} bytes"))
+                && err.contains("Discord"),
+            "{err}"
+        );
+    }
+    assert!(
+        h.app
+            .store
+            .egress_state("discord:9002:1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        h.app
+            .store
+            .egress_pending("discord")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.fake.follow_ups().is_empty());
+    assert_eq!(h.fake.message_posts(), 0);
+}
+
+#[tokio::test]
+async fn pending_file_parts_are_resent_with_the_same_bytes() {
+    use conveyor::channels::chat;
+    use conveyor::gateway::egress::Outbox;
+    let h = Harness::start(PUBLIC_KEY).await;
+    let discord = h.app.platforms.get::<Discord>().unwrap();
+    let bot = discord.bot().unwrap();
+    let reply = crate::common::reply_with_files("Revenue rose **40%**.");
+    // The text goes; Discord fails the image, so it and the CSV stay pending — for a follow-up
+    // and for a bot message alike.
+    h.fake.fail_uploads(2);
+    let failed = [
+        chat::deliver(
+            &*discord,
+            &h.app.store,
+            "discord:g:c",
+            &follow_up_target("9003"),
+            &reply,
+            "discord:9003",
+        )
+        .await
+        .unwrap_err()
+        .to_string(),
+        chat::deliver(
+            &*bot,
+            &h.app.store,
+            "discord:c",
+            &bot_target(),
+            &reply,
+            "discord:msg:9003",
+        )
+        .await
+        .unwrap_err()
+        .to_string(),
+    ];
+    assert!(failed.iter().all(|e| e.contains("500")), "{failed:?}");
+    let mut pending = h.app.store.egress_pending("discord").await.unwrap();
+    pending.sort_by(|a, b| a.dedupe_key.cmp(&b.dedupe_key));
+    let keys: Vec<&str> = pending.iter().map(|r| r.dedupe_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "discord:9003:2",
+            "discord:9003:3",
+            "discord:msg:9003:2",
+            "discord:msg:9003:3"
+        ]
+    );
+    for row in &pending {
+        Outbox::resend(&*discord, &h.app.store, row).await.unwrap();
+    }
+    let follow_ups = h.fake.follow_ups();
+    let got: Vec<String> = follow_ups
+        .iter()
+        .map(|c| carried(&c.body, &c.files))
+        .collect();
+    assert_eq!(got, expected_carried());
+    let sent = h.fake.sent();
+    let got: Vec<String> = sent.iter().map(|s| carried(&s.body, &s.files)).collect();
+    assert_eq!(got, expected_carried());
+    assert_eq!(follow_ups[1].files[0].bytes, crate::common::PNG);
+    assert_eq!(sent[1].files[0].bytes, crate::common::PNG);
+    assert!(
+        h.app
+            .store
+            .egress_pending("discord")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1236,3 +1236,312 @@ async fn a_crash_after_slack_accepted_a_reply_does_not_post_it_twice() {
         "confirmed"
     );
 }
+
+fn files_target(event_id: &str) -> conveyor::channels::slack::Target {
+    conveyor::channels::slack::Target::Thread(conveyor::channels::slack::ReplyTarget {
+        event_id: event_id.into(),
+        channel: "C111".into(),
+        ts: "1.5".into(),
+        thread_ts: "1.2".into(),
+        follow_up: false,
+        user: "W222".into(),
+        team: Some("T111".into()),
+        direct: false,
+    })
+}
+
+/// The sends in the order Slack received them: message texts and shared file names.
+fn sends_in_order(fake: &FakeSlack) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .filter_map(|c| match c.method.as_str() {
+            "chat.postMessage" => Some(format!("text: {}", c.body["text"].as_str().unwrap())),
+            "response_url" => Some(format!(
+                "response_url: {}",
+                c.body["text"].as_str().unwrap()
+            )),
+            "files.completeUploadExternal" => {
+                let files: Value = serde_json::from_str(c.body["files"].as_str().unwrap()).unwrap();
+                Some(format!("file: {}", files[0]["title"].as_str().unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reply_s_files_follow_its_text_in_the_thread_with_their_alt_text() {
+    use crate::common::{CSV, PNG, PNG_ALT, reply_with_files};
+    use conveyor::channels::chat;
+    let h = Harness::start("s3cret").await;
+    let slack = h.app.platforms.get::<Slack>().unwrap();
+    let reply = reply_with_files("Revenue rose *40%* this quarter.");
+    let to = files_target("EvFILES");
+    chat::deliver(
+        &*slack,
+        &h.app.store,
+        "slack:T111:C111:1.2",
+        &to,
+        &reply,
+        "slack:EvFILES",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sends_in_order(&h.fake),
+        [
+            "text: Revenue rose *40%* this quarter.",
+            "file: revenue.png",
+            "file: revenue.csv"
+        ]
+    );
+    // The upload flow, step by step, as Slack wants it.
+    let asked = h.fake.calls_of("files.getUploadURLExternal");
+    assert_eq!(asked.len(), 2);
+    assert_eq!(asked[0].body["filename"], "revenue.png");
+    assert_eq!(asked[0].body["length"], PNG.len().to_string());
+    assert_eq!(asked[0].body["alt_txt"], PNG_ALT);
+    assert_eq!(asked[0].auth.as_deref(), Some(&*format!("Bearer {TOKEN}")));
+    assert!(asked[1].body.get("alt_txt").is_none(), "{}", asked[1].body);
+    let shared = h.fake.shared_files();
+    assert_eq!(shared.len(), 2, "{shared:?}");
+    assert_eq!(shared[0].filename, "revenue.png");
+    assert_eq!(shared[0].bytes.as_deref(), Some(&PNG[..]));
+    assert_eq!(shared[0].alt_txt.as_deref(), Some(PNG_ALT));
+    assert_eq!(shared[1].filename, "revenue.csv");
+    assert_eq!(shared[1].bytes.as_deref(), Some(CSV.as_bytes()));
+    for file in &shared {
+        let share = file.shared.clone().unwrap();
+        assert_eq!(share.channel, "C111");
+        assert_eq!(share.thread_ts.as_deref(), Some("1.2"));
+        assert_eq!(share.title.as_deref(), Some(file.filename.as_str()));
+    }
+    // Every part confirmed; delivering the same reply again uploads nothing.
+    for key in ["slack:EvFILES", "slack:EvFILES:2", "slack:EvFILES:3"] {
+        let (state, _) = h.app.store.egress_state(key).await.unwrap().unwrap();
+        assert_eq!(state, "confirmed", "{key}");
+    }
+    chat::deliver(
+        &*slack,
+        &h.app.store,
+        "slack:T111:C111:1.2",
+        &to,
+        &reply,
+        "slack:EvFILES",
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.fake.uploads().len(), 2);
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 1);
+}
+
+#[tokio::test]
+async fn a_slash_command_s_files_are_shared_in_its_channel_with_the_bot_token() {
+    use conveyor::channels::chat::{self, ReplyKind};
+    use conveyor::channels::slack::{SlashCommand, Target};
+    let h = Harness::start("s3cret").await;
+    let slack = h.app.platforms.get::<Slack>().unwrap();
+    let command = Target::Command(Box::new(SlashCommand {
+        text: "revenue by month".into(),
+        user: "W222".into(),
+        user_name: Some("ana".into()),
+        team: Some("T111".into()),
+        channel: "C777".into(),
+        direct: false,
+        response_url: h.response_url("cmdfiles"),
+        trigger_id: "t-files".into(),
+    }));
+    let reply = crate::common::reply_with_files("Here it is.");
+    chat::deliver(
+        &*slack,
+        &h.app.store,
+        "slack:T111:C777:cmd:W222",
+        &command,
+        &reply,
+        "slack:cmd:t-files",
+    )
+    .await
+    .unwrap();
+    // The text through the response_url, the files into the channel (no thread).
+    assert_eq!(
+        sends_in_order(&h.fake),
+        [
+            "response_url: Here it is.",
+            "file: revenue.png",
+            "file: revenue.csv"
+        ]
+    );
+    let shared = h.fake.shared_files();
+    assert_eq!(shared.len(), 2);
+    for file in &shared {
+        let share = file.shared.clone().unwrap();
+        assert_eq!(share.channel, "C777");
+        assert_eq!(share.thread_ts, None);
+    }
+    assert_eq!(shared[0].bytes.as_deref(), Some(&crate::common::PNG[..]));
+    // A file cannot be shown to the command's user alone: such a reply is refused whole.
+    let mut notice = crate::common::reply_with_files("only for you");
+    notice.kind = ReplyKind::Notice;
+    let err = chat::deliver(
+        &*slack,
+        &h.app.store,
+        "slack:T111:C777:cmd:W222",
+        &command,
+        &notice,
+        "slack:cmd:t-files:notice",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("revenue.png") && err.contains("slash command"),
+        "{err}"
+    );
+    assert!(
+        h.app
+            .store
+            .egress_state("slack:cmd:t-files:notice:1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(h.fake.calls_of("response_url").len(), 1);
+}
+
+#[tokio::test]
+async fn a_file_over_the_cap_is_refused_by_name_and_nothing_is_recorded_or_sent() {
+    use conveyor::channels::slack::MAX_FILE_BYTES;
+    let h = Harness::start("s3cret").await;
+    let slack = h.app.platforms.get::<Slack>().unwrap();
+    assert_eq!(MAX_FILE_BYTES, 8 * 1024 * 1024);
+    let reply = crate::common::reply_with_file_of("too big", MAX_FILE_BYTES + 1);
+    let err = conveyor::channels::chat::deliver(
+        &*slack,
+        &h.app.store,
+        "slack:T111:C111:1.2",
+        &files_target("EvHUGE"),
+        &reply,
+        "slack:EvHUGE",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, conveyor::error::Error::TooLarge(_)),
+        "{err:?}"
+    );
+    let err = err.to_string();
+    assert!(
+        err.contains("`huge.csv`")
+            && err.contains("8388609 bytes")
+            && err.contains("8388608 bytes"),
+        "{err}"
+    );
+    assert!(
+        h.app
+            .store
+            .egress_state("slack:EvHUGE")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        h.app
+            .store
+            .egress_pending("slack")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(h.fake.calls().is_empty(), "{:?}", h.fake.calls());
+    // At the cap it goes.
+    let reply = crate::common::reply_with_file_of("just fits", MAX_FILE_BYTES);
+    conveyor::channels::chat::deliver(
+        &*slack,
+        &h.app.store,
+        "slack:T111:C111:1.2",
+        &files_target("EvFITS"),
+        &reply,
+        "slack:EvFITS",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        h.fake.shared_files()[0].bytes.as_ref().unwrap().len(),
+        MAX_FILE_BYTES
+    );
+}
+
+#[tokio::test]
+async fn a_file_left_pending_is_uploaded_again_by_the_resender_with_the_same_bytes() {
+    use conveyor::store::EGRESS_LEASE_MS;
+    let h = Harness::start("s3cret").await;
+    let slack = h.app.platforms.get::<Slack>().unwrap();
+    // Slack refuses to share the image once: it and the CSV after it stay pending.
+    h.fake.script(
+        "files.completeUploadExternal",
+        Scripted::Error("internal_error".into()),
+    );
+    let err = conveyor::channels::chat::deliver(
+        &*slack,
+        &h.app.store,
+        "slack:T111:C111:1.2",
+        &files_target("EvPEND"),
+        &crate::common::reply_with_files("see the chart"),
+        "slack:EvPEND",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("files.completeUploadExternal") && err.contains("internal_error"),
+        "{err}"
+    );
+    assert!(h.fake.shared_files().is_empty());
+    let mut pending: Vec<String> = h
+        .app
+        .store
+        .egress_pending("slack")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.dedupe_key)
+        .collect();
+    pending.sort();
+    assert_eq!(pending, ["slack:EvPEND:2", "slack:EvPEND:3"]);
+    // After the recording delivery's lease: both sent from their rows, once.
+    let later = chrono::Utc::now().timestamp_millis() + EGRESS_LEASE_MS + 1_000;
+    let report = h.app.resender().run_once(later).await.unwrap();
+    assert_eq!(report.sent, 2, "{report:?}");
+    let shared = h.fake.shared_files();
+    assert_eq!(shared.len(), 2, "{shared:?}");
+    let png = shared.iter().find(|f| f.filename == "revenue.png").unwrap();
+    assert_eq!(png.bytes.as_deref(), Some(&crate::common::PNG[..]));
+    assert_eq!(png.alt_txt.as_deref(), Some(crate::common::PNG_ALT));
+    assert_eq!(
+        png.shared.clone().unwrap().thread_ts.as_deref(),
+        Some("1.2")
+    );
+    let csv = shared.iter().find(|f| f.filename == "revenue.csv").unwrap();
+    assert_eq!(csv.bytes.as_deref(), Some(crate::common::CSV.as_bytes()));
+    assert!(
+        h.app
+            .store
+            .egress_pending("slack")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        h.fake.calls_of("chat.postMessage").len(),
+        1,
+        "the text is not sent again"
+    );
+    let report = h
+        .app
+        .resender()
+        .run_once(later + 10 * EGRESS_LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 0);
+    assert_eq!(h.fake.shared_files().len(), 2);
+}

@@ -814,3 +814,216 @@ async fn a_forwarded_webhook_answer_is_posted_into_the_chat_once() {
     );
     assert_eq!(sends[0]["text"], "Deploy <b>finished</b>.");
 }
+
+fn topic_target(update_id: i64) -> ReplyTarget {
+    ReplyTarget {
+        update_id,
+        chat_id: -1001293752024,
+        thread_id: Some(4),
+        message_id: 5,
+    }
+}
+
+/// The sends in the order Telegram received them: (method, text or file name).
+fn sends_in_order(fake: &FakeTelegram) -> Vec<(String, String)> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.is("sendMessage") || c.is("sendPhoto") || c.is("sendDocument"))
+        .map(|c| {
+            let what = match c.files.first() {
+                Some(f) => f.filename.clone().unwrap(),
+                None => c.body["text"].as_str().unwrap().to_string(),
+            };
+            (c.method.to_lowercase(), what)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reply_s_image_is_a_captioned_photo_and_its_csv_a_document_in_the_topic() {
+    use crate::common::{CSV, PNG, PNG_ALT, reply_with_files};
+    use conveyor::channels::chat;
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let telegram = h.app.platforms.get::<Telegram>().unwrap();
+    let to = topic_target(21);
+    let reply = reply_with_files("Revenue rose <b>40%</b>.");
+    chat::deliver(
+        &*telegram,
+        &h.app.store,
+        "telegram:-1001293752024:4",
+        &to,
+        &reply,
+        "telegram:21",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        sends_in_order(&h.fake),
+        [
+            (
+                "sendmessage".to_string(),
+                "Revenue rose <b>40%</b>.".to_string()
+            ),
+            ("sendphoto".to_string(), "revenue.png".to_string()),
+            ("senddocument".to_string(), "revenue.csv".to_string()),
+        ]
+    );
+    let photo = &h.fake.calls_of("sendPhoto")[0];
+    assert_eq!(photo.files.len(), 1);
+    assert_eq!(photo.files[0].name, "photo");
+    assert_eq!(photo.files[0].bytes, PNG);
+    assert_eq!(photo.body["caption"], PNG_ALT);
+    assert!(
+        photo.body.get("parse_mode").is_none(),
+        "alt text is plain text"
+    );
+    let document = &h.fake.calls_of("sendDocument")[0];
+    assert_eq!(document.files[0].name, "document");
+    assert_eq!(document.files[0].bytes, CSV.as_bytes());
+    assert!(document.body.get("caption").is_none());
+    // Both in the topic, as replies to the question, like the text.
+    for call in [photo, document] {
+        assert_eq!(call.body["chat_id"], -1001293752024_i64);
+        assert_eq!(call.body["message_thread_id"], 4);
+        let reply_to: Value =
+            serde_json::from_str(call.body["reply_parameters"].as_str().unwrap()).unwrap();
+        assert_eq!(reply_to["message_id"], 5);
+    }
+    assert_eq!(h.sends()[0]["message_thread_id"], 4);
+    assert!(
+        h.app
+            .store
+            .egress_pending("telegram")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Delivered again: nothing more.
+    chat::deliver(
+        &*telegram,
+        &h.app.store,
+        "telegram:-1001293752024:4",
+        &to,
+        &reply,
+        "telegram:21",
+    )
+    .await
+    .unwrap();
+    assert_eq!(sends_in_order(&h.fake).len(), 3);
+
+    // A long alt text is cut to Telegram's 1024-character caption.
+    let mut long = crate::common::reply_with_files("again");
+    long.files[0].alt = Some("é".repeat(1_500));
+    long.files.truncate(1);
+    chat::deliver(
+        &*telegram,
+        &h.app.store,
+        "telegram:408258968:0",
+        &target(22),
+        &long,
+        "telegram:22",
+    )
+    .await
+    .unwrap();
+    let caption = h.fake.calls_of("sendPhoto")[1].body["caption"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(caption.chars().count(), 1_024);
+    assert!(caption.ends_with('…'));
+}
+
+#[tokio::test]
+async fn a_file_over_the_telegram_cap_is_refused_and_nothing_is_recorded_or_sent() {
+    use conveyor::channels::telegram::MAX_FILE_BYTES;
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let telegram = h.app.platforms.get::<Telegram>().unwrap();
+    let reply = crate::common::reply_with_file_of("too big", MAX_FILE_BYTES + 1);
+    let err = conveyor::channels::chat::deliver(
+        &*telegram,
+        &h.app.store,
+        "telegram:408258968:0",
+        &target(23),
+        &reply,
+        "telegram:23",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("`huge.csv`")
+            && err.contains(&format!("{} bytes", MAX_FILE_BYTES + 1))
+            && err.contains(&format!("{MAX_FILE_BYTES} bytes"))
+            && err.contains("Telegram"),
+        "{err}"
+    );
+    assert!(
+        h.app
+            .store
+            .egress_state("telegram:23:1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        h.app
+            .store
+            .egress_pending("telegram")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(sends_in_order(&h.fake).is_empty());
+}
+
+#[tokio::test]
+async fn a_pending_photo_is_resent_from_its_row_with_the_same_bytes() {
+    let h = Harness::start(TelegramMode::Webhook).await;
+    let telegram = h.app.platforms.get::<Telegram>().unwrap();
+    let store = &h.app.store;
+    h.fake.fail("sendPhoto", 500, "Internal Server Error");
+    let err = conveyor::channels::chat::deliver(
+        &*telegram,
+        store,
+        "telegram:-1001293752024:4",
+        &topic_target(24),
+        &crate::common::reply_with_files("the chart"),
+        "telegram:24",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("sendPhoto"), "{err}");
+    let mut pending = store.egress_pending("telegram").await.unwrap();
+    pending.sort_by(|a, b| a.dedupe_key.cmp(&b.dedupe_key));
+    let keys: Vec<&str> = pending.iter().map(|r| r.dedupe_key.as_str()).collect();
+    assert_eq!(keys, ["telegram:24:2", "telegram:24:3"]);
+
+    // After a "restart": a fresh channel sends both from their rows alone.
+    let config = h
+        .app
+        .config
+        .channels
+        .get::<TelegramConfig>()
+        .unwrap()
+        .unwrap();
+    let restarted = Telegram::build(&config, &Env::new(env)).unwrap();
+    for row in &pending {
+        restarted.resend(store, row).await.unwrap();
+    }
+    let photos = h.fake.calls_of("sendPhoto");
+    assert_eq!(photos.len(), 2, "one refused, one resent");
+    assert_eq!(photos[1].files[0].bytes, crate::common::PNG);
+    assert_eq!(photos[1].files[0].filename.as_deref(), Some("revenue.png"));
+    assert_eq!(photos[1].body["caption"], crate::common::PNG_ALT);
+    assert_eq!(photos[1].body["message_thread_id"], 4);
+    let documents = h.fake.calls_of("sendDocument");
+    assert_eq!(documents.len(), 1);
+    assert_eq!(documents[0].files[0].bytes, crate::common::CSV.as_bytes());
+    assert!(store.egress_pending("telegram").await.unwrap().is_empty());
+    // Confirmed rows are not sent again.
+    for row in &pending {
+        restarted.resend(store, row).await.unwrap();
+    }
+    assert_eq!(h.fake.calls_of("sendPhoto").len(), 2);
+}

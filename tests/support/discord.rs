@@ -10,6 +10,13 @@
 //!   repeated `nonce` with `enforce_nonce` returns the first message, as Discord does, and
 //!   [`FakeDiscord::rate_limit_next`] answers 429s first;
 //! - `POST /channels/{id}/typing` is recorded and answered 204.
+//!
+//! Both message routes also take a file upload as Discord does: multipart/form-data with the
+//! message as `payload_json` and files as `files[n]`, each named by an entry of the message's
+//! `attachments` with `id` n (a file without one is refused with 400, as Discord refuses it).
+//! The body is recorded from `payload_json`, the files in `files`; the answer lists them as
+//! the message's `attachments`. [`FakeDiscord::fail_uploads`] answers the next posts that
+//! carry a file with 500.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::collections::HashMap;
@@ -23,6 +30,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+use crate::support::multipart::{self, Part};
 
 /// The fake bot user's id.
 pub const BOT_ID: &str = "1181000000000000001";
@@ -51,8 +60,10 @@ pub struct FollowUp {
     pub application_id: String,
     /// The interaction token from the path.
     pub token: String,
-    /// The JSON body.
+    /// The JSON body (`payload_json` of a multipart one).
     pub body: Value,
+    /// The uploaded files (`files[n]` parts).
+    pub files: Vec<Part>,
 }
 
 /// One recorded `POST /channels/{id}/messages` that created a message.
@@ -60,8 +71,10 @@ pub struct FollowUp {
 pub struct Sent {
     /// The channel from the path.
     pub channel_id: String,
-    /// The JSON body.
+    /// The JSON body (`payload_json` of a multipart one).
     pub body: Value,
+    /// The uploaded files (`files[n]` parts).
+    pub files: Vec<Part>,
     /// The `Authorization` header.
     pub authorization: String,
     /// The id the fake gave the message.
@@ -79,6 +92,7 @@ struct Inner {
     next_id: u64,
     gateway_url: String,
     rate_limit: usize,
+    fail: usize,
     reject_token: bool,
 }
 
@@ -107,6 +121,8 @@ impl FakeDiscord {
             .route("/users/@me", get(me))
             .route("/channels/{id}/messages", post(create_message))
             .route("/channels/{id}/typing", post(typing))
+            // Uploads are larger than axum's default body limit (2 MB).
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(Arc::clone(&inner));
         let app = Router::new().nest("/api/v10", api);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -126,6 +142,11 @@ impl FakeDiscord {
     /// Answers the next `n` message posts with 429.
     pub fn rate_limit_next(&self, n: usize) {
         self.inner.lock().unwrap().rate_limit = n;
+    }
+
+    /// Answers the next `n` follow-ups or message posts that carry a file with 500.
+    pub fn fail_uploads(&self, n: usize) {
+        self.inner.lock().unwrap().fail = n;
     }
 
     /// Answers `GET /users/@me` with 401 from now on.
@@ -190,21 +211,111 @@ impl FakeDiscord {
     }
 }
 
+/// A message body as Discord reads it: JSON, or multipart with `payload_json` and `files[n]`;
+/// `None` when a file is not named in `attachments` (Discord refuses that, see [`refused`]).
+fn read_message(headers: &axum::http::HeaderMap, bytes: &[u8]) -> Option<(Value, Vec<Part>)> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if multipart::boundary(content_type).is_none() {
+        return Some((serde_json::from_slice(bytes).unwrap(), Vec::new()));
+    }
+    let parts = multipart::parse(content_type, bytes);
+    let body: Value = parts
+        .iter()
+        .find(|p| p.name == "payload_json")
+        .map(|p| serde_json::from_slice(&p.bytes).unwrap())
+        .unwrap_or_else(|| json!({}));
+    let files: Vec<Part> = parts
+        .into_iter()
+        .filter(|p| p.name.starts_with("files["))
+        .collect();
+    for file in &files {
+        let n: u64 = file.name["files[".len()..file.name.len() - 1]
+            .parse()
+            .unwrap();
+        let named = body["attachments"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["id"].as_u64() == Some(n)));
+        if !named {
+            return None;
+        }
+    }
+    Some((body, files))
+}
+
+/// Discord's answer to a file its message does not name.
+fn refused() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"message": "Invalid Form Body", "code": 50035})),
+    )
+        .into_response()
+}
+
+/// The `attachments` of the message Discord answers with.
+fn attachments(body: &Value, files: &[Part], first_id: u64) -> Value {
+    let listed: Vec<Value> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let n: u64 = f.name["files[".len()..f.name.len() - 1].parse().unwrap();
+            let entry = body["attachments"]
+                .as_array()
+                .and_then(|a| a.iter().find(|e| e["id"].as_u64() == Some(n)))
+                .cloned()
+                .unwrap_or_default();
+            let filename = f.filename.clone().unwrap_or_default();
+            let id = first_id + i as u64;
+            json!({
+                "id": id.to_string(),
+                "filename": filename,
+                "description": entry.get("description"),
+                "content_type": f.content_type,
+                "size": f.bytes.len(),
+                "url": format!("https://cdn.discordapp.com/attachments/1/{id}/{filename}"),
+                "proxy_url": format!("https://media.discordapp.net/attachments/1/{id}/{filename}"),
+            })
+        })
+        .collect();
+    Value::Array(listed)
+}
+
+fn server_error() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"message": "500: Internal Server Error", "code": 0})),
+    )
+        .into_response()
+}
+
 async fn follow_up(
     State(inner): Shared,
     Path((application_id, token)): Path<(String, String)>,
-    Json(body): Json<Value>,
-) -> Json<Value> {
+    headers: axum::http::HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    let Some((body, files)) = read_message(&headers, &bytes) else {
+        return refused();
+    };
     let mut inner = inner.lock().unwrap();
+    if inner.fail > 0 && !files.is_empty() {
+        inner.fail -= 1;
+        return server_error();
+    }
     inner.next_id += 1;
     let id = inner.next_id.to_string();
-    let content = body.get("content").cloned().unwrap_or(Value::Null);
+    let content = body.get("content").cloned().unwrap_or(json!(""));
+    let listed = attachments(&body, &files, inner.next_id * 10);
     inner.calls.push(FollowUp {
         application_id,
         token,
         body,
+        files,
     });
-    Json(json!({"id": id, "type": 0, "content": content, "channel_id": "645027906669510667"}))
+    Json(json!({"id": id, "type": 0, "content": content, "channel_id": "645027906669510667", "attachments": listed}))
+        .into_response()
 }
 
 async fn gateway(State(inner): Shared) -> Json<Value> {
@@ -239,10 +350,17 @@ async fn create_message(
     State(inner): Shared,
     Path(channel_id): Path<String>,
     headers: axum::http::HeaderMap,
-    Json(body): Json<Value>,
+    bytes: axum::body::Bytes,
 ) -> Response {
+    let Some((body, files)) = read_message(&headers, &bytes) else {
+        return refused();
+    };
     let mut inner = inner.lock().unwrap();
     inner.message_posts += 1;
+    if inner.fail > 0 && !files.is_empty() {
+        inner.fail -= 1;
+        return server_error();
+    }
     if inner.rate_limit > 0 {
         inner.rate_limit -= 1;
         return (
@@ -279,7 +397,7 @@ async fn create_message(
         "mention_everyone": false,
         "mentions": [],
         "mention_roles": [],
-        "attachments": [],
+        "attachments": attachments(&body, &files, inner.next_id * 10),
         "embeds": [],
         "pinned": false,
         "type": if body.get("message_reference").is_some() { 19 } else { 0 },
@@ -299,6 +417,7 @@ async fn create_message(
     inner.sent.push(Sent {
         channel_id,
         body,
+        files,
         authorization,
         id,
     });

@@ -5,6 +5,7 @@ pub mod discord;
 pub mod discord_gateway;
 pub mod gemini;
 pub mod llm_fake;
+pub mod multipart;
 pub mod openai;
 pub mod rest_api;
 pub mod slack;

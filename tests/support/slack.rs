@@ -1,6 +1,14 @@
-//! A fake Slack Web API on `127.0.0.1`: records every call (method, JSON body, auth header)
-//! and answers `{"ok": true, "ts": "…"}`, or what a test scripted (a 429 with `Retry-After`,
-//! an `ok: false`).
+//! A fake Slack Web API on `127.0.0.1`: records every call (method, body as JSON — a form's
+//! fields become a JSON object — and auth header) and answers `{"ok": true, "ts": "…"}`, or
+//! what a test scripted (a 429 with `Retry-After`, an `ok: false`).
+//!
+//! The file upload works as Slack's does: `files.getUploadURLExternal` (form: `filename`,
+//! `length`, optional `alt_txt`) answers `{ok, upload_url, file_id}` with the upload URL on the
+//! fake itself (`/upload/{file_id}`, taking the raw bytes or a multipart `file`);
+//! `files.completeUploadExternal` (`files=[{"id","title"}]`, `channel_id`, `thread_ts`) shares
+//! the uploaded files and answers `{ok, files: […]}`, or `upload_not_complete` for a file whose
+//! bytes did not arrive or do not have the announced length. [`FakeSlack::uploads`] says what
+//! was received.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::collections::VecDeque;
@@ -37,8 +45,39 @@ pub enum Scripted {
     Error(String),
 }
 
+/// One file announced with `files.getUploadURLExternal`.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The id the fake gave it.
+    pub file_id: String,
+    /// `filename`.
+    pub filename: String,
+    /// `length`, as announced.
+    pub length: usize,
+    /// `alt_txt`, if given.
+    pub alt_txt: Option<String>,
+    /// The bytes POSTed to its upload URL, once they arrived.
+    pub bytes: Option<Vec<u8>>,
+    /// Where `files.completeUploadExternal` shared it, once it did.
+    pub shared: Option<Share>,
+}
+
+/// Where a file was shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    /// `channel_id`.
+    pub channel: String,
+    /// `thread_ts`, if given.
+    pub thread_ts: Option<String>,
+    /// The file's `title`.
+    pub title: Option<String>,
+}
+
 #[derive(Default)]
 struct Inner {
+    /// `http://127.0.0.1:port`, for upload URLs.
+    origin: String,
+    uploads: Vec<Upload>,
     calls: Vec<Call>,
     /// When the first `chat.postMessage` into each channel arrived (benchmarks wait on it).
     first_post: std::collections::HashMap<String, std::time::Instant>,
@@ -65,9 +104,13 @@ impl FakeSlack {
         let app = Router::new()
             .route("/api/{method}", post(handle).get(history))
             .route("/response/{id}", post(response_url))
+            .route("/upload/{id}", post(upload))
+            // Uploads are larger than axum's default body limit (2 MB).
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(Arc::clone(&inner));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        inner.lock().unwrap().origin = format!("http://{addr}");
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
             url: format!("http://{addr}/api"),
@@ -82,6 +125,19 @@ impl FakeSlack {
             .unwrap()
             .script
             .push_back((method.to_string(), answer));
+    }
+
+    /// Every file announced so far, with what arrived for it.
+    pub fn uploads(&self) -> Vec<Upload> {
+        self.inner.lock().unwrap().uploads.clone()
+    }
+
+    /// The files shared into a channel so far (announced, uploaded and completed).
+    pub fn shared_files(&self) -> Vec<Upload> {
+        self.uploads()
+            .into_iter()
+            .filter(|u| u.shared.is_some())
+            .collect()
     }
 
     /// Every call so far.
@@ -138,7 +194,21 @@ async fn handle(
     body: axum::body::Bytes,
 ) -> Response {
     // Slack accepts JSON, a form, or no body at all (auth.test with the bearer token only).
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let form = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body: Value = if form {
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap();
+        Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    };
     let mut inner = inner.lock().unwrap();
     if method == "chat.postMessage"
         && let Some(channel) = body["channel"].as_str()
@@ -150,7 +220,7 @@ async fn handle(
     }
     inner.calls.push(Call {
         method: method.clone(),
-        body,
+        body: body.clone(),
         auth: headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -169,6 +239,62 @@ async fn handle(
                 .into_response(),
             Scripted::Error(error) => Json(json!({"ok": false, "error": error})).into_response(),
         };
+    }
+    if method == "files.getUploadURLExternal" {
+        let (Some(filename), Some(length)) = (
+            body["filename"].as_str(),
+            body["length"]
+                .as_str()
+                .and_then(|l| l.parse::<usize>().ok()),
+        ) else {
+            return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
+        };
+        let file_id = format!("F{:010}", inner.uploads.len() + 1);
+        let upload_url = format!("{}/upload/{file_id}", inner.origin);
+        inner.uploads.push(Upload {
+            file_id: file_id.clone(),
+            filename: filename.to_string(),
+            length,
+            alt_txt: body["alt_txt"].as_str().map(str::to_string),
+            bytes: None,
+            shared: None,
+        });
+        return Json(json!({"ok": true, "upload_url": upload_url, "file_id": file_id}))
+            .into_response();
+    }
+    if method == "files.completeUploadExternal" {
+        let Some(files) = body["files"]
+            .as_str()
+            .and_then(|f| serde_json::from_str::<Value>(f).ok())
+            .and_then(|f| f.as_array().cloned())
+        else {
+            return Json(json!({"ok": false, "error": "invalid_arguments"})).into_response();
+        };
+        let channel = body["channel_id"].as_str().map(str::to_string);
+        let thread_ts = body["thread_ts"].as_str().map(str::to_string);
+        let mut answered = Vec::new();
+        for f in &files {
+            let id = f["id"].as_str().unwrap_or_default();
+            let Some(upload) = inner.uploads.iter_mut().find(|u| u.file_id == id) else {
+                return Json(json!({"ok": false, "error": "file_not_found"})).into_response();
+            };
+            if upload.bytes.as_ref().map(Vec::len) != Some(upload.length) {
+                return Json(json!({"ok": false, "error": "upload_not_complete"})).into_response();
+            }
+            let title = f["title"].as_str().map(str::to_string);
+            if let Some(channel) = &channel {
+                upload.shared = Some(Share {
+                    channel: channel.clone(),
+                    thread_ts: thread_ts.clone(),
+                    title: title.clone(),
+                });
+            }
+            answered.push(json!({
+                "id": id, "name": upload.filename, "title": title.unwrap_or_else(|| upload.filename.clone()),
+                "size": upload.length, "alt_txt": upload.alt_txt,
+            }));
+        }
+        return Json(json!({"ok": true, "files": answered})).into_response();
     }
     if method == "auth.test" {
         return Json(json!({
@@ -227,4 +353,34 @@ async fn history(
         })
         .collect();
     Json(json!({"ok": true, "messages": messages, "has_more": false})).into_response()
+}
+
+/// An upload URL: the bytes of an announced file, raw or as a multipart `file` part.
+async fn upload(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let bytes = if crate::support::multipart::boundary(content_type).is_some() {
+        crate::support::multipart::parse(content_type, &body)
+            .into_iter()
+            .find(|p| p.filename.is_some())
+            .map(|p| p.bytes)
+            .unwrap_or_default()
+    } else {
+        body.to_vec()
+    };
+    let mut inner = inner.lock().unwrap();
+    let Some(upload) = inner.uploads.iter_mut().find(|u| u.file_id == id) else {
+        return (StatusCode::NOT_FOUND, "unknown upload").into_response();
+    };
+    let len = bytes.len();
+    upload.bytes = Some(bytes);
+    POSTED.notify_waiters();
+    (StatusCode::OK, format!("OK - {len}")).into_response()
 }

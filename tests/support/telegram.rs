@@ -6,6 +6,12 @@
 //! private chat and sender of `../shared/fixtures/telegram/teloxide_tests/private_text.json`, a
 //! supergroup for negative chat ids, the topic for `message_thread_id`), `sendChatAction` with
 //! `true`, scripted 429s with `parameters.retry_after`, and scripted refusals (`ok: false`).
+//!
+//! `sendPhoto` and `sendDocument` come as multipart/form-data: the plain fields are recorded in
+//! the body (as strings, the way they travel: `reply_parameters` is JSON text), the file in
+//! [`Call::files`] under the field it was sent for (`photo`, `document`), also when the field
+//! says `attach://<part>` and the bytes are in that part, as teloxide sends them. They are
+//! answered with a Message carrying a `photo` (sizes) or a `document`, and the caption.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::sync::{Arc, Mutex};
@@ -20,6 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Value, json};
 
+use crate::support::multipart::{self, Part};
+
 /// One recorded Bot API call.
 #[derive(Debug, Clone)]
 pub struct Call {
@@ -29,6 +37,8 @@ pub struct Call {
     pub method: String,
     /// The body: JSON, or form fields as a JSON object.
     pub body: Value,
+    /// The files of a multipart call, named by the field they were sent for.
+    pub files: Vec<Part>,
     /// When the call arrived.
     pub at: Instant,
 }
@@ -75,6 +85,8 @@ impl FakeTelegram {
         let state = (Arc::clone(&inner), username.to_string());
         let app = Router::new()
             .route("/{bot}/{method}", post(handle))
+            // Uploads are larger than axum's default body limit (2 MB).
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -149,7 +161,56 @@ impl FakeTelegram {
     }
 }
 
-fn read_body(bytes: &[u8]) -> Value {
+fn read_body(content_type: &str, bytes: &[u8]) -> (Value, Vec<Part>) {
+    if multipart::boundary(content_type).is_some() {
+        let parts = multipart::parse(content_type, bytes);
+        let mut fields = Map::new();
+        let mut files = Vec::new();
+        for part in &parts {
+            if part.filename.is_some() {
+                continue;
+            }
+            let text = part.text();
+            // `attach://name`: the file is the part called `name`.
+            if let Some(attached) = text.strip_prefix("attach://") {
+                let file = parts
+                    .iter()
+                    .find(|p| p.name == attached)
+                    .unwrap_or_else(|| panic!("no part for {text}"));
+                files.push(Part {
+                    name: part.name.clone(),
+                    ..file.clone()
+                });
+            }
+            fields.insert(part.name.clone(), Value::String(text));
+        }
+        // A file sent directly under its field's name.
+        for part in &parts {
+            if part.filename.is_some() && !fields.contains_key(&part.name) {
+                let referenced = fields
+                    .values()
+                    .any(|v| v.as_str() == Some(&format!("attach://{}", part.name)));
+                if !referenced {
+                    files.push(part.clone());
+                }
+            }
+        }
+        // Ids as numbers, as the JSON bodies have them.
+        for key in ["chat_id", "message_thread_id"] {
+            if let Some(id) = fields
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(|c| c.parse::<i64>().ok())
+            {
+                fields.insert(key.into(), json!(id));
+            }
+        }
+        return (Value::Object(fields), files);
+    }
+    (read_plain(bytes), Vec::new())
+}
+
+fn read_plain(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         return json!({});
     }
@@ -169,9 +230,14 @@ fn read_body(bytes: &[u8]) -> Value {
 async fn handle(
     State((inner, username)): State<(Arc<Mutex<Inner>>, String)>,
     Path((bot, method)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (response, empty_poll) = answer(&inner, &username, &bot, &method, &body);
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let (response, empty_poll) = answer(&inner, &username, &bot, &method, content_type, &body);
     if empty_poll {
         // A short "long poll" keeps tests quick without spinning.
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -184,6 +250,7 @@ fn answer(
     username: &str,
     bot: &str,
     method: &str,
+    content_type: &str,
     body: &[u8],
 ) -> (Response, bool) {
     let Some(token) = bot.strip_prefix("bot") else {
@@ -196,12 +263,13 @@ fn answer(
             false,
         );
     };
-    let body = read_body(body);
+    let (body, files) = read_body(content_type, body);
     let mut inner = inner.lock().unwrap();
     inner.calls.push(Call {
         token: token.to_string(),
         method: method.to_string(),
         body: body.clone(),
+        files: files.clone(),
         at: Instant::now(),
     });
     if method.eq_ignore_ascii_case("sendMessage")
@@ -253,6 +321,23 @@ fn answer(
             inner.next_message_id += 1;
             sent_message(inner.next_message_id, username, &body)
         }
+        "sendphoto" | "senddocument" => {
+            let field = if lower == "sendphoto" {
+                "photo"
+            } else {
+                "document"
+            };
+            let Some(file) = files.iter().find(|f| f.name == field) else {
+                let r = (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"ok": false, "error_code": 400, "description": format!("Bad Request: there is no {field} in the request")})),
+                )
+                    .into_response();
+                return (r, false);
+            };
+            inner.next_message_id += 1;
+            sent_file(inner.next_message_id, username, &body, field, file)
+        }
         "sendchataction" | "setwebhook" | "deletewebhook" => json!(true),
         _ => {
             let r = (
@@ -288,6 +373,36 @@ fn sent_message(message_id: i64, username: &str, body: &Value) -> Value {
     if let Some(thread) = body.get("message_thread_id") {
         message["message_thread_id"] = thread.clone();
         message["is_topic_message"] = json!(true);
+    }
+    message
+}
+
+/// The Message Telegram answers `sendPhoto` / `sendDocument` with.
+fn sent_file(message_id: i64, username: &str, body: &Value, field: &str, file: &Part) -> Value {
+    let mut message = sent_message(message_id, username, body);
+    let o = message.as_object_mut().unwrap();
+    o.remove("text");
+    let size = file.bytes.len();
+    let unique = format!("u{message_id}");
+    if field == "photo" {
+        o.insert(
+            "photo".into(),
+            json!([
+                {"file_id": format!("p{message_id}s"), "file_unique_id": format!("{unique}s"), "width": 90, "height": 60, "file_size": size / 4},
+                {"file_id": format!("p{message_id}"), "file_unique_id": unique, "width": 900, "height": 600, "file_size": size}
+            ]),
+        );
+    } else {
+        o.insert(
+            "document".into(),
+            json!({
+                "file_id": format!("d{message_id}"), "file_unique_id": unique,
+                "file_name": file.filename, "mime_type": file.content_type, "file_size": size
+            }),
+        );
+    }
+    if let Some(caption) = body.get("caption") {
+        o.insert("caption".into(), caption.clone());
     }
     message
 }

@@ -20,7 +20,10 @@
 //!   answer forwarded into a chat).
 //!
 //! Buttons ([`Button`]) and files ([`OutFile`]) are part of every reply; each platform renders
-//! them within its own rules.
+//! them within its own rules. A file is one part of its own after the text, and its ledger
+//! payload holds the file itself ([`OutFile::to_payload`], base64), so [`resend`] can send it
+//! from the row alone; a file over the platform's limit or [`MAX_LEDGER_FILE_BYTES`] refuses
+//! the reply before anything is recorded.
 
 pub mod markdown;
 pub mod split;
@@ -29,6 +32,8 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -105,6 +110,130 @@ pub struct OutFile {
     pub alt: Option<String>,
     /// The content.
     pub bytes: Vec<u8>,
+}
+
+/// The most bytes of one file a reply may carry, whatever the platform takes: the file is kept
+/// in its egress-ledger row (base64 in the JSON payload, so the row is about 4/3 of this) until
+/// the platform confirmed it, and a ledger row is no place for larger blobs.
+pub const MAX_LEDGER_FILE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The image types every platform shows inline (as a photo, an image attachment).
+const INLINE_IMAGES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// What an egress row holds of an [`OutFile`] (see [`OutFile::to_payload`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RecordedFile {
+    name: String,
+    mime: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alt: Option<String>,
+    /// The length of the content, checked when it is read back.
+    size: usize,
+    /// The content, base64 (standard alphabet, padded).
+    base64: String,
+}
+
+impl OutFile {
+    /// Whether this is an image the platforms show inline (PNG, JPEG, GIF, WebP), by its MIME
+    /// type (parameters and case ignored).
+    pub fn is_image(&self) -> bool {
+        let essence = self.mime.split(';').next().unwrap_or("").trim();
+        INLINE_IMAGES
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(essence))
+    }
+
+    /// Its alt text, trimmed and cut to `max_chars` characters (an ellipsis marks a cut);
+    /// `None` when there is none.
+    pub fn alt_within(&self, max_chars: usize) -> Option<String> {
+        let alt = self
+            .alt
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())?;
+        if alt.chars().count() <= max_chars {
+            return Some(alt.to_string());
+        }
+        let mut cut: String = alt.chars().take(max_chars.saturating_sub(1)).collect();
+        cut.push('…');
+        Some(cut)
+    }
+
+    /// The file as it is kept in an egress-ledger payload (`{"name", "mime", "alt", "size",
+    /// "base64"}`), so a part recorded before a crash can be sent again from its row alone.
+    ///
+    /// A file larger than `limit` bytes (the platform's upload limit) or than
+    /// [`MAX_LEDGER_FILE_BYTES`] is refused with an error naming the file, its size and the
+    /// limit. Platforms call this from [`ChatPlatform::payload`], which [`deliver`] calls for
+    /// every part before it records any, so a refused file leaves nothing recorded or sent.
+    pub fn to_payload(&self, platform: &str, limit: usize) -> Result<Value> {
+        let limit = limit.min(MAX_LEDGER_FILE_BYTES);
+        if self.bytes.len() > limit {
+            return Err(Error::TooLarge(format!(
+                "the file `{}` is {} ({} bytes); conveyor sends files of at most {} ({limit} bytes) to {platform}, so the reply was not sent; make the file smaller or link to it instead",
+                self.name,
+                human_bytes(self.bytes.len()),
+                self.bytes.len(),
+                human_bytes(limit),
+            )));
+        }
+        if self.name.trim().is_empty() {
+            return Err(Error::BadInput(format!(
+                "a file of {} bytes for {platform} has no name; every file sent needs one (e.g. `chart.png`)",
+                self.bytes.len()
+            )));
+        }
+        let recorded = RecordedFile {
+            name: self.name.clone(),
+            mime: self.mime.clone(),
+            alt: self.alt.clone(),
+            size: self.bytes.len(),
+            base64: BASE64.encode(&self.bytes),
+        };
+        serde_json::to_value(&recorded).map_err(|e| Error::internal("recording a file", e))
+    }
+
+    /// Reads a file back from its [`OutFile::to_payload`] form; a row that is not one, whose
+    /// content is not base64 or whose content does not have the recorded size is refused.
+    pub fn from_payload(value: &Value) -> Result<Self> {
+        let recorded: RecordedFile = serde_json::from_value(value.clone())
+            .map_err(|e| Error::BadInput(format!("a recorded file is unreadable ({e})")))?;
+        let bytes = BASE64.decode(recorded.base64.as_bytes()).map_err(|e| {
+            Error::BadInput(format!(
+                "the recorded file `{}` is not valid base64 ({e})",
+                recorded.name
+            ))
+        })?;
+        if bytes.len() != recorded.size {
+            return Err(Error::BadInput(format!(
+                "the recorded file `{}` holds {} bytes, not the {} recorded",
+                recorded.name,
+                bytes.len(),
+                recorded.size
+            )));
+        }
+        Ok(Self {
+            name: recorded.name,
+            mime: recorded.mime,
+            alt: recorded.alt,
+            bytes,
+        })
+    }
+}
+
+/// `n` bytes for people: `512 bytes`, `9.5 KiB`, `12.0 MiB`.
+fn human_bytes(n: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    // Display only: what converting to f64 loses is far below what is shown.
+    let f = n as f64;
+    if n < KIB {
+        format!("{n} bytes")
+    } else if n < MIB {
+        format!("{:.1} KiB", f / KIB as f64)
+    } else {
+        format!("{:.1} MiB", f / MIB as f64)
+    }
 }
 
 /// A reply, rendered in the platform's markup.
@@ -634,5 +763,105 @@ impl Platforms {
             .iter()
             .map(|p| Arc::clone(p) as Arc<dyn Outbox>)
             .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn png(bytes: Vec<u8>) -> OutFile {
+        OutFile {
+            name: "revenue.png".into(),
+            mime: "image/png".into(),
+            alt: Some("Revenue by month, rising from 10k to 14k".into()),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn a_file_survives_the_ledger_payload_byte_for_byte() {
+        // Every byte value, so nothing is lost to text encodings.
+        let file = png((0..=255u8).cycle().take(70_001).collect());
+        let payload = file.to_payload("Slack", 1 << 20).unwrap();
+        // What a row holds after the store's text round trip.
+        let stored: Value = serde_json::from_str(&payload.to_string()).unwrap();
+        assert_eq!(OutFile::from_payload(&stored).unwrap(), file);
+        assert_eq!(stored["size"], 70_001);
+        assert_eq!(stored["name"], "revenue.png");
+        let csv = OutFile {
+            name: "orders.csv".into(),
+            mime: "text/csv".into(),
+            alt: None,
+            bytes: b"id,total\n1,9.50\n".to_vec(),
+        };
+        let stored = csv.to_payload("Telegram", 1 << 20).unwrap();
+        assert!(stored.get("alt").is_none(), "{stored}");
+        assert_eq!(OutFile::from_payload(&stored).unwrap(), csv);
+        let empty = OutFile {
+            bytes: Vec::new(),
+            ..csv
+        };
+        assert_eq!(
+            OutFile::from_payload(&empty.to_payload("Discord", 10).unwrap()).unwrap(),
+            empty
+        );
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_naming_file_size_and_limit() {
+        let file = png(vec![7; 2_048]);
+        assert!(file.to_payload("Telegram", 2_048).is_ok());
+        let e = file.to_payload("Telegram", 2_047).unwrap_err();
+        assert!(matches!(e, Error::TooLarge(_)), "{e:?}");
+        let message = e.to_string();
+        for needle in [
+            "`revenue.png`",
+            "2.0 KiB",
+            "2048 bytes",
+            "2047 bytes",
+            "Telegram",
+        ] {
+            assert!(message.contains(needle), "{needle} not in: {message}");
+        }
+        // Whatever the platform allows, the ledger holds at most MAX_LEDGER_FILE_BYTES.
+        let big = png(vec![0; MAX_LEDGER_FILE_BYTES + 1]);
+        let message = big.to_payload("Slack", usize::MAX).unwrap_err().to_string();
+        assert!(message.contains("8.0 MiB"), "{message}");
+        assert!(
+            big.to_payload("Slack", usize::MAX)
+                .unwrap_err()
+                .to_string()
+                .contains(&format!("{MAX_LEDGER_FILE_BYTES} bytes"))
+        );
+    }
+
+    #[test]
+    fn a_damaged_recorded_file_is_refused() {
+        let mut stored = png(b"abc".to_vec()).to_payload("Slack", 100).unwrap();
+        stored["size"] = json!(4);
+        let e = OutFile::from_payload(&stored).unwrap_err().to_string();
+        assert!(e.contains("3 bytes, not the 4"), "{e}");
+        stored["base64"] = json!("not base64!");
+        assert!(OutFile::from_payload(&stored).is_err());
+        assert!(OutFile::from_payload(&json!({"text": "a message"})).is_err());
+    }
+
+    #[test]
+    fn images_and_alt_text() {
+        let mut file = png(Vec::new());
+        assert!(file.is_image());
+        file.mime = "IMAGE/JPEG; q=1".into();
+        assert!(file.is_image());
+        file.mime = "image/svg+xml".into();
+        assert!(!file.is_image());
+        file.alt = Some("  ".into());
+        assert_eq!(file.alt_within(10), None);
+        file.alt = Some(" ünïcödé alt ".into());
+        assert_eq!(file.alt_within(20).as_deref(), Some("ünïcödé alt"));
+        assert_eq!(file.alt_within(5).as_deref(), Some("ünïc…"));
+        assert_eq!(file.alt_within(5).unwrap().chars().count(), 5);
     }
 }
