@@ -48,8 +48,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// Shorthand for [`Error::Upstream`] with context.
+    /// The error text is scrubbed of URLs' paths, queries and credentials ([`scrub_urls`]):
+    /// HTTP clients print the URL they called, and some carry secrets (an API key in the
+    /// query, a Slack `response_url`, a bot token in the path).
     pub fn upstream(context: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
-        Self::Upstream(format!("{context}: {err}"))
+        Self::Upstream(format!("{context}: {}", scrub_urls(&err.to_string())))
     }
 
     /// Shorthand for [`Error::Internal`] with context.
@@ -64,5 +67,67 @@ pub fn or_list(names: &[&str]) -> String {
         [] => String::new(),
         [one] => (*one).to_string(),
         [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// `text` with every `http://` or `https://` URL cut to its origin (`https://host:port`, plus
+/// `/…` when anything followed): error text from HTTP clients names the URL it called, and a
+/// URL can carry a secret in its query (`?key=`), its path (a bot token, a Slack
+/// `response_url`) or its user info. The text is only ever cut at offsets found in itself.
+pub fn scrub_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let found = ["https://", "http://"]
+            .iter()
+            .filter_map(|scheme| rest.find(scheme).map(|at| (at, *scheme)))
+            .min_by_key(|(at, _)| *at);
+        let Some((at, scheme)) = found else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at]);
+        let url = &rest[at + scheme.len()..];
+        let end = url
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | ')' | ']')
+            })
+            .unwrap_or(url.len());
+        let (url, after) = url.split_at(end);
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let (authority, tail) = url.split_at(authority_end);
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        out.push_str(scheme);
+        out.push_str(host);
+        if !tail.is_empty() {
+            out.push_str("/…");
+        }
+        rest = after;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_error_text_keep_only_their_origin() {
+        assert_eq!(
+            scrub_urls(
+                "error sending request for url (https://generativelanguage.googleapis.com/v1beta/models/g:generateContent?key=AIzaSECRET)"
+            ),
+            "error sending request for url (https://generativelanguage.googleapis.com/…)"
+        );
+        assert_eq!(
+            scrub_urls(
+                "POST https://hooks.slack.com/commands/T1/B2/s3cr3t failed; http://u:p@h:8080 too"
+            ),
+            "POST https://hooks.slack.com/… failed; http://h:8080 too"
+        );
+        assert_eq!(scrub_urls("no url here: é Ω"), "no url here: é Ω");
+        assert_eq!(scrub_urls("https://"), "https://");
+        assert_eq!(scrub_urls("xhttps://é/ä?k=v"), "xhttps://é/…");
     }
 }

@@ -330,7 +330,8 @@ impl CallError {
             Some(s) => s == 429 || s == 408 || s >= 500,
             None => e.is_retryable() || matches!(e, ProviderError::Http(_)),
         };
-        let mut message = e.to_string();
+        // Never the URL's query or path: Gemini's API key travels in the query.
+        let mut message = crate::error::scrub_urls(&e.to_string());
         if let Some(body) = e.provider_response_body() {
             let body: String = body.chars().take(300).collect();
             if !message.contains(&body) {

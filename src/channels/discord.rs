@@ -45,11 +45,7 @@ pub const MAX_UPLOAD_BYTES: usize = 10 * 1024 * 1024;
 
 /// The largest file conveyor sends to Discord: its upload limit, capped by the ledger's
 /// ([`chat::MAX_LEDGER_FILE_BYTES`]).
-pub const MAX_FILE_BYTES: usize = if MAX_UPLOAD_BYTES < chat::MAX_LEDGER_FILE_BYTES {
-    MAX_UPLOAD_BYTES
-} else {
-    chat::MAX_LEDGER_FILE_BYTES
-};
+pub const MAX_FILE_BYTES: usize = chat::file_cap(MAX_UPLOAD_BYTES);
 
 /// The longest attachment description (its alt text).
 const MAX_DESCRIPTION_CHARS: usize = 1_024;

@@ -47,11 +47,7 @@ pub const MAX_MESSAGE_CHARS: usize = 3_000;
 pub const MAX_UPLOAD_BYTES: usize = 1024 * 1024 * 1024;
 
 /// The largest file conveyor sends to Slack.
-pub const MAX_FILE_BYTES: usize = if MAX_UPLOAD_BYTES < chat::MAX_LEDGER_FILE_BYTES {
-    MAX_UPLOAD_BYTES
-} else {
-    chat::MAX_LEDGER_FILE_BYTES
-};
+pub const MAX_FILE_BYTES: usize = chat::file_cap(MAX_UPLOAD_BYTES);
 
 /// The longest `alt_txt` Slack takes (`alt_txt_too_large` beyond it).
 const MAX_ALT_CHARS: usize = 1_000;

@@ -60,11 +60,7 @@ pub const MAX_DOCUMENT_BYTES: usize = 50_000_000;
 
 /// The largest file conveyor sends to Telegram: the platform's limits, capped by the ledger's
 /// ([`chat::MAX_LEDGER_FILE_BYTES`]).
-pub const MAX_FILE_BYTES: usize = if MAX_PHOTO_BYTES < chat::MAX_LEDGER_FILE_BYTES {
-    MAX_PHOTO_BYTES
-} else {
-    chat::MAX_LEDGER_FILE_BYTES
-};
+pub const MAX_FILE_BYTES: usize = chat::file_cap(MAX_PHOTO_BYTES);
 
 /// The longest caption of a photo or document.
 const MAX_CAPTION_CHARS: usize = 1_024;

@@ -1066,7 +1066,7 @@ impl Lakehouse {
         let provider = table
             .table_provider()
             .await
-            .map_err(|e| Error::Upstream(format!("lakehouse: {what} failed: {e}")))?;
+            .map_err(|e| Error::upstream(format!("lakehouse: {what} failed"), e))?;
         let df = ctx
             .read_table(provider)
             .map_err(|e| Error::internal("lakehouse: reading a table to retype it", e))?;
@@ -1416,7 +1416,7 @@ impl Lakehouse {
         let provider = table
             .table_provider()
             .await
-            .map_err(|e| Error::Upstream(format!("lakehouse: {what} failed: {e}")))?;
+            .map_err(|e| Error::upstream(format!("lakehouse: {what} failed"), e))?;
         let planned = |e: deltalake::datafusion::error::DataFusionError| {
             Error::internal("lakehouse: planning the comparison of keys", e)
         };
@@ -1466,7 +1466,7 @@ impl Lakehouse {
         let mut stream = gone
             .execute_stream()
             .await
-            .map_err(|e| Error::Upstream(format!("lakehouse: {what} failed: {e}")))?;
+            .map_err(|e| Error::upstream(format!("lakehouse: {what} failed"), e))?;
         let stage = tempfile::Builder::new()
             .prefix("conveyor-gone-")
             .tempdir()
@@ -1474,7 +1474,7 @@ impl Lakehouse {
         let mut out = typed::ParquetFile::new(stage.path().join("gone.parquet"));
         while let Some(batch) = futures_util::StreamExt::next(&mut stream).await {
             let batch =
-                batch.map_err(|e| Error::Upstream(format!("lakehouse: {what} failed: {e}")))?;
+                batch.map_err(|e| Error::upstream(format!("lakehouse: {what} failed"), e))?;
             if batch.num_rows() > 0 {
                 out.write(&batch)?;
             }

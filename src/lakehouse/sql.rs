@@ -495,11 +495,11 @@ pub(super) async fn change_rows(
     let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(
         table.scan_cdf().with_starting_version(start),
     )
-    .map_err(|e| Error::Upstream(format!("{what}: {e}")))?;
+    .map_err(|e| Error::upstream(what, e))?;
     let ctx = SessionContext::new();
     let df = ctx
         .read_table(Arc::new(provider))
-        .map_err(|e| Error::Upstream(format!("{what}: {e}")))?;
+        .map_err(|e| Error::upstream(what, e))?;
     json_rows_within(df, timeout, what).await
 }
 
@@ -518,7 +518,7 @@ async fn json_rows_within(
                 timeout.as_secs_f64()
             ))
         })?
-        .map_err(|e| Error::Upstream(format!("{what}: {e}")))?;
+        .map_err(|e| Error::upstream(what, e))?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     QueryOutput {
         columns: schema.fields().iter().map(|f| f.name().clone()).collect(),

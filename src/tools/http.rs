@@ -873,7 +873,7 @@ async fn read_body(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| Error::Upstream(format!("reading the response failed: {e}")))?
+        .map_err(|e| Error::upstream("reading the response failed", e))?
     {
         if out.len() + chunk.len() > cap {
             return match overflow {

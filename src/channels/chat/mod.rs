@@ -117,6 +117,16 @@ pub struct OutFile {
 /// the platform confirmed it, and a ledger row is no place for larger blobs.
 pub const MAX_LEDGER_FILE_BYTES: usize = 8 * 1024 * 1024;
 
+/// The largest file a platform whose own limit is `platform_limit` sends: the lower of that
+/// and [`MAX_LEDGER_FILE_BYTES`].
+pub const fn file_cap(platform_limit: usize) -> usize {
+    if platform_limit < MAX_LEDGER_FILE_BYTES {
+        platform_limit
+    } else {
+        MAX_LEDGER_FILE_BYTES
+    }
+}
+
 /// The image types every platform shows inline (as a photo, an image attachment).
 const INLINE_IMAGES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
