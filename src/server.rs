@@ -61,6 +61,18 @@ pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -
         Err(e) => tracing::error!(error = %e, "scheduled connector runs are off"),
     }
     tracker.close();
+    // Say once how the API is protected (see `http::auth`).
+    let loopback = app.config.server.listen.ip().is_loopback();
+    match app.store.api_keys_active().await {
+        Ok(0) if loopback => tracing::info!(
+            "the HTTP API is open to this machine only: no API key exists and the listener is loopback; `conveyor keys create NAME` turns keys on"
+        ),
+        Ok(0) => tracing::warn!(
+            "no API key exists, so /v1, /sources, /metrics and delivery status refuse every request; create one with `conveyor keys create NAME --scope chat`"
+        ),
+        Ok(n) => tracing::info!(keys = n, "the HTTP API needs an API key"),
+        Err(e) => tracing::warn!(error = %e, "could not count API keys"),
+    }
     let address = listener
         .local_addr()
         .map(|a| a.to_string())

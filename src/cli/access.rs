@@ -1,9 +1,10 @@
-//! `conveyor access …`: pairing codes and grants of the chat platforms' `[access.NAME]`.
+//! `conveyor access …`: pairing codes and grants of the chat platforms' `[access.NAME]`;
+//! `conveyor keys …`: the API keys of the HTTP surface.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::AccessCommand;
+use super::{AccessCommand, KeysCommand};
 use crate::config::Config;
 use crate::{Error, Result};
 
@@ -104,6 +105,74 @@ pub(super) async fn access(config_path: &Path, what: AccessCommand) -> Result<Ex
             }
         }
         Ok(ExitCode::SUCCESS)
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+/// `conveyor keys …`.
+pub(super) async fn keys(config_path: &Path, what: KeysCommand) -> Result<ExitCode> {
+    use crate::store::Scope;
+    let config = Config::load(config_path)?;
+    let store = crate::store::Store::connect(&config.store_url()?).await?;
+    let result = async {
+        match what {
+            KeysCommand::Create { name, scopes, json } => {
+                let scopes = scopes
+                    .iter()
+                    .map(|s| Scope::parse(s))
+                    .collect::<Result<Vec<_>>>()?;
+                let (key, record) = store.api_key_create(&name, &scopes, &login_name()).await?;
+                if json {
+                    out!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({"key": key, "record": record}))
+                            .unwrap_or_default()
+                    );
+                } else {
+                    let names: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
+                    out!("{key}");
+                    eprintln!(
+                        "Created key cvk_{} ({}) with scope {}. It is shown only now: store it in a secret manager. Send it as `Authorization: Bearer <key>`, or paste it into the web page.",
+                        record.id,
+                        record.name,
+                        names.join(", ")
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            KeysCommand::List { json } => {
+                let keys = store.api_keys().await?;
+                if json {
+                    out!("{}", serde_json::to_string_pretty(&keys).unwrap_or_default());
+                } else if keys.is_empty() {
+                    out!("No API keys. Create one with `conveyor keys create NAME --scope chat`.");
+                } else {
+                    for k in &keys {
+                        let names: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                        out!(
+                            "cvk_{}  {:<24} {:<16} {}",
+                            k.id,
+                            k.name,
+                            names.join(","),
+                            if k.revoked_at.is_some() { "revoked" } else { "active" }
+                        );
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            KeysCommand::Revoke { id } => {
+                if store.api_key_revoke(&id).await? {
+                    out!("Revoked {id}; requests with it are refused from now on.");
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    Err(Error::NotFound(format!(
+                        "no active key {id}; `conveyor keys list` shows them"
+                    )))
+                }
+            }
+        }
     }
     .await;
     store.close().await;

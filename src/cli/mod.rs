@@ -131,6 +131,11 @@ pub enum Command {
         #[command(subcommand)]
         what: AccessCommand,
     },
+    /// API keys of the HTTP surface: create, list, revoke.
+    Keys {
+        #[command(subcommand)]
+        what: KeysCommand,
+    },
     /// Sync connectors (connectors/*.toml) into the lakehouse: bronze, then silver.
     Sync {
         /// Only this connector (all of them by default).
@@ -191,6 +196,34 @@ pub enum Command {
         /// Print the checks as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `conveyor keys …`.
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; it is printed once (only its hash is kept).
+    Create {
+        /// What the key is for (`web page`, `grafana`, `ci`).
+        name: String,
+        /// What it may do: chat (ask), read (chunks, sources, connectors, runs, metrics,
+        /// delivery status), admin (everything). Repeat or separate with commas.
+        #[arg(long = "scope", value_delimiter = ',', default_value = "chat")]
+        scopes: Vec<String>,
+        /// Print the key and its record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the keys (never their secrets).
+    List {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id (`cvk_<id>`, or the whole key).
+    Revoke {
+        /// The key's id.
+        id: String,
     },
 }
 
@@ -395,6 +428,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tools { what } => tools::tools(config, what).await,
         Command::Audit { what } => tools::audit(config, what).await,
         Command::Access { what } => access::access(config, what).await,
+        Command::Keys { what } => access::keys(config, what).await,
         Command::Sync { name, full, json } => data::sync(config, name.as_deref(), full, json).await,
         Command::Optimize {
             name,

@@ -5,7 +5,7 @@
 //! `{"error": {"kind", "message"}}`, and internal errors are logged here, once.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub mod auth;
 mod chat;
 mod connectors;
 mod hooks;
@@ -22,6 +23,7 @@ use crate::app::App;
 use crate::channels::web;
 use crate::error::Error;
 use crate::model::{Channel, Citation, ConversationKey, Inbound, Outbound, UserRef};
+use crate::store::Scope;
 
 /// An [`Error`] on its way to becoming a response.
 #[derive(Debug)]
@@ -96,18 +98,33 @@ pub fn router(app: App) -> Router {
             router = router.route(route, post(chat::post_platform));
         }
     }
-    router
-        .route("/", get(web_page))
-        .route("/sources/{chunk_id}", get(source_page))
+    // Routes that need an API key with a scope (see `auth`); the rest carry their own
+    // signatures (chat platforms, hooks) or say nothing private (the page shell, health).
+    let chat_scope = Router::new()
         .route("/v1/messages", post(post_message))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (app.clone(), Scope::Chat),
+            auth::require,
+        ));
+    let read_scope = Router::new()
+        .route("/sources/{chunk_id}", get(source_page))
         .route("/v1/chunks/{chunk_id}", get(get_chunk))
         .route("/v1/connectors", get(connectors::get_connectors))
         .route("/v1/runs", get(connectors::get_runs))
+        .route("/metrics", get(metrics))
+        .route("/hooks/{name}/deliveries/{key}", get(hooks::get_delivery))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (app.clone(), Scope::Read),
+            auth::require,
+        ));
+    router
+        .merge(chat_scope)
+        .merge(read_scope)
+        .route("/", get(web_page))
+        .route("/v1/session", post(sign_in).delete(sign_out))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/hooks/{name}", post(hooks::post_hook))
-        .route("/hooks/{name}/deliveries/{key}", get(hooks::get_delivery))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -223,6 +240,7 @@ fn field(name: &str, value: &str) -> Result<(), Error> {
 
 async fn post_message(
     State(app): State<App>,
+    Extension(caller): Extension<auth::Caller>,
     headers: HeaderMap,
     body: Result<Json<MessageRequest>, JsonRejection>,
 ) -> Result<Json<MessageResponse>, ApiError> {
@@ -239,13 +257,31 @@ async fn post_message(
             .to_string(),
         None => uuid::Uuid::new_v4().to_string(),
     };
+    // A key holder is who their key says, whatever the body claims (`user` is then only a
+    // display name), and their conversations and idempotency keys are theirs alone: another
+    // key naming the same ids gets its own. An open API (loopback, no keys) trusts the body.
+    let (user, conversation, idempotency) = match caller.key_id() {
+        Some(id) => (
+            UserRef {
+                id: id.clone(),
+                name: Some(req.user),
+            },
+            format!("{id}/{}", req.conversation_id),
+            format!("{id}/{key}"),
+        ),
+        None => (
+            UserRef {
+                id: req.user,
+                name: None,
+            },
+            req.conversation_id.clone(),
+            key.clone(),
+        ),
+    };
     let inbound = Inbound {
-        idempotency_key: key.clone(),
-        conversation: ConversationKey::new(Channel::API, req.conversation_id),
-        user: UserRef {
-            id: req.user,
-            name: None,
-        },
+        idempotency_key: idempotency,
+        conversation: ConversationKey::new(Channel::API, conversation),
+        user,
         text: req.text,
         attachments: Vec::new(),
     };
@@ -255,7 +291,9 @@ async fn post_message(
         "retry with the same Idempotency-Key to get the answer once it is ready",
     )
     .await?;
-    Ok(Json(MessageResponse::new(out, key)))
+    let mut response = MessageResponse::new(out, key);
+    response.conversation_id = req.conversation_id;
+    Ok(Json(response))
 }
 
 /// Answers `inbound` as its own tracked task and waits for it up to `server.request_timeout`.
@@ -296,9 +334,9 @@ async fn get_chunk(
 async fn source_page(
     State(app): State<App>,
     Path(chunk_id): Path<String>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     match app.knowledge.index.get(&chunk_id).await? {
-        Some(hit) => Ok(Html(web::source_page(&hit.payload))),
+        Some(hit) => Ok((page_headers(), Html(web::source_page(&hit.payload)))),
         None => Err(Error::NotFound(format!(
             "no chunk with id {chunk_id} in the index; it may have been re-indexed since"
         ))
@@ -306,8 +344,78 @@ async fn source_page(
     }
 }
 
-async fn web_page() -> Html<&'static str> {
-    Html(web::PAGE)
+/// Headers every HTML page gets: no framing, no sniffing, no referrer, and a policy that lets
+/// the page talk only to this server.
+fn page_headers() -> [(header::HeaderName, &'static str); 4] {
+    [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ]
+}
+
+async fn web_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    auth::check_host(&app, &headers)?;
+    Ok((page_headers(), Html(web::PAGE)))
+}
+
+/// `POST /v1/session {"key": "cvk_…"}`: the web page signs in; the key (it must have the
+/// `chat` scope) comes back as an HttpOnly, SameSite=Strict cookie.
+#[derive(Deserialize)]
+struct SignIn {
+    key: String,
+}
+
+async fn sign_in(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Json<SignIn>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    auth::check_host(&app, &headers)?;
+    let Json(req) = body.map_err(json_rejection)?;
+    let key = app.store.api_key_check(&req.key).await?.ok_or_else(|| {
+        Error::Unauthorized(
+            "the API key is not valid (unknown, revoked or mistyped); `conveyor keys list` shows the active ones".into(),
+        )
+    })?;
+    if !key.allows(Scope::Chat) {
+        return Err(Error::Unauthorized(format!(
+            "the API key `{}` does not have the `chat` scope the page needs",
+            key.id
+        ))
+        .into());
+    }
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{}={}; HttpOnly; SameSite=Strict; Path=/{}",
+        auth::COOKIE,
+        req.key.trim(),
+        if secure { "; Secure" } else { "" }
+    );
+    let mut response = Json(serde_json::json!({"signed_in": key.id})).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+async fn sign_out() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("conveyor_key=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    response
 }
 
 async fn healthz() -> &'static str {

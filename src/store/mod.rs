@@ -32,6 +32,8 @@ mod connectors;
 pub use connectors::{RunClaim, RunOutcome, RunRow};
 mod gold;
 pub use gold::GoldState;
+mod keys;
+pub use keys::{ApiKey, Scope};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -100,7 +100,10 @@ pub trait Tool: Send + Sync {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ToolPolicy {
-    /// User ids that may call the tool.
+    /// Users who may call the tool, as `PLATFORM:ID` (`slack:U0123`, `telegram:42`,
+    /// `api:key:0123456789ab` for an API key, `cli:alice` for a terminal user). An entry
+    /// without a platform matches that id on the chat platforms and the terminal, never on the
+    /// API or webhooks, whose callers name themselves.
     pub users: Vec<String>,
     /// Channel names that may call the tool.
     pub channels: Vec<String>,
@@ -127,7 +130,12 @@ impl ToolPolicy {
                 Ok(())
             };
         }
-        let allowed = self.users.contains(&caller.user_id)
+        let qualified = format!("{}:{}", caller.channel, caller.user_id);
+        let self_named = matches!(caller.channel.as_str(), "api" | "webhook");
+        let allowed = self
+            .users
+            .iter()
+            .any(|u| *u == qualified || (!self_named && *u == caller.user_id))
             || self.channels.contains(&caller.channel)
             || self.roles.iter().any(|r| caller.roles.contains(r));
         if allowed {
@@ -668,6 +676,32 @@ mod tests {
             .check(&caller("bob", "api", &["sales"]), false)
             .unwrap_err();
         assert!(err.contains("bob") && err.contains("sales"), "{err}");
+    }
+
+    /// Issue 12, finding 3: an API caller typed a Slack user's id and unlocked a sensitive
+    /// tool. Ids are compared with their platform.
+    #[test]
+    fn users_are_matched_with_their_platform() {
+        let p = ToolPolicy {
+            users: vec!["slack:U123".into(), "U777".into()],
+            ..ToolPolicy::default()
+        };
+        assert!(p.check(&caller("U123", "slack", &[]), true).is_ok());
+        assert!(p.check(&caller("U123", "api", &[]), true).is_err());
+        assert!(p.check(&caller("U123", "telegram", &[]), true).is_err());
+        // An entry without a platform never matches a caller who names themselves.
+        assert!(p.check(&caller("U777", "discord", &[]), true).is_ok());
+        assert!(p.check(&caller("U777", "api", &[]), true).is_err());
+        assert!(p.check(&caller("U777", "webhook", &[]), true).is_err());
+        let keyed = ToolPolicy {
+            users: vec!["api:key:0123456789ab".into()],
+            ..ToolPolicy::default()
+        };
+        assert!(
+            keyed
+                .check(&caller("key:0123456789ab", "api", &[]), true)
+                .is_ok()
+        );
     }
 
     #[test]

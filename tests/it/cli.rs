@@ -643,3 +643,46 @@ async fn doctor_online_asks_slack_who_the_token_belongs_to() {
         Some("Bearer xoxb-123-456-abc")
     );
 }
+
+#[tokio::test]
+async fn keys_create_list_and_revoke_from_the_command_line() {
+    let p = Project::init();
+    let out = p.run(&["keys", "create", "grafana", "--scope", "read,chat"]);
+    assert_success(&out);
+    let key = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        key.starts_with("cvk_") && key.len() == 4 + 12 + 1 + 64,
+        "{key}"
+    );
+    assert!(stderr(&out).contains("shown only now"), "{}", show(&out));
+    let id = &key[..16];
+    let out = p.run(&["keys", "list"]);
+    assert_success(&out);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.contains(id) && listed.contains("chat,read") && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&key[17..]),
+        "the secret is never listed: {listed}"
+    );
+    let out = p.run(&["keys", "create", "x", "--scope", "root"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("`root` is not a scope"),
+        "{}",
+        show(&out)
+    );
+    let out = p.run(&["keys", "revoke", id]);
+    assert_success(&out);
+    let out = p.run(&["keys", "revoke", id]);
+    assert!(!out.status.success());
+    let store = conveyor::store::Store::connect(&format!(
+        "sqlite://{}",
+        p.dir.join("data/conveyor.db").display()
+    ))
+    .await
+    .unwrap();
+    assert!(store.api_key_check(&key).await.unwrap().is_none());
+}

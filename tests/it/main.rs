@@ -1,4 +1,5 @@
 mod api;
+mod auth;
 mod cli;
 mod common;
 mod connectors_sources;

@@ -599,10 +599,16 @@ async fn policy_and_schema_violations_are_refused_and_audited() {
         .await;
     assert_kind(&o, OutcomeKind::Denied);
     assert!(message(&o).contains("bob"), "{o:#?}");
+    // `users = ["alice"]` names alice where the platform vouches for her id, not on the API,
+    // whose callers name themselves (issue 12, finding 3).
+    let o = tools
+        .invoke(&caller("alice", "slack"), "restricted", json!({}))
+        .await;
+    assert_kind(&o, OutcomeKind::Ok);
     let o = tools
         .invoke(&caller("alice", "api"), "restricted", json!({}))
         .await;
-    assert_kind(&o, OutcomeKind::Ok);
+    assert_kind(&o, OutcomeKind::Denied);
 
     // Sensitive without a policy: nobody. Sensitive with a channel list: that channel only.
     let o = tools
@@ -662,6 +668,7 @@ async fn policy_and_schema_violations_are_refused_and_audited() {
         [
             ("restricted", "bob", "denied"),
             ("restricted", "alice", "ok"),
+            ("restricted", "alice", "denied"),
             ("sensitive", "alice", "denied"),
             ("sensitive_cli", "alice", "ok"),
             ("sensitive_cli", "alice", "denied"),
@@ -677,17 +684,18 @@ async fn policy_and_schema_violations_are_refused_and_audited() {
         "{:?}",
         rows[0]
     );
-    assert_eq!(rows[5].arguments, json!({"city": 42}));
+    assert_eq!(rows[6].arguments, json!({"city": 42}));
     assert_eq!(
         store.audit_verify().await.unwrap(),
-        AuditVerdict::Intact { records: 10 }
+        AuditVerdict::Intact { records: 11 }
     );
 
     // What a model is offered depends on who asks.
     let offered =
         |c: &Caller| -> Vec<String> { tools.specs_for(c).into_iter().map(|s| s.name).collect() };
     assert!(!offered(&caller("bob", "api")).contains(&"restricted".to_string()));
-    assert!(offered(&caller("alice", "api")).contains(&"restricted".to_string()));
+    assert!(offered(&caller("alice", "slack")).contains(&"restricted".to_string()));
+    assert!(!offered(&caller("alice", "api")).contains(&"restricted".to_string()));
     assert!(!offered(&caller("alice", "cli")).contains(&"sensitive".to_string()));
     assert_eq!(tools.specs().len(), 14);
 }
