@@ -90,8 +90,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: HumanDuration,
-    /// Upper bound for handling one request.
+    /// Upper bound for handling one request (reading its body included).
     pub request_timeout: HumanDuration,
+    /// How long a client may take to send a request's headers before its connection is
+    /// closed (slow-loris clients).
+    pub header_read_timeout: HumanDuration,
+    /// Open connections at most; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Requests handled at once at most; more get 503 with `Retry-After` instead of waiting
+    /// in an unbounded queue.
+    pub max_in_flight: usize,
 }
 
 impl ServerConfig {
@@ -99,6 +107,14 @@ impl ServerConfig {
     pub fn validate(&self, problems: &mut Vec<String>) {
         if self.max_body_bytes < 256 {
             problems.push("server.max_body_bytes: must be at least 256".into());
+        }
+        if self.header_read_timeout.0.is_zero() {
+            problems
+                .push("server.header_read_timeout: must be longer than 0s, e.g. \"10s\"".into());
+        }
+        if self.max_connections == 0 || self.max_in_flight == 0 {
+            problems
+                .push("server.max_connections and server.max_in_flight: must be at least 1".into());
         }
     }
 }
@@ -110,6 +126,9 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             drain_timeout: HumanDuration(Duration::from_secs(10)),
             request_timeout: HumanDuration(Duration::from_secs(30)),
+            header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            max_connections: 4096,
+            max_in_flight: 1024,
         }
     }
 }

@@ -127,32 +127,112 @@ pub fn router(app: App) -> Router {
         .route("/hooks/{name}", post(hooks::post_hook))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            (
+                app.clone(),
+                std::sync::Arc::new(tokio::sync::Semaphore::new(app.config.server.max_in_flight)),
+            ),
+            limit_in_flight,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
 
 /// Serves until `shutdown` fires, then stops accepting and drains in-flight requests for at
 /// most the configured drain timeout.
+///
+/// Its own accept loop rather than `axum::serve`, for what a server on the internet needs:
+/// a client that does not finish its headers within `server.header_read_timeout` is cut off,
+/// and at most `server.max_connections` connections are open (more are closed as they
+/// arrive). Requests in flight are capped by the router (`server.max_in_flight`).
 pub async fn serve(
     app: App,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> crate::Result<()> {
-    let drain = app.config.server.drain_timeout.0;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
+    let server = app.config.server.clone();
     let router = router(app);
-    let signal = shutdown.clone();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { signal.cancelled().await });
-    let deadline = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(drain).await;
-    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(server.max_connections));
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let Ok(slot) = std::sync::Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(
+                max = server.max_connections,
+                "too many open connections (server.max_connections); closing a new one"
+            );
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone().map_request(
+            |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+        ));
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(server.header_read_timeout.0)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    let drain = server.drain_timeout.0;
     tokio::select! {
-        result = server => result.map_err(|e| Error::upstream("HTTP server", e)),
-        () = deadline => {
+        () = graceful.shutdown() => Ok(()),
+        () = tokio::time::sleep(drain) => {
             tracing::warn!(?drain, "drain deadline passed; closing remaining connections");
             Ok(())
         }
+    }
+}
+
+/// Caps the requests handled at once: past `server.max_in_flight`, 503 with `Retry-After`
+/// (a client retries; nothing queues without bound). Every request, also a chat platform's or
+/// a webhook's, is bounded in time, reading its body included.
+async fn limit_in_flight(
+    State((app, slots)): State<(App, std::sync::Arc<tokio::sync::Semaphore>)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(_slot) = slots.try_acquire() else {
+        let mut response = ApiError(Error::Upstream(
+            "conveyor is handling as many requests as it is set to (server.max_in_flight); retry in a second".into(),
+        ))
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    // The handlers answer at `request_timeout` themselves (with how to get the answer later);
+    // this bound adds `header_read_timeout` for sending the body, and stops a client that
+    // trickles its body forever.
+    let server = &app.config.server;
+    let limit = server.request_timeout.0 + server.header_read_timeout.0;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError(Error::Upstream(format!(
+            "the request took longer than server.request_timeout ({}) plus server.header_read_timeout ({}) to send and answer; retry it",
+            server.request_timeout, server.header_read_timeout
+        )))
+        .into_response(),
     }
 }
 

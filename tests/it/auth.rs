@@ -16,12 +16,16 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 async fn app_at(dir: &Path, listen: &str) -> App {
+    app_with(dir, |c| c.server.listen = listen.parse().unwrap()).await
+}
+
+async fn app_with(dir: &Path, change: impl FnOnce(&mut Config)) -> App {
     let path = dir.join("conveyor.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut config = Config::from_toml(&text, &path.display().to_string(), dir, &[]).unwrap();
     config.limits.per_user = Rate::Off;
     config.limits.per_conversation = Rate::Off;
-    config.server.listen = listen.parse().unwrap();
+    change(&mut config);
     App::build(config).await.unwrap()
 }
 
@@ -331,4 +335,69 @@ async fn the_web_page_signs_in_with_a_cookie_that_other_sites_cannot_use() {
             .status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// Issue 12, finding 8: a client that never finishes its headers held its connection forever
+/// (slow loris), and requests queued without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_and_excess_requests_get_503() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    conveyor::init::init(dir.path(), false).await.unwrap();
+    let app = app_with(dir.path(), |c| {
+        c.server.header_read_timeout = conveyor::config::HumanDuration(Duration::from_millis(300));
+        c.server.request_timeout = conveyor::config::HumanDuration(Duration::from_millis(800));
+        c.server.max_in_flight = 1;
+    })
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(conveyor::http::serve(app, listener, shutdown.clone()));
+
+    // Half a request line, then silence: the server closes the connection.
+    let mut loris = tokio::net::TcpStream::connect(addr).await.unwrap();
+    loris
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), loris.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+
+    // A request whose body never comes holds the only slot ...
+    let mut stuck = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stuck
+        .write_all(
+            b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ... so the next one gets 503 with Retry-After at once instead of waiting.
+    let client = reqwest::Client::new();
+    let busy = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    // The stuck request ends at server.request_timeout, and the slot is free again.
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stuck.read_to_string(&mut answer))
+        .await
+        .expect("the stuck request was answered")
+        .ok();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let ok = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
 }
