@@ -142,8 +142,11 @@ pub struct ReplyTarget {
     pub follow_up: bool,
     /// The sender's Slack user id (`U…`), for access checks.
     pub user: String,
-    /// The workspace (`T…`), when Slack gave it.
+    /// The workspace (`T…`) the event came through, when Slack gave it.
     pub team: Option<String>,
+    /// The sender's own workspace (`user_team`, else the event's `team`): for a Slack Connect
+    /// user in a shared channel it is not the installing workspace. Access checks use it.
+    pub sender_team: Option<String>,
     /// A direct message with the bot.
     pub direct: bool,
 }
@@ -201,6 +204,8 @@ struct Event {
     channel: Option<String>,
     #[serde(default)]
     team: Option<String>,
+    #[serde(default)]
+    user_team: Option<String>,
     #[serde(default)]
     channel_type: Option<String>,
 }
@@ -283,6 +288,7 @@ pub fn parse(body: &[u8], bot_user_id: Option<&str>) -> Result<Incoming> {
     if text.is_empty() {
         return Ok(Incoming::Ignored("a message without text"));
     }
+    let sender_team = event.user_team.clone().or_else(|| event.team.clone());
     let team_id = envelope.team_id.or(event.team);
     let team = team_id.clone().unwrap_or_else(|| "-".into());
     let thread_ts = event.thread_ts.unwrap_or_else(|| ts.clone());
@@ -306,6 +312,7 @@ pub fn parse(body: &[u8], bot_user_id: Option<&str>) -> Result<Incoming> {
             follow_up,
             user,
             team: team_id,
+            sender_team,
             direct: is_dm,
         },
     ))))
@@ -1084,7 +1091,9 @@ impl ChatPlatform for Slack {
                 user_id: &t.user,
                 user_name: None,
                 chat: t.channel.as_str().into(),
-                space: t.team.as_deref().map(Into::into),
+                // The sender's workspace, not the installing one: a Slack Connect user from
+                // another workspace is not a member of a listed workspace.
+                space: t.sender_team.as_deref().map(Into::into),
                 direct: t.direct,
             },
             Target::Command(c) => Subject {
@@ -1151,6 +1160,7 @@ impl ChatPlatform for Slack {
             follow_up: false,
             user: String::new(),
             team: None,
+            sender_team: None,
             direct: false,
         }))
     }

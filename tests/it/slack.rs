@@ -553,6 +553,7 @@ async fn a_long_reply_is_split_into_threaded_messages_each_recorded_once() {
         follow_up: false,
         user: "W222".into(),
         team: Some("T111".into()),
+        sender_team: Some("T111".into()),
         direct: false,
     };
     let paragraph = "word ".repeat(300);
@@ -908,10 +909,20 @@ async fn workspace_and_refuse_policies() {
         );
     })
     .await;
+    // Issue 12, finding 8: a Slack Connect user from another workspace, in a channel shared
+    // with T111, arrives through T111's installation; their own workspace is `user_team`.
+    let mut external: Value =
+        serde_json::from_str(&mention("EvEXT", "How do I request a refund?")).unwrap();
+    external["event"]["user"] = json!("W999");
+    external["event"]["user_team"] = json!("T999");
+    h.post_signed(&external.to_string(), &[]).await;
+    h.settle().await;
+    assert!(h.fake.calls_of("chat.postMessage").is_empty());
     h.post_signed(&mention("EvWS", "How do I request a refund?"), &[])
         .await;
     let posts = h.fake.wait_for("chat.postMessage", 1, WAIT).await;
     h.settle().await;
+    assert_eq!(posts.len(), 1);
     assert!(posts[0].body["text"].as_str().unwrap().contains("[1]"));
 
     let h = Harness::start_with("s3cret", |c| {
@@ -1246,6 +1257,7 @@ fn files_target(event_id: &str) -> conveyor::channels::slack::Target {
         follow_up: false,
         user: "W222".into(),
         team: Some("T111".into()),
+        sender_team: Some("T111".into()),
         direct: false,
     })
 }
