@@ -73,6 +73,14 @@ pub struct HttpConfig {
     /// loopback or private address (refused otherwise, like every outbound request).
     #[serde(default)]
     pub allow_private: bool,
+    /// Largest page the API may answer, in bytes; a larger one fails the run rather than the
+    /// memory of the process that syncs (`serve` included).
+    #[serde(default = "default_max_page_bytes")]
+    pub max_page_bytes: usize,
+}
+
+fn default_max_page_bytes() -> usize {
+    32 * 1024 * 1024
 }
 
 fn default_rate() -> Rate {
@@ -232,6 +240,11 @@ impl HttpConfig {
         }
         if self.max_pages == 0 {
             problems.push("max_pages: must be at least 1".into());
+        }
+        if self.max_page_bytes < 64 {
+            problems.push(
+                "max_page_bytes: must be at least 64 (the default is 33554432, 32 MiB)".into(),
+            );
         }
         if self.timeout.0 < Duration::from_secs(1) {
             problems.push("timeout: must be at least 1s".into());
@@ -569,12 +582,22 @@ impl HttpSource {
                     let status = resp.status();
                     if status.is_success() {
                         let headers = resp.headers().clone();
-                        let bytes = resp.bytes().await.map_err(|_| {
-                            Error::Upstream(format!(
-                                "connector `{}`: reading the answer of {shown} failed",
-                                self.name
-                            ))
-                        })?;
+                        let mut resp = resp;
+                        let cap = self.config.max_page_bytes;
+                        let bytes = crate::tools::net::read_at_most(&mut resp, cap)
+                            .await
+                            .map_err(|_| {
+                                Error::Upstream(format!(
+                                    "connector `{}`: reading the answer of {shown} failed",
+                                    self.name
+                                ))
+                            })?
+                            .ok_or_else(|| {
+                                Error::Upstream(format!(
+                                    "connector `{}`: a page of {shown} is larger than max_page_bytes ({cap} bytes); ask for smaller pages (pagination size or limit) or raise max_page_bytes in the connector file",
+                                    self.name
+                                ))
+                            })?;
                         let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
                             Error::Upstream(format!(
                                 "connector `{}`: {shown} did not answer JSON ({e})",

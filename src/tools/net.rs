@@ -238,6 +238,29 @@ pub fn redact_url(url: &Url) -> String {
     shown
 }
 
+/// Reads a response body chunk by chunk, never holding more than `cap` bytes (plus one
+/// chunk): `None` when the body is larger (a declared `Content-Length` over the cap is refused
+/// before anything is read).
+pub async fn read_at_most(
+    response: &mut reqwest::Response,
+    cap: usize,
+) -> std::result::Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(cap).unwrap_or(u64::MAX))
+    {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if out.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(Some(out))
+}
+
 /// A DNS resolver that refuses names resolving to internal addresses (see the module docs).
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {

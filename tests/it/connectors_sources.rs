@@ -169,6 +169,46 @@ async fn http_every_pagination_style_returns_every_record_once() {
     );
 }
 
+/// Issue 12, finding 8: a whole response was read into memory however large; in `serve` one
+/// huge page could take the gateway down. A page over `max_page_bytes` fails the run instead.
+#[tokio::test]
+async fn http_a_page_over_max_page_bytes_fails_the_run_with_advice() {
+    let api = RestApi::start(api_records(7)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let def = define(
+        dir.path(),
+        "capped",
+        "http",
+        &format!(
+            "url = \"{}/items\"\nprimary_key = \"id\"\nallow_private = true\nrate = \"off\"\nrecords = \"results\"\nmax_page_bytes = 100\n",
+            api.url
+        ),
+    );
+    let err = extract(&source(&def, &[]), None)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("larger than max_page_bytes (100 bytes)") && err.contains("smaller pages"),
+        "{err}"
+    );
+    // The same API with the default cap syncs.
+    let def = define(
+        dir.path(),
+        "uncapped",
+        "http",
+        &format!(
+            "url = \"{}/items\"\nprimary_key = \"id\"\nallow_private = true\nrate = \"off\"\nrecords = \"results\"\n",
+            api.url
+        ),
+    );
+    assert_eq!(
+        ids(&extract(&source(&def, &[]), None).await.unwrap()).len(),
+        7
+    );
+}
+
 #[tokio::test]
 async fn http_incremental_run_fetches_only_newer_records() {
     let api = RestApi::start(api_records(3)).await;
