@@ -86,6 +86,25 @@ pub enum Recorded {
     },
 }
 
+/// Fills a message body (a follow-up's or a bot message's) with one reply part: its text and
+/// buttons, or a file's `attachments` entry; returns the file's recorded form for the ledger.
+pub fn fill_body(body: &mut Value, part: PartBody<'_>) -> Result<Option<Value>> {
+    Ok(match part {
+        PartBody::Text { text, buttons } => {
+            body["content"] = json!(text);
+            if !buttons.is_empty() {
+                body["components"] = components(buttons)?;
+            }
+            None
+        }
+        PartBody::File(file) => {
+            let (attachments, recorded) = attachment(file)?;
+            body["attachments"] = attachments;
+            Some(recorded)
+        }
+    })
+}
+
 /// A file as a Discord message carries it: the message body's `attachments` (the file is part
 /// `files[0]`, so its `id` is 0; the alt text is its `description`) and the file's ledger form.
 /// A file over [`MAX_FILE_BYTES`] is refused.
@@ -558,20 +577,7 @@ impl ChatPlatform for Discord {
 
     fn payload(&self, to: &FollowUp, part: &Part<'_>) -> Result<Value> {
         let mut body = json!({"allowed_mentions": {"parse": []}});
-        let file = match part.body {
-            PartBody::Text { text, buttons } => {
-                body["content"] = json!(text);
-                if !buttons.is_empty() {
-                    body["components"] = components(buttons)?;
-                }
-                None
-            }
-            PartBody::File(file) => {
-                let (attachments, recorded) = attachment(file)?;
-                body["attachments"] = attachments;
-                Some(recorded)
-            }
-        };
+        let file = fill_body(&mut body, part.body)?;
         serde_json::to_value(Recorded::FollowUp {
             interaction_token: to.token.clone(),
             body,

@@ -40,9 +40,9 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::chat::{
-    self, ChatContext, ChatPlatform, Limits, Markup, OutFile, Part, PartBody, SendPolicy,
+    self, ChatContext, ChatPlatform, Limits, Markup, OutFile, Part, SendPolicy,
 };
-use crate::channels::discord::{MAX_MESSAGE_CHARS, Recorded, attachment, components, render};
+use crate::channels::discord::{MAX_MESSAGE_CHARS, Recorded, fill_body, render};
 use crate::error::{Error, Result};
 use crate::gateway::access::Subject;
 use crate::model::{Channel, ConversationKey, Inbound, Outbound, UserRef};
@@ -492,20 +492,7 @@ impl ChatPlatform for DiscordBot {
             }
             body["message_reference"] = reference;
         }
-        let file = match part.body {
-            PartBody::Text { text, buttons } => {
-                body["content"] = json!(text);
-                if !buttons.is_empty() {
-                    body["components"] = components(buttons)?;
-                }
-                None
-            }
-            PartBody::File(file) => {
-                let (attachments, recorded) = attachment(file)?;
-                body["attachments"] = attachments;
-                Some(recorded)
-            }
-        };
+        let file = fill_body(&mut body, part.body)?;
         serde_json::to_value(Recorded::ChannelMessage {
             channel_id: to.channel_id.to_string(),
             body,
