@@ -41,6 +41,10 @@ pub enum Error {
     /// Another request with the same idempotency key is still being processed.
     #[error("{0}")]
     Conflict(String),
+    /// The process is shutting down: the work was stopped and handed back (an inbox row to
+    /// the queue, an ingress claim released) for the next process to finish.
+    #[error("conveyor is shutting down; retry in a few seconds")]
+    ShuttingDown,
 }
 
 /// Result alias used across the library.

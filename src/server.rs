@@ -13,6 +13,92 @@ use tokio_util::task::TaskTracker;
 use crate::app::App;
 use crate::error::Result;
 
+/// How long stopped turns get to hand their messages back after the drain timeout.
+const HAND_BACK_WAIT: Duration = Duration::from_secs(5);
+
+/// How often the inbox is looked at for messages nobody answers.
+const REDRIVE_EVERY: Duration = Duration::from_secs(1);
+
+/// How long answered inbox rows are kept (a redelivery after that is still answered once:
+/// the ledgers keep the answer and the sent parts).
+const INBOX_KEEP_MS: i64 = 24 * 3600 * 1000;
+
+/// Inbox rows claimed at a time by [`redrive`].
+const REDRIVE_BATCH: i64 = 256;
+
+/// Claims every inbox row whose owner is gone (crashed: its lease ran out; shut down: it
+/// handed the row back) for the surfaces this app runs, and answers each in a tracked task
+/// through the surface that accepted it. Returns how many it claimed. Rows of a platform this
+/// process does not run stay queued for one that does.
+pub async fn redrive(app: &App) -> Result<usize> {
+    let mut channels: Vec<&str> = app
+        .platforms
+        .all()
+        .iter()
+        .map(|p| p.channel().as_str())
+        .collect();
+    channels.push(crate::model::Channel::WEBHOOK.as_str());
+    let cx = app.chat_context();
+    let mut claimed = 0;
+    loop {
+        let rows = app
+            .store
+            .inbox_claim_due(&channels, app.gateway.lease(), REDRIVE_BATCH)
+            .await?;
+        let n = rows.len();
+        for row in rows {
+            tracing::info!(key = %row.lease.key, channel = %row.channel, attempts = row.attempts, "answering a message left in the inbox");
+            if row.attempts > i64::from(app.gateway.inbox_max_attempts()) {
+                let why = format!(
+                    "given up after {} attempts (each stopped before finishing)",
+                    row.attempts - 1
+                );
+                tracing::warn!(key = %row.lease.key, "{why}");
+                app.store.inbox_fail(&row.lease, &why).await?;
+                continue;
+            }
+            let platform = app
+                .platforms
+                .all()
+                .iter()
+                .find(|p| p.channel().as_str() == row.channel);
+            match platform {
+                Some(platform) => std::sync::Arc::clone(platform).resume(&cx, row),
+                None => crate::http::resume_delivery(app, row),
+            }
+        }
+        claimed += n;
+        if i64::try_from(n).unwrap_or(i64::MAX) < REDRIVE_BATCH {
+            return Ok(claimed);
+        }
+    }
+}
+
+/// [`redrive`] at start and then every [`REDRIVE_EVERY`] until `shutdown`.
+async fn redrive_loop(app: App, shutdown: CancellationToken) {
+    match app.store.inbox_queued().await {
+        Ok(waiting) if !waiting.is_empty() => {
+            tracing::info!(
+                ?waiting,
+                "messages wait in the inbox from before this start"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not count the inbox"),
+    }
+    let mut tick = tokio::time::interval(REDRIVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = redrive(&app).await {
+            tracing::warn!(error = %e, "could not look at the inbox; trying again");
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` fires (or the HTTP server fails), with every
 /// background task; returns once requests and tasks drained or the drain timeout passed.
 pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
@@ -24,10 +110,18 @@ pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -
         loop {
             tokio::select! {
                 () = housekeeping_stop.cancelled() => break,
-                _ = tick.tick() => housekeeping_app.gateway.housekeeping(),
+                _ = tick.tick() => {
+                    housekeeping_app.gateway.housekeeping();
+                    let before = chrono::Utc::now().timestamp_millis() - INBOX_KEEP_MS;
+                    if let Err(e) = housekeeping_app.store.inbox_prune(before).await {
+                        tracing::warn!(error = %e, "could not prune the inbox");
+                    }
+                }
             }
         }
     });
+    // Messages accepted but not answered (a crash, a shutdown) are answered from the inbox.
+    tracker.spawn(redrive_loop(app.clone(), shutdown.clone()));
     // Replies recorded but never confirmed (a crash, a platform outage) are sent again.
     tracker.spawn(
         app.resender()
@@ -84,6 +178,7 @@ pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -
     );
     let store = app.store.clone();
     let answers = app.tasks.clone();
+    let gateway = std::sync::Arc::clone(&app.gateway);
     let drain = app.config.server.drain_timeout.0;
     let result = crate::http::serve(app, listener, shutdown.clone()).await;
     shutdown.cancel();
@@ -93,7 +188,21 @@ pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -
         answers.wait().await;
     };
     if tokio::time::timeout(drain, all).await.is_err() {
-        tracing::warn!("background tasks did not stop within the drain timeout");
+        // Turns still running are stopped: each releases its claim and hands its inbox row
+        // back, so the next process answers those messages at once (nothing is lost, and
+        // nothing waits for a lease to run out).
+        tracing::warn!(
+            "answers still running after the drain timeout; handing them back to the inbox"
+        );
+        gateway.halt();
+        if tokio::time::timeout(HAND_BACK_WAIT, answers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some answers did not stop; their messages are answered again after the lease"
+            );
+        }
     }
     store.close().await;
     tracing::info!("conveyor stopped");

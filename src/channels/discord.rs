@@ -164,7 +164,7 @@ pub enum Interaction {
 }
 
 /// Where follow-ups go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowUp {
     /// The interaction's id: the idempotency key.
     pub interaction_id: String,
@@ -676,6 +676,21 @@ impl Platform for Discord {
     ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
         let bot = self.bot.clone()?;
         Some(Box::pin(bot.run(cx, shutdown)))
+    }
+
+    fn resume(self: Arc<Self>, cx: &ChatContext, row: crate::store::InboxRow) {
+        if chat::route_of(&row) != crate::channels::discord_bot::ROUTE {
+            return chat::resume(self, cx, row);
+        }
+        match &self.bot {
+            Some(bot) => chat::resume(Arc::clone(bot), cx, row),
+            // The bot was turned off since the message came in: it stays queued (and is
+            // answered once the bot runs again) rather than being answered nowhere.
+            None => tracing::warn!(
+                key = %row.lease.key,
+                "a Discord bot message waits in the inbox, but the bot is not configured (channels.discord.token_env)"
+            ),
+        }
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

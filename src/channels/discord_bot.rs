@@ -100,8 +100,11 @@ pub enum Incoming {
     Message(Box<(Inbound, ReplyTarget)>),
 }
 
+/// How inbox rows of the bot are told from the interactions' ([`ChatPlatform::route`]).
+pub const ROUTE: &str = "bot";
+
 /// Where the answer goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplyTarget {
     /// The channel (or thread) the message was posted in.
     pub channel_id: NonZeroU64,
@@ -429,6 +432,10 @@ impl ChatPlatform for DiscordBot {
         crate::channels::discord::CHANNEL
     }
 
+    fn route(&self) -> &'static str {
+        ROUTE
+    }
+
     fn limits(&self, _to: &ReplyTarget) -> Limits {
         Limits {
             max_chars: MAX_MESSAGE_CHARS,
@@ -595,12 +602,11 @@ impl EventHandler for Handler {
             }
             Incoming::Message(m) => {
                 let (inbound, to) = *m;
-                let bot = Arc::clone(&self.bot);
-                let cx = self.cx.clone();
-                // Tracked, so shutdown waits for answers in flight.
-                self.cx.tasks.spawn(async move {
-                    chat::respond(&*bot, &cx, inbound, to).await;
-                });
+                // Written to the inbox first: Discord does not deliver a gateway event twice,
+                // so from here on only the inbox keeps the message through a crash.
+                if let Err(e) = chat::accept(Arc::clone(&self.bot), &self.cx, inbound, to).await {
+                    tracing::warn!(error = %e, message = %msg.id, "could not accept a Discord message");
+                }
             }
         }
     }

@@ -127,7 +127,7 @@ impl std::fmt::Debug for Slack {
 }
 
 /// Where a reply goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyTarget {
     /// Slack's `event_id`: the idempotency key.
     pub event_id: String,
@@ -806,7 +806,7 @@ pub enum Interaction {
 }
 
 /// One `/conveyor …` invocation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlashCommand {
     /// The question (the text after the command).
     pub text: String,
@@ -1045,7 +1045,8 @@ fn command_inbound(cmd: &SlashCommand) -> Inbound {
 }
 
 /// Where a Slack reply goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Target {
     /// A thread (or, with an empty `thread_ts`, a new message in the channel).
     Thread(ReplyTarget),
@@ -1308,6 +1309,10 @@ impl Platform for Slack {
             "/slack/events" => self.on_event(&cx, request.body).await,
             _ => self.on_interaction(&cx, request.body).await,
         }
+    }
+
+    fn resume(self: Arc<Self>, cx: &ChatContext, row: crate::store::InboxRow) {
+        chat::resume(self, cx, row);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

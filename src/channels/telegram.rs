@@ -122,7 +122,7 @@ fn default_sends_per_second() -> u32 {
 }
 
 /// Where a reply goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplyTarget {
     /// The update's id: the idempotency key.
     pub update_id: i64,
@@ -812,8 +812,8 @@ impl Telegram {
     }
 
     /// Long polling until `shutdown` fires: `getUpdates` with the next offset; each update is
-    /// answered (claimed and recorded in the ingress ledger by the gateway) before the offset
-    /// moves past it, so an update is never lost to a crash. Errors back off exponentially.
+    /// written to the inbox ([`chat::accept`]) before the offset moves past it, so an update is
+    /// never lost to a crash, and answered by its own task. Errors back off exponentially.
     pub async fn run_polling(self: Arc<Self>, cx: ChatContext, shutdown: CancellationToken) {
         let mut offset: Option<i64> = None;
         let mut backoff = Duration::from_secs(1);
@@ -847,7 +847,17 @@ impl Telegram {
                     }
                     Incoming::Message(m) => {
                         let (inbound, to) = *m;
-                        chat::respond(&*self, &cx, inbound, to).await;
+                        // Written to the inbox before the offset moves past it; when that
+                        // fails the offset stays, and the next poll gets the update again.
+                        if let Err(e) = chat::accept(Arc::clone(&self), &cx, inbound, to).await {
+                            tracing::warn!(update_id, error = %e, ?backoff, "could not accept a Telegram update; polling it again");
+                            tokio::select! {
+                                () = shutdown.cancelled() => return,
+                                () = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                            break;
+                        }
                     }
                 }
                 offset = Some(offset.map_or(update_id + 1, |o| o.max(update_id + 1)));
@@ -1061,6 +1071,10 @@ impl Platform for Telegram {
         (self.mode == TelegramMode::Polling).then(|| {
             Box::pin(self.run_polling(cx, shutdown)) as futures_util::future::BoxFuture<'static, ()>
         })
+    }
+
+    fn resume(self: Arc<Self>, cx: &ChatContext, row: crate::store::InboxRow) {
+        chat::resume(self, cx, row);
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

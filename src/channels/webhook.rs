@@ -4,8 +4,7 @@
 //! templates over its JSON payload into an [`Inbound`], and picks the delivery's idempotency
 //! key. The HTTP side (status codes, sync or async replies) lives in `http::hooks`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
@@ -163,22 +162,7 @@ const MAX_KEY_LEN: usize = 200;
 #[derive(Default)]
 pub struct Hooks {
     hooks: BTreeMap<String, Hook>,
-    /// Async deliveries whose task has not finished, and those that failed (the ledger has no
-    /// row for either: a claim is released on failure so that a resend can run).
-    deliveries: Mutex<HashMap<String, Delivery>>,
 }
-
-/// State of an async delivery that the ledger cannot tell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// Its task is running.
-    Running,
-    /// It failed with this message; resending it tries again.
-    Failed(String),
-}
-
-/// Cap on remembered failures, so a flood of failing deliveries cannot grow memory forever.
-const MAX_REMEMBERED: usize = 10_000;
 
 /// One configured webhook.
 pub struct Hook {
@@ -223,42 +207,12 @@ impl Hooks {
                 problems.join("\n  - ")
             )));
         }
-        Ok(Self {
-            hooks,
-            deliveries: Mutex::default(),
-        })
+        Ok(Self { hooks })
     }
 
     /// The hook named `name`.
     pub fn get(&self, name: &str) -> Option<&Hook> {
         self.hooks.get(name)
-    }
-
-    /// What the ledger cannot tell about the async delivery `scoped_key`.
-    pub fn delivery(&self, scoped_key: &str) -> Option<Delivery> {
-        self.deliveries
-            .lock()
-            .ok()
-            .and_then(|d| d.get(scoped_key).cloned())
-    }
-
-    /// Notes the async delivery `scoped_key`'s state; `None` forgets it (it finished and is in
-    /// the ledger).
-    pub fn set_delivery(&self, scoped_key: &str, state: Option<Delivery>) {
-        let Ok(mut d) = self.deliveries.lock() else {
-            return;
-        };
-        match state {
-            Some(state) => {
-                if d.len() >= MAX_REMEMBERED {
-                    d.retain(|_, s| *s == Delivery::Running);
-                }
-                d.insert(scoped_key.to_string(), state);
-            }
-            None => {
-                d.remove(scoped_key);
-            }
-        }
     }
 }
 

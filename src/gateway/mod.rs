@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod egress;
+pub mod inbox;
 pub mod order;
 pub mod ratelimit;
 
@@ -28,6 +29,7 @@ use order::ConversationLocks;
 use ratelimit::KeyedLimit;
 pub use ratelimit::LimitsConfig;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 /// `[gateway]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,9 +37,15 @@ use serde::{Deserialize, Serialize};
 pub struct GatewayConfig {
     /// Previous turns of the conversation handed to the planner.
     pub history_turns: usize,
-    /// How long a claim on an idempotency key holds before another process may take it over
-    /// (covers a crash mid-processing).
+    /// How long a claim on an idempotency key or on an inbox message holds before another
+    /// process may take it over (covers a crash mid-processing). The holder renews it every
+    /// third of this while it works, so it bounds how long a crashed process's messages wait,
+    /// not how long an answer may take.
     pub ingress_lease: HumanDuration,
+    /// Claims of an inbox message after which it is given up (`failed`, kept for an operator)
+    /// instead of being tried again: a message that crashes or stalls every process that
+    /// takes it must not block the others forever.
+    pub inbox_max_attempts: u32,
     /// How long a duplicate request waits for the first one's answer before giving up.
     pub duplicate_wait: HumanDuration,
     /// How often replies left unconfirmed (crash, platform errors) are sent again.
@@ -53,7 +61,8 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             history_turns: 10,
-            ingress_lease: HumanDuration(Duration::from_secs(120)),
+            ingress_lease: HumanDuration(Duration::from_secs(15)),
+            inbox_max_attempts: 5,
             duplicate_wait: HumanDuration(Duration::from_secs(30)),
             egress_retry_every: HumanDuration(Duration::from_secs(30)),
             egress_max_attempts: 8,
@@ -75,6 +84,7 @@ pub struct Gateway {
     per_conversation: KeyedLimit,
     locks: ConversationLocks,
     access: access::Access,
+    halted: CancellationToken,
 }
 
 impl Gateway {
@@ -95,6 +105,7 @@ impl Gateway {
             per_conversation: KeyedLimit::new(limits.per_conversation),
             locks: ConversationLocks::default(),
             access: access::Access::new(access::AccessConfig::default(), store),
+            halted: CancellationToken::new(),
         }
     }
 
@@ -121,6 +132,23 @@ impl Gateway {
         }
     }
 
+    /// Stops every turn in flight and refuses new ones with [`Error::ShuttingDown`]; each
+    /// stopped turn releases its ingress claim, so the next process answers the message at
+    /// once instead of waiting for the lease. Called when shutdown's drain time is up.
+    pub fn halt(&self) {
+        self.halted.cancel();
+    }
+
+    /// The claim lease ([`GatewayConfig::ingress_lease`]), which inbox claims use too.
+    pub fn lease(&self) -> Duration {
+        self.config.ingress_lease.0
+    }
+
+    /// Claims after which an inbox message is given up ([`GatewayConfig::inbox_max_attempts`]).
+    pub fn inbox_max_attempts(&self) -> u32 {
+        self.config.inbox_max_attempts
+    }
+
     /// The planner's name, for surfaces that show it.
     pub fn planner_name(&self) -> &'static str {
         self.planner.name()
@@ -141,6 +169,7 @@ impl Gateway {
             Ok((_, false)) => "ok",
             Err(Error::RateLimited { .. }) => "rate_limited",
             Err(Error::BadInput(_) | Error::TooLarge(_)) => "bad_input",
+            Err(Error::ShuttingDown) => "handed_back",
             Err(_) => "error",
         };
         self.metrics
@@ -151,6 +180,9 @@ impl Gateway {
     /// Returns the answer and whether it came from the ledger.
     async fn handle_inner(&self, inbound: Inbound) -> Result<(Outbound, bool)> {
         validate(&inbound)?;
+        if self.halted.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
         let conversation = inbound.conversation.as_storage_key();
         let key = inbound.ledger_key();
         let request_hash = request_hash(&inbound);
@@ -192,6 +224,7 @@ impl Gateway {
         let outcome = tokio::select! {
             out = work => out,
             lost = self.hold(&lease) => Err(lost),
+            () = self.halted.cancelled() => Err(Error::ShuttingDown),
         };
         match outcome {
             Ok(out) => {

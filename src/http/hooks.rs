@@ -3,24 +3,23 @@
 //! The order matters: the signature is checked before the body is even parsed, so a forged
 //! request is refused with 401 before anything is stored.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{ApiError, MessageResponse};
 use crate::app::App;
 use crate::channels::verify::unix_now;
 use crate::channels::webhook::HookReply;
-use crate::channels::webhook::{Delivery, Headers, Rendered, scoped_key};
+use crate::channels::webhook::{Headers, Rendered, scoped_key};
 use crate::error::Error;
-use crate::model::{Channel, Outbound};
-use crate::store::IngressStatus;
+use crate::gateway::inbox::{self, Finish};
+use crate::model::{Channel, Inbound, Outbound};
+use crate::store::{InboxRow, InboxState, IngressStatus, Lease};
 
 /// Answer of a webhook: the `/v1/messages` answer plus the hook's name.
 #[derive(Debug, Serialize)]
@@ -48,7 +47,7 @@ pub(super) async fn post_hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let hooks = Arc::clone(&app.hooks);
+    let hooks = std::sync::Arc::clone(&app.hooks);
     let hook = hooks.get(&name).ok_or_else(|| unknown_hook(&name))?;
     if let Some(max) = hook.max_body_bytes
         && body.len() > max
@@ -80,49 +79,53 @@ pub(super) async fn post_hook(
         }
         Rendered::Message(inbound) => inbound,
     };
-    let scoped = scoped_key(&name, &key);
-    let gateway = Arc::clone(&app.gateway);
+    // Written to the inbox before anything is answered or acknowledged: from here on a crash
+    // loses nothing (the next process's redriver answers it, see `resume`). A delivery
+    // already in the inbox (a resend) gets no lease and is answered through the ledger.
+    let queued = serde_json::to_value(QueuedDelivery {
+        inbound: &inbound,
+        hook: &name,
+    })
+    .map_err(|e| Error::internal("queueing a webhook delivery", e))?;
+    let lease = app
+        .store
+        .inbox_put(
+            Channel::WEBHOOK.as_str(),
+            &inbound.ledger_key(),
+            &queued,
+            app.gateway.lease(),
+        )
+        .await?;
     match hook.reply {
         HookReply::Sync => {
-            // A tracked task, as for /v1/messages: the answer is recorded even when the sender
-            // gives up waiting, so its retry gets it.
-            let out = super::answer_tracked(
-                &app,
-                inbound,
-                "resend the delivery to get the answer once it is ready",
-            )
-            .await?;
-            if let Some(target) = hook.forward_to.clone() {
-                let app = app.clone();
-                let out = out.clone();
-                let dedupe = format!("hook:{scoped}");
-                app.tasks.clone().spawn(async move {
-                    forward(&app, &target, &dedupe, &out).await;
-                });
-            }
+            // A tracked task, as for /v1/messages: the answer is recorded (and forwarded) even
+            // when the sender gives up waiting, so its retry gets it.
+            let task_app = app.clone();
+            let task_hook = name.clone();
+            let work = app.tasks.spawn(async move {
+                answer_delivery(&task_app, &task_hook, inbound, lease, 1).await
+            });
+            let timeout = app.config.server.request_timeout.0;
+            let out = tokio::time::timeout(timeout, work)
+                .await
+                .map_err(|_| {
+                    Error::Upstream(format!(
+                        "answering took longer than server.request_timeout ({}); resend the delivery to get the answer once it is ready",
+                        app.config.server.request_timeout
+                    ))
+                })?
+                .map_err(|e| Error::internal("answering a webhook delivery", e))??;
             Ok(Json(response(out, key, name)).into_response())
         }
         HookReply::Async => {
-            hooks.set_delivery(&scoped, Some(Delivery::Running));
-            let tracked = Arc::clone(&hooks);
-            let task_key = scoped.clone();
-            let forward_to = hook.forward_to.clone();
-            let task_app = app.clone();
-            app.tasks.spawn(async move {
-                let state = match gateway.handle(inbound).await {
-                    Ok(out) => {
-                        if let Some(target) = forward_to {
-                            forward(&task_app, &target, &format!("hook:{task_key}"), &out).await;
-                        }
-                        None
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, key = %task_key, "an async webhook delivery failed");
-                        Some(Delivery::Failed(e.to_string()))
-                    }
-                };
-                tracked.set_delivery(&task_key, state);
-            });
+            if lease.is_some() {
+                let task_app = app.clone();
+                let task_hook = name.clone();
+                app.tasks.spawn(async move {
+                    // Errors are recorded in the inbox row, where the status URL reads them.
+                    let _ = answer_delivery(&task_app, &task_hook, inbound, lease, 1).await;
+                });
+            }
             let status_url = format!("/hooks/{name}/deliveries/{}", encode_segment(&key));
             Ok((
                 StatusCode::ACCEPTED,
@@ -131,6 +134,77 @@ pub(super) async fn post_hook(
                 .into_response())
         }
     }
+}
+
+/// What a webhook delivery's inbox row holds.
+#[derive(Serialize, Deserialize)]
+struct QueuedDelivery<I, H> {
+    inbound: I,
+    hook: H,
+}
+
+/// Answers a delivery and posts the answer into the hook's `forward_to` chat, holding its
+/// inbox row (when `lease` is this call's) until it is done, handed back at shutdown, left for
+/// a retry or failed; the error is what the sender of a sync hook sees.
+async fn answer_delivery(
+    app: &App,
+    hook: &str,
+    inbound: Inbound,
+    lease: Option<Lease>,
+    attempts: i64,
+) -> Result<Outbound, Error> {
+    let key = inbound.idempotency_key.clone();
+    let work = async {
+        let out = app.gateway.handle(inbound).await?;
+        if let Some(target) = app.hooks.get(hook).and_then(|h| h.forward_to.as_ref()) {
+            // A failed post stays pending in the egress ledger for the resender.
+            forward(app, target, &format!("hook:{key}"), &out).await;
+        }
+        Ok(out)
+    };
+    let length = app.gateway.lease();
+    let Some(result) = inbox::held(&app.store, lease.as_ref(), length, work).await else {
+        return Err(Error::Conflict(
+            "the delivery was taken over by another process; resend it to get the answer".into(),
+        ));
+    };
+    let outcome = match &result {
+        Ok(_) => Finish::Done,
+        Err(e) => {
+            tracing::warn!(error = %e, hook, key, "answering a webhook delivery failed");
+            Finish::of_error(e)
+        }
+    };
+    let max = app.gateway.inbox_max_attempts();
+    inbox::finish(&app.store, lease.as_ref(), outcome, attempts, max).await;
+    result
+}
+
+/// Answers a webhook delivery that a crash or a shutdown left in the inbox, claimed by the
+/// redriver (the hook may have been removed since: it is answered without forwarding).
+pub(crate) fn resume(app: &App, row: InboxRow) {
+    let task_app = app.clone();
+    app.tasks.spawn(async move {
+        match serde_json::from_value::<QueuedDelivery<Inbound, String>>(row.payload) {
+            Ok(q) => {
+                let _ =
+                    answer_delivery(&task_app, &q.hook, q.inbound, Some(row.lease), row.attempts)
+                        .await;
+            }
+            Err(e) => {
+                let why = format!("the queued webhook delivery cannot be read ({e})");
+                let max = task_app.gateway.inbox_max_attempts();
+                inbox::finish(
+                    &task_app.store,
+                    Some(&row.lease),
+                    Finish::Fail(why),
+                    row.attempts,
+                    max,
+                )
+                .await;
+            }
+        }
+    });
 }
 
 pub(super) async fn get_delivery(
@@ -151,13 +225,13 @@ pub(super) async fn get_delivery(
         Some(IngressStatus::Processing) => return Ok(processing()),
         None => {}
     }
-    match app.hooks.delivery(&scoped) {
-        Some(Delivery::Running) => Ok(processing()),
-        Some(Delivery::Failed(message)) => Err(Error::Upstream(format!(
+    match app.store.inbox_state(&ledger_key).await? {
+        Some(InboxState::Queued) => Ok(processing()),
+        Some(InboxState::Failed(message)) => Err(Error::Upstream(format!(
             "the delivery failed ({message}); resend it to try again"
         ))
         .into()),
-        None => Err(Error::NotFound(format!(
+        Some(InboxState::Done) | None => Err(Error::NotFound(format!(
             "no delivery {key} for webhook {name}; it was never received, or it was ignored"
         ))
         .into()),

@@ -4,6 +4,8 @@
 //! [`Error`] kind has one status code, the body is always
 //! `{"error": {"kind", "message"}}`, and internal errors are logged here, once.
 
+use std::time::Duration;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -18,6 +20,8 @@ pub mod auth;
 mod chat;
 mod connectors;
 mod hooks;
+
+pub(crate) use hooks::resume as resume_delivery;
 
 use crate::app::App;
 use crate::channels::web;
@@ -56,6 +60,7 @@ impl IntoResponse for ApiError {
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::Upstream(_) => (StatusCode::SERVICE_UNAVAILABLE, "upstream"),
+            Error::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Error::Config(_) | Error::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -78,7 +83,12 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let Error::RateLimited { retry_after, .. } = &self.0 {
+        let retry_after = match &self.0 {
+            Error::RateLimited { retry_after, .. } => Some(*retry_after),
+            Error::ShuttingDown => Some(Duration::from_secs(5)),
+            _ => None,
+        };
+        if let Some(retry_after) = retry_after {
             let secs = retry_after.as_secs().max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

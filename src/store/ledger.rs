@@ -14,10 +14,12 @@ use crate::error::{Error, Result};
 /// plenty; the bound only keeps a pathological race from looping forever.
 const CLAIM_ATTEMPTS: usize = 8;
 
-/// How long the delivery that recorded (or last attempted) a reply owns it. After that, a
-/// reply still `pending` is taken to be orphaned (its sender crashed or gave up) and
-/// [`Store::egress_claim_due`] hands it to the resender.
-pub const EGRESS_LEASE_MS: i64 = 120_000;
+/// How long the delivery that recorded (or last attempted) a reply owns it. The delivery
+/// renews it every third of this while it sends the reply's parts ([`Store::egress_renew`]),
+/// however long pacing and `Retry-After` make it wait; after that, a reply still `pending` is
+/// taken to be orphaned (its sender crashed or gave up) and [`Store::egress_claim_due`] hands
+/// it to the resender.
+pub const EGRESS_LEASE_MS: i64 = 30_000;
 
 /// The outcome of [`Store::ingress_response`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +290,29 @@ impl Store {
         .await
         .map_err(db_err("counting a send attempt"))?;
         attempts.ok_or_else(|| Error::NotFound(format!("no outbound message with id `{id}`")))
+    }
+
+    /// Extends the sender's lease on the replies `ids` that are still `pending` by
+    /// [`EGRESS_LEASE_MS`] from now; returns how many it renewed.
+    pub async fn egress_renew(&self, ids: &[&str]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "UPDATE egress SET lease_until = $1 WHERE state = 'pending' AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms().saturating_add(EGRESS_LEASE_MS));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let renewed = query
+            .execute(&self.writer)
+            .await
+            .map_err(db_err("renewing the lease on replies being sent"))?;
+        Ok(renewed.rows_affected())
     }
 
     /// Marks a reply as sent; `remote_id` is the platform's id for it, when there is one.

@@ -34,6 +34,8 @@ mod gold;
 pub use gold::GoldState;
 mod keys;
 pub use keys::{ApiKey, Scope};
+mod inbox;
+pub use inbox::{InboxRow, InboxState};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -152,11 +154,11 @@ pub struct Store {
     backend: Backend,
 }
 
-/// A claim on an ingress key: only its holder can renew, complete or release it, so a stale
+/// A claim on an ingress key or an inbox row: only its holder can renew, complete or release it, so a stale
 /// owner whose lease was taken over cannot overwrite or delete the new owner's claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lease {
-    /// The ingress key.
+    /// The ingress key (or the inbox row's key).
     pub key: String,
     /// The claim's owner token.
     pub owner: String,

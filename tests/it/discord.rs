@@ -604,8 +604,15 @@ async fn the_same_message_create_twice_gets_one_reply() {
         &format!("<@{BOT_ID}> {QUESTION}"),
     );
     bot.say(m.clone()).await;
-    bot.say(m).await;
-    assert_eq!(bot.fake.typing().len(), 2, "both deliveries were read");
+    bot.gateway.dispatch("MESSAGE_CREATE", m);
+    // The repeat finds the message in the inbox and is dropped before anything is shown.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bot.settle().await;
+    assert_eq!(
+        bot.fake.typing().len(),
+        1,
+        "only the first delivery is answered"
+    );
     assert_eq!(bot.fake.sent().len(), 1, "{:?}", bot.fake.sent());
     assert_eq!(bot.fake.message_posts(), 1);
     bot.stop().await;
@@ -635,9 +642,10 @@ async fn a_message_create_replayed_after_a_resume_gets_no_second_reply() {
     );
     let resume = &bot.gateway.resumes()[0];
     assert_eq!(resume["session_id"], "fake-session-0001");
-    bot.fake.wait_for_typing(2, WAIT).await;
+    // The replay finds the message in the inbox and is dropped (no second "typing…").
+    tokio::time::sleep(Duration::from_millis(500)).await;
     bot.settle().await;
-    assert_eq!(bot.fake.typing().len(), 2, "the replay was read");
+    assert_eq!(bot.fake.typing().len(), 1, "the replay is not answered");
     assert_eq!(bot.fake.sent().len(), 1, "{:?}", bot.fake.sent());
     assert_eq!(
         bot.gateway.identifies().len(),

@@ -99,3 +99,56 @@ async fn a_turn_longer_than_the_lease_keeps_its_claim() {
     assert_eq!(planner.turns.load(Ordering::SeqCst), 2);
     store.close().await;
 }
+
+/// Shutdown (issue 12, finding 5): a halted gateway stops the turn in flight with
+/// `ShuttingDown` and releases its claim, so the next process answers the message at once
+/// instead of waiting for the lease; new messages are refused the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halting_stops_turns_and_releases_their_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap();
+    let planner = Arc::new(Slow {
+        delay: Duration::from_secs(30),
+        turns: AtomicUsize::new(0),
+    });
+    let gateway = Arc::new(Gateway::new(
+        store.clone(),
+        Arc::clone(&planner) as Arc<dyn Planner>,
+        Arc::new(Metrics::default()),
+        GatewayConfig::default(),
+        &LimitsConfig {
+            per_user: Rate::Off,
+            per_conversation: Rate::Off,
+        },
+    ));
+    let turn = tokio::spawn({
+        let g = Arc::clone(&gateway);
+        async move { g.handle(message("halt-1", "c1")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(planner.turns.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        store.ingress_response("api:halt-1").await.unwrap(),
+        Some(conveyor::store::IngressStatus::Processing)
+    );
+    gateway.halt();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), turn)
+        .await
+        .expect("the turn stops at once")
+        .unwrap();
+    assert!(
+        matches!(stopped, Err(conveyor::Error::ShuttingDown)),
+        "{stopped:?}"
+    );
+    assert_eq!(
+        store.ingress_response("api:halt-1").await.unwrap(),
+        None,
+        "the claim is released for the next process"
+    );
+    let refused = gateway.handle(message("halt-2", "c2")).await;
+    assert!(matches!(refused, Err(conveyor::Error::ShuttingDown)));
+    assert_eq!(planner.turns.load(Ordering::SeqCst), 1);
+    store.close().await;
+}

@@ -3,6 +3,7 @@ mod auth;
 mod cli;
 mod common;
 mod connectors_sources;
+mod crash;
 mod discord;
 mod gateway;
 mod knowledge;

@@ -681,3 +681,154 @@ async fn a_due_egress_row_is_claimed_by_exactly_one_resender() {
     })
     .await;
 }
+
+/// The inbox (issue 12, finding 5): a message is queued once; a redelivery gets no lease; a
+/// crashed owner's row is claimed by exactly one other process after its lease, with the
+/// attempt counted; the stale owner can no longer renew, finish or hand it back; a handed-back
+/// row is claimable at once without the attempt counted; a failed row is queued again by a
+/// resend; rows of channels the claimer does not run are left alone.
+#[tokio::test]
+async fn inbox_rows_are_queued_once_claimed_once_and_owner_checked() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let payload = json!({"inbound": {"text": "hi"}});
+        let first = store
+            .inbox_put("telegram", "telegram:1", &payload, LONG_LEASE)
+            .await
+            .unwrap()
+            .expect("queued");
+        assert!(
+            store
+                .inbox_put("telegram", "telegram:1", &payload, LONG_LEASE)
+                .await
+                .unwrap()
+                .is_none(),
+            "a redelivery is not queued twice"
+        );
+        store
+            .inbox_put("slack", "slack:Ev1", &payload, LONG_LEASE)
+            .await
+            .unwrap()
+            .expect("queued");
+        // Within the lease nobody else may claim it.
+        let due = store
+            .inbox_claim_due(&["telegram", "slack"], LONG_LEASE, 10)
+            .await
+            .unwrap();
+        assert!(due.is_empty(), "{due:?}");
+        assert!(
+            store
+                .inbox_renew(&first, Duration::from_millis(1))
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+
+        // Eight claimers race for the expired row: exactly one gets it.
+        let mut racers = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            racers.push(tokio::spawn(async move {
+                store
+                    .inbox_claim_due(&["telegram"], LONG_LEASE, 10)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut claimed = Vec::new();
+        for r in racers {
+            claimed.extend(r.await.unwrap());
+        }
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        let row = claimed.pop().unwrap();
+        assert_eq!(row.channel, "telegram");
+        assert_eq!(row.payload, payload);
+        assert_eq!(row.attempts, 2);
+        assert_ne!(row.lease.owner, first.owner);
+
+        // The stale owner can do nothing to the new owner's row.
+        assert!(!store.inbox_renew(&first, LONG_LEASE).await.unwrap());
+        assert!(!store.inbox_done(&first).await.unwrap());
+        assert!(!store.inbox_hand_back(&first).await.unwrap());
+        assert!(!store.inbox_fail(&first, "stale").await.unwrap());
+        assert_eq!(
+            store.inbox_state("telegram:1").await.unwrap(),
+            Some(conveyor::store::InboxState::Queued)
+        );
+
+        // Handed back: claimable at once, the attempt not counted.
+        assert!(store.inbox_hand_back(&row.lease).await.unwrap());
+        let again = store
+            .inbox_claim_due(&["telegram"], LONG_LEASE, 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].attempts, 2);
+        assert!(store.inbox_done(&again[0].lease).await.unwrap());
+        assert_eq!(
+            store.inbox_state("telegram:1").await.unwrap(),
+            Some(conveyor::store::InboxState::Done)
+        );
+        assert!(
+            store
+                .inbox_put("telegram", "telegram:1", &payload, LONG_LEASE)
+                .await
+                .unwrap()
+                .is_none(),
+            "a redelivery of an answered message is not queued again"
+        );
+
+        // Failed, then resent: queued again with a fresh lease.
+        let slack = store
+            .inbox_claim_due(&["slack"], LONG_LEASE, 10)
+            .await
+            .unwrap();
+        assert!(slack.is_empty(), "still within the first lease");
+        let queued = store.inbox_queued().await.unwrap();
+        assert_eq!(queued, vec![("slack".to_string(), 1)]);
+        store
+            .inbox_put("discord", "discord:9", &payload, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            store
+                .inbox_claim_due(&["telegram", "slack"], LONG_LEASE, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "a channel the claimer does not run is left alone"
+        );
+        let discord = store
+            .inbox_claim_due(&["discord"], LONG_LEASE, 10)
+            .await
+            .unwrap();
+        assert!(store.inbox_fail(&discord[0].lease, "boom").await.unwrap());
+        assert_eq!(
+            store.inbox_state("discord:9").await.unwrap(),
+            Some(conveyor::store::InboxState::Failed("boom".into()))
+        );
+        let requeued = store
+            .inbox_put("discord", "discord:9", &payload, LONG_LEASE)
+            .await
+            .unwrap();
+        assert!(
+            requeued.is_some(),
+            "a resend of a failed message tries again"
+        );
+
+        // Answered rows are pruned after their time; queued ones never.
+        let pruned = store
+            .inbox_prune(chrono::Utc::now().timestamp_millis() + 1)
+            .await
+            .unwrap();
+        assert_eq!(pruned, 1);
+        assert_eq!(store.inbox_state("telegram:1").await.unwrap(), None);
+        assert_eq!(
+            store.inbox_state("slack:Ev1").await.unwrap(),
+            Some(conveyor::store::InboxState::Queued)
+        );
+    })
+    .await;
+}

@@ -103,6 +103,11 @@ impl FakeTelegram {
         self.inner.lock().unwrap().updates.push(update);
     }
 
+    /// How many updates wait for `getUpdates` to be confirmed (an offset past them).
+    pub fn pending_updates(&self) -> usize {
+        self.inner.lock().unwrap().updates.len()
+    }
+
     /// Makes the next call of `method` answer 429 with `retry_after` seconds.
     pub fn rate_limit(&self, method: &str, retry_after: u64) {
         self.inner

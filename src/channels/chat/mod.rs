@@ -7,8 +7,11 @@
 //! background task (polling, a gateway bot), and its [`Outbox`]. Everything else lives here,
 //! once:
 //!
-//! - [`accept`]: a verified, parsed message that was already answered is dropped; otherwise it
-//!   is answered by a tracked task (the platform's request is acknowledged at once).
+//! - [`accept`]: a verified, parsed message is written to the inbox (with where its reply
+//!   goes) before the platform's request is acknowledged; a redelivery finds its row and is
+//!   dropped. A tracked task answers it, holding the row's lease ([`crate::gateway::inbox`]);
+//!   a row a crash or a shutdown left queued is answered by the next process through
+//!   [`resume`] (the platform's [`Platform::resume`]), from the row alone.
 //! - [`respond`]: access check → working indicator → [`Gateway::handle`] → the reply chosen by
 //!   one policy ([`choose_reply`]: answer, rate-limit notice, failure notice, pairing code or
 //!   refusal, each under its own ledger key) → [`deliver`].
@@ -42,8 +45,9 @@ use crate::error::{Error, Result};
 use crate::gateway::Gateway;
 use crate::gateway::access::{Decision, Subject};
 use crate::gateway::egress::Outbox;
+use crate::gateway::inbox::{self, Finish};
 use crate::model::{Channel, ConversationKey, Inbound, Outbound};
-use crate::store::{EgressRow, NewEgress, Store};
+use crate::store::{EgressRow, InboxRow, Lease, NewEgress, Store};
 
 pub use split::{Markup, split};
 
@@ -319,11 +323,18 @@ impl Default for SendPolicy {
 /// What differs per chat platform on the way from a message to its reply.
 #[async_trait::async_trait]
 pub trait ChatPlatform: Send + Sync + 'static {
-    /// Where a reply goes: a thread, a chat, an interaction.
-    type Target: Send + Sync + 'static;
+    /// Where a reply goes: a thread, a chat, an interaction. It is kept in the inbox row with
+    /// the message, so a message accepted before a crash is answered in the right place.
+    type Target: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static;
 
     /// The platform.
     fn channel(&self) -> Channel;
+    /// Which of the platform's ways in this is, when it has several under one channel (the
+    /// Discord gateway bot beside its interactions): kept in inbox rows so
+    /// [`Platform::resume`] hands a row back to the way that accepted it.
+    fn route(&self) -> &'static str {
+        ""
+    }
     /// Its limits for `to`.
     fn limits(&self, to: &Self::Target) -> Limits;
     /// The sender and the chat, for the access check.
@@ -379,28 +390,41 @@ pub trait ChatPlatform: Send + Sync + 'static {
 /// What [`accept`] did with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
-    /// It was answered before (a platform retry); nothing more is done.
+    /// It was accepted before (a platform retry); nothing more is done.
     Duplicate,
     /// Not answered, with why.
     Ignored(&'static str),
-    /// A tracked task answers it.
+    /// Written to the inbox; a tracked task answers it.
     Started,
 }
 
-/// Hands a verified, parsed message to the shared path: a repeat of an answered message is
-/// dropped (the egress ledger still guards the send against a repeat that races the first);
-/// otherwise a tracked task answers it, so the platform's request can be acknowledged now.
+/// What a chat platform's inbox row holds: the message, where its reply goes, and which of
+/// the platform's ways in took it ([`ChatPlatform::route`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Queued<I, T> {
+    inbound: I,
+    target: T,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    route: String,
+}
+
+/// The route an inbox row of a chat platform was accepted through ([`ChatPlatform::route`]).
+pub fn route_of(row: &InboxRow) -> &str {
+    row.payload
+        .get("route")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Hands a verified, parsed message to the shared path: it is written to the inbox (so it
+/// survives a crash from here on) and a tracked task answers it, so the platform's request
+/// can be acknowledged now. A message already in the inbox (a platform retry) is dropped.
 pub async fn accept<P: ChatPlatform>(
     platform: Arc<P>,
     cx: &ChatContext,
     inbound: Inbound,
     to: P::Target,
 ) -> Result<Accepted> {
-    let key = inbound.ledger_key();
-    if cx.store.ingress_response(&key).await?.is_some() {
-        tracing::info!(channel = %platform.channel(), key, "a repeated delivery; already handled");
-        return Ok(Accepted::Duplicate);
-    }
     if platform.needs_conversation(&to)
         && cx
             .store
@@ -410,27 +434,98 @@ pub async fn accept<P: ChatPlatform>(
     {
         return Ok(Accepted::Ignored("a thread conveyor takes no part in"));
     }
+    let key = inbound.ledger_key();
+    let payload = serde_json::to_value(Queued {
+        inbound: &inbound,
+        target: &to,
+        route: platform.route().to_string(),
+    })
+    .map_err(|e| Error::internal("queueing a message", e))?;
+    let channel = platform.channel();
+    let Some(lease) = cx
+        .store
+        .inbox_put(channel.as_str(), &key, &payload, cx.gateway.lease())
+        .await?
+    else {
+        tracing::info!(%channel, key, "a repeated delivery; already accepted");
+        return Ok(Accepted::Duplicate);
+    };
     let task_cx = cx.clone();
     cx.tasks.spawn(async move {
-        respond(&*platform, &task_cx, inbound, to).await;
+        answer_queued(&*platform, &task_cx, inbound, to, lease, 1).await;
     });
     Ok(Accepted::Started)
 }
 
-/// Answers one message (see the module doc). Failures are logged: the platform's request was
-/// acknowledged long ago, and a part that could not be sent stays pending for the resender.
+/// Answers an inbox row of this platform that a crash or a shutdown left queued, claimed by
+/// the redriver: read back from the row and answered by a tracked task, as [`accept`] does. A
+/// row that cannot be read is failed with why (kept for an operator).
+pub fn resume<P: ChatPlatform>(platform: Arc<P>, cx: &ChatContext, row: InboxRow) {
+    let task_cx = cx.clone();
+    cx.tasks.spawn(async move {
+        match serde_json::from_value::<Queued<Inbound, P::Target>>(row.payload) {
+            Ok(q) => {
+                answer_queued(
+                    &*platform,
+                    &task_cx,
+                    q.inbound,
+                    q.target,
+                    row.lease,
+                    row.attempts,
+                )
+                .await;
+            }
+            Err(e) => {
+                let why = format!(
+                    "the queued {} message cannot be read ({e})",
+                    platform.channel()
+                );
+                let max = task_cx.gateway.inbox_max_attempts();
+                inbox::finish(
+                    &task_cx.store,
+                    Some(&row.lease),
+                    Finish::Fail(why),
+                    row.attempts,
+                    max,
+                )
+                .await;
+            }
+        }
+    });
+}
+
+/// Answers one inbox row while holding its lease, then records what became of it.
+async fn answer_queued<P: ChatPlatform>(
+    platform: &P,
+    cx: &ChatContext,
+    inbound: Inbound,
+    to: P::Target,
+    lease: Lease,
+    attempts: i64,
+) {
+    let work = respond(platform, cx, inbound, to);
+    if let Some(outcome) = inbox::held(&cx.store, Some(&lease), cx.gateway.lease(), work).await {
+        let max = cx.gateway.inbox_max_attempts();
+        inbox::finish(&cx.store, Some(&lease), outcome, attempts, max).await;
+    }
+}
+
+/// Answers one message (see the module doc) and says what became of it for the inbox:
+/// [`Finish::Done`] once the reply is recorded (a part that could not be sent stays pending
+/// for the resender, and a failure to answer is a notice to the user), [`Finish::HandBack`]
+/// when shutdown stopped the turn, [`Finish::Retry`] when the reply could not be recorded.
 pub async fn respond<P: ChatPlatform>(
     platform: &P,
     cx: &ChatContext,
     inbound: Inbound,
     to: P::Target,
-) {
+) -> Finish {
     let span = tracing::info_span!(
         "chat_message",
         channel = %platform.channel(),
         conversation = %inbound.conversation.as_storage_key()
     );
-    tracing::Instrument::instrument(respond_inner(platform, cx, inbound, to), span).await;
+    tracing::Instrument::instrument(respond_inner(platform, cx, inbound, to), span).await
 }
 
 async fn respond_inner<P: ChatPlatform>(
@@ -438,7 +533,7 @@ async fn respond_inner<P: ChatPlatform>(
     cx: &ChatContext,
     inbound: Inbound,
     to: P::Target,
-) {
+) -> Finish {
     let channel = platform.channel();
     let conversation = inbound.conversation.as_storage_key();
     let base = platform.reply_key(&to);
@@ -449,28 +544,53 @@ async fn respond_inner<P: ChatPlatform>(
     {
         Decision::Allow => None,
         Decision::Ignore if platform.answers_strangers(&to) => Some(NOT_LET_IN.to_string()),
-        Decision::Ignore => return,
+        Decision::Ignore => return Finish::Done,
         Decision::Reply(text) => Some(text),
     };
     if let Some(text) = access {
         let reply = Reply::text(ReplyKind::Access, platform.escape(&text));
         let key = format!("{base}:access");
-        if let Err(e) = deliver(platform, &cx.store, &conversation, &to, &reply, &key).await {
-            tracing::warn!(%channel, error = %e, "sending an access reply failed");
-        }
-        return;
+        return send_reply(platform, &cx.store, &conversation, &to, &reply, &key).await;
     }
     let stop = CancellationToken::new();
     let working = working_until(platform, &to, stop.clone());
     let answer = async {
         let result = cx.gateway.handle(inbound).await;
-        let (reply, key) = choose_reply(platform, &to, result, &base);
-        if let Err(e) = deliver(platform, &cx.store, &conversation, &to, &reply, &key).await {
-            tracing::warn!(%channel, error = %e, "sending a reply failed");
-        }
+        let finish = if matches!(result, Err(Error::ShuttingDown)) {
+            Finish::HandBack
+        } else {
+            let (reply, key) = choose_reply(platform, &to, result, &base);
+            send_reply(platform, &cx.store, &conversation, &to, &reply, &key).await
+        };
         stop.cancel();
+        finish
     };
-    tokio::join!(working, answer);
+    let ((), finish) = tokio::join!(working, answer);
+    finish
+}
+
+/// [`deliver`] for [`respond`]: a reply that could not be recorded is retried later (the
+/// message stays in the inbox); one recorded but not sent is the resender's.
+async fn send_reply<P: ChatPlatform>(
+    platform: &P,
+    store: &Store,
+    conversation: &str,
+    to: &P::Target,
+    reply: &Reply,
+    key: &str,
+) -> Finish {
+    match record(platform, store, conversation, to, reply, key).await {
+        Ok(recorded) => {
+            if let Err(e) = send_all(platform, store, &recorded).await {
+                tracing::warn!(channel = %platform.channel(), error = %e, "sending a reply failed; the resender tries again");
+            }
+            Finish::Done
+        }
+        Err(e) => {
+            tracing::warn!(channel = %platform.channel(), error = %e, "recording a reply failed");
+            Finish::Retry(e.to_string())
+        }
+    }
 }
 
 /// Shows the working indicator until `stop`, refreshing it as the platform needs, then hides
@@ -555,6 +675,24 @@ pub async fn deliver<P: ChatPlatform>(
     reply: &Reply,
     key: &str,
 ) -> Result<()> {
+    let recorded = record(platform, store, conversation, to, reply, key).await?;
+    send_all(platform, store, &recorded).await
+}
+
+/// A reply's parts as recorded: each row, with its id when this call recorded it (`None`: an
+/// earlier delivery did, and sends it).
+type Recorded = Vec<(NewEgress, Option<String>)>;
+
+/// Splits `reply` within the platform's limits and records every part under `key` in one
+/// transaction, before any is sent.
+async fn record<P: ChatPlatform>(
+    platform: &P,
+    store: &Store,
+    conversation: &str,
+    to: &P::Target,
+    reply: &Reply,
+    key: &str,
+) -> Result<Recorded> {
     let limits = platform.limits(to);
     let mut texts = split(&reply.text, limits.max_chars, limits.markup);
     let files_allowed = limits
@@ -593,17 +731,58 @@ pub async fn deliver<P: ChatPlatform>(
         });
     }
     let ids = store.egress_record_all(&rows).await?;
-    for (row, id) in rows.iter().zip(ids) {
-        match id {
-            Some(id) => send_recorded(platform, store, &id, &row.payload).await?,
-            None => tracing::info!(
-                channel = %platform.channel(),
-                dedupe_key = %row.dedupe_key,
-                "reply already recorded; not sending it again"
-            ),
+    Ok(rows.into_iter().zip(ids).collect())
+}
+
+/// Sends and confirms the parts [`record`] recorded, in order; the first failure stops the
+/// rest (they stay pending for the resender). The lease on the parts still to send is renewed
+/// while this runs, so waiting for pacing or a `Retry-After` never lets the resender take a
+/// part this delivery is about to send.
+async fn send_all<P: ChatPlatform>(platform: &P, store: &Store, recorded: &Recorded) -> Result<()> {
+    let ours: Vec<&str> = recorded
+        .iter()
+        .filter_map(|(_, id)| id.as_deref())
+        .collect();
+    let send = async {
+        for (row, id) in recorded {
+            match id {
+                Some(id) => send_recorded(platform, store, id, &row.payload).await?,
+                None => tracing::info!(
+                    channel = %platform.channel(),
+                    dedupe_key = %row.dedupe_key,
+                    "reply already recorded; not sending it again"
+                ),
+            }
         }
+        Ok(())
+    };
+    holding_egress(store, &ours, send).await
+}
+
+/// Runs `work` while renewing the egress lease on `ids` every third of
+/// [`crate::store::EGRESS_LEASE_MS`].
+async fn holding_egress<F: std::future::Future<Output = Result<()>>>(
+    store: &Store,
+    ids: &[&str],
+    work: F,
+) -> Result<()> {
+    if ids.is_empty() {
+        return work.await;
     }
-    Ok(())
+    let every =
+        Duration::from_millis(u64::try_from(crate::store::EGRESS_LEASE_MS / 3).unwrap_or(10_000));
+    let renew = async {
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(e) = store.egress_renew(ids).await {
+                tracing::warn!(error = %e, "could not renew the lease on replies being sent");
+            }
+        }
+    };
+    tokio::select! {
+        out = work => out,
+        never = renew => never,
+    }
 }
 
 /// Sends the recorded part `id` and confirms it with the platform's message id: paced,
@@ -664,7 +843,12 @@ pub async fn resend<P: ChatPlatform>(platform: &P, store: &Store, row: &EgressRo
         tracing::info!(id = %row.id, dedupe_key = %row.dedupe_key, "egress row already confirmed; not sending it again");
         return Ok(());
     }
-    send_recorded(platform, store, &row.id, &row.payload).await
+    holding_egress(
+        store,
+        &[row.id.as_str()],
+        send_recorded(platform, store, &row.id, &row.payload),
+    )
+    .await
 }
 
 /// Posts `out` into `chat` as a new message ([`Outbox::post`]: a webhook's `forward_to`),
@@ -730,6 +914,10 @@ pub trait Platform: Outbox + Any {
     ) -> Option<futures_util::future::BoxFuture<'static, ()>> {
         None
     }
+
+    /// Answers an inbox row of its channel that the redriver claimed (a crash or a shutdown
+    /// left it queued): [`resume`] with the way in that accepted it ([`route_of`]).
+    fn resume(self: Arc<Self>, cx: &ChatContext, row: InboxRow);
 
     /// Itself, for [`Platforms::get`].
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
