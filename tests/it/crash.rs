@@ -2,7 +2,8 @@
 //! acknowledged messages are still being answered (the fake LLM takes its time), then started
 //! again on the same store. Every message a surface acknowledged must be answered, and every
 //! reply sent, exactly once: Telegram webhook, Telegram polling, Slack events and async signed
-//! webhooks, on SQLite and on PostgreSQL.
+//! webhooks, on SQLite and on PostgreSQL (1,000 messages in flight at the kill); an API client
+//! cut off by the kill retries with its key and gets one answer.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -401,8 +402,49 @@ async fn queued(store_url: &str) -> i64 {
     n
 }
 
+/// `n` questions to `POST /v1/messages`, each with its own conversation and
+/// `Idempotency-Key`, 64 at a time: the answers that came back (key → message id); requests
+/// a kill cut off are missing.
+async fn ask_api(base: String, n: usize) -> BTreeMap<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let answers: Vec<Option<(String, String)>> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            let base = base.clone();
+            async move {
+                let key = format!("crash-api-{i}");
+                let resp = client
+                    .post(format!("{base}/v1/messages"))
+                    .header("idempotency-key", &key)
+                    .json(
+                        &json!({"conversation_id": format!("api-{i}"), "user": "crash",
+                                  "text": question("api", i)}),
+                    )
+                    .send()
+                    .await
+                    .ok()?;
+                if resp.status() != 200 {
+                    return None;
+                }
+                let body: Value = resp.json().await.ok()?;
+                assert!(
+                    body["text"].as_str()?.contains(&format!("[api-{i}]")),
+                    "{body}"
+                );
+                Some((key, body["message_id"].as_str()?.to_string()))
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    answers.into_iter().flatten().collect()
+}
+
 async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) {
-    const N: usize = 200;
+    const N: usize = 250;
     let fakes = Fakes::start().await;
     let project_dir = dir.join("proj");
     let config = project(&project_dir, &fakes, store_url.as_deref(), "webhook").await;
@@ -415,8 +457,11 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
     let log = dir.join("serve.log");
 
     let mut first = Serve::start(&config, log.clone()).await;
+    // API clients wait for their answers; the kill cuts most of them off.
+    let api = tokio::spawn(ask_api(first.base.clone(), N));
     let status_urls = send_all(&first.base, N).await;
     first.kill9();
+    let api_before = api.await.unwrap();
     let killed = Instant::now();
     let left = queued(&url).await;
     let answered_before = telegram_sends(&fakes.telegram).len() + slack_sends(&fakes.slack).len();
@@ -475,6 +520,22 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
         queued(&url).await,
         0,
         "the inbox is empty once all is answered"
+    );
+
+    // API clients retry with their keys: every one gets an answer, and one that was answered
+    // before the kill gets the same answer again (the planner's turn is recorded once).
+    let api_after = ask_api(second.base.clone(), N).await;
+    assert_eq!(api_after.len(), N, "every API retry is answered");
+    for (key, id) in &api_before {
+        assert_eq!(
+            api_after.get(key),
+            Some(id),
+            "{key}: a second answer after the restart"
+        );
+    }
+    eprintln!(
+        "API: {} of {N} answered before the kill, all after",
+        api_before.len()
     );
     drop(second);
 }
