@@ -109,7 +109,8 @@ impl App {
                 config.gateway.clone(),
                 &config.limits,
             )
-            .with_access(config.access.clone()),
+            .with_access(config.access.clone())
+            .with_roles(config.roles.clone()),
         );
         Ok(Self {
             config: Arc::new(config),

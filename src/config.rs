@@ -70,6 +70,8 @@ pub struct Config {
     pub channels: ChannelsConfig,
     /// Who may talk to the bot on each chat platform: `[access.slack]`, ...
     pub access: AccessConfig,
+    /// Named groups of people for the tool policy: `[roles] finance = ["slack:U0123"]`.
+    pub roles: crate::gateway::roles::RolesConfig,
     /// Delta tables of business data: `[lakehouse]`.
     pub lakehouse: crate::lakehouse::LakehouseConfig,
     /// Connector definitions: `[connectors]`.
@@ -284,6 +286,7 @@ impl Config {
             }
         }
         self.channels.validate(&mut problems);
+        self.roles.validate(&mut problems);
         self.access
             .validate(&crate::channels::access_platforms(), &mut problems);
         self.lakehouse.validate(&self.base_dir, &mut problems);

@@ -22,6 +22,8 @@ pub struct PlanRequest<'a> {
     pub inbound: &'a Inbound,
     /// Earlier turns of the conversation, oldest first (the current message excluded).
     pub history: &'a [Turn],
+    /// The sender's roles (`[roles]`), for the tool policy.
+    pub roles: &'a [String],
 }
 
 /// A planner's answer.

@@ -239,7 +239,7 @@ impl LlmPlanner {
             user_id: inbound.user.id.clone(),
             channel: inbound.conversation.channel.as_str().to_string(),
             conversation: inbound.conversation.as_storage_key(),
-            roles: Vec::new(),
+            roles: req.roles.to_vec(),
         };
         let specs = self.tools.specs_for(&caller);
         let input = PromptInput {

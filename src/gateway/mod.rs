@@ -13,6 +13,7 @@ pub mod egress;
 pub mod inbox;
 pub mod order;
 pub mod ratelimit;
+pub mod roles;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,6 +85,7 @@ pub struct Gateway {
     per_conversation: KeyedLimit,
     locks: ConversationLocks,
     access: access::Access,
+    roles: roles::RolesConfig,
     halted: CancellationToken,
 }
 
@@ -105,6 +107,7 @@ impl Gateway {
             per_conversation: KeyedLimit::new(limits.per_conversation),
             locks: ConversationLocks::default(),
             access: access::Access::new(access::AccessConfig::default(), store),
+            roles: roles::RolesConfig::default(),
             halted: CancellationToken::new(),
         }
     }
@@ -112,6 +115,12 @@ impl Gateway {
     /// Applies the `[access]` rules (without it, every platform is open).
     pub fn with_access(mut self, config: access::AccessConfig) -> Self {
         self.access = access::Access::new(config, self.store.clone());
+        self
+    }
+
+    /// Gives callers the roles `[roles]` names them in (the tool policy reads them).
+    pub fn with_roles(mut self, roles: roles::RolesConfig) -> Self {
+        self.roles = roles;
         self
     }
 
@@ -335,11 +344,15 @@ impl Gateway {
                 meta: serde_json::json!({ "idempotency_key": inbound.idempotency_key }),
             })
             .await?;
+        let roles = self
+            .roles
+            .of(inbound.conversation.channel, &inbound.user.id);
         let reply = self
             .planner
             .answer(PlanRequest {
                 inbound,
                 history: &history,
+                roles: &roles,
             })
             .await?;
         let message_id = self

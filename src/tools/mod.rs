@@ -107,7 +107,7 @@ pub struct ToolPolicy {
     pub users: Vec<String>,
     /// Channel names that may call the tool.
     pub channels: Vec<String>,
-    /// Roles that may call the tool.
+    /// Roles that may call the tool (members are listed under `[roles]` in conveyor.toml).
     pub roles: Vec<String>,
 }
 

@@ -152,3 +152,92 @@ async fn halting_stops_turns_and_releases_their_claims() {
     assert_eq!(planner.turns.load(Ordering::SeqCst), 1);
     store.close().await;
 }
+
+/// Records the roles each turn was given.
+struct SeesRoles(std::sync::Mutex<Vec<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl Planner for SeesRoles {
+    fn name(&self) -> &'static str {
+        "sees-roles"
+    }
+
+    async fn answer(&self, req: PlanRequest<'_>) -> conveyor::Result<Reply> {
+        self.0.lock().unwrap().push(req.roles.to_vec());
+        Ok(Reply {
+            text: "ok".into(),
+            citations: Vec::new(),
+        })
+    }
+}
+
+/// Issue 12, finding 3: roles were never filled in. `[roles]` names members with their
+/// platform, and the planner (so the tool policy) gets the sender's roles; the same id typed
+/// into the API gets none, an API key listed as `api:key:ID` gets its own.
+#[tokio::test]
+async fn roles_from_config_reach_the_planner_only_for_the_named_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+        .await
+        .unwrap();
+    let planner = Arc::new(SeesRoles(std::sync::Mutex::new(Vec::new())));
+    let roles = conveyor::gateway::roles::RolesConfig(
+        [
+            (
+                "finance".to_string(),
+                vec!["slack:U1".to_string(), "api:key:k1".to_string()],
+            ),
+            ("ops".to_string(), vec!["slack:U1".to_string()]),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let gateway = Gateway::new(
+        store.clone(),
+        Arc::clone(&planner) as Arc<dyn Planner>,
+        Arc::new(Metrics::default()),
+        GatewayConfig::default(),
+        &LimitsConfig {
+            per_user: Rate::Off,
+            per_conversation: Rate::Off,
+        },
+    )
+    .with_roles(roles);
+    let from = |channel: Channel, user: &str, key: &str| Inbound {
+        idempotency_key: key.into(),
+        conversation: ConversationKey::new(channel, format!("c-{key}")),
+        user: UserRef {
+            id: user.into(),
+            name: None,
+        },
+        text: "hello".into(),
+        attachments: Vec::new(),
+    };
+    gateway
+        .handle(from(Channel::new("slack"), "U1", "r1"))
+        .await
+        .unwrap();
+    gateway
+        .handle(from(Channel::API, "U1", "r2"))
+        .await
+        .unwrap();
+    gateway
+        .handle(from(Channel::API, "key:k1", "r3"))
+        .await
+        .unwrap();
+    gateway
+        .handle(from(Channel::new("telegram"), "U1", "r4"))
+        .await
+        .unwrap();
+    let seen = planner.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            vec!["finance".to_string(), "ops".to_string()],
+            vec![],
+            vec!["finance".to_string()],
+            vec![],
+        ]
+    );
+    store.close().await;
+}

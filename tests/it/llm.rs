@@ -1101,6 +1101,7 @@ async fn planner_overhead_per_turn() {
             .answer(PlanRequest {
                 inbound: &inbound,
                 history: &[],
+                roles: &[],
             })
             .await
             .unwrap();

@@ -1,0 +1,93 @@
+//! `[roles]`: named groups of people, for the tool policy (`roles = ["finance"]` under a
+//! tool's `[policy]`).
+//!
+//! A member is an identity as the gateway knows it, always with its platform:
+//! `slack:U0123`, `telegram:42`, `discord:1234`, `cli:alice`, or `api:key:0123456789ab` for an
+//! API key. A bare id is refused when the config is loaded: the same number can be a
+//! Telegram user and a Discord user, and an API caller must never get a chat user's roles.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Channel;
+
+/// `[roles]`: role name → its members.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RolesConfig(pub BTreeMap<String, Vec<String>>);
+
+impl RolesConfig {
+    /// Adds every problem to `problems`: role names that are not simple words, and members
+    /// without a platform.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        for (role, members) in &self.0 {
+            if role.is_empty()
+                || !role
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                problems.push(format!(
+                    "roles.{role}: a role name is letters, digits, `_` and `-` (e.g. `finance`)"
+                ));
+            }
+            for member in members {
+                let ok = member
+                    .split_once(':')
+                    .is_some_and(|(platform, id)| !platform.is_empty() && !id.is_empty());
+                if !ok {
+                    problems.push(format!(
+                        "roles.{role}: `{member}` has no platform; write members as PLATFORM:ID, e.g. `slack:U0123`, `telegram:42`, `api:key:0123456789ab`"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The roles of `user_id` on `channel`, in name order.
+    pub fn of(&self, channel: Channel, user_id: &str) -> Vec<String> {
+        let who = format!("{channel}:{user_id}");
+        self.0
+            .iter()
+            .filter(|(_, members)| members.iter().any(|m| *m == who))
+            .map(|(role, _)| role.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roles(entries: &[(&str, &[&str])]) -> RolesConfig {
+        RolesConfig(
+            entries
+                .iter()
+                .map(|(r, m)| (r.to_string(), m.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn members_match_with_their_platform_only() {
+        let r = roles(&[
+            ("finance", &["slack:U1", "api:key:abc"]),
+            ("ops", &["slack:U1", "telegram:42"]),
+        ]);
+        assert_eq!(r.of(Channel::new("slack"), "U1"), vec!["finance", "ops"]);
+        assert_eq!(r.of(Channel::new("telegram"), "42"), vec!["ops"]);
+        assert_eq!(r.of(Channel::API, "key:abc"), vec!["finance"]);
+        // The same id on another platform, or typed into the API, gets nothing.
+        assert!(r.of(Channel::API, "U1").is_empty());
+        assert!(r.of(Channel::new("discord"), "42").is_empty());
+    }
+
+    #[test]
+    fn bare_ids_and_odd_names_are_refused() {
+        let mut problems = Vec::new();
+        roles(&[("finance", &["U1", "slack:"]), ("a b", &[])]).validate(&mut problems);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("`U1` has no platform")));
+        assert!(problems.iter().any(|p| p.contains("roles.a b")));
+    }
+}
