@@ -49,7 +49,7 @@ impl RolesConfig {
         let who = format!("{channel}:{user_id}");
         self.0
             .iter()
-            .filter(|(_, members)| members.iter().any(|m| *m == who))
+            .filter(|(_, members)| members.contains(&who))
             .map(|(role, _)| role.clone())
             .collect()
     }
