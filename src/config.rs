@@ -102,6 +102,9 @@ pub struct ServerConfig {
     /// Requests handled at once at most; more get 503 with `Retry-After` instead of waiting
     /// in an unbounded queue.
     pub max_in_flight: usize,
+    /// Reverse proxies (their IP addresses) whose `X-Forwarded-For` names the client, for the
+    /// per-address rate limit; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl ServerConfig {
@@ -131,6 +134,7 @@ impl Default for ServerConfig {
             header_read_timeout: HumanDuration(Duration::from_secs(10)),
             max_connections: 4096,
             max_in_flight: 1024,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -83,6 +83,7 @@ pub struct Gateway {
     config: GatewayConfig,
     per_user: KeyedLimit,
     per_conversation: KeyedLimit,
+    per_address: KeyedLimit,
     locks: ConversationLocks,
     access: access::Access,
     roles: roles::RolesConfig,
@@ -105,6 +106,7 @@ impl Gateway {
             config,
             per_user: KeyedLimit::new(limits.per_user),
             per_conversation: KeyedLimit::new(limits.per_conversation),
+            per_address: KeyedLimit::new(limits.per_address),
             locks: ConversationLocks::default(),
             access: access::Access::new(access::AccessConfig::default(), store),
             roles: roles::RolesConfig::default(),
@@ -376,10 +378,17 @@ impl Gateway {
         })
     }
 
+    /// Checks `[limits] per_address` for a request from `address` (the HTTP API's guard);
+    /// the wait until the next request passes when it is over.
+    pub fn check_address(&self, address: std::net::IpAddr) -> std::result::Result<(), Duration> {
+        self.per_address.check(&address.to_string())
+    }
+
     /// Drops limiter state of idle keys; call now and then.
     pub fn housekeeping(&self) {
         self.per_user.shrink();
         self.per_conversation.shrink();
+        self.per_address.shrink();
     }
 }
 

@@ -18,6 +18,9 @@ pub struct LimitsConfig {
     pub per_user: Rate,
     /// Messages one conversation may receive, e.g. `"60/min"`, or `"off"`.
     pub per_conversation: Rate,
+    /// Requests to the API (`/v1`, `/sources`, `/metrics`, delivery status, sign-in) per
+    /// client address, whoever they claim to be: rotating keys or names gets no further.
+    pub per_address: Rate,
 }
 
 impl Default for LimitsConfig {
@@ -29,6 +32,10 @@ impl Default for LimitsConfig {
             },
             per_conversation: Rate::Limited {
                 count: 60,
+                per: Duration::from_secs(60),
+            },
+            per_address: Rate::Limited {
+                count: 600,
                 per: Duration::from_secs(60),
             },
         }

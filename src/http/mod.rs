@@ -115,6 +115,10 @@ pub fn router(app: App) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             (app.clone(), Scope::Chat),
             auth::require,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            limit_per_address,
         ));
     let read_scope = Router::new()
         .route("/sources/{chunk_id}", get(source_page))
@@ -126,12 +130,22 @@ pub fn router(app: App) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             (app.clone(), Scope::Read),
             auth::require,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            limit_per_address,
+        ));
+    let session = Router::new()
+        .route("/v1/session", post(sign_in).delete(sign_out))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            limit_per_address,
         ));
     router
         .merge(chat_scope)
         .merge(read_scope)
+        .merge(session)
         .route("/", get(web_page))
-        .route("/v1/session", post(sign_in).delete(sign_out))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/hooks/{name}", post(hooks::post_hook))
@@ -168,7 +182,7 @@ pub async fn serve(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -188,7 +202,12 @@ pub async fn serve(
             continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone().map_request(
-            |req: axum::http::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
+            move |req: axum::http::Request<hyper::body::Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
         ));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -211,6 +230,60 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// `[limits] per_address` on the API routes, before the key is even looked at (so guessing
+/// keys is limited too): 429 with `Retry-After` past it. The address is the connection's peer,
+/// or, from a proxy in `server.trusted_proxies`, the client `X-Forwarded-For` names.
+async fn limit_per_address(
+    State(app): State<App>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(peer) = peer {
+        let client = client_address(peer, request.headers(), &app.config.server.trusted_proxies);
+        if let Err(wait) = app.gateway.check_address(client) {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            return ApiError(Error::RateLimited {
+                retry_after: Duration::from_secs(secs),
+                message: format!(
+                    "too many requests from {client} (limits.per_address); retry in {secs} s"
+                ),
+            })
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The client's address: `peer`, unless `peer` is a trusted proxy, then the last address of
+/// `X-Forwarded-For` that is not a trusted proxy (each proxy appends the address it got the
+/// request from, so the entries left of the first untrusted one are the client's own claims).
+pub fn client_address(
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    forwarded
+        .iter()
+        .rev()
+        .find(|a| !trusted.contains(a))
+        .copied()
+        .unwrap_or(peer)
 }
 
 /// Caps the requests handled at once: past `server.max_in_flight`, 503 with `Retry-After`

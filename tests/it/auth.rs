@@ -401,3 +401,93 @@ async fn slow_clients_are_cut_off_and_excess_requests_get_503() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }
+
+/// `[limits] per_address` (issue 12, finding 2): rotating keys, names or conversation ids does
+/// not get a client past its address's limit (wrong keys included: guessing is limited too);
+/// another address is not affected; behind a trusted proxy the client's `X-Forwarded-For`
+/// address counts, from anyone else the header is ignored.
+#[tokio::test]
+async fn requests_are_limited_per_client_address_whoever_they_claim_to_be() {
+    let dir = tempfile::tempdir().unwrap();
+    conveyor::init::init(dir.path(), false).await.unwrap();
+    let app = app_with(dir.path(), |c| {
+        c.limits.per_address = Rate::Limited {
+            count: 3,
+            per: std::time::Duration::from_secs(60),
+        };
+        c.server.trusted_proxies = vec!["10.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let router = conveyor::http::router(app.clone());
+    let from = |mut req: Request<Body>, peer: &str, forwarded: Option<&str>| {
+        let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        if let Some(f) = forwarded {
+            req.headers_mut()
+                .insert("x-forwarded-for", f.parse().unwrap());
+        }
+        req
+    };
+    for i in 0..3 {
+        let r = send(
+            &router,
+            from(
+                ask(
+                    Some(&format!("wrong-{i}")),
+                    &format!("c{i}"),
+                    &format!("u{i}"),
+                ),
+                "127.0.0.1",
+                None,
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    }
+    let r = send(&router, from(ask(None, "c9", "u9"), "127.0.0.1", None)).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("per_address"),
+        "{}",
+        r.body
+    );
+    // A forged X-Forwarded-For from an untrusted peer changes nothing.
+    let r = send(
+        &router,
+        from(ask(None, "c9", "u9"), "127.0.0.1", Some("192.0.2.7")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another client, through the trusted proxy, has its own budget.
+    let r = send(
+        &router,
+        from(
+            get("/metrics", None),
+            "10.0.0.1",
+            Some("198.51.100.4, 10.0.0.1"),
+        ),
+    )
+    .await;
+    assert_ne!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(
+        conveyor::http::client_address(
+            "10.0.0.1".parse().unwrap(),
+            &{
+                let mut h = axum::http::HeaderMap::new();
+                h.insert(
+                    "x-forwarded-for",
+                    "203.0.113.9, 198.51.100.4".parse().unwrap(),
+                );
+                h
+            },
+            &["10.0.0.1".parse().unwrap()],
+        ),
+        "198.51.100.4".parse::<std::net::IpAddr>().unwrap(),
+        "the rightmost untrusted entry, not the client's own claim on the left"
+    );
+}

@@ -175,7 +175,7 @@ async fn project(
     set(
         &mut config,
         "limits",
-        json!({"per_user": "off", "per_conversation": "off"}),
+        json!({"per_user": "off", "per_conversation": "off", "per_address": "off"}),
     );
     set(
         &mut config,

@@ -73,6 +73,7 @@ async fn a_turn_longer_than_the_lease_keeps_its_claim() {
         &LimitsConfig {
             per_user: Rate::Off,
             per_conversation: Rate::Off,
+            per_address: Rate::Off,
         },
     ));
     // A message queued behind another of its conversation for longer than the lease keeps
@@ -121,6 +122,7 @@ async fn halting_stops_turns_and_releases_their_claims() {
         &LimitsConfig {
             per_user: Rate::Off,
             per_conversation: Rate::Off,
+            per_address: Rate::Off,
         },
     ));
     let turn = tokio::spawn({
@@ -200,6 +202,7 @@ async fn roles_from_config_reach_the_planner_only_for_the_named_identity() {
         &LimitsConfig {
             per_user: Rate::Off,
             per_conversation: Rate::Off,
+            per_address: Rate::Off,
         },
     )
     .with_roles(roles);
