@@ -55,13 +55,14 @@ pub struct LevelResult {
 
 /// Runs `requests` requests at each concurrency level against `base` (e.g.
 /// `http://127.0.0.1:8080`), after a short warm-up.
-pub async fn run(base: &str, levels: &[usize], requests: usize) -> Result<Vec<LevelResult>> {
+pub async fn run(
+    base: &str,
+    key: Option<&str>,
+    levels: &[usize],
+    requests: usize,
+) -> Result<Vec<LevelResult>> {
     let base = base.trim_end_matches('/').to_string();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| Error::internal("building the HTTP client", e))?;
+    let client = bench_client(key, 256)?;
     let url = format!("{base}/v1/messages");
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     level(&client, &url, &run_id, 4, 40.min(requests)).await?;
@@ -139,6 +140,43 @@ async fn level(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let pct = percentiles(latencies, url, first_error)?;
+    Ok(LevelResult {
+        concurrency,
+        ok: pct.count(),
+        errors,
+        seconds,
+        requests_per_second: pct.count() as f64 / seconds.max(1e-9),
+        p50_ms: pct.ms(0.5),
+        p99_ms: pct.ms(0.99),
+    })
+}
+
+/// Sorted latencies of the requests that succeeded.
+struct Percentiles(Vec<Duration>);
+
+impl Percentiles {
+    /// How many succeeded.
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The `p` quantile (0 to 1), in milliseconds.
+    fn ms(&self, p: f64) -> f64 {
+        let last = self.0.len().saturating_sub(1);
+        let i = ((last as f64) * p).round() as usize;
+        self.0
+            .get(i.min(last))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+}
+
+/// The latencies sorted, or an error when no request to `url` succeeded.
+fn percentiles(
+    mut latencies: Vec<Duration>,
+    url: &str,
+    first_error: Option<String>,
+) -> Result<Percentiles> {
     if latencies.is_empty() {
         return Err(Error::Upstream(format!(
             "no request to {url} succeeded ({}); is `conveyor serve` running there?",
@@ -146,18 +184,143 @@ async fn level(
         )));
     }
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies[i.min(latencies.len() - 1)].as_secs_f64() * 1000.0
-    };
-    Ok(LevelResult {
-        concurrency,
-        ok: latencies.len(),
+    Ok(Percentiles(latencies))
+}
+
+/// A client for the load generators: pooled connections, the API key on every request.
+fn bench_client(key: Option<&str>, pool: usize) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key {
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| Error::BadInput("the API key is not valid header text".into()))?;
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(pool)
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .map_err(|e| Error::internal("building the HTTP client", e))
+}
+
+/// Results of [`open_loop`].
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenLoopResult {
+    /// The arrival rate asked for, requests per second.
+    pub rate: u32,
+    /// How long requests were sent.
+    pub seconds: f64,
+    /// Requests sent.
+    pub sent: usize,
+    /// Requests that got 200.
+    pub ok: usize,
+    /// Requests that failed (status or transport).
+    pub errors: usize,
+    /// Requests that started more than 1 ms after they were due (the generator fell behind).
+    pub late: usize,
+    /// Answers per second over the whole run, until the last answer.
+    pub achieved_per_second: f64,
+    /// Median latency from when the request was due, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile, ms.
+    pub p999_ms: f64,
+    /// The slowest, ms.
+    pub max_ms: f64,
+    /// What the first failure said.
+    pub first_error: Option<String>,
+}
+
+/// Sends `POST /v1/messages` to `base` at a constant `rate` for `duration` (open loop: a slow
+/// answer does not hold the next request back), each with its own key, user and conversation.
+/// Latency counts from when each request was due, so a server that falls behind shows it
+/// (no coordinated omission).
+pub async fn open_loop(
+    base: &str,
+    key: Option<&str>,
+    rate: u32,
+    duration: Duration,
+) -> Result<OpenLoopResult> {
+    if rate == 0 {
+        return Err(Error::BadInput(
+            "--rate must be at least 1 request per second".into(),
+        ));
+    }
+    let url = format!("{}/v1/messages", base.trim_end_matches('/'));
+    let client = bench_client(key, 1024)?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    // Warm-up: connections and caches, not measured.
+    run(base, key, &[4], 40).await?;
+    let total = usize::try_from((duration.as_secs_f64() * f64::from(rate)).round() as u64)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let started = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut late = 0;
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due).await;
+        if tokio::time::Instant::now().duration_since(due) > Duration::from_millis(1) {
+            late += 1;
+        }
+        let client = client.clone();
+        let url = url.clone();
+        let tag = format!("open-{run_id}-{i}");
+        tasks.spawn(async move {
+            let body = MessageRequest {
+                conversation_id: tag.clone(),
+                user: tag.clone(),
+                text: DEMO_QUESTIONS[i % DEMO_QUESTIONS.len()].to_string(),
+            };
+            let result = client
+                .post(&url)
+                .header("Idempotency-Key", &tag)
+                .json(&body)
+                .send()
+                .await;
+            let outcome = match result {
+                Ok(r) if r.status().is_success() => {
+                    let _ = r.bytes().await;
+                    Ok(())
+                }
+                Ok(r) => Err(format!("HTTP {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            };
+            (due.elapsed(), outcome)
+        });
+    }
+    let sent_for = started.elapsed().as_secs_f64();
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0;
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        let (latency, outcome) = done.map_err(|e| Error::internal("bench request", e))?;
+        match outcome {
+            Ok(()) => latencies.push(latency),
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    let all_done = started.elapsed().as_secs_f64();
+    let shown_error = first_error.clone();
+    let pct = percentiles(latencies, &url, first_error)?;
+    Ok(OpenLoopResult {
+        rate,
+        seconds: sent_for,
+        sent: total,
+        ok: pct.count(),
         errors,
-        seconds,
-        requests_per_second: latencies.len() as f64 / seconds.max(1e-9),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        late,
+        achieved_per_second: pct.count() as f64 / all_done.max(1e-9),
+        p50_ms: pct.ms(0.5),
+        p99_ms: pct.ms(0.99),
+        p999_ms: pct.ms(0.999),
+        max_ms: pct.ms(1.0),
+        first_error: shown_error,
     })
 }
 

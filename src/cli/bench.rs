@@ -13,11 +13,45 @@ pub async fn bench(config: &Path, what: BenchCommand) -> Result<ExitCode> {
     match what {
         BenchCommand::Api {
             url,
+            rate: Some(rate),
+            duration,
+            key,
+            json,
+            ..
+        } => {
+            let r = crate::bench::open_loop(&url, key.as_deref(), rate, duration.0).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                out!(
+                    "open loop at {} req/s for {:.1}s: {} sent, {} ok, {} errors ({} late starts); achieved {:.0} req/s; latency from when due p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+                    r.rate,
+                    r.seconds,
+                    r.sent,
+                    r.ok,
+                    r.errors,
+                    r.late,
+                    r.achieved_per_second,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.p999_ms,
+                    r.max_ms
+                );
+                if let Some(e) = &r.first_error {
+                    out!("first error: {e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Api {
+            url,
             concurrency,
             requests,
+            key,
             json,
+            ..
         } => {
-            let results = crate::bench::run(&url, &concurrency, requests).await?;
+            let results = crate::bench::run(&url, key.as_deref(), &concurrency, requests).await?;
             if json {
                 out!(
                     "{}",

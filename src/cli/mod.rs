@@ -319,6 +319,16 @@ pub enum BenchCommand {
         /// Requests per level.
         #[arg(long, default_value_t = 2000)]
         requests: usize,
+        /// Open loop instead: send this many requests per second at a constant rate, whatever
+        /// the answers do (latency under a fixed load, counted from when each request was due).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// How long the open loop runs, e.g. `10s`.
+        #[arg(long, default_value = "10s")]
+        duration: crate::values::HumanDuration,
+        /// An API key (`cvk_…`) for a server that has keys; also read from CONVEYOR_API_KEY.
+        #[arg(long, env = "CONVEYOR_API_KEY", hide_env_values = true)]
+        key: Option<String>,
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,

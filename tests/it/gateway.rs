@@ -35,6 +35,21 @@ impl Planner for Slow {
     }
 }
 
+/// A gateway over `store` without rate limits.
+fn gateway(store: &Store, planner: Arc<dyn Planner>, config: GatewayConfig) -> Gateway {
+    Gateway::new(
+        store.clone(),
+        planner,
+        Arc::new(Metrics::default()),
+        config,
+        &LimitsConfig {
+            per_user: Rate::Off,
+            per_conversation: Rate::Off,
+            per_address: Rate::Off,
+        },
+    )
+}
+
 fn message(key: &str, conversation: &str) -> Inbound {
     Inbound {
         idempotency_key: key.into(),
@@ -61,19 +76,13 @@ async fn a_turn_longer_than_the_lease_keeps_its_claim() {
         delay: Duration::from_millis(1000),
         turns: AtomicUsize::new(0),
     });
-    let gateway = Arc::new(Gateway::new(
-        store.clone(),
+    let gateway = Arc::new(gateway(
+        &store,
         Arc::clone(&planner) as Arc<dyn Planner>,
-        Arc::new(Metrics::default()),
         GatewayConfig {
             ingress_lease: HumanDuration(Duration::from_millis(200)),
             duplicate_wait: HumanDuration(Duration::from_secs(10)),
             ..GatewayConfig::default()
-        },
-        &LimitsConfig {
-            per_user: Rate::Off,
-            per_conversation: Rate::Off,
-            per_address: Rate::Off,
         },
     ));
     // A message queued behind another of its conversation for longer than the lease keeps
@@ -114,16 +123,10 @@ async fn halting_stops_turns_and_releases_their_claims() {
         delay: Duration::from_secs(30),
         turns: AtomicUsize::new(0),
     });
-    let gateway = Arc::new(Gateway::new(
-        store.clone(),
+    let gateway = Arc::new(gateway(
+        &store,
         Arc::clone(&planner) as Arc<dyn Planner>,
-        Arc::new(Metrics::default()),
         GatewayConfig::default(),
-        &LimitsConfig {
-            per_user: Rate::Off,
-            per_conversation: Rate::Off,
-            per_address: Rate::Off,
-        },
     ));
     let turn = tokio::spawn({
         let g = Arc::clone(&gateway);
@@ -194,16 +197,10 @@ async fn roles_from_config_reach_the_planner_only_for_the_named_identity() {
         .into_iter()
         .collect(),
     );
-    let gateway = Gateway::new(
-        store.clone(),
+    let gateway = gateway(
+        &store,
         Arc::clone(&planner) as Arc<dyn Planner>,
-        Arc::new(Metrics::default()),
         GatewayConfig::default(),
-        &LimitsConfig {
-            per_user: Rate::Off,
-            per_conversation: Rate::Off,
-            per_address: Rate::Off,
-        },
     )
     .with_roles(roles);
     let from = |channel: Channel, user: &str, key: &str| Inbound {
