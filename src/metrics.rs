@@ -25,6 +25,7 @@ pub struct Metrics {
     rate_limited: AtomicU64,
     duplicates: AtomicU64,
     index_chunks: AtomicU64,
+    inbox_queued: Mutex<Vec<(String, i64)>>,
 }
 
 impl Metrics {
@@ -58,6 +59,13 @@ impl Metrics {
     /// Sets the index size gauge.
     pub fn set_index_chunks(&self, n: u64) {
         self.index_chunks.store(n, Ordering::Relaxed);
+    }
+
+    /// Sets the inbox gauge: messages accepted and not answered yet, per channel.
+    pub fn set_inbox_queued(&self, queued: Vec<(String, i64)>) {
+        if let Ok(mut q) = self.inbox_queued.lock() {
+            *q = queued;
+        }
     }
 
     /// Renders everything in the Prometheus text exposition format.
@@ -126,6 +134,16 @@ impl Metrics {
             "conveyor_index_chunks {}",
             self.index_chunks.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP conveyor_inbox_queued Messages acknowledged and not answered yet (being answered, or waiting after a crash), by channel."
+        );
+        let _ = writeln!(out, "# TYPE conveyor_inbox_queued gauge");
+        if let Ok(q) = self.inbox_queued.lock() {
+            for (channel, n) in q.iter() {
+                let _ = writeln!(out, "conveyor_inbox_queued{{channel=\"{channel}\"}} {n}");
+            }
+        }
         out
     }
 }

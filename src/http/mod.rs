@@ -612,6 +612,9 @@ async fn metrics(State(app): State<App>) -> Response {
     if let Ok(n) = app.knowledge.index.count().await {
         app.metrics.set_index_chunks(n);
     }
+    if let Ok(queued) = app.store.inbox_queued().await {
+        app.metrics.set_inbox_queued(queued);
+    }
     (
         [(
             header::CONTENT_TYPE,

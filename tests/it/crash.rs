@@ -443,6 +443,25 @@ async fn ask_api(base: String, n: usize) -> BTreeMap<String, String> {
     answers.into_iter().flatten().collect()
 }
 
+/// `conveyor_inbox_queued` per channel, from `/metrics`.
+async fn inbox_gauge(base: &str) -> BTreeMap<String, i64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("# TYPE conveyor_inbox_queued gauge"),
+        "{text}"
+    );
+    text.lines()
+        .filter_map(|l| l.strip_prefix("conveyor_inbox_queued{channel=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(channel, n)| (channel.to_string(), n.trim().parse().unwrap()))
+        .collect()
+}
+
 async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) {
     const N: usize = 250;
     let fakes = Fakes::start().await;
@@ -472,6 +491,9 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
     );
 
     let second = Serve::start(&config, log.clone()).await;
+    // What waits shows on /metrics.
+    let waiting = inbox_gauge(&second.base).await;
+    assert!(waiting.values().sum::<i64>() > 0, "{waiting:?}");
     let limit = Duration::from_secs(90);
     wait_answered(|| telegram_sends(&fakes.telegram), N, limit).await;
     wait_answered(|| slack_sends(&fakes.slack), N, limit).await;
@@ -521,6 +543,8 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
         0,
         "the inbox is empty once all is answered"
     );
+
+    assert!(inbox_gauge(&second.base).await.is_empty());
 
     // API clients retry with their keys: every one gets an answer, and one that was answered
     // before the kill gets the same answer again (the planner's turn is recorded once).
