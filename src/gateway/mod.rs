@@ -5,8 +5,9 @@
 //!    processes and restarts too, because the claim lives in the store);
 //! 2. rate limits per user and per conversation;
 //! 3. the conversation's lock, so its messages are answered in order;
-//! 4. the message is stored, the last turns are loaded, the planner answers, the answer is
-//!    stored and recorded in the ledger against the key.
+//! 4. the message is stored, the last turns are loaded, the planner answers, and the answer
+//!    is stored and recorded in the ledger against the key in one commit
+//!    ([`Store::finish_turn`]), only while the claim is still this turn's.
 
 pub mod access;
 pub mod egress;
@@ -238,11 +239,30 @@ impl Gateway {
             () = self.halted.cancelled() => Err(Error::ShuttingDown),
         };
         match outcome {
-            Ok(out) => {
-                let json = serde_json::to_string(&out)
-                    .map_err(|e| Error::internal("encoding the answer", e))?;
-                self.store.ingress_complete(&lease, &json).await?;
-                Ok((out, false))
+            Ok(turn) => {
+                // The answer and the ledger's record of it in one commit, only while the claim
+                // is still ours.
+                let mut out = None;
+                let finished = self
+                    .store
+                    .finish_turn(&lease, &turn.message, |message_id| {
+                        let done = turn.outbound(message_id);
+                        let json = serde_json::to_string(&done)
+                            .map_err(|e| Error::internal("encoding the answer", e))?;
+                        out = Some(done);
+                        Ok(json)
+                    })
+                    .await;
+                match (finished, out) {
+                    (Ok(_), Some(out)) => Ok((out, false)),
+                    (Ok(_), None) => Err(Error::Internal("a finished turn has no answer".into())),
+                    (Err(e), _) => {
+                        if let Err(release) = self.store.ingress_release(&lease).await {
+                            tracing::warn!(error = %release, "could not release the ingress claim");
+                        }
+                        Err(e)
+                    }
+                }
             }
             Err(e) => {
                 if let Err(release) = self.store.ingress_release(&lease).await {
@@ -330,7 +350,8 @@ impl Gateway {
         }
     }
 
-    async fn process(&self, inbound: &Inbound, conversation: &str) -> Result<Outbound> {
+    /// Runs the turn up to the answer; [`Turn`] holds what [`Store::finish_turn`] records.
+    async fn process(&self, inbound: &Inbound, conversation: &str) -> Result<Turn> {
         let history = self
             .store
             .recent_turns(conversation, self.config.history_turns)
@@ -357,21 +378,17 @@ impl Gateway {
                 roles: &roles,
             })
             .await?;
-        let message_id = self
-            .store
-            .append_message(&NewMessage {
+        Ok(Turn {
+            message: NewMessage {
                 conversation: conversation.to_string(),
                 channel: inbound.conversation.channel.as_str().to_string(),
                 role: Role::Assistant,
                 user_id: self.planner.name().to_string(),
                 text: reply.text.clone(),
                 meta: serde_json::json!({ "citations": reply.citations, "reply_to": reply_to }),
-            })
-            .await?;
-        Ok(Outbound {
+            },
             conversation: inbound.conversation.clone(),
             reply_to,
-            message_id,
             text: reply.text,
             citations: reply.citations,
             planner: self.planner.name().to_string(),
@@ -389,6 +406,30 @@ impl Gateway {
         self.per_user.shrink();
         self.per_conversation.shrink();
         self.per_address.shrink();
+    }
+}
+
+/// A turn answered and not yet recorded: the answer as a stored message, and the parts of the
+/// [`Outbound`] it becomes once it has an id.
+struct Turn {
+    message: NewMessage,
+    conversation: crate::model::ConversationKey,
+    reply_to: String,
+    text: String,
+    citations: Vec<crate::model::Citation>,
+    planner: String,
+}
+
+impl Turn {
+    fn outbound(&self, message_id: &str) -> Outbound {
+        Outbound {
+            conversation: self.conversation.clone(),
+            reply_to: self.reply_to.clone(),
+            message_id: message_id.to_string(),
+            text: self.text.clone(),
+            citations: self.citations.clone(),
+            planner: self.planner.clone(),
+        }
     }
 }
 

@@ -1,42 +1,89 @@
 //! Conversations and their messages.
 
-use super::{NewMessage, Role, Store, Turn, db_err, get, new_id, now_ms, parse_json};
-use crate::error::Result;
+use super::{Lease, NewMessage, Role, Store, Turn, db_err, get, new_id, now_ms, parse_json};
+use crate::error::{Error, Result};
+
+/// Writes `m` under `id` in `tx`, creating its conversation row on its first message.
+async fn insert_message(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    m: &NewMessage,
+    id: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO conversations (conv_key, channel, created_at, updated_at) \
+         VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (conv_key) DO UPDATE SET updated_at = excluded.updated_at",
+    )
+    .bind(&m.conversation)
+    .bind(&m.channel)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("saving a conversation"))?;
+    sqlx::query(
+        "INSERT INTO messages (id, conversation, role, user_id, body, meta, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(&m.conversation)
+    .bind(m.role.as_str())
+    .bind(&m.user_id)
+    .bind(&m.text)
+    .bind(m.meta.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err("saving a message"))?;
+    Ok(())
+}
 
 impl Store {
     /// Appends a message, creating the conversation row on its first message, and returns the
     /// new message id (uuid v7).
     pub async fn append_message(&self, m: &NewMessage) -> Result<String> {
         let id = new_id();
-        let now = now_ms();
         // One transaction, so a message never exists without its conversation row.
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO conversations (conv_key, channel, created_at, updated_at) \
-             VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (conv_key) DO UPDATE SET updated_at = excluded.updated_at",
-        )
-        .bind(&m.conversation)
-        .bind(&m.channel)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("saving a conversation"))?;
-        sqlx::query(
-            "INSERT INTO messages (id, conversation, role, user_id, body, meta, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&id)
-        .bind(&m.conversation)
-        .bind(m.role.as_str())
-        .bind(&m.user_id)
-        .bind(&m.text)
-        .bind(m.meta.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("saving a message"))?;
+        insert_message(&mut tx, m, &id, now_ms()).await?;
         tx.commit().await.map_err(db_err("saving a message"))?;
+        Ok(id)
+    }
+
+    /// Ends a turn in one transaction (one commit): stores the answer `m` and records the
+    /// response `respond(message id)` (a JSON string) against the ingress key `lease` holds,
+    /// marking it done. Only while the lease is held: a lease that was taken over stores
+    /// nothing (no second answer in the conversation) and is an [`Error::Conflict`].
+    pub async fn finish_turn<F>(&self, lease: &Lease, m: &NewMessage, respond: F) -> Result<String>
+    where
+        F: FnOnce(&str) -> Result<String>,
+    {
+        let id = new_id();
+        let response = respond(&id)?;
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE ingress SET state = 'done', response = $2, completed_at = $3 \
+             WHERE idem_key = $1 AND state = 'processing' AND owner = $4",
+        )
+        .bind(&lease.key)
+        .bind(&response)
+        .bind(now)
+        .bind(&lease.owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("completing an ingress key"))?;
+        if done.rows_affected() != 1 {
+            tx.rollback()
+                .await
+                .map_err(db_err("completing an ingress key"))?;
+            return Err(Error::Conflict(format!(
+                "the ingress key `{}` was taken over by another delivery after this one's lease ran out; its answer was not recorded",
+                lease.key
+            )));
+        }
+        insert_message(&mut tx, m, &id, now).await?;
+        tx.commit().await.map_err(db_err("saving an answer"))?;
         Ok(id)
     }
 

@@ -832,3 +832,47 @@ async fn inbox_rows_are_queued_once_claimed_once_and_owner_checked() {
     })
     .await;
 }
+
+/// A turn ends in one commit (the answer and the ledger's record together), and only while
+/// its claim holds: a stale owner whose lease was taken over stores no second answer.
+#[tokio::test]
+async fn finish_turn_records_answer_and_response_together_only_for_the_owner() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let Claim::Owned(stale) = store
+            .ingress_claim("turn-1", "h", Duration::from_millis(1))
+            .await
+            .unwrap()
+        else {
+            panic!("owned")
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // A claimer with a 1 ms lease sees the first claim as expired and takes it over.
+        let Claim::Owned(lease) = store
+            .ingress_claim("turn-1", "h", Duration::from_millis(1))
+            .await
+            .unwrap()
+        else {
+            panic!("taken over")
+        };
+        let answer = message("conv-t", Role::Assistant, "the answer");
+        let err = store
+            .finish_turn(&stale, &answer, |id| Ok(format!("\"{id}\"")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert!(store.recent_turns("conv-t", 10).await.unwrap().is_empty());
+        let id = store
+            .finish_turn(&lease, &answer, |id| Ok(format!("\"{id}\"")))
+            .await
+            .unwrap();
+        let turns = store.recent_turns("conv-t", 10).await.unwrap();
+        assert_eq!(turns.len(), 1);
+        assert_eq!(turns[0].text, "the answer");
+        assert_eq!(
+            store.ingress_response("turn-1").await.unwrap(),
+            Some(conveyor::store::IngressStatus::Done(format!("\"{id}\"")))
+        );
+    })
+    .await;
+}
