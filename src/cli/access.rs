@@ -1,10 +1,11 @@
 //! `conveyor access …`: pairing codes and grants of the chat platforms' `[access.NAME]`;
-//! `conveyor keys …`: the API keys of the HTTP surface.
+//! `conveyor keys …`: the API keys of the HTTP surface; `conveyor inbox …`: messages
+//! acknowledged and not answered yet.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{AccessCommand, KeysCommand};
+use super::{AccessCommand, InboxCommand, KeysCommand};
 use crate::config::Config;
 use crate::{Error, Result};
 
@@ -173,6 +174,66 @@ pub(super) async fn keys(config_path: &Path, what: KeysCommand) -> Result<ExitCo
                 }
             }
         }
+    }
+    .await;
+    store.close().await;
+    result
+}
+
+pub(super) async fn inbox(config_path: &Path, what: InboxCommand) -> Result<ExitCode> {
+    let config = Config::load(config_path)?;
+    let store = crate::store::Store::connect(&config.store_url()?).await?;
+    let result = async {
+        match what {
+            InboxCommand::List {
+                failed,
+                limit,
+                json,
+            } => {
+                let entries = store.inbox_list(failed, limit).await?;
+                if json {
+                    out!(
+                        "{}",
+                        serde_json::to_string_pretty(&entries).unwrap_or_default()
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                if entries.is_empty() {
+                    out!(
+                        "The inbox is empty: every acknowledged message was answered{}.",
+                        if failed { " or is being answered" } else { "" }
+                    );
+                }
+                for e in &entries {
+                    let when = chrono::DateTime::from_timestamp_millis(e.created_at)
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                        .unwrap_or_default();
+                    out!(
+                        "{:<8} {}  accepted {when}, {} attempt{}{}",
+                        e.state,
+                        e.key,
+                        e.attempts,
+                        if e.attempts == 1 { "" } else { "s" },
+                        e.last_error
+                            .as_deref()
+                            .map(|why| format!(": {why}"))
+                            .unwrap_or_default()
+                    );
+                }
+                if entries.iter().any(|e| e.state == "failed") {
+                    out!("Queue a failed one again with `conveyor inbox retry KEY`.");
+                }
+            }
+            InboxCommand::Retry { key } => {
+                if !store.inbox_retry(&key).await? {
+                    return Err(Error::NotFound(format!(
+                        "no failed message `{key}` in the inbox; `conveyor inbox list --failed` shows them"
+                    )));
+                }
+                out!("Queued {key} again; a running `conveyor serve` answers it within a second.");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
     .await;
     store.close().await;

@@ -136,6 +136,11 @@ pub enum Command {
         #[command(subcommand)]
         what: KeysCommand,
     },
+    /// Messages acknowledged and not answered yet: list them, queue a failed one again.
+    Inbox {
+        #[command(subcommand)]
+        what: InboxCommand,
+    },
     /// Sync connectors (connectors/*.toml) into the lakehouse: bronze, then silver.
     Sync {
         /// Only this connector (all of them by default).
@@ -196,6 +201,30 @@ pub enum Command {
         /// Print the checks as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `conveyor inbox …`.
+#[derive(Subcommand)]
+pub enum InboxCommand {
+    /// Messages queued (being answered, or waiting after a crash) and failed (given up after
+    /// gateway.inbox_max_attempts), oldest first.
+    List {
+        /// Only the failed ones.
+        #[arg(long)]
+        failed: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a failed message again (after fixing what made it fail); a running `serve`
+    /// answers it within a second.
+    Retry {
+        /// Its key, as `conveyor inbox list` shows it (`telegram:123`).
+        key: String,
     },
 }
 
@@ -439,6 +468,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit { what } => tools::audit(config, what).await,
         Command::Access { what } => access::access(config, what).await,
         Command::Keys { what } => access::keys(config, what).await,
+        Command::Inbox { what } => access::inbox(config, what).await,
         Command::Sync { name, full, json } => data::sync(config, name.as_deref(), full, json).await,
         Command::Optimize {
             name,

@@ -25,6 +25,25 @@ pub struct InboxRow {
     pub created_at: i64,
 }
 
+/// An inbox row as an operator sees it ([`Store::inbox_list`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InboxEntry {
+    /// The message's key (`{channel}:{idempotency key}`).
+    pub key: String,
+    /// The surface that accepted it.
+    pub channel: String,
+    /// `queued`, `done` or `failed`.
+    pub state: String,
+    /// Claims so far.
+    pub attempts: i64,
+    /// Why it failed, for a failed row.
+    pub last_error: Option<String>,
+    /// When it was accepted (unix ms).
+    pub created_at: i64,
+    /// When its owner's lease runs out (unix ms); 0 when handed back.
+    pub lease_until: i64,
+}
+
 /// Where an inbox row stands ([`Store::inbox_state`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboxState {
@@ -235,6 +254,47 @@ impl Store {
             }
             _ => InboxState::Queued,
         }))
+    }
+
+    /// Rows that are not done (queued or failed), oldest first, at most `limit`; only
+    /// `failed` ones with `failed_only`.
+    pub async fn inbox_list(&self, failed_only: bool, limit: i64) -> Result<Vec<InboxEntry>> {
+        let rows = sqlx::query(
+            "SELECT msg_key, channel, state, attempts, last_error, created_at, lease_until FROM inbox \
+             WHERE state = 'failed' OR (state = 'queued' AND $1 = 0) ORDER BY created_at, msg_key LIMIT $2",
+        )
+        .bind(i64::from(failed_only))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("listing the inbox"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(InboxEntry {
+                    key: get(row, "msg_key")?,
+                    channel: get(row, "channel")?,
+                    state: get(row, "state")?,
+                    attempts: get(row, "attempts")?,
+                    last_error: get(row, "last_error")?,
+                    created_at: get(row, "created_at")?,
+                    lease_until: get(row, "lease_until")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Queues a failed row again, claimable at once with its attempts reset (an operator fixed
+    /// what made it fail); `false` when `key` is not a failed row.
+    pub async fn inbox_retry(&self, key: &str) -> Result<bool> {
+        let retried = sqlx::query(
+            "UPDATE inbox SET state = 'queued', lease_until = 0, attempts = 0, done_at = NULL \
+             WHERE msg_key = $1 AND state = 'failed'",
+        )
+        .bind(key)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err("queueing an inbox message again"))?;
+        Ok(retried.rows_affected() == 1)
     }
 
     /// How many messages wait in the inbox (queued, whether or not someone answers them now),

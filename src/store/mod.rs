@@ -35,7 +35,7 @@ pub use gold::GoldState;
 mod keys;
 pub use keys::{ApiKey, Scope};
 mod inbox;
-pub use inbox::{InboxRow, InboxState};
+pub use inbox::{InboxEntry, InboxRow, InboxState};
 
 use std::str::FromStr;
 use std::time::Duration;

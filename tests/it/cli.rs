@@ -686,3 +686,66 @@ async fn keys_create_list_and_revoke_from_the_command_line() {
     .unwrap();
     assert!(store.api_key_check(&key).await.unwrap().is_none());
 }
+
+/// `conveyor inbox`: an operator sees what waits and what was given up, and queues a failed
+/// message again once its cause is fixed.
+#[tokio::test]
+async fn inbox_lists_queued_and_failed_messages_and_retries_a_failed_one() {
+    let p = Project::init();
+    let out = p.run(&["inbox", "list"]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("The inbox is empty"),
+        "{}",
+        show(&out)
+    );
+
+    let url = format!("sqlite://{}", p.dir.join("data/conveyor.db").display());
+    let store = conveyor::store::Store::connect(&url).await.unwrap();
+    let payload = serde_json::json!({"inbound": {}});
+    let lease = store
+        .inbox_put("telegram", "telegram:77", &payload, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .inbox_fail(&lease, "given up after 5 attempts; last error: store down")
+        .await
+        .unwrap();
+    store
+        .inbox_put("slack", "slack:Ev9", &payload, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    store.close().await;
+
+    let out = p.run(&["inbox", "list"]);
+    assert_success(&out);
+    let text = stdout(&out);
+    assert!(text.contains("failed   telegram:77"), "{text}");
+    assert!(text.contains("store down"), "{text}");
+    assert!(text.contains("queued   slack:Ev9"), "{text}");
+    assert!(text.contains("conveyor inbox retry KEY"), "{text}");
+    let out = p.run(&["inbox", "list", "--failed", "--json"]);
+    assert_success(&out);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["key"], "telegram:77");
+
+    let out = p.run(&["inbox", "retry", "telegram:77"]);
+    assert_success(&out);
+    let out = p.run(&["inbox", "list", "--failed"]);
+    assert!(
+        stdout(&out).contains("The inbox is empty"),
+        "{}",
+        show(&out)
+    );
+    let out = p.run(&["inbox", "retry", "telegram:77"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("no failed message `telegram:77`"),
+        "{}",
+        show(&out)
+    );
+    assert_no_panic(&out);
+}
