@@ -25,7 +25,7 @@ const TG_SECRET: &str = "Crash_Secret-1";
 const SLACK_SECRET: &str = "crash-signing-secret";
 const HOOK_SECRET: &str = "crash-hook-secret";
 /// How long the fake LLM thinks: long enough that the kill finds the turns in flight.
-const THINK: Duration = Duration::from_millis(1500);
+const THINK: Duration = Duration::from_secs(4);
 
 /// A running `conveyor serve`, killed on drop.
 struct Serve {
@@ -462,8 +462,17 @@ async fn inbox_gauge(base: &str) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// Messages per surface: 250 (1,000 in flight at the kill) unless `CONVEYOR_CRASH_N` says
+/// otherwise (the full run: 1000 per surface).
+fn per_surface() -> usize {
+    std::env::var("CONVEYOR_CRASH_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(250)
+}
+
 async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) {
-    const N: usize = 250;
+    let n = per_surface();
     let fakes = Fakes::start().await;
     let project_dir = dir.join("proj");
     let config = project(&project_dir, &fakes, store_url.as_deref(), "webhook").await;
@@ -477,8 +486,8 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
 
     let mut first = Serve::start(&config, log.clone()).await;
     // API clients wait for their answers; the kill cuts most of them off.
-    let api = tokio::spawn(ask_api(first.base.clone(), N));
-    let status_urls = send_all(&first.base, N).await;
+    let api = tokio::spawn(ask_api(first.base.clone(), n));
+    let status_urls = send_all(&first.base, n).await;
     first.kill9();
     let api_before = api.await.unwrap();
     let killed = Instant::now();
@@ -494,9 +503,9 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
     // What waits shows on /metrics.
     let waiting = inbox_gauge(&second.base).await;
     assert!(waiting.values().sum::<i64>() > 0, "{waiting:?}");
-    let limit = Duration::from_secs(90);
-    wait_answered(|| telegram_sends(&fakes.telegram), N, limit).await;
-    wait_answered(|| slack_sends(&fakes.slack), N, limit).await;
+    let limit = Duration::from_secs(90 + u64::try_from(n / 10).unwrap());
+    wait_answered(|| telegram_sends(&fakes.telegram), n, limit).await;
+    wait_answered(|| slack_sends(&fakes.slack), n, limit).await;
     // Anything still to come (a repeat) has time to show.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log_text = second.log();
@@ -504,11 +513,11 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
     let twice = assert_once(
         &telegram_sends(&fakes.telegram),
         "telegram",
-        N,
+        n,
         &kills,
         &log_text,
     );
-    assert_once(&slack_sends(&fakes.slack), "slack", N, &kills, &log_text);
+    assert_once(&slack_sends(&fakes.slack), "slack", n, &kills, &log_text);
     eprintln!(
         "telegram replies the kill caught between send and confirmation, sent again: {twice}"
     );
@@ -548,8 +557,8 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
 
     // API clients retry with their keys: every one gets an answer, and one that was answered
     // before the kill gets the same answer again (the planner's turn is recorded once).
-    let api_after = ask_api(second.base.clone(), N).await;
-    assert_eq!(api_after.len(), N, "every API retry is answered");
+    let api_after = ask_api(second.base.clone(), n).await;
+    assert_eq!(api_after.len(), n, "every API retry is answered");
     for (key, id) in &api_before {
         assert_eq!(
             api_after.get(key),
@@ -558,7 +567,7 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
         );
     }
     eprintln!(
-        "API: {} of {N} answered before the kill, all after",
+        "API: {} of {n} answered before the kill, all after",
         api_before.len()
     );
     drop(second);
