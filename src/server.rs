@@ -4,9 +4,11 @@
 //! requests and tasks within `server.drain_timeout`. The binary only builds the app, binds the
 //! listener and turns signals into `shutdown`; tests call [`run`] the same way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,13 +26,19 @@ const REDRIVE_EVERY: Duration = Duration::from_secs(1);
 const INBOX_KEEP_MS: i64 = 24 * 3600 * 1000;
 
 /// Inbox rows claimed at a time by [`redrive`].
-const REDRIVE_BATCH: i64 = 256;
+const REDRIVE_BATCH: usize = 256;
 
-/// Claims every inbox row whose owner is gone (crashed: its lease ran out; shut down: it
-/// handed the row back) for the surfaces this app runs, and answers each in a tracked task
-/// through the surface that accepted it. Returns how many it claimed. Rows of a platform this
-/// process does not run stay queued for one that does.
-pub async fn redrive(app: &App) -> Result<usize> {
+/// How many redriven messages are answered at once, so a backlog (thousands of rows after an
+/// outage) does not start thousands of turns together; the rest stay queued, unclaimed, for
+/// the next pass or another process.
+const REDRIVE_CONCURRENCY: usize = 256;
+
+/// Claims inbox rows whose owner is gone (crashed: its lease ran out; shut down: it handed
+/// the row back) for the surfaces this app runs, as many as `slots` has free, and answers each
+/// in a tracked task through the surface that accepted it, holding a slot until it is done.
+/// Returns how many it claimed. Rows of a platform this process does not run stay queued for
+/// one that does.
+pub async fn redrive(app: &App, slots: &Arc<Semaphore>) -> Result<usize> {
     let mut channels: Vec<&str> = app
         .platforms
         .all()
@@ -41,9 +49,17 @@ pub async fn redrive(app: &App) -> Result<usize> {
     let cx = app.chat_context();
     let mut claimed = 0;
     loop {
+        let free = slots.available_permits().min(REDRIVE_BATCH);
+        if free == 0 {
+            return Ok(claimed);
+        }
         let rows = app
             .store
-            .inbox_claim_due(&channels, app.gateway.lease(), REDRIVE_BATCH)
+            .inbox_claim_due(
+                &channels,
+                app.gateway.lease(),
+                i64::try_from(free).unwrap_or(1),
+            )
             .await?;
         let n = rows.len();
         for row in rows {
@@ -62,13 +78,19 @@ pub async fn redrive(app: &App) -> Result<usize> {
                 .all()
                 .iter()
                 .find(|p| p.channel().as_str() == row.channel);
-            match platform {
-                Some(platform) => std::sync::Arc::clone(platform).resume(&cx, row),
+            let work = match platform {
+                Some(platform) => Arc::clone(platform).resume(&cx, row),
                 None => crate::http::resume_delivery(app, row),
-            }
+            };
+            // Only this function takes slots, and it claimed no more rows than were free.
+            let slot = Arc::clone(slots).acquire_owned().await;
+            app.tasks.spawn(async move {
+                work.await;
+                drop(slot);
+            });
         }
         claimed += n;
-        if i64::try_from(n).unwrap_or(i64::MAX) < REDRIVE_BATCH {
+        if n < free {
             return Ok(claimed);
         }
     }
@@ -86,6 +108,7 @@ async fn redrive_loop(app: App, shutdown: CancellationToken) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not count the inbox"),
     }
+    let slots = Arc::new(Semaphore::new(REDRIVE_CONCURRENCY));
     let mut tick = tokio::time::interval(REDRIVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -93,7 +116,7 @@ async fn redrive_loop(app: App, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = redrive(&app).await {
+        if let Err(e) = redrive(&app, &slots).await {
             tracing::warn!(error = %e, "could not look at the inbox; trying again");
         }
     }
@@ -178,7 +201,7 @@ pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -
     );
     let store = app.store.clone();
     let answers = app.tasks.clone();
-    let gateway = std::sync::Arc::clone(&app.gateway);
+    let gateway = Arc::clone(&app.gateway);
     let drain = app.config.server.drain_timeout.0;
     let result = crate::http::serve(app, listener, shutdown.clone()).await;
     shutdown.cancel();

@@ -678,7 +678,11 @@ impl Platform for Discord {
         Some(Box::pin(bot.run(cx, shutdown)))
     }
 
-    fn resume(self: Arc<Self>, cx: &ChatContext, row: crate::store::InboxRow) {
+    fn resume(
+        self: Arc<Self>,
+        cx: &ChatContext,
+        row: crate::store::InboxRow,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
         if chat::route_of(&row) != crate::channels::discord_bot::ROUTE {
             return chat::resume(self, cx, row);
         }
@@ -686,10 +690,13 @@ impl Platform for Discord {
             Some(bot) => chat::resume(Arc::clone(bot), cx, row),
             // The bot was turned off since the message came in: it stays queued (and is
             // answered once the bot runs again) rather than being answered nowhere.
-            None => tracing::warn!(
-                key = %row.lease.key,
-                "a Discord bot message waits in the inbox, but the bot is not configured (channels.discord.token_env)"
-            ),
+            None => {
+                tracing::warn!(
+                    key = %row.lease.key,
+                    "a Discord bot message waits in the inbox, but the bot is not configured (channels.discord.token_env)"
+                );
+                Box::pin(async {})
+            }
         }
     }
 

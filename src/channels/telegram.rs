@@ -1073,8 +1073,12 @@ impl Platform for Telegram {
         })
     }
 
-    fn resume(self: Arc<Self>, cx: &ChatContext, row: crate::store::InboxRow) {
-        chat::resume(self, cx, row);
+    fn resume(
+        self: Arc<Self>,
+        cx: &ChatContext,
+        row: crate::store::InboxRow,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        chat::resume(self, cx, row)
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

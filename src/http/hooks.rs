@@ -180,22 +180,22 @@ async fn answer_delivery(
     result
 }
 
-/// Answers a webhook delivery that a crash or a shutdown left in the inbox, claimed by the
-/// redriver (the hook may have been removed since: it is answered without forwarding).
-pub(crate) fn resume(app: &App, row: InboxRow) {
-    let task_app = app.clone();
-    app.tasks.spawn(async move {
+/// The work of answering a webhook delivery that a crash or a shutdown left in the inbox,
+/// claimed by the redriver (the hook may have been removed since: it is answered without
+/// forwarding).
+pub(crate) fn resume(app: &App, row: InboxRow) -> futures_util::future::BoxFuture<'static, ()> {
+    let app = app.clone();
+    Box::pin(async move {
         match serde_json::from_value::<QueuedDelivery<Inbound, String>>(row.payload) {
             Ok(q) => {
-                let _ =
-                    answer_delivery(&task_app, &q.hook, q.inbound, Some(row.lease), row.attempts)
-                        .await;
+                let lease = Some(row.lease);
+                let _ = answer_delivery(&app, &q.hook, q.inbound, lease, row.attempts).await;
             }
             Err(e) => {
                 let why = format!("the queued webhook delivery cannot be read ({e})");
-                let max = task_app.gateway.inbox_max_attempts();
+                let max = app.gateway.inbox_max_attempts();
                 inbox::finish(
-                    &task_app.store,
+                    &app.store,
                     Some(&row.lease),
                     Finish::Fail(why),
                     row.attempts,
@@ -204,7 +204,7 @@ pub(crate) fn resume(app: &App, row: InboxRow) {
                 .await;
             }
         }
-    });
+    })
 }
 
 pub(super) async fn get_delivery(

@@ -457,17 +457,22 @@ pub async fn accept<P: ChatPlatform>(
     Ok(Accepted::Started)
 }
 
-/// Answers an inbox row of this platform that a crash or a shutdown left queued, claimed by
-/// the redriver: read back from the row and answered by a tracked task, as [`accept`] does. A
-/// row that cannot be read is failed with why (kept for an operator).
-pub fn resume<P: ChatPlatform>(platform: Arc<P>, cx: &ChatContext, row: InboxRow) {
-    let task_cx = cx.clone();
-    cx.tasks.spawn(async move {
+/// The work of answering an inbox row of this platform that a crash or a shutdown left
+/// queued, claimed by the redriver (which runs it as a tracked task): read back from the row
+/// and answered as [`accept`] does. A row that cannot be read is failed with why (kept for an
+/// operator).
+pub fn resume<P: ChatPlatform>(
+    platform: Arc<P>,
+    cx: &ChatContext,
+    row: InboxRow,
+) -> futures_util::future::BoxFuture<'static, ()> {
+    let cx = cx.clone();
+    Box::pin(async move {
         match serde_json::from_value::<Queued<Inbound, P::Target>>(row.payload) {
             Ok(q) => {
                 answer_queued(
                     &*platform,
-                    &task_cx,
+                    &cx,
                     q.inbound,
                     q.target,
                     row.lease,
@@ -480,9 +485,9 @@ pub fn resume<P: ChatPlatform>(platform: Arc<P>, cx: &ChatContext, row: InboxRow
                     "the queued {} message cannot be read ({e})",
                     platform.channel()
                 );
-                let max = task_cx.gateway.inbox_max_attempts();
+                let max = cx.gateway.inbox_max_attempts();
                 inbox::finish(
-                    &task_cx.store,
+                    &cx.store,
                     Some(&row.lease),
                     Finish::Fail(why),
                     row.attempts,
@@ -491,7 +496,7 @@ pub fn resume<P: ChatPlatform>(platform: Arc<P>, cx: &ChatContext, row: InboxRow
                 .await;
             }
         }
-    });
+    })
 }
 
 /// Answers one inbox row while holding its lease, then records what became of it.
@@ -915,9 +920,14 @@ pub trait Platform: Outbox + Any {
         None
     }
 
-    /// Answers an inbox row of its channel that the redriver claimed (a crash or a shutdown
-    /// left it queued): [`resume`] with the way in that accepted it ([`route_of`]).
-    fn resume(self: Arc<Self>, cx: &ChatContext, row: InboxRow);
+    /// The work of answering an inbox row of its channel that the redriver claimed (a crash
+    /// or a shutdown left it queued): [`resume`] with the way in that accepted it
+    /// ([`route_of`]).
+    fn resume(
+        self: Arc<Self>,
+        cx: &ChatContext,
+        row: InboxRow,
+    ) -> futures_util::future::BoxFuture<'static, ()>;
 
     /// Itself, for [`Platforms::get`].
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
