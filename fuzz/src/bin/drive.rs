@@ -36,11 +36,12 @@ struct Options {
     keep_going: bool,
     save_each: bool,
     slow: Duration,
+    timeout: Duration,
 }
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: drive <TARGET|all|list> [--runs N] [--seed S] [--max-len BYTES] [--keep-going] [--save-each] [--slow-ms MS] [FILE…]\ntargets: {}",
+        "usage: drive <TARGET|all|list> [--runs N] [--seed S] [--max-len BYTES] [--keep-going] [--save-each] [--slow-ms MS] [--timeout SECS] [FILE…]\ntargets: {}",
         conveyor_fuzz::TARGETS
             .iter()
             .map(|(n, _)| *n)
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         keep_going: false,
         save_each: false,
         slow: Duration::from_secs(1),
+        timeout: Duration::from_secs(60),
     };
     let mut files = Vec::new();
     let mut rest = args[1..].iter();
@@ -98,6 +100,10 @@ fn main() -> ExitCode {
                 Some(n) => options.slow = Duration::from_millis(n),
                 None => return usage(),
             },
+            "--timeout" => match number("--timeout") {
+                Some(n) => options.timeout = Duration::from_secs(n),
+                None => return usage(),
+            },
             "--keep-going" => options.keep_going = true,
             "--save-each" => options.save_each = true,
             other if other.starts_with("--") => {
@@ -107,7 +113,7 @@ fn main() -> ExitCode {
             file => files.push(PathBuf::from(file)),
         }
     }
-    let targets: Vec<(&str, Target)> = if which == "all" {
+    let targets: Vec<(&'static str, Target)> = if which == "all" {
         conveyor_fuzz::TARGETS.to_vec()
     } else {
         match conveyor_fuzz::target(&which) {
@@ -149,6 +155,7 @@ fn main() -> ExitCode {
         "seed {} (repeat this run with --seed {})",
         options.seed, options.seed
     );
+    start_watchdog(options.timeout);
     let mut failed = false;
     for (i, (name, f)) in targets.iter().enumerate() {
         let seed = options.seed.wrapping_add(i as u64);
@@ -260,8 +267,66 @@ fn corpus(target: &str) -> Vec<Vec<u8>> {
     seeds
 }
 
+/// The input being run and since when, for the watchdog.
+struct Running {
+    target: &'static str,
+    input: Vec<u8>,
+    since: Option<Instant>,
+    /// Inputs run before this one.
+    runs: u64,
+}
+
+static RUNNING: Mutex<Running> = Mutex::new(Running {
+    target: "",
+    input: Vec::new(),
+    since: None,
+    runs: 0,
+});
+
+/// As libFuzzer's `-timeout`: an input that runs longer than `timeout` (a hang, or a parser
+/// gone exponential) is written to `artifacts/TARGET/timeout-HASH` and the process exits
+/// with status 3, since a thread cannot be stopped from outside.
+fn start_watchdog(timeout: Duration) {
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let Ok(running) = RUNNING.lock() else {
+                continue;
+            };
+            if running.since.is_some_and(|t| t.elapsed() > timeout) {
+                let path = save_artifact(running.target, "timeout", &running.input);
+                println!(
+                    "{}: TIMEOUT: an input of {} bytes ran for more than {} s, saved to {}",
+                    running.target,
+                    running.input.len(),
+                    timeout.as_secs(),
+                    path.display()
+                );
+                println!(
+                    "{}: {} inputs in total before the timeout, FAILED",
+                    running.target, running.runs
+                );
+                let _ = std::io::stdout().flush();
+                std::process::exit(3);
+            }
+        }
+    });
+}
+
+fn note_running(target: &'static str, runs: u64, input: Option<&[u8]>) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.target = target;
+        running.runs = runs;
+        running.input.clear();
+        if let Some(input) = input {
+            running.input.extend_from_slice(input);
+        }
+        running.since = input.map(|_| Instant::now());
+    }
+}
+
 /// Fuzzes one target for `options.runs` inputs; false when an input panicked.
-fn fuzz(name: &str, f: Target, seed: u64, options: &Options) -> bool {
+fn fuzz(name: &'static str, f: Target, seed: u64, options: &Options) -> bool {
     let seeds = corpus(name);
     // As libFuzzer, 4 KiB by default; more where length matters (splitting past a platform's
     // limit, documents) and room to grow the longest seed (a whole webhook payload).
@@ -290,9 +355,11 @@ fn fuzz(name: &str, f: Target, seed: u64, options: &Options) -> bool {
             let _ = std::fs::create_dir_all(current.parent().unwrap_or(Path::new(".")));
             let _ = std::fs::write(&current, &input);
         }
+        note_running(name, runs, Some(&input));
         let one = Instant::now();
         let outcome = run_one(f, &input);
         let took = one.elapsed();
+        note_running(name, runs, None);
         runs += 1;
         if let Some(message) = outcome {
             let path = save_artifact(name, "crash", &input);
