@@ -827,8 +827,12 @@ fn scan_bearer(text: &str, push: &mut impl FnMut(Range<usize>)) {
 /// `password=…`, `api_key: "…"`, `?token=…`, `Authorization: Basic …`: the value.
 fn scan_assignments(text: &str, push: &mut impl FnMut(Range<usize>)) {
     let b = text.as_bytes();
+    // The end of the last value found: an `=` or `:` inside it is part of that secret, and
+    // skipping it keeps the scan linear (`?key=?key=…` would otherwise read the rest of the
+    // text once per `key=`).
+    let mut covered = 0;
     for (p, &c) in b.iter().enumerate() {
-        if c != b'=' && c != b':' {
+        if (c != b'=' && c != b':') || p < covered {
             continue;
         }
         let next = b.get(p + 1).copied();
@@ -863,6 +867,7 @@ fn scan_assignments(text: &str, push: &mut impl FnMut(Range<usize>)) {
             continue;
         }
         if let Some(r) = assignment_value(b, p + 1) {
+            covered = r.end;
             push(r);
         }
     }
@@ -2450,6 +2455,23 @@ mod tests {
                 .collect();
             check_invariants(&r, &mut v, &text);
         }
+    }
+
+    /// Found by the fuzz target `redact` (`fuzz/`): every `key=` of `?key=?key=…` read the
+    /// rest of the text as its value, so 39 KB took seconds and a message of a few hundred KB
+    /// minutes. An assignment inside a value already found is now skipped.
+    #[test]
+    fn assignments_inside_a_value_are_not_read_again() {
+        let text = format!("see {}", "?key=".repeat(40_000));
+        let started = std::time::Instant::now();
+        let found = Redactor::default().find(&text);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0, 9..text.len());
     }
 
     #[test]

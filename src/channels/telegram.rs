@@ -168,10 +168,17 @@ fn read_json(text: &[u8], value: &Value, bot_username: &str) -> Incoming {
     let update_id = value.get("update_id").and_then(Value::as_i64);
     // From the text, not from `value`: teloxide's `UpdateKind` reads its key as a borrowed
     // `&str` first, which a `serde_json::Value` cannot lend, and then misreads the update.
-    match serde_json::from_slice::<Update>(text) {
-        Ok(update) => read_update(&update, bot_username),
-        Err(e) => {
+    // teloxide panics on some shapes instead of failing (a `message_reaction` with neither
+    // `user` nor `actor_chat` unwraps a `None`): such an update is unreadable like any other,
+    // not a reason to drop the connection and be sent it again forever.
+    match std::panic::catch_unwind(|| serde_json::from_slice::<Update>(text)) {
+        Ok(Ok(update)) => read_update(&update, bot_username),
+        Ok(Err(e)) => {
             tracing::info!(error = %e, ?update_id, "an update teloxide cannot read; ignored");
+            Incoming::Ignored("an update conveyor cannot read")
+        }
+        Err(_) => {
+            tracing::warn!(?update_id, "teloxide panicked reading an update; ignored");
             Incoming::Ignored("an update conveyor cannot read")
         }
     }
@@ -1318,6 +1325,10 @@ mod tests {
             r#"{"update_id":3}"#,
             r#"{"update_id":4,"brand_new_kind":{"x":1}}"#,
             r#"[1,2]"#,
+            // Found by the fuzz target `telegram_update` (`fuzz/`): a reaction without `user`
+            // and `actor_chat` made teloxide unwrap a `None`.
+            r#"{"update_id":5,"message_reaction":{"chat":{"id":-100,"type":"supergroup","title":"T"},
+                "message_id":35,"date":1721306082,"old_reaction":[],"new_reaction":[]}}"#,
         ] {
             assert!(
                 matches!(

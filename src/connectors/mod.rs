@@ -480,7 +480,18 @@ pub fn load_dir(dir: &Path, base_dir: &Path) -> Result<Vec<Definition>> {
 fn load_file(file: &Path, base_dir: &Path) -> std::result::Result<Definition, Vec<String>> {
     let text =
         std::fs::read_to_string(file).map_err(|e| vec![format!("cannot read the file: {e}")])?;
-    let mut table: toml::Table = toml::from_str(&text)
+    parse_definition(&text, file, base_dir)
+}
+
+/// One definition from the TOML `text` of `file` (what [`load_dir`] does with each file); every
+/// problem is returned, each naming its key. Public for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub fn parse_definition(
+    text: &str,
+    file: &Path,
+    base_dir: &Path,
+) -> std::result::Result<Definition, Vec<String>> {
+    let mut table: toml::Table = toml::from_str(text)
         .map_err(|e| vec![format!("not valid TOML: {}", e.to_string().trim_end())])?;
     let mut problems = Vec::new();
 

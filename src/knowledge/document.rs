@@ -332,6 +332,9 @@ enum MdTarget {
 }
 
 /// Markdown to sections; returns the title (front matter, else first H1) when there is one.
+/// Deepest list nesting shown by indentation; deeper items are indented as this one.
+const MAX_LIST_INDENT: usize = 8;
+
 fn markdown_to_sections(content: &str) -> (Option<String>, Vec<Section>) {
     let (front_title, body) = split_front_matter(content);
     let mut options = Options::empty();
@@ -371,7 +374,11 @@ fn markdown_to_sections(content: &str) -> (Option<String>, Vec<Section>) {
                 }
                 Tag::Item => {
                     b.break_line();
-                    b.push(&"  ".repeat(list_depth.saturating_sub(1)));
+                    // Indentation stops growing past a few levels: `- - - … x` nests one list
+                    // per `- `, and indenting each by its depth made 8 KB of them 16 MB of
+                    // spaces (quadratic).
+                    let depth = list_depth.saturating_sub(1).min(MAX_LIST_INDENT);
+                    b.push(&"  ".repeat(depth));
                     b.push("- ");
                 }
                 Tag::TableHead | Tag::TableRow => {
@@ -1305,6 +1312,20 @@ Intro with *emphasis* and a [link](https://example.com).\n\n\
         let ids: Vec<_> = docs.iter().map(|d| d.doc_id.as_str()).collect();
         assert_eq!(ids, ["k/log.jsonl#x", "k/log.jsonl#1", "k/log.jsonl#7"]);
         assert_eq!(docs[1].sections[0].text, "two");
+    }
+
+    /// Found by the fuzz target `document` (`fuzz/`): `- - - …` nests a list per `- `, and
+    /// indenting every item by its depth turned 8 KB of Markdown into 16 MB of text.
+    #[test]
+    fn deeply_nested_lists_do_not_blow_up_the_text() {
+        let content = format!("# Lists\n\n{}deep\n", "- ".repeat(4000));
+        let doc = one("deep.md", &content);
+        let text: usize = doc.sections.iter().map(|s| s.text.len()).sum();
+        assert!(text < 20 * content.len(), "{text} bytes of text");
+        assert!(doc.sections.iter().any(|s| s.text.contains("deep")));
+        // Shallow nesting keeps its indentation.
+        let doc = one("l.md", "- a\n  - b\n    - c\n");
+        assert_eq!(doc.sections[0].text, "- a\n  - b\n    - c");
     }
 
     #[test]

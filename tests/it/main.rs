@@ -11,6 +11,7 @@ mod lakehouse;
 mod llm;
 mod schedule;
 mod slack;
+mod split_props;
 mod store;
 #[path = "../support/mod.rs"]
 mod support;

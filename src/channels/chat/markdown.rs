@@ -32,6 +32,19 @@ pub trait Style {
     }
 }
 
+/// Longest link written as the platform's link markup, in characters; a longer one stays
+/// text. Splitting never cuts a link, so a link must fit well inside a part: at most half of
+/// the smallest limit (Discord's 2000), and at most a quarter of Telegram's 4096, since an
+/// open `<a href>` is written again at the start of the next part when a cut falls inside it.
+pub const MAX_LINK_CHARS: usize = 500;
+
+/// The link markup for `text` and `url`, when the style writes one and it is not too long.
+fn short_link(style: &dyn Style, text: &str, url: &str) -> Option<String> {
+    style
+        .link(text, url)
+        .filter(|link| link.chars().count() <= MAX_LINK_CHARS)
+}
+
 /// Whether `url` is an absolute web address.
 pub fn is_web_url(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
@@ -85,7 +98,7 @@ pub fn inline(line: &str, style: &dyn Style) -> String {
             && let Some(close) = after.find(']')
             && let Some(url_part) = after[close + 1..].strip_prefix('(')
             && let Some(paren) = url_part.find(')')
-            && let Some(link) = style.link(&after[..close], &url_part[..paren])
+            && let Some(link) = short_link(style, &after[..close], &url_part[..paren])
         {
             out.push_str(&link);
             rest = &url_part[paren + 1..];
@@ -107,7 +120,7 @@ pub fn answer(out: &Outbound, style: &dyn Style) -> String {
         text.push_str(&style.bold("Sources"));
         for c in &out.citations {
             let link = is_web_url(&c.source)
-                .then(|| style.link(&c.title, &c.source))
+                .then(|| short_link(style, &c.title, &c.source))
                 .flatten();
             match link {
                 Some(link) => text.push_str(&format!("\n[{}] {link}", c.n)),
@@ -155,6 +168,19 @@ mod tests {
         assert_eq!(convert("a ** b ` c [d](e", &Html), "a ** b ` c [d](e");
         // A `#` run without a space, or longer than six, is not a heading.
         assert_eq!(convert("#tag\n####### x", &Html), "#tag\n####### x");
+    }
+
+    /// Found by the fuzz target `render_split` (`fuzz/`): a link longer than half a part
+    /// was cut between two parts by the splitter (a Slack `<url|text>` in two, a Telegram
+    /// `<a href>` cut or its reopening crowding out the part). Such a link stays text.
+    #[test]
+    fn links_too_long_to_keep_whole_stay_text() {
+        let url = format!("https://x.test/{}", "a".repeat(MAX_LINK_CHARS));
+        let line = format!("[doc]({url}) and [ok](https://x.test/b)");
+        assert_eq!(
+            convert(&line, &Html),
+            format!("[doc]({url}) and <a href=\"https://x.test/b\">ok</a>")
+        );
     }
 
     #[test]

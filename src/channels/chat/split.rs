@@ -146,17 +146,29 @@ pub fn split(text: &str, max: usize, markup: Markup) -> Vec<String> {
         }
         let mut used = prefix.chars().count();
         let mut open = carried.clone();
+        // The length of `open.closing()`, which only markup units change.
+        let mut closing = open.closing().chars().count();
         // Best cut so far: (unit index after the cut, rank, what is open there).
         let mut best: Option<(usize, u8, Open)> = None;
         let mut j = i;
         while j < units.len() {
             let unit = &units[j];
-            let fits = used + unit.chars + open.closing_chars_after(text, unit) <= max;
+            let markup = matches!(
+                unit.kind,
+                UnitKind::Open(_) | UnitKind::Close(_) | UnitKind::Fence
+            );
+            let closing_after = if markup {
+                open.closing_chars_after(text, unit)
+            } else {
+                closing
+            };
+            let fits = used + unit.chars + closing_after <= max;
             if !fits && j > i {
                 break;
             }
             used += unit.chars;
             open.apply(text, unit);
+            closing = closing_after;
             j += 1;
             let rank = match unit.kind {
                 UnitKind::Newline if j < units.len() && units[j].kind == UnitKind::Newline => 3,
@@ -228,14 +240,23 @@ fn tokenize(text: &str, markup: Markup, longest: usize) -> Vec<Unit> {
             (Markup::SlackMrkdwn | Markup::DiscordMarkdown, '`')
                 if at_line_start(i) && rest.starts_with("```") =>
             {
+                // The whole fence line (```rust) is one unit, reopened as it was written in
+                // the next part; a line too long for that (it would not fit a part, or its
+                // reopening would crowd one out) keeps only its ``` as the fence.
                 let line_end = rest.find('\n').map_or(text.len(), |e| i + e);
+                let line_chars = text[i..line_end].chars().count();
+                let (end, chars) = if line_chars <= longest / 4 {
+                    (line_end, line_chars)
+                } else {
+                    (i + 3, 3)
+                };
                 units.push(Unit {
                     start: i,
-                    end: line_end,
-                    chars: text[i..line_end].chars().count(),
+                    end,
+                    chars,
                     kind: UnitKind::Fence,
                 });
-                i = line_end;
+                i = end;
                 continue;
             }
             _ => None,
@@ -371,6 +392,19 @@ mod tests {
         fits(&parts, 400);
         for p in &parts {
             assert_eq!(p.matches("```").count() % 2, 0, "{p}");
+        }
+    }
+
+    /// Found by the fuzz target `split` (`fuzz/`): a ``` line longer than the limit was one
+    /// unit that no cut could enter, so its part went over Discord's limit.
+    #[test]
+    fn a_fence_line_longer_than_the_limit_is_still_cut() {
+        let text = format!("```{}\ncode\n```\n{}", "x".repeat(3000), "y ".repeat(500));
+        for markup in [Markup::DiscordMarkdown, Markup::SlackMrkdwn] {
+            let parts = split(&text, 2000, markup);
+            fits(&parts, 2000);
+            let squeezed = |s: &str| s.replace(['`', '\n', ' '], "");
+            assert_eq!(squeezed(&parts.concat()), squeezed(&text));
         }
     }
 
