@@ -38,8 +38,13 @@ pub trait Style {
 /// open `<a href>` is written again at the start of the next part when a cut falls inside it.
 pub const MAX_LINK_CHARS: usize = 500;
 
-/// The link markup for `text` and `url`, when the style writes one and it is not too long.
+/// The link markup for `text` and `url`, when `url` is a web address, the style writes a
+/// link and it is not too long. Anything else in `[…](…)` is text: a Slack `< [x](…|…>`
+/// is no link to Slack, and the splitter, which keeps only `<` + non-space together, cut it.
 fn short_link(style: &dyn Style, text: &str, url: &str) -> Option<String> {
+    if !is_web_url(url) {
+        return None;
+    }
     style
         .link(text, url)
         .filter(|link| link.chars().count() <= MAX_LINK_CHARS)
@@ -180,6 +185,28 @@ mod tests {
         assert_eq!(
             convert(&line, &Html),
             format!("[doc]({url}) and <a href=\"https://x.test/b\">ok</a>")
+        );
+    }
+
+    /// Found by the fuzz target `render_split`: `[l [link]( … ](https://…)` made Slack's
+    /// style (which links any target) write `< [link]( …|link>`, which the splitter may cut.
+    #[test]
+    fn only_web_addresses_become_links() {
+        struct AnyTarget;
+        impl Style for AnyTarget {
+            fn escape(&self, text: &str) -> String {
+                text.to_string()
+            }
+            fn bold(&self, escaped: &str) -> String {
+                escaped.to_string()
+            }
+            fn link(&self, text: &str, url: &str) -> Option<String> {
+                Some(format!("<{url}|{text}>"))
+            }
+        }
+        assert_eq!(
+            convert("[a]( [b](https://x.test) [c](rel)", &AnyTarget),
+            "[a]( <https://x.test|b> [c](rel)"
         );
     }
 
