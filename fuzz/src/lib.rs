@@ -9,7 +9,6 @@
 
 #![allow(clippy::panic)] // A broken invariant is reported as a panic: that is what fuzzers catch.
 
-pub mod check;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +17,7 @@ use std::sync::OnceLock;
 
 use conveyor::agent::prompts::{Prompts, PromptsConfig};
 use conveyor::agent::redact::{Redactor, Vault};
-use conveyor::channels::chat::{Markup, split as split_text};
+use conveyor::channels::chat::{Markup, check, split as split_text};
 use conveyor::channels::webhook::{HookConfig, HookReply, HookVerify, Hooks};
 use conveyor::channels::{discord, discord_bot, slack, telegram};
 use conveyor::config::Config;

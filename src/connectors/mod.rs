@@ -28,7 +28,6 @@ pub mod sync;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -280,7 +279,7 @@ impl Definition {
         &self,
         after: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        let cron = croner::Cron::from_str(self.schedule.as_deref()?).ok()?;
+        let cron = schedule::parse_schedule(self.schedule.as_deref()?).ok()?;
         cron.find_next_occurrence(&after, false).ok()
     }
 
@@ -289,7 +288,7 @@ impl Definition {
         &self,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        let cron = croner::Cron::from_str(self.schedule.as_deref()?).ok()?;
+        let cron = schedule::parse_schedule(self.schedule.as_deref()?).ok()?;
         cron.find_previous_occurrence(&at, true).ok()
     }
 
@@ -535,10 +534,10 @@ pub fn parse_definition(
         _ => {}
     }
     if let Some(s) = &schedule
-        && let Err(e) = croner::Cron::from_str(s)
+        && let Err(e) = schedule::parse_schedule(s)
     {
         problems.push(format!(
-            "schedule: `{s}` is not a cron expression ({e}); use five fields like \"0 * * * *\" (hourly) or \"*/15 * * * *\", or six with seconds first such as \"*/30 * * * * *\""
+            "schedule: `{s}` is not a usable cron expression ({e}); use five fields like \"0 * * * *\" (hourly) or \"*/15 * * * *\", or six with seconds first such as \"*/30 * * * * *\""
         ));
     }
 
@@ -775,6 +774,45 @@ pub fn valid_name(n: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// Found by the `cron` fuzz target: croner accepted `, * * * *` (an empty minute list)
+    /// and its next-run search then walked minute by minute to the year 5000. Patterns that
+    /// cannot fire are refused when the definition loads, and never searched.
+    #[test]
+    fn schedules_that_never_fire_are_refused_at_load() {
+        use schedule::parse_schedule;
+        for (pattern, says) in [
+            (", * * * *", "empty item"),
+            ("0,,30 * * * *", "empty item"),
+            ("0 0 30 2 *", "never fires"),
+            ("0 0 31 4 *", "never fires"),
+        ] {
+            let err = parse_schedule(pattern).unwrap_err();
+            assert!(err.contains(says), "{pattern}: {err}");
+            let toml = format!(
+                "name = \"orders\"\nkind = \"files\"\npath = \"orders.csv\"\nformat = \"csv\"\nprimary_key = \"id\"\nschedule = \"{pattern}\"\n"
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let err = parse_definition(&toml, Path::new("a.toml"), dir.path())
+                .unwrap_err()
+                .join("\n");
+            assert!(err.contains("schedule") && err.contains(says), "{err}");
+        }
+        for fine in [
+            "*/15 * * * *",
+            "0 9 * * 1-5",
+            "0 0 29 2 *",
+            "0 0 L * *",
+            "*/30 * * * * *",
+        ] {
+            let cron = parse_schedule(fine).unwrap();
+            assert!(
+                cron.find_next_occurrence(&chrono::Utc::now(), false)
+                    .is_ok(),
+                "{fine}"
+            );
+        }
+    }
 
     #[test]
     fn every_problem_of_every_file_is_reported() {

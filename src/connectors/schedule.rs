@@ -40,6 +40,56 @@ use crate::lakehouse::Lakehouse;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// Parses a connector `schedule` and checks that it can fire, or says what is wrong with it.
+///
+/// croner accepts a few patterns that match no time at all (an empty item in a list such as
+/// `, * * * *` leaves the minute field with no value); searching for their next run walks
+/// minute by minute to the year 5000, which takes minutes of CPU. Such patterns, and patterns
+/// whose next run is not found within [`FIRES_WITHIN_YEARS`] years (`0 0 30 2 *`: 30 February),
+/// are refused here, when the definition is loaded, so no search ever runs on them.
+pub fn parse_schedule(text: &str) -> std::result::Result<croner::Cron, String> {
+    use std::str::FromStr;
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    for (i, field) in fields.iter().enumerate() {
+        if field.split(',').any(str::is_empty) {
+            return Err(format!(
+                "field {} (`{field}`) has an empty item in its list; write the values separated by single commas, like \"0,30\"",
+                i + 1
+            ));
+        }
+    }
+    let cron = croner::Cron::from_str(text).map_err(|e| e.to_string())?;
+    let p = &cron.pattern;
+    for (name, component) in [
+        ("seconds", &p.seconds),
+        ("minutes", &p.minutes),
+        ("hours", &p.hours),
+        ("months", &p.months),
+    ] {
+        if component.values().is_empty() {
+            return Err(format!("the {name} field matches no value"));
+        }
+    }
+    let days = p.days.values().is_empty() && !p.days.has_modifiers();
+    let weekdays = p.days_of_week.values().is_empty() && !p.days_of_week.has_modifiers();
+    if days && weekdays {
+        return Err("the day-of-month and day-of-week fields match no day".into());
+    }
+    // With every field non-empty, the search steps at most by days; a pattern that matches
+    // no date (30 February) is walked year by year, which is quick, and found out here.
+    let now = Utc::now();
+    let horizon = now + chrono::Duration::days(366 * FIRES_WITHIN_YEARS);
+    match cron.find_next_occurrence(&now, false) {
+        Ok(next) if next <= horizon => Ok(cron),
+        _ => Err(format!(
+            "it never fires in the next {FIRES_WITHIN_YEARS} years (a date that does not exist, like 30 February?)"
+        )),
+    }
+}
+
+/// How far ahead [`parse_schedule`] looks for a schedule's next run.
+pub const FIRES_WITHIN_YEARS: i64 = 10;
+
 /// The longest the scheduler sleeps before looking at the clock again, so a wall clock that
 /// jumps (a suspended machine, a corrected clock) delays a run by at most this much.
 const MAX_NAP: Duration = Duration::from_secs(60);

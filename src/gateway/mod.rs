@@ -5,9 +5,10 @@
 //!    processes and restarts too, because the claim lives in the store);
 //! 2. rate limits per user and per conversation;
 //! 3. the conversation's lock, so its messages are answered in order;
-//! 4. the message is stored, the last turns are loaded, the planner answers, and the answer
-//!    is stored and recorded in the ledger against the key in one commit
-//!    ([`Store::finish_turn`]), only while the claim is still this turn's.
+//! 4. the last turns are loaded, the planner answers, and the question, the answer and the
+//!    ledger's record of it against the key are stored in one commit
+//!    ([`Store::finish_turn`]), only while the claim is still this turn's, before the lock
+//!    is let go.
 
 pub mod access;
 pub mod egress;
@@ -228,49 +229,58 @@ impl Gateway {
 
         // The lease is renewed while the message waits for its conversation and while it is
         // answered, so neither a queue nor a slow turn lets a retry take the key over; if it is
-        // lost anyway (the store was unreachable for a whole lease), the turn stops.
+        // lost anyway (the store was unreachable for a whole lease), the turn stops. The turn
+        // is recorded before the conversation's lock is let go, so the next message of the
+        // conversation sees this one and its answer in its history.
         let work = async {
-            let _turn = self.locks.lock(&conversation).await;
-            self.process(&inbound, &conversation).await
+            let turn = self.locks.lock(&conversation).await;
+            let answered = self.process(&inbound, &conversation).await;
+            (turn, answered)
         };
         let outcome = tokio::select! {
-            out = work => out,
+            (turn, answered) = work => match answered {
+                // Outside the race with the renewals (the commit ends the claim, so a renewal
+                // after it would read as a lost claim), still under the conversation's lock.
+                Ok(answer) => {
+                    let out = self.finish(&lease, answer).await;
+                    drop(turn);
+                    out
+                }
+                Err(e) => Err(e),
+            },
             lost = self.hold(&lease) => Err(lost),
             () = self.halted.cancelled() => Err(Error::ShuttingDown),
         };
         match outcome {
-            Ok(turn) => {
-                // The answer and the ledger's record of it in one commit, only while the claim
-                // is still ours.
-                let mut out = None;
-                let finished = self
-                    .store
-                    .finish_turn(&lease, &turn.message, |message_id| {
-                        let done = turn.outbound(message_id);
-                        let json = serde_json::to_string(&done)
-                            .map_err(|e| Error::internal("encoding the answer", e))?;
-                        out = Some(done);
-                        Ok(json)
-                    })
-                    .await;
-                match (finished, out) {
-                    (Ok(_), Some(out)) => Ok((out, false)),
-                    (Ok(_), None) => Err(Error::Internal("a finished turn has no answer".into())),
-                    (Err(e), _) => {
-                        if let Err(release) = self.store.ingress_release(&lease).await {
-                            tracing::warn!(error = %release, "could not release the ingress claim");
-                        }
-                        Err(e)
-                    }
-                }
-            }
+            Ok(out) => Ok((out, false)),
             Err(e) => {
+                // Owner-checked: a key this turn recorded (or another owner took) is left.
                 if let Err(release) = self.store.ingress_release(&lease).await {
                     tracing::warn!(error = %release, "could not release the ingress claim");
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Records the turn — the question, the answer and the ledger's record of it — in one
+    /// commit, only while the claim is still ours; returns the answer.
+    async fn finish(&self, lease: &Lease, turn: Turn) -> Result<Outbound> {
+        let answer_id = crate::store::new_message_id();
+        let out = turn.outbound(&answer_id);
+        let response =
+            serde_json::to_string(&out).map_err(|e| Error::internal("encoding the answer", e))?;
+        self.store
+            .finish_turn(
+                lease,
+                vec![
+                    (out.reply_to.clone(), turn.question),
+                    (answer_id, turn.answer),
+                ],
+                response,
+            )
+            .await?;
+        Ok(out)
     }
 
     /// Renews `lease` every third of its length; returns (with the reason) only when it is no
@@ -317,13 +327,11 @@ impl Gateway {
         request_hash: &str,
     ) -> Result<std::result::Result<Lease, Outbound>> {
         let deadline = Instant::now() + self.config.duplicate_wait.0;
+        let lease = self.config.ingress_lease.0;
         let mut pause = Duration::from_millis(10);
+        let mut claim = self.store.ingress_claim(key, request_hash, lease).await?;
         loop {
-            match self
-                .store
-                .ingress_claim(key, request_hash, self.config.ingress_lease.0)
-                .await?
-            {
+            match claim {
                 Claim::Owned(lease) => return Ok(Ok(lease)),
                 Claim::Done {
                     response,
@@ -345,6 +353,11 @@ impl Gateway {
                     }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(200));
+                    // Waiting reads; only a key that is free again is claimed (a write).
+                    claim = match self.store.ingress_peek(key, lease).await? {
+                        Some(seen) => seen,
+                        None => self.store.ingress_claim(key, request_hash, lease).await?,
+                    };
                 }
             }
         }
@@ -356,17 +369,8 @@ impl Gateway {
             .store
             .recent_turns(conversation, self.config.history_turns)
             .await?;
-        let reply_to = self
-            .store
-            .append_message(&NewMessage {
-                conversation: conversation.to_string(),
-                channel: inbound.conversation.channel.as_str().to_string(),
-                role: Role::User,
-                user_id: inbound.user.id.clone(),
-                text: inbound.text.clone(),
-                meta: serde_json::json!({ "idempotency_key": inbound.idempotency_key }),
-            })
-            .await?;
+        // Taken now, so that it sorts before the answer's.
+        let reply_to = crate::store::new_message_id();
         let roles = self
             .roles
             .of(inbound.conversation.channel, &inbound.user.id);
@@ -378,10 +382,19 @@ impl Gateway {
                 roles: &roles,
             })
             .await?;
+        let channel = inbound.conversation.channel.as_str().to_string();
         Ok(Turn {
-            message: NewMessage {
+            question: NewMessage {
                 conversation: conversation.to_string(),
-                channel: inbound.conversation.channel.as_str().to_string(),
+                channel: channel.clone(),
+                role: Role::User,
+                user_id: inbound.user.id.clone(),
+                text: inbound.text.clone(),
+                meta: serde_json::json!({ "idempotency_key": inbound.idempotency_key }),
+            },
+            answer: NewMessage {
+                conversation: conversation.to_string(),
+                channel,
                 role: Role::Assistant,
                 user_id: self.planner.name().to_string(),
                 text: reply.text.clone(),
@@ -409,10 +422,11 @@ impl Gateway {
     }
 }
 
-/// A turn answered and not yet recorded: the answer as a stored message, and the parts of the
-/// [`Outbound`] it becomes once it has an id.
+/// A turn answered and not yet recorded: the question and the answer as stored messages, and
+/// the parts of the [`Outbound`] it becomes once the answer has an id.
 struct Turn {
-    message: NewMessage,
+    question: NewMessage,
+    answer: NewMessage,
     conversation: crate::model::ConversationKey,
     reply_to: String,
     text: String,

@@ -3,9 +3,10 @@
 use super::{Lease, NewMessage, Role, Store, Turn, db_err, get, new_id, now_ms, parse_json};
 use crate::error::{Error, Result};
 
-/// Writes `m` under `id` in `tx`, creating its conversation row on its first message.
+/// Writes `m` under `id` on `conn` (inside a write transaction), creating its conversation
+/// row on its first message.
 async fn insert_message(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     m: &NewMessage,
     id: &str,
     now: i64,
@@ -18,7 +19,7 @@ async fn insert_message(
     .bind(&m.conversation)
     .bind(&m.channel)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(db_err("saving a conversation"))?;
     sqlx::query(
@@ -32,10 +33,15 @@ async fn insert_message(
     .bind(&m.text)
     .bind(m.meta.to_string())
     .bind(now)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(db_err("saving a message"))?;
     Ok(())
+}
+
+/// A fresh message id (uuid v7: ids taken later sort later, which orders a conversation).
+pub fn new_message_id() -> String {
+    new_id()
 }
 
 impl Store {
@@ -43,48 +49,54 @@ impl Store {
     /// new message id (uuid v7).
     pub async fn append_message(&self, m: &NewMessage) -> Result<String> {
         let id = new_id();
+        let (m, at) = (m.clone(), id.clone());
         // One transaction, so a message never exists without its conversation row.
-        let mut tx = self.begin_write().await?;
-        insert_message(&mut tx, m, &id, now_ms()).await?;
-        tx.commit().await.map_err(db_err("saving a message"))?;
+        self.write("saving a message", move |conn| {
+            Box::pin(async move { insert_message(conn, &m, &at, now_ms()).await })
+        })
+        .await?;
         Ok(id)
     }
 
-    /// Ends a turn in one transaction (one commit): stores the answer `m` and records the
-    /// response `respond(message id)` (a JSON string) against the ingress key `lease` holds,
-    /// marking it done. Only while the lease is held: a lease that was taken over stores
-    /// nothing (no second answer in the conversation) and is an [`Error::Conflict`].
-    pub async fn finish_turn<F>(&self, lease: &Lease, m: &NewMessage, respond: F) -> Result<String>
-    where
-        F: FnOnce(&str) -> Result<String>,
-    {
-        let id = new_id();
-        let response = respond(&id)?;
-        let now = now_ms();
-        let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE ingress SET state = 'done', response = $2, completed_at = $3 \
-             WHERE idem_key = $1 AND state = 'processing' AND owner = $4",
-        )
-        .bind(&lease.key)
-        .bind(&response)
-        .bind(now)
-        .bind(&lease.owner)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("completing an ingress key"))?;
-        if done.rows_affected() != 1 {
-            tx.rollback()
+    /// Ends a turn in one transaction (one commit): stores `messages` (the question and its
+    /// answer, each under the id given, from [`new_message_id`]) and records `response` (a
+    /// JSON string) against the ingress key `lease` holds, marking it done. Only while the
+    /// lease is held: a lease that was taken over stores nothing (no second answer in the
+    /// conversation) and is an [`Error::Conflict`].
+    pub async fn finish_turn(
+        &self,
+        lease: &Lease,
+        messages: Vec<(String, NewMessage)>,
+        response: String,
+    ) -> Result<()> {
+        let lease = lease.clone();
+        self.write("saving an answer", move |conn| {
+            Box::pin(async move {
+                let now = now_ms();
+                let done = sqlx::query(
+                    "UPDATE ingress SET state = 'done', response = $2, completed_at = $3 \
+                     WHERE idem_key = $1 AND state = 'processing' AND owner = $4",
+                )
+                .bind(&lease.key)
+                .bind(&response)
+                .bind(now)
+                .bind(&lease.owner)
+                .execute(&mut *conn)
                 .await
                 .map_err(db_err("completing an ingress key"))?;
-            return Err(Error::Conflict(format!(
-                "the ingress key `{}` was taken over by another delivery after this one's lease ran out; its answer was not recorded",
-                lease.key
-            )));
-        }
-        insert_message(&mut tx, m, &id, now).await?;
-        tx.commit().await.map_err(db_err("saving an answer"))?;
-        Ok(id)
+                if done.rows_affected() != 1 {
+                    return Err(Error::Conflict(format!(
+                        "the ingress key `{}` was taken over by another delivery after this one's lease ran out; its answer was not recorded",
+                        lease.key
+                    )));
+                }
+                for (id, m) in &messages {
+                    insert_message(conn, m, id, now).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// The last `n` messages of `conversation`, oldest first.

@@ -75,37 +75,42 @@ impl Store {
         let owner = new_id();
         let until = now.saturating_add(lease_ms(lease));
         let text = payload.to_string();
-        let inserted = sqlx::query(
-            "INSERT INTO inbox (msg_key, channel, payload, state, owner, lease_until, attempts, created_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, 1, $6) ON CONFLICT (msg_key) DO NOTHING",
-        )
-        .bind(key)
-        .bind(channel)
-        .bind(&text)
-        .bind(&owner)
-        .bind(until)
-        .bind(now)
-        .execute(&self.writer)
-        .await
-        .map_err(db_err("writing a message to the inbox"))?;
-        let queued = if inserted.rows_affected() == 1 {
-            true
-        } else {
-            sqlx::query(
-                "UPDATE inbox SET state = 'queued', payload = $2, owner = $3, lease_until = $4, \
-                 attempts = 1, last_error = NULL, done_at = NULL \
-                 WHERE msg_key = $1 AND state = 'failed'",
-            )
-            .bind(key)
-            .bind(&text)
-            .bind(&owner)
-            .bind(until)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err("queueing a failed inbox message again"))?
-            .rows_affected()
-                == 1
-        };
+        let (key_, channel, owner_) = (key.to_string(), channel.to_string(), owner.clone());
+        let queued = self
+            .write_statements("writing a message to the inbox", move |conn| {
+                Box::pin(async move {
+                    let inserted = sqlx::query(
+                        "INSERT INTO inbox (msg_key, channel, payload, state, owner, lease_until, attempts, created_at) \
+                         VALUES ($1, $2, $3, 'queued', $4, $5, 1, $6) ON CONFLICT (msg_key) DO NOTHING",
+                    )
+                    .bind(&key_)
+                    .bind(&channel)
+                    .bind(&text)
+                    .bind(&owner_)
+                    .bind(until)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err("writing a message to the inbox"))?;
+                    if inserted.rows_affected() == 1 {
+                        return Ok(true);
+                    }
+                    let requeued = sqlx::query(
+                        "UPDATE inbox SET state = 'queued', payload = $2, owner = $3, lease_until = $4, \
+                         attempts = 1, last_error = NULL, done_at = NULL \
+                         WHERE msg_key = $1 AND state = 'failed'",
+                    )
+                    .bind(&key_)
+                    .bind(&text)
+                    .bind(&owner_)
+                    .bind(until)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err("queueing a failed inbox message again"))?;
+                    Ok(requeued.rows_affected() == 1)
+                })
+            })
+            .await?;
         Ok(queued.then(|| Lease {
             key: key.to_string(),
             owner,
@@ -115,65 +120,54 @@ impl Store {
     /// Extends the claim from now by `lease`; `false` when it is no longer held (the row was
     /// taken over, finished or handed back).
     pub async fn inbox_renew(&self, lease: &Lease, length: Duration) -> Result<bool> {
-        let renewed = sqlx::query(
+        let until = now_ms().saturating_add(lease_ms(length));
+        self.owned_update(
+            "renewing an inbox lease",
             "UPDATE inbox SET lease_until = $3 WHERE msg_key = $1 AND owner = $2 AND state = 'queued'",
+            lease,
+            vec![Bind::Int(until)],
         )
-        .bind(&lease.key)
-        .bind(&lease.owner)
-        .bind(now_ms().saturating_add(lease_ms(length)))
-        .execute(&self.writer)
         .await
-        .map_err(db_err("renewing an inbox lease"))?;
-        Ok(renewed.rows_affected() == 1)
     }
 
     /// Marks the row answered (its payload is cleared: the message lives on in the
     /// conversation); `false` when the claim was no longer held.
     pub async fn inbox_done(&self, lease: &Lease) -> Result<bool> {
-        let done = sqlx::query(
+        self.owned_update(
+            "finishing an inbox message",
             "UPDATE inbox SET state = 'done', payload = '{}', done_at = $3, last_error = NULL \
              WHERE msg_key = $1 AND owner = $2 AND state = 'queued'",
+            lease,
+            vec![Bind::Int(now_ms())],
         )
-        .bind(&lease.key)
-        .bind(&lease.owner)
-        .bind(now_ms())
-        .execute(&self.writer)
         .await
-        .map_err(db_err("finishing an inbox message"))?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// Gives the row up with `error` (it is kept, with its payload, for an operator to look
     /// at; a resend of the same message queues it again).
     pub async fn inbox_fail(&self, lease: &Lease, error: &str) -> Result<bool> {
-        let failed = sqlx::query(
+        self.owned_update(
+            "failing an inbox message",
             "UPDATE inbox SET state = 'failed', last_error = $3, done_at = $4 \
              WHERE msg_key = $1 AND owner = $2 AND state = 'queued'",
+            lease,
+            vec![Bind::Text(error.to_string()), Bind::Int(now_ms())],
         )
-        .bind(&lease.key)
-        .bind(&lease.owner)
-        .bind(error)
-        .bind(now_ms())
-        .execute(&self.writer)
         .await
-        .map_err(db_err("failing an inbox message"))?;
-        Ok(failed.rows_affected() == 1)
     }
 
     /// Hands a row this process could not finish (it is shutting down) back to the queue at
     /// once: the next process to look claims it without waiting for the lease, and the
     /// attempt is not counted against it.
     pub async fn inbox_hand_back(&self, lease: &Lease) -> Result<bool> {
-        let back = sqlx::query(
+        self.owned_update(
+            "handing an inbox message back",
             "UPDATE inbox SET lease_until = 0, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
              WHERE msg_key = $1 AND owner = $2 AND state = 'queued'",
+            lease,
+            Vec::new(),
         )
-        .bind(&lease.key)
-        .bind(&lease.owner)
-        .execute(&self.writer)
         .await
-        .map_err(db_err("handing an inbox message back"))?;
-        Ok(back.rows_affected() == 1)
     }
 
     /// Claims up to `limit` queued rows of `channels` whose lease ran out (their owner crashed,
@@ -320,5 +314,39 @@ impl Store {
             .await
             .map_err(db_err("pruning the inbox"))?;
         Ok(deleted.rows_affected())
+    }
+}
+
+/// A value bound after a row's key and owner in [`Store::owned_update`].
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+impl Store {
+    /// Runs `sql` (`$1` the row's key, `$2` its owner, then `binds`) as a write; whether it
+    /// changed the row, that is whether `lease` still held it.
+    async fn owned_update(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        lease: &Lease,
+        binds: Vec<Bind>,
+    ) -> Result<bool> {
+        let lease = lease.clone();
+        self.write_statements(op, move |conn| {
+            Box::pin(async move {
+                let mut query = sqlx::query(sql).bind(&lease.key).bind(&lease.owner);
+                for bind in &binds {
+                    query = match bind {
+                        Bind::Int(v) => query.bind(*v),
+                        Bind::Text(v) => query.bind(v),
+                    };
+                }
+                let changed = query.execute(&mut *conn).await.map_err(db_err(op))?;
+                Ok(changed.rows_affected() == 1)
+            })
+        })
+        .await
     }
 }

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use sqlx::AnyConnection;
+
 use super::{Claim, EgressRow, Lease, NewEgress, Store, db_err, get, new_id, now_ms, parse_json};
 use crate::error::{Error, Result};
 
@@ -46,81 +48,39 @@ impl Store {
         lease: Duration,
     ) -> Result<Claim> {
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        for _ in 0..CLAIM_ATTEMPTS {
-            let now = now_ms();
-            let owner = new_id();
-            let inserted = sqlx::query(
-                "INSERT INTO ingress (idem_key, request_hash, state, owner, claimed_at, created_at) \
-                 VALUES ($1, $2, 'processing', $3, $4, $4) \
-                 ON CONFLICT (idem_key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(request_hash)
-            .bind(&owner)
-            .bind(now)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err("claiming an ingress key"))?;
-            if inserted.rows_affected() == 1 {
-                return Ok(Claim::Owned(Lease {
-                    key: key.to_string(),
-                    owner,
-                }));
-            }
+        let (key, request_hash) = (key.to_string(), request_hash.to_string());
+        self.write_statements("claiming an ingress key", move |conn| {
+            Box::pin(async move { claim_in(conn, &key, &request_hash, lease_ms).await })
+        })
+        .await
+    }
 
-            let row = sqlx::query(
-                "SELECT state, request_hash, response, claimed_at FROM ingress WHERE idem_key = $1",
-            )
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err("reading an ingress key"))?;
-            // Released between our insert and this read: try to insert again.
-            let Some(row) = row else { continue };
-
-            let state: String = get(&row, "state")?;
-            let stored_hash: String = get(&row, "request_hash")?;
-            if state == "done" {
-                let response: Option<String> = get(&row, "response")?;
-                return Ok(Claim::Done {
-                    response: response.unwrap_or_default(),
-                    request_hash: stored_hash,
-                });
-            }
-            let claimed_at: i64 = get(&row, "claimed_at")?;
-            let cutoff = now.saturating_sub(lease_ms);
-            if claimed_at >= cutoff {
-                return Ok(Claim::Busy {
-                    request_hash: stored_hash,
-                });
-            }
-
-            // The owner's lease ran out. The WHERE clause repeats the conditions we just read,
-            // so of several callers racing to take over, exactly one updates the row.
-            let taken = sqlx::query(
-                "UPDATE ingress SET owner = $2, claimed_at = $3, request_hash = $4 \
-                 WHERE idem_key = $1 AND state = 'processing' AND claimed_at < $5",
-            )
-            .bind(key)
-            .bind(&owner)
-            .bind(now)
-            .bind(request_hash)
-            .bind(cutoff)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err("taking over an expired ingress key"))?;
-            if taken.rows_affected() == 1 {
-                tracing::info!(key, "took over an ingress key whose owner's lease expired");
-                return Ok(Claim::Owned(Lease {
-                    key: key.to_string(),
-                    owner,
-                }));
-            }
-            // Someone else took it over or completed it; read again to report what they did.
+    /// Reads where `key` stands without claiming it (no write): [`Claim::Done`] or
+    /// [`Claim::Busy`] as [`Store::ingress_claim`] would answer, `None` when there is no row
+    /// or its lease ran out (then [`Store::ingress_claim`] may take it). A duplicate that waits
+    /// for the first delivery's answer polls this, so waiting costs the writer nothing.
+    pub async fn ingress_peek(&self, key: &str, lease: Duration) -> Result<Option<Claim>> {
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let row = sqlx::query(
+            "SELECT state, request_hash, response, claimed_at FROM ingress WHERE idem_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("reading an ingress key"))?;
+        let Some(row) = row else { return Ok(None) };
+        let state: String = get(&row, "state")?;
+        let request_hash: String = get(&row, "request_hash")?;
+        if state == "done" {
+            let response: Option<String> = get(&row, "response")?;
+            return Ok(Some(Claim::Done {
+                response: response.unwrap_or_default(),
+                request_hash,
+            }));
         }
-        Err(Error::Upstream(format!(
-            "store: the ingress key `{key}` kept changing while it was being claimed; try again"
-        )))
+        let claimed_at: i64 = get(&row, "claimed_at")?;
+        Ok((claimed_at >= now_ms().saturating_sub(lease_ms))
+            .then_some(Claim::Busy { request_hash }))
     }
 
     /// Records the response (a JSON string) under `lease` and marks the key `done`, only while
@@ -128,69 +88,57 @@ impl Store {
     ///
     /// Completing a key that is already `done` keeps the first response, so every retry sees
     /// the same reply. A lease that was taken over (it ran out and another delivery claimed the
-    /// key) records nothing and is a [`Error::Conflict`]: the new owner answers.
+    /// key) records nothing and is a [`Error::Conflict`]: the new owner answers. The gateway
+    /// records its answers with [`Store::finish_turn`], which does this and stores the turn in
+    /// the same commit.
     pub async fn ingress_complete(&self, lease: &Lease, response: &str) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE ingress SET state = 'done', response = $2, completed_at = $3 \
-             WHERE idem_key = $1 AND state = 'processing' AND owner = $4",
-        )
-        .bind(&lease.key)
-        .bind(response)
-        .bind(now_ms())
-        .bind(&lease.owner)
-        .execute(&self.writer)
+        let (lease, response) = (lease.clone(), response.to_string());
+        self.write_statements("completing an ingress key", move |conn| {
+            Box::pin(async move { complete_in(conn, &lease, &response, now_ms()).await })
+        })
         .await
-        .map_err(db_err("completing an ingress key"))?;
-        if done.rows_affected() == 1 {
-            return Ok(());
-        }
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM ingress WHERE idem_key = $1")
-                .bind(&lease.key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err("reading an ingress key"))?;
-        match state.as_deref() {
-            Some("done") => Ok(()),
-            Some(_) => Err(Error::Conflict(format!(
-                "the ingress key `{}` was taken over by another delivery after this one's lease ran out; its answer was not recorded",
-                lease.key
-            ))),
-            None => Err(Error::Internal(format!(
-                "the ingress key `{}` was completed but is no longer in the ledger; the response was not recorded",
-                lease.key
-            ))),
-        }
     }
 
     /// Extends `lease` from now; `false` when it is no longer held (taken over, or the key is
     /// done).
     pub async fn ingress_renew(&self, lease: &Lease) -> Result<bool> {
-        let renewed = sqlx::query(
-            "UPDATE ingress SET claimed_at = $3 \
-             WHERE idem_key = $1 AND state = 'processing' AND owner = $2",
-        )
-        .bind(&lease.key)
-        .bind(&lease.owner)
-        .bind(now_ms())
-        .execute(&self.writer)
+        let lease = lease.clone();
+        self.write_statements("renewing an ingress lease", move |conn| {
+            Box::pin(async move {
+                let renewed = sqlx::query(
+                    "UPDATE ingress SET claimed_at = $3 \
+                     WHERE idem_key = $1 AND state = 'processing' AND owner = $2",
+                )
+                .bind(&lease.key)
+                .bind(&lease.owner)
+                .bind(now_ms())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err("renewing an ingress lease"))?;
+                Ok(renewed.rows_affected() == 1)
+            })
+        })
         .await
-        .map_err(db_err("renewing an ingress lease"))?;
-        Ok(renewed.rows_affected() == 1)
     }
 
     /// Deletes the `processing` row `lease` holds so that a later retry can run (processing
     /// failed or was rate-limited). A `done` row, or a row another owner took over, is left.
     pub async fn ingress_release(&self, lease: &Lease) -> Result<()> {
-        sqlx::query(
-            "DELETE FROM ingress WHERE idem_key = $1 AND state = 'processing' AND owner = $2",
-        )
-        .bind(&lease.key)
-        .bind(&lease.owner)
-        .execute(&self.writer)
+        let lease = lease.clone();
+        self.write_statements("releasing an ingress key", move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "DELETE FROM ingress WHERE idem_key = $1 AND state = 'processing' AND owner = $2",
+                )
+                .bind(&lease.key)
+                .bind(&lease.owner)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err("releasing an ingress key"))?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(db_err("releasing an ingress key"))?;
-        Ok(())
     }
 
     /// How many keys the ingress ledger holds.
@@ -250,45 +198,54 @@ impl Store {
         if parts.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_write().await?;
-        let now = now_ms();
-        let mut ids = Vec::with_capacity(parts.len());
-        for e in parts {
-            let id: Option<String> = sqlx::query_scalar(
-                "INSERT INTO egress (id, channel, conversation, dedupe_key, payload, state, attempts, created_at, lease_until) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7) \
-                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-            )
-            .bind(new_id())
-            .bind(&e.channel)
-            .bind(&e.conversation)
-            .bind(&e.dedupe_key)
-            .bind(e.payload.to_string())
-            .bind(now)
-            .bind(now.saturating_add(EGRESS_LEASE_MS))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err("recording an outbound message"))?;
-            ids.push(id);
-        }
-        tx.commit()
-            .await
-            .map_err(db_err("recording an outbound message"))?;
-        Ok(ids)
+        let parts = parts.to_vec();
+        self.write("recording an outbound message", move |conn| {
+            Box::pin(async move {
+                let now = now_ms();
+                let mut ids = Vec::with_capacity(parts.len());
+                for e in &parts {
+                    let id: Option<String> = sqlx::query_scalar(
+                        "INSERT INTO egress (id, channel, conversation, dedupe_key, payload, state, attempts, created_at, lease_until) \
+                         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7) \
+                         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+                    )
+                    .bind(new_id())
+                    .bind(&e.channel)
+                    .bind(&e.conversation)
+                    .bind(&e.dedupe_key)
+                    .bind(e.payload.to_string())
+                    .bind(now)
+                    .bind(now.saturating_add(EGRESS_LEASE_MS))
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db_err("recording an outbound message"))?;
+                    ids.push(id);
+                }
+                Ok(ids)
+            })
+        })
+        .await
     }
 
     /// Counts one send attempt of a pending reply and returns the new count, so a channel can
     /// give up on a reply that keeps failing. The attempt renews the sender's lease on the row
     /// ([`EGRESS_LEASE_MS`]), so the resender leaves it alone while it is being sent.
     pub async fn egress_attempt(&self, id: &str) -> Result<i64> {
-        let attempts: Option<i64> = sqlx::query_scalar(
-            "UPDATE egress SET attempts = attempts + 1, lease_until = $2 WHERE id = $1 RETURNING attempts",
-        )
-        .bind(id)
-        .bind(now_ms().saturating_add(EGRESS_LEASE_MS))
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(db_err("counting a send attempt"))?;
+        let owned = id.to_string();
+        let attempts: Option<i64> = self
+            .write_statements("counting a send attempt", move |conn| {
+                Box::pin(async move {
+                    sqlx::query_scalar(
+                        "UPDATE egress SET attempts = attempts + 1, lease_until = $2 WHERE id = $1 RETURNING attempts",
+                    )
+                    .bind(&owned)
+                    .bind(now_ms().saturating_add(EGRESS_LEASE_MS))
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(db_err("counting a send attempt"))
+                })
+            })
+            .await?;
         attempts.ok_or_else(|| Error::NotFound(format!("no outbound message with id `{id}`")))
     }
 
@@ -303,32 +260,46 @@ impl Store {
             "UPDATE egress SET lease_until = $1 WHERE state = 'pending' AND id IN ({})",
             placeholders.join(", ")
         );
-        let mut query =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms().saturating_add(EGRESS_LEASE_MS));
-        for id in ids {
-            query = query.bind(*id);
-        }
-        let renewed = query
-            .execute(&self.writer)
-            .await
-            .map_err(db_err("renewing the lease on replies being sent"))?;
-        Ok(renewed.rows_affected())
+        let ids: Vec<String> = ids.iter().map(|id| (*id).to_string()).collect();
+        self.write_statements("renewing the lease on replies being sent", move |conn| {
+            Box::pin(async move {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(now_ms().saturating_add(EGRESS_LEASE_MS));
+                for id in &ids {
+                    query = query.bind(id);
+                }
+                let renewed = query
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err("renewing the lease on replies being sent"))?;
+                Ok(renewed.rows_affected())
+            })
+        })
+        .await
     }
 
     /// Marks a reply as sent; `remote_id` is the platform's id for it, when there is one.
     /// Confirming twice is harmless.
     pub async fn egress_confirm(&self, id: &str, remote_id: Option<&str>) -> Result<()> {
-        let updated = sqlx::query(
-            "UPDATE egress SET state = 'confirmed', remote_id = COALESCE($2, remote_id), \
-             confirmed_at = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(remote_id)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await
-        .map_err(db_err("confirming an outbound message"))?;
-        if updated.rows_affected() == 0 {
+        let (owned, remote) = (id.to_string(), remote_id.map(str::to_string));
+        let updated = self
+            .write_statements("confirming an outbound message", move |conn| {
+                Box::pin(async move {
+                    let updated = sqlx::query(
+                        "UPDATE egress SET state = 'confirmed', remote_id = COALESCE($2, remote_id), \
+                         confirmed_at = $3 WHERE id = $1",
+                    )
+                    .bind(&owned)
+                    .bind(&remote)
+                    .bind(now_ms())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err("confirming an outbound message"))?;
+                    Ok(updated.rows_affected())
+                })
+            })
+            .await?;
+        if updated == 0 {
             return Err(Error::NotFound(format!(
                 "no outbound message with id `{id}`"
             )));
@@ -392,26 +363,38 @@ impl Store {
 
     /// Notes why the last attempt to send a reply failed; the reply stays `pending`.
     pub async fn egress_note_error(&self, id: &str, error: &str) -> Result<()> {
-        sqlx::query("UPDATE egress SET last_error = $2 WHERE id = $1")
-            .bind(id)
-            .bind(error)
-            .execute(&self.writer)
-            .await
-            .map_err(db_err("noting a send error"))?;
-        Ok(())
+        let (id, error) = (id.to_string(), error.to_string());
+        self.write_statements("noting a send error", move |conn| {
+            Box::pin(async move {
+                sqlx::query("UPDATE egress SET last_error = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(&error)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err("noting a send error"))?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Gives up on a reply: it becomes `failed` with `error` and is never sent again.
     pub async fn egress_fail(&self, id: &str, error: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE egress SET state = 'failed', last_error = $2 WHERE id = $1 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(error)
-        .execute(&self.writer)
+        let (id, error) = (id.to_string(), error.to_string());
+        self.write_statements("marking a reply as failed", move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE egress SET state = 'failed', last_error = $2 WHERE id = $1 AND state = 'pending'",
+                )
+                .bind(&id)
+                .bind(&error)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err("marking a reply as failed"))?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(db_err("marking a reply as failed"))?;
-        Ok(())
     }
 
     /// The state of the reply recorded under `dedupe_key` (`pending`, `confirmed` or
@@ -426,6 +409,131 @@ impl Store {
             Some(row) => Ok(Some((get(&row, "state")?, get(&row, "last_error")?))),
             None => Ok(None),
         }
+    }
+}
+
+/// [`Store::ingress_claim`] on `conn`, inside a write transaction.
+async fn claim_in(
+    conn: &mut AnyConnection,
+    key: &str,
+    request_hash: &str,
+    lease_ms: i64,
+) -> Result<Claim> {
+    for _ in 0..CLAIM_ATTEMPTS {
+        let now = now_ms();
+        let owner = new_id();
+        let inserted = sqlx::query(
+            "INSERT INTO ingress (idem_key, request_hash, state, owner, claimed_at, created_at) \
+             VALUES ($1, $2, 'processing', $3, $4, $4) \
+             ON CONFLICT (idem_key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(request_hash)
+        .bind(&owner)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err("claiming an ingress key"))?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Claim::Owned(Lease {
+                key: key.to_string(),
+                owner,
+            }));
+        }
+
+        let row = sqlx::query(
+            "SELECT state, request_hash, response, claimed_at FROM ingress WHERE idem_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err("reading an ingress key"))?;
+        // Released between our insert and this read (PostgreSQL, another connection): try
+        // to insert again.
+        let Some(row) = row else { continue };
+
+        let state: String = get(&row, "state")?;
+        let stored_hash: String = get(&row, "request_hash")?;
+        if state == "done" {
+            let response: Option<String> = get(&row, "response")?;
+            return Ok(Claim::Done {
+                response: response.unwrap_or_default(),
+                request_hash: stored_hash,
+            });
+        }
+        let claimed_at: i64 = get(&row, "claimed_at")?;
+        let cutoff = now.saturating_sub(lease_ms);
+        if claimed_at >= cutoff {
+            return Ok(Claim::Busy {
+                request_hash: stored_hash,
+            });
+        }
+
+        // The owner's lease ran out. The WHERE clause repeats the conditions we just read,
+        // so of several callers racing to take over, exactly one updates the row.
+        let taken = sqlx::query(
+            "UPDATE ingress SET owner = $2, claimed_at = $3, request_hash = $4 \
+             WHERE idem_key = $1 AND state = 'processing' AND claimed_at < $5",
+        )
+        .bind(key)
+        .bind(&owner)
+        .bind(now)
+        .bind(request_hash)
+        .bind(cutoff)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err("taking over an expired ingress key"))?;
+        if taken.rows_affected() == 1 {
+            tracing::info!(key, "took over an ingress key whose owner's lease expired");
+            return Ok(Claim::Owned(Lease {
+                key: key.to_string(),
+                owner,
+            }));
+        }
+        // Someone else took it over or completed it; read again to report what they did.
+    }
+    Err(Error::Upstream(format!(
+        "store: the ingress key `{key}` kept changing while it was being claimed; try again"
+    )))
+}
+
+/// Marks the key `lease` holds `done` with `response`, on `conn` inside a write transaction;
+/// see [`Store::ingress_complete`].
+async fn complete_in(
+    conn: &mut AnyConnection,
+    lease: &Lease,
+    response: &str,
+    now: i64,
+) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE ingress SET state = 'done', response = $2, completed_at = $3 \
+         WHERE idem_key = $1 AND state = 'processing' AND owner = $4",
+    )
+    .bind(&lease.key)
+    .bind(response)
+    .bind(now)
+    .bind(&lease.owner)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err("completing an ingress key"))?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM ingress WHERE idem_key = $1")
+        .bind(&lease.key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err("reading an ingress key"))?;
+    match state.as_deref() {
+        Some("done") => Ok(()),
+        Some(_) => Err(Error::Conflict(format!(
+            "the ingress key `{}` was taken over by another delivery after this one's lease ran out; its answer was not recorded",
+            lease.key
+        ))),
+        None => Err(Error::Internal(format!(
+            "the ingress key `{}` was completed but is no longer in the ledger; the response was not recorded",
+            lease.key
+        ))),
     }
 }
 

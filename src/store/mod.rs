@@ -23,7 +23,9 @@
 //! sqlx never leaves this module: callers see [`Store`], plain structs and [`crate::Error`].
 
 mod audit;
+mod commit;
 mod conversation;
+pub use conversation::new_message_id;
 mod ledger;
 pub use ledger::{EGRESS_LEASE_MS, IngressStatus};
 mod access;
@@ -151,6 +153,8 @@ pub struct Store {
     /// for the file lock and back off in sleeps (tail latencies of hundreds of milliseconds
     /// under load). On PostgreSQL the same pool as reads.
     writer: AnyPool,
+    /// SQLite: the group-commit task that [`Store::write`] hands writes to.
+    committer: Option<commit::Committer>,
     backend: Backend,
 }
 
@@ -374,9 +378,12 @@ impl Store {
             .await
             .map_err(|e| Error::upstream("store: applying database migrations failed", e))?;
         tracing::debug!(?backend, "store ready");
+        let committer =
+            (backend == Backend::Sqlite).then(|| commit::Committer::start(writer.clone()));
         Ok(Store {
             pool,
             writer,
+            committer,
             backend,
         })
     }

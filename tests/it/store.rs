@@ -855,23 +855,104 @@ async fn finish_turn_records_answer_and_response_together_only_for_the_owner() {
         else {
             panic!("taken over")
         };
+        let question = message("conv-t", Role::User, "the question");
         let answer = message("conv-t", Role::Assistant, "the answer");
+        let turn = || {
+            vec![
+                (conveyor::store::new_message_id(), question.clone()),
+                (conveyor::store::new_message_id(), answer.clone()),
+            ]
+        };
         let err = store
-            .finish_turn(&stale, &answer, |id| Ok(format!("\"{id}\"")))
+            .finish_turn(&stale, turn(), "\"stale\"".into())
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Conflict(_)), "{err}");
         assert!(store.recent_turns("conv-t", 10).await.unwrap().is_empty());
-        let id = store
-            .finish_turn(&lease, &answer, |id| Ok(format!("\"{id}\"")))
+        let id = "the-response";
+        store
+            .finish_turn(&lease, turn(), format!("\"{id}\""))
             .await
             .unwrap();
         let turns = store.recent_turns("conv-t", 10).await.unwrap();
-        assert_eq!(turns.len(), 1);
-        assert_eq!(turns[0].text, "the answer");
+        assert_eq!(turns.len(), 2);
+        assert_eq!(turns[0].text, "the question");
+        assert_eq!(turns[1].text, "the answer");
         assert_eq!(
             store.ingress_response("turn-1").await.unwrap(),
             Some(conveyor::store::IngressStatus::Done(format!("\"{id}\"")))
+        );
+    })
+    .await;
+}
+
+/// Writes that arrive together share one commit (group commit on SQLite) without sharing
+/// their fate or their view: of 200 concurrent claims of 50 keys exactly one per key is
+/// owned, a write that fails (a turn whose claim was taken over) stores nothing while the
+/// writes committed with it stay, and everything acknowledged is there on a fresh connection.
+#[tokio::test]
+async fn concurrent_writes_commit_together_and_fail_alone() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let key = format!("gc-{}", i % 50);
+                let claim = store.ingress_claim(&key, "h", LONG_LEASE).await.unwrap();
+                if let Claim::Owned(lease) = claim {
+                    let conv = format!("conv-gc-{i}");
+                    let m = message(&conv, Role::User, "q");
+                    store
+                        .finish_turn(
+                            &lease,
+                            vec![(conveyor::store::new_message_id(), m)],
+                            "\"ok\"".into(),
+                        )
+                        .await
+                        .unwrap();
+                    1
+                } else {
+                    0
+                }
+            }));
+        }
+        let stale = conveyor::store::Lease {
+            key: "gc-0".into(),
+            owner: "not-the-owner".into(),
+        };
+        let failing = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .finish_turn(
+                        &stale,
+                        vec![(
+                            conveyor::store::new_message_id(),
+                            message("conv-gc-stale", Role::User, "no"),
+                        )],
+                        "\"stale\"".into(),
+                    )
+                    .await
+            })
+        };
+        let mut owned = 0;
+        for t in tasks {
+            owned += t.await.unwrap();
+        }
+        assert_eq!(owned, 50, "one owner per key");
+        assert!(matches!(failing.await.unwrap(), Err(Error::Conflict(_))));
+        store.close().await;
+
+        let again = db.store().await;
+        assert_eq!(again.ingress_count().await.unwrap(), 50);
+        assert_eq!(again.message_count().await.unwrap(), 50);
+        assert!(
+            again
+                .recent_turns("conv-gc-stale", 5)
+                .await
+                .unwrap()
+                .is_empty()
         );
     })
     .await;

@@ -28,6 +28,8 @@
 //! from the row alone; a file over the platform's limit or [`MAX_LEDGER_FILE_BYTES`] refuses
 //! the reply before anything is recorded.
 
+#[doc(hidden)]
+pub mod check;
 pub mod markdown;
 pub mod split;
 

@@ -1,8 +1,9 @@
-//! Invariants of split replies, checked by the `render_split` and `split` targets: a part a
-//! platform would refuse or render wrongly is a finding just like a panic. The main crate's
-//! property test (`tests/it/split_props.rs`) checks the same rules.
+//! Invariants of split replies: a part a platform would refuse or render wrongly. Checked by
+//! the property test `tests/it/split_props.rs` and by the fuzz targets `render_split` and
+//! `split` (`fuzz/`), which is why this test-only code lives in the crate: both use this one
+//! copy.
 
-use conveyor::channels::chat::Markup;
+use super::Markup;
 
 /// Why a set of parts breaks the rules, or `None`.
 pub fn parts_problem(input: &str, parts: &[String], max: usize, markup: Markup) -> Option<String> {
