@@ -4,9 +4,9 @@
 //! egress rows of a chat reply), and each commit is an `fsync` of the SQLite journal. Done one
 //! at a time, those fsyncs and the handoffs around them bound the gateway's throughput, not the
 //! work itself. [`Store::write`] therefore hands a write to one *committer* task, which runs
-//! every write queued at that moment inside one `BEGIN IMMEDIATE … COMMIT`, each in its own
-//! `SAVEPOINT` (a write that fails is rolled back alone, the others stay), and answers their
-//! callers only once the shared `COMMIT` has returned. Durability is unchanged: no caller hears
+//! every write queued at that moment inside one `BEGIN IMMEDIATE … COMMIT` — a write of several
+//! statements in its own `SAVEPOINT`, so a write that fails is rolled back alone and the others
+//! stay — and answers their callers only once the shared `COMMIT` has returned. Durability is unchanged: no caller hears
 //! "done" before its rows are on disk, and a failed commit fails every write in it. Latency is
 //! unchanged when the store is idle (a batch of one commits at once; the committer never waits
 //! to fill a batch) and under load one fsync serves everything that queued while the previous
@@ -42,6 +42,10 @@ trait Job: Send {
     fn run<'c>(self: Box<Self>, conn: &'c mut AnyConnection) -> BoxFuture<'c, Settle>;
     /// Fails the write without running it (the batch could not start).
     fn abort(self: Box<Self>, why: String);
+    /// Whether the write needs a savepoint: it runs several statements that must stand or
+    /// fall together. A write of independent statements (each atomic, and a failed one
+    /// changes nothing) runs without one, two statements fewer.
+    fn savepoint(&self) -> bool;
 }
 
 /// A write that ran: whether it succeeded, and the answer to its caller given the commit's
@@ -54,6 +58,7 @@ struct Settle {
 struct Pending<T, F> {
     write: F,
     reply: oneshot::Sender<Result<T>>,
+    savepoint: bool,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -62,7 +67,7 @@ where
     F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
 {
     fn run<'c>(self: Box<Self>, conn: &'c mut AnyConnection) -> BoxFuture<'c, Settle> {
-        let Pending { write, reply } = *self;
+        let Pending { write, reply, .. } = *self;
         Box::pin(async move {
             let result = write(conn).await;
             let ok = result.is_ok();
@@ -80,6 +85,10 @@ where
 
     fn abort(self: Box<Self>, why: String) {
         let _ = self.reply.send(Err(commit_failed(&why)));
+    }
+
+    fn savepoint(&self) -> bool {
+        self.savepoint
     }
 }
 
@@ -124,24 +133,32 @@ async fn commit_batch(writer: &AnyPool, batch: &mut Vec<Box<dyn Job>>) {
     let mut broken = None;
     for job in batch.drain(..) {
         if let Some(why) = &broken {
-            job.abort(format!(
-                "an earlier write of its batch broke the connection: {why}"
-            ));
+            job.abort(format!("an earlier write of its batch broke the transaction: {why}"));
             continue;
         }
-        if let Err(e) = conn.execute("SAVEPOINT w").await {
+        let savepoint = job.savepoint();
+        if savepoint && let Err(e) = conn.execute("SAVEPOINT w").await {
             broken = Some(e.to_string());
             job.abort(e.to_string());
             continue;
         }
         let done = job.run(&mut conn).await;
-        let end = if done.ok {
-            conn.execute("RELEASE w").await
-        } else {
-            match conn.execute("ROLLBACK TO w").await {
-                Ok(_) => conn.execute("RELEASE w").await,
+        let end = match (savepoint, done.ok) {
+            (true, true) => conn.execute("RELEASE w").await.map(drop),
+            (true, false) => match conn.execute("ROLLBACK TO w").await {
+                Ok(_) => conn.execute("RELEASE w").await.map(drop),
                 Err(e) => Err(e),
-            }
+            },
+            (false, true) => Ok(()),
+            // A failed statement changes nothing by itself, but a few errors (I/O, a full
+            // disk) make SQLite roll the whole transaction back: then `BEGIN` succeeds, and
+            // the writes before this one are gone, so the batch fails.
+            (false, false) => match conn.execute("BEGIN IMMEDIATE").await {
+                Ok(_) => Err(sqlx::Error::Protocol(
+                    "SQLite rolled the transaction back after an error".into(),
+                )),
+                Err(_) => Ok(()),
+            },
         };
         if let Err(e) = end {
             broken = Some(e.to_string());
@@ -199,9 +216,9 @@ impl Store {
 
     /// Like [`Store::write`], for writes whose statements are each atomic on their own and
     /// correct under concurrency without a transaction around them (a single statement, or a
-    /// conditional `INSERT`/`UPDATE` that re-checks what it read): on PostgreSQL they run
-    /// without `BEGIN`/`COMMIT`, two round trips fewer; on SQLite they join the group commit
-    /// like any write.
+    /// conditional `INSERT`/`UPDATE` that re-checks what it read), and that write nothing
+    /// before a statement that fails: on PostgreSQL they run without `BEGIN`/`COMMIT`, on
+    /// SQLite they join the group commit without a savepoint, two statements fewer either way.
     pub(super) async fn write_statements<T, F>(&self, op: &'static str, write: F) -> Result<T>
     where
         T: Send + 'static,
@@ -220,7 +237,11 @@ impl Store {
                 let (reply, answer) = oneshot::channel();
                 committer
                     .queue
-                    .send(Box::new(Pending { write, reply }))
+                    .send(Box::new(Pending {
+                        write,
+                        reply,
+                        savepoint: transaction,
+                    }))
                     .await
                     .map_err(|_| {
                         Error::Upstream(format!("store: {op} failed: the store is closed"))

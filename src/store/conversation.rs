@@ -11,6 +11,12 @@ async fn insert_message(
     id: &str,
     now: i64,
 ) -> Result<()> {
+    touch_conversation(conn, m, now).await?;
+    insert_message_row(conn, m, id, now).await
+}
+
+/// Creates `m`'s conversation row, or marks it updated at `now`.
+async fn touch_conversation(conn: &mut sqlx::AnyConnection, m: &NewMessage, now: i64) -> Result<()> {
     sqlx::query(
         "INSERT INTO conversations (conv_key, channel, created_at, updated_at) \
          VALUES ($1, $2, $3, $3) \
@@ -22,6 +28,16 @@ async fn insert_message(
     .execute(&mut *conn)
     .await
     .map_err(db_err("saving a conversation"))?;
+    Ok(())
+}
+
+/// Writes `m` under `id`; its conversation row must exist.
+async fn insert_message_row(
+    conn: &mut sqlx::AnyConnection,
+    m: &NewMessage,
+    id: &str,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO messages (id, conversation, role, user_id, body, meta, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -90,8 +106,13 @@ impl Store {
                         lease.key
                     )));
                 }
+                let mut touched: Option<&str> = None;
                 for (id, m) in &messages {
-                    insert_message(conn, m, id, now).await?;
+                    if touched != Some(m.conversation.as_str()) {
+                        touch_conversation(conn, m, now).await?;
+                        touched = Some(&m.conversation);
+                    }
+                    insert_message_row(conn, m, id, now).await?;
                 }
                 Ok(())
             })
