@@ -133,7 +133,9 @@ async fn commit_batch(writer: &AnyPool, batch: &mut Vec<Box<dyn Job>>) {
     let mut broken = None;
     for job in batch.drain(..) {
         if let Some(why) = &broken {
-            job.abort(format!("an earlier write of its batch broke the transaction: {why}"));
+            job.abort(format!(
+                "an earlier write of its batch broke the transaction: {why}"
+            ));
             continue;
         }
         let savepoint = job.savepoint();

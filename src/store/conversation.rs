@@ -16,7 +16,11 @@ async fn insert_message(
 }
 
 /// Creates `m`'s conversation row, or marks it updated at `now`.
-async fn touch_conversation(conn: &mut sqlx::AnyConnection, m: &NewMessage, now: i64) -> Result<()> {
+async fn touch_conversation(
+    conn: &mut sqlx::AnyConnection,
+    m: &NewMessage,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO conversations (conv_key, channel, created_at, updated_at) \
          VALUES ($1, $2, $3, $3) \

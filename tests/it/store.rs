@@ -888,8 +888,9 @@ async fn finish_turn_records_answer_and_response_together_only_for_the_owner() {
 
 /// Writes that arrive together share one commit (group commit on SQLite) without sharing
 /// their fate or their view: of 200 concurrent claims of 50 keys exactly one per key is
-/// owned, a write that fails (a turn whose claim was taken over) stores nothing while the
-/// writes committed with it stay, and everything acknowledged is there on a fresh connection.
+/// owned, a write that fails (a turn whose claim was taken over; a turn whose second insert
+/// fails after its first statements ran) stores nothing while the writes committed with it
+/// stay, and everything acknowledged is there on a fresh connection.
 #[tokio::test]
 async fn concurrent_writes_commit_together_and_fail_alone() {
     each_backend(|db| async move {
@@ -936,16 +937,53 @@ async fn concurrent_writes_commit_together_and_fail_alone() {
                     .await
             })
         };
+        // A write that fails half-way (its second message reuses the first one's id) is
+        // rolled back whole: its claim stays open, no message of it is kept.
+        let half = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let Claim::Owned(lease) = store
+                    .ingress_claim("gc-half", "h", LONG_LEASE)
+                    .await
+                    .unwrap()
+                else {
+                    panic!("owned")
+                };
+                let id = conveyor::store::new_message_id();
+                let m = message("conv-gc-half", Role::User, "q");
+                let err = store
+                    .finish_turn(
+                        &lease,
+                        vec![(id.clone(), m.clone()), (id, m)],
+                        "\"x\"".into(),
+                    )
+                    .await
+                    .unwrap_err();
+                assert!(matches!(err, Error::Upstream(_)), "{err}");
+            })
+        };
         let mut owned = 0;
         for t in tasks {
             owned += t.await.unwrap();
         }
         assert_eq!(owned, 50, "one owner per key");
         assert!(matches!(failing.await.unwrap(), Err(Error::Conflict(_))));
+        half.await.unwrap();
+        assert_eq!(
+            store.ingress_response("gc-half").await.unwrap(),
+            Some(conveyor::store::IngressStatus::Processing)
+        );
         store.close().await;
 
         let again = db.store().await;
-        assert_eq!(again.ingress_count().await.unwrap(), 50);
+        assert_eq!(again.ingress_count().await.unwrap(), 51);
+        assert!(
+            again
+                .recent_turns("conv-gc-half", 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(again.message_count().await.unwrap(), 50);
         assert!(
             again
