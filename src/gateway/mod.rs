@@ -233,17 +233,17 @@ impl Gateway {
         // is recorded before the conversation's lock is let go, so the next message of the
         // conversation sees this one and its answer in its history.
         let work = async {
-            let turn = self.locks.lock(&conversation).await;
+            let order = self.locks.lock(&conversation).await;
             let answered = self.process(&inbound, &conversation).await;
-            (turn, answered)
+            (order, answered)
         };
         let outcome = tokio::select! {
-            (turn, answered) = work => match answered {
+            (order, answered) = work => match answered {
                 // Outside the race with the renewals (the commit ends the claim, so a renewal
                 // after it would read as a lost claim), still under the conversation's lock.
                 Ok(answer) => {
                     let out = self.finish(&lease, answer).await;
-                    drop(turn);
+                    drop(order);
                     out
                 }
                 Err(e) => Err(e),

@@ -540,14 +540,19 @@ async fn open_sqlite(url: &str) -> Result<(AnyPool, AnyPool)> {
     }
     first.close().await.map_err(open_err)?;
 
+    // A pooled SQLite connection is a file handle in this process: it cannot have died while
+    // idle the way a network connection can, so the ping sqlx sends before handing one out
+    // (a round trip to the connection's worker thread, on every query) buys nothing.
     let readers = AnyPoolOptions::new()
         .max_connections(8)
+        .test_before_acquire(false)
         .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
         .connect_with(opts.clone())
         .await
         .map_err(open_err)?;
     let writer = AnyPoolOptions::new()
         .max_connections(1)
+        .test_before_acquire(false)
         .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
         .connect_with(opts)
         .await
