@@ -52,8 +52,11 @@ trait Job: Send {
 /// outcome (`None` committed, `Some(why)` failed).
 struct Settle {
     ok: bool,
-    answer: Box<dyn FnOnce(Option<&str>) + Send>,
+    answer: Answer,
 }
+
+/// Tells a write's caller how it ended, given the commit's failure (`None`: committed).
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
 struct Pending<T, F> {
     write: F,
@@ -71,7 +74,7 @@ where
         Box::pin(async move {
             let result = write(conn).await;
             let ok = result.is_ok();
-            let answer = Box::new(move |failed: Option<&str>| {
+            let answer: Answer = Box::new(move |failed: Option<&str>| {
                 let result = match (failed, result) {
                     (None, result) | (Some(_), result @ Err(_)) => result,
                     (Some(why), Ok(_)) => Err(commit_failed(why)),

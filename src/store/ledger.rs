@@ -68,19 +68,10 @@ impl Store {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err("reading an ingress key"))?;
-        let Some(row) = row else { return Ok(None) };
-        let state: String = get(&row, "state")?;
-        let request_hash: String = get(&row, "request_hash")?;
-        if state == "done" {
-            let response: Option<String> = get(&row, "response")?;
-            return Ok(Some(Claim::Done {
-                response: response.unwrap_or_default(),
-                request_hash,
-            }));
+        match row {
+            Some(row) => seen(&row, now_ms().saturating_sub(lease_ms)),
+            None => Ok(None),
         }
-        let claimed_at: i64 = get(&row, "claimed_at")?;
-        Ok((claimed_at >= now_ms().saturating_sub(lease_ms))
-            .then_some(Claim::Busy { request_hash }))
     }
 
     /// Records the response (a JSON string) under `lease` and marks the key `done`, only while
@@ -363,34 +354,43 @@ impl Store {
 
     /// Notes why the last attempt to send a reply failed; the reply stays `pending`.
     pub async fn egress_note_error(&self, id: &str, error: &str) -> Result<()> {
-        let (id, error) = (id.to_string(), error.to_string());
-        self.write_statements("noting a send error", move |conn| {
-            Box::pin(async move {
-                sqlx::query("UPDATE egress SET last_error = $2 WHERE id = $1")
-                    .bind(&id)
-                    .bind(&error)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db_err("noting a send error"))?;
-                Ok(())
-            })
-        })
+        self.egress_set_error(
+            "noting a send error",
+            "UPDATE egress SET last_error = $2 WHERE id = $1",
+            id,
+            error,
+        )
         .await
     }
 
     /// Gives up on a reply: it becomes `failed` with `error` and is never sent again.
     pub async fn egress_fail(&self, id: &str, error: &str) -> Result<()> {
+        self.egress_set_error(
+            "marking a reply as failed",
+            "UPDATE egress SET state = 'failed', last_error = $2 WHERE id = $1 AND state = 'pending'",
+            id,
+            error,
+        )
+        .await
+    }
+
+    /// Runs `sql` with `$1` the reply's id and `$2` an error text.
+    async fn egress_set_error(
+        &self,
+        op: &'static str,
+        sql: &'static str,
+        id: &str,
+        error: &str,
+    ) -> Result<()> {
         let (id, error) = (id.to_string(), error.to_string());
-        self.write_statements("marking a reply as failed", move |conn| {
+        self.write_statements(op, move |conn| {
             Box::pin(async move {
-                sqlx::query(
-                    "UPDATE egress SET state = 'failed', last_error = $2 WHERE id = $1 AND state = 'pending'",
-                )
-                .bind(&id)
-                .bind(&error)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err("marking a reply as failed"))?;
+                sqlx::query(sql)
+                    .bind(&id)
+                    .bind(&error)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_err(op))?;
                 Ok(())
             })
         })
@@ -410,6 +410,22 @@ impl Store {
             None => Ok(None),
         }
     }
+}
+
+/// What the ingress row `row` tells a claimer: [`Claim::Done`], [`Claim::Busy`] while its
+/// lease runs (claimed at or after `cutoff`), `None` once it ran out (the key may be taken).
+fn seen(row: &sqlx::any::AnyRow, cutoff: i64) -> Result<Option<Claim>> {
+    let state: String = get(row, "state")?;
+    let request_hash: String = get(row, "request_hash")?;
+    if state == "done" {
+        let response: Option<String> = get(row, "response")?;
+        return Ok(Some(Claim::Done {
+            response: response.unwrap_or_default(),
+            request_hash,
+        }));
+    }
+    let claimed_at: i64 = get(row, "claimed_at")?;
+    Ok((claimed_at >= cutoff).then_some(Claim::Busy { request_hash }))
 }
 
 /// [`Store::ingress_claim`] on `conn`, inside a write transaction.
@@ -452,21 +468,9 @@ async fn claim_in(
         // to insert again.
         let Some(row) = row else { continue };
 
-        let state: String = get(&row, "state")?;
-        let stored_hash: String = get(&row, "request_hash")?;
-        if state == "done" {
-            let response: Option<String> = get(&row, "response")?;
-            return Ok(Claim::Done {
-                response: response.unwrap_or_default(),
-                request_hash: stored_hash,
-            });
-        }
-        let claimed_at: i64 = get(&row, "claimed_at")?;
         let cutoff = now.saturating_sub(lease_ms);
-        if claimed_at >= cutoff {
-            return Ok(Claim::Busy {
-                request_hash: stored_hash,
-            });
+        if let Some(claim) = seen(&row, cutoff)? {
+            return Ok(claim);
         }
 
         // The owner's lease ran out. The WHERE clause repeats the conditions we just read,
