@@ -9,7 +9,6 @@
 
 #![allow(clippy::panic)] // A broken invariant is reported as a panic: that is what fuzzers catch.
 
-
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

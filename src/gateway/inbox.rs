@@ -12,13 +12,16 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::store::{Lease, Store};
+use crate::store::{InboxState, Lease, Store};
 
 /// What became of an inbox row's work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
     /// Answered (the reply is at least recorded for sending).
     Done,
+    /// Answered, and the row already marked done in the commit that recorded the reply
+    /// ([`crate::store::Store::egress_record_answering`]): nothing left to record.
+    Answered,
     /// Stopped by shutdown: back to the queue for the next process, attempt not counted.
     HandBack,
     /// Failed in a way a later attempt may not (a backend down): left queued, tried again by
@@ -60,6 +63,16 @@ pub async fn held<F: Future>(
             tokio::time::sleep(every).await;
             match store.inbox_renew(lease, length).await {
                 Ok(true) => {}
+                // The work itself may have marked the row done with its reply's record
+                // (`Finish::Answered`): then nothing is lost and there is nothing to renew.
+                Ok(false)
+                    if matches!(
+                        store.inbox_state(&lease.key).await,
+                        Ok(Some(InboxState::Done))
+                    ) =>
+                {
+                    std::future::pending::<()>().await;
+                }
                 Ok(false) => break,
                 // A store hiccup: try again at the next tick, while the lease still runs.
                 Err(e) => {
@@ -89,6 +102,7 @@ pub async fn finish(
 ) {
     let Some(lease) = lease else { return };
     let recorded = match &outcome {
+        Finish::Answered => return,
         Finish::Done => store.inbox_done(lease).await,
         Finish::HandBack => store.inbox_hand_back(lease).await,
         Finish::Retry(why) if attempts >= i64::from(max_attempts) => {

@@ -133,13 +133,10 @@ impl Store {
     /// Marks the row answered (its payload is cleared: the message lives on in the
     /// conversation); `false` when the claim was no longer held.
     pub async fn inbox_done(&self, lease: &Lease) -> Result<bool> {
-        self.owned_update(
-            "finishing an inbox message",
-            "UPDATE inbox SET state = 'done', payload = '{}', done_at = $3, last_error = NULL \
-             WHERE msg_key = $1 AND owner = $2 AND state = 'queued'",
-            lease,
-            vec![Bind::Int(now_ms())],
-        )
+        let lease = lease.clone();
+        self.write_statements("finishing an inbox message", move |conn| {
+            Box::pin(async move { done_in(conn, &lease, now_ms()).await })
+        })
         .await
     }
 
@@ -315,6 +312,25 @@ impl Store {
             .map_err(db_err("pruning the inbox"))?;
         Ok(deleted.rows_affected())
     }
+}
+
+/// [`Store::inbox_done`] on `conn`, inside a write.
+pub(super) async fn done_in(
+    conn: &mut sqlx::AnyConnection,
+    lease: &Lease,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE inbox SET state = 'done', payload = '{}', done_at = $3, last_error = NULL \
+         WHERE msg_key = $1 AND owner = $2 AND state = 'queued'",
+    )
+    .bind(&lease.key)
+    .bind(&lease.owner)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err("finishing an inbox message"))?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// A value bound after a row's key and owner in [`Store::owned_update`].

@@ -186,10 +186,22 @@ impl Store {
     /// is. Per part, like [`Store::egress_record_new`]: its id when this call recorded it,
     /// `None` when an earlier delivery did.
     pub async fn egress_record_all(&self, parts: &[NewEgress]) -> Result<Vec<Option<String>>> {
-        if parts.is_empty() {
-            return Ok(Vec::new());
+        Ok(self.egress_record_answering(parts, None).await?.0)
+    }
+
+    /// [`Store::egress_record_all`], and in the same commit the inbox row `inbox` holds marked
+    /// done (as [`Store::inbox_done`]): once its reply is in the ledger the message is
+    /// answered, so the two need not be two commits. The flag says whether the row was marked
+    /// (`false`: no row given, or the lease on it was lost).
+    pub async fn egress_record_answering(
+        &self,
+        parts: &[NewEgress],
+        inbox: Option<&Lease>,
+    ) -> Result<(Vec<Option<String>>, bool)> {
+        if parts.is_empty() && inbox.is_none() {
+            return Ok((Vec::new(), false));
         }
-        let parts = parts.to_vec();
+        let (parts, inbox) = (parts.to_vec(), inbox.cloned());
         self.write("recording an outbound message", move |conn| {
             Box::pin(async move {
                 let now = now_ms();
@@ -212,7 +224,11 @@ impl Store {
                     .map_err(db_err("recording an outbound message"))?;
                     ids.push(id);
                 }
-                Ok(ids)
+                let answered = match &inbox {
+                    Some(lease) => super::inbox::done_in(conn, lease, now).await?,
+                    None => false,
+                };
+                Ok((ids, answered))
             })
         })
         .await

@@ -995,3 +995,49 @@ async fn concurrent_writes_commit_together_and_fail_alone() {
     })
     .await;
 }
+
+/// A chat reply's parts and its inbox row's `done` are one commit; only the row's owner marks
+/// it, and a stale owner's parts are still recorded (the ledger decides what is sent).
+#[tokio::test]
+async fn recording_a_reply_marks_its_inbox_row_done_in_the_same_commit() {
+    each_backend(|db| async move {
+        let store = db.store().await;
+        let payload = json!({"inbound": {"text": "hi"}});
+        let lease = store
+            .inbox_put("telegram", "telegram:7", &payload, LONG_LEASE)
+            .await
+            .unwrap()
+            .expect("queued");
+        let part = |key: &str| NewEgress {
+            channel: "telegram".into(),
+            conversation: "telegram:7".into(),
+            dedupe_key: key.into(),
+            payload: json!({"text": "answer"}),
+        };
+        let stale = conveyor::store::Lease {
+            key: lease.key.clone(),
+            owner: "someone-else".into(),
+        };
+        let (ids, answered) = store
+            .egress_record_answering(&[part("r7:0")], Some(&stale))
+            .await
+            .unwrap();
+        assert!(ids[0].is_some() && !answered, "a stale owner marks nothing");
+        assert_eq!(
+            store.inbox_state("telegram:7").await.unwrap(),
+            Some(conveyor::store::InboxState::Queued)
+        );
+        let (ids, answered) = store
+            .egress_record_answering(&[part("r7:0"), part("r7:1")], Some(&lease))
+            .await
+            .unwrap();
+        assert!(answered);
+        assert!(ids[0].is_none() && ids[1].is_some(), "{ids:?}");
+        assert_eq!(
+            store.inbox_state("telegram:7").await.unwrap(),
+            Some(conveyor::store::InboxState::Done)
+        );
+        assert!(!store.inbox_renew(&lease, LONG_LEASE).await.unwrap());
+    })
+    .await;
+}

@@ -510,7 +510,7 @@ async fn answer_queued<P: ChatPlatform>(
     lease: Lease,
     attempts: i64,
 ) {
-    let work = respond(platform, cx, inbound, to);
+    let work = respond(platform, cx, inbound, to, Some(&lease));
     if let Some(outcome) = inbox::held(&cx.store, Some(&lease), cx.gateway.lease(), work).await {
         let max = cx.gateway.inbox_max_attempts();
         inbox::finish(&cx.store, Some(&lease), outcome, attempts, max).await;
@@ -519,20 +519,22 @@ async fn answer_queued<P: ChatPlatform>(
 
 /// Answers one message (see the module doc) and says what became of it for the inbox:
 /// [`Finish::Done`] once the reply is recorded (a part that could not be sent stays pending
-/// for the resender, and a failure to answer is a notice to the user), [`Finish::HandBack`]
+/// for the resender, and a failure to answer is a notice to the user) — [`Finish::Answered`]
+/// when the inbox row `inbox` was marked done in the same commit — [`Finish::HandBack`]
 /// when shutdown stopped the turn, [`Finish::Retry`] when the reply could not be recorded.
 pub async fn respond<P: ChatPlatform>(
     platform: &P,
     cx: &ChatContext,
     inbound: Inbound,
     to: P::Target,
+    inbox: Option<&Lease>,
 ) -> Finish {
     let span = tracing::info_span!(
         "chat_message",
         channel = %platform.channel(),
         conversation = %inbound.conversation.as_storage_key()
     );
-    tracing::Instrument::instrument(respond_inner(platform, cx, inbound, to), span).await
+    tracing::Instrument::instrument(respond_inner(platform, cx, inbound, to, inbox), span).await
 }
 
 async fn respond_inner<P: ChatPlatform>(
@@ -540,6 +542,7 @@ async fn respond_inner<P: ChatPlatform>(
     cx: &ChatContext,
     inbound: Inbound,
     to: P::Target,
+    inbox: Option<&Lease>,
 ) -> Finish {
     let channel = platform.channel();
     let conversation = inbound.conversation.as_storage_key();
@@ -557,7 +560,7 @@ async fn respond_inner<P: ChatPlatform>(
     if let Some(text) = access {
         let reply = Reply::text(ReplyKind::Access, platform.escape(&text));
         let key = format!("{base}:access");
-        return send_reply(platform, &cx.store, &conversation, &to, &reply, &key).await;
+        return send_reply(platform, &cx.store, &conversation, &to, &reply, &key, inbox).await;
     }
     let stop = CancellationToken::new();
     let working = working_until(platform, &to, stop.clone());
@@ -567,7 +570,7 @@ async fn respond_inner<P: ChatPlatform>(
             Finish::HandBack
         } else {
             let (reply, key) = choose_reply(platform, &to, result, &base);
-            send_reply(platform, &cx.store, &conversation, &to, &reply, &key).await
+            send_reply(platform, &cx.store, &conversation, &to, &reply, &key, inbox).await
         };
         stop.cancel();
         finish
@@ -577,7 +580,8 @@ async fn respond_inner<P: ChatPlatform>(
 }
 
 /// [`deliver`] for [`respond`]: a reply that could not be recorded is retried later (the
-/// message stays in the inbox); one recorded but not sent is the resender's.
+/// message stays in the inbox); one recorded but not sent is the resender's. The inbox row
+/// `inbox` is marked done in the commit that records the reply.
 async fn send_reply<P: ChatPlatform>(
     platform: &P,
     store: &Store,
@@ -585,13 +589,18 @@ async fn send_reply<P: ChatPlatform>(
     to: &P::Target,
     reply: &Reply,
     key: &str,
+    inbox: Option<&Lease>,
 ) -> Finish {
-    match record(platform, store, conversation, to, reply, key).await {
-        Ok(recorded) => {
+    match record(platform, store, conversation, to, reply, key, inbox).await {
+        Ok((recorded, answered)) => {
             if let Err(e) = send_all(platform, store, &recorded).await {
                 tracing::warn!(channel = %platform.channel(), error = %e, "sending a reply failed; the resender tries again");
             }
-            Finish::Done
+            if answered {
+                Finish::Answered
+            } else {
+                Finish::Done
+            }
         }
         Err(e) => {
             tracing::warn!(channel = %platform.channel(), error = %e, "recording a reply failed");
@@ -682,7 +691,7 @@ pub async fn deliver<P: ChatPlatform>(
     reply: &Reply,
     key: &str,
 ) -> Result<()> {
-    let recorded = record(platform, store, conversation, to, reply, key).await?;
+    let (recorded, _) = record(platform, store, conversation, to, reply, key, None).await?;
     send_all(platform, store, &recorded).await
 }
 
@@ -691,7 +700,7 @@ pub async fn deliver<P: ChatPlatform>(
 type Recorded = Vec<(NewEgress, Option<String>)>;
 
 /// Splits `reply` within the platform's limits and records every part under `key` in one
-/// transaction, before any is sent.
+/// transaction, before any is sent, marking the inbox row `inbox` done in it; whether it did.
 async fn record<P: ChatPlatform>(
     platform: &P,
     store: &Store,
@@ -699,7 +708,8 @@ async fn record<P: ChatPlatform>(
     to: &P::Target,
     reply: &Reply,
     key: &str,
-) -> Result<Recorded> {
+    inbox: Option<&Lease>,
+) -> Result<(Recorded, bool)> {
     let limits = platform.limits(to);
     let mut texts = split(&reply.text, limits.max_chars, limits.markup);
     let files_allowed = limits
@@ -737,8 +747,8 @@ async fn record<P: ChatPlatform>(
             payload,
         });
     }
-    let ids = store.egress_record_all(&rows).await?;
-    Ok(rows.into_iter().zip(ids).collect())
+    let (ids, answered) = store.egress_record_answering(&rows, inbox).await?;
+    Ok((rows.into_iter().zip(ids).collect(), answered))
 }
 
 /// Sends and confirms the parts [`record`] recorded, in order; the first failure stops the
