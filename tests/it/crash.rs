@@ -488,6 +488,14 @@ async fn webhook_surfaces_survive_kill_9(dir: &Path, store_url: Option<String>) 
     // API clients wait for their answers; the kill cuts most of them off.
     let api = tokio::spawn(ask_api(first.base.clone(), n));
     let status_urls = send_all(&first.base, n).await;
+    // Killed once the first replies go out, so the kill finds turns still thinking, replies
+    // recorded but not sent, and sends whose confirmation it cuts off.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while telegram_sends(&fakes.telegram).len() + slack_sends(&fakes.slack).len() < 20
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     first.kill9();
     let api_before = api.await.unwrap();
     let killed = Instant::now();
