@@ -279,7 +279,7 @@ impl Definition {
         &self,
         after: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        let cron = schedule::parse_schedule(self.schedule.as_deref()?).ok()?;
+        let cron = schedule::parse_pattern(self.schedule.as_deref()?).ok()?;
         cron.find_next_occurrence(&after, false).ok()
     }
 
@@ -288,7 +288,7 @@ impl Definition {
         &self,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        let cron = schedule::parse_schedule(self.schedule.as_deref()?).ok()?;
+        let cron = schedule::parse_pattern(self.schedule.as_deref()?).ok()?;
         cron.find_previous_occurrence(&at, true).ok()
     }
 

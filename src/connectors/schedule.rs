@@ -40,17 +40,30 @@ use crate::lakehouse::Lakehouse;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Parses a connector `schedule` and checks that it can fire, or says what is wrong with it.
-///
-/// croner accepts a few patterns that match no time at all (an empty item in a list such as
-/// `, * * * *` leaves the minute field with no value); searching for their next run walks
-/// minute by minute to the year 5000, which takes minutes of CPU. Such patterns, and patterns
-/// whose next run is not found within [`FIRES_WITHIN_YEARS`] years (`0 0 30 2 *`: 30 February),
-/// are refused here, when the definition is loaded, so no search ever runs on them.
+/// Parses a connector `schedule` and checks that it can fire, or says what is wrong with it:
+/// [`parse_pattern`], and a next run within [`FIRES_WITHIN_YEARS`] years (`0 0 30 2 *`,
+/// 30 February, never fires). Run once, when the definition is loaded.
 pub fn parse_schedule(text: &str) -> std::result::Result<croner::Cron, String> {
+    let cron = parse_pattern(text)?;
+    // With every field non-empty, the search steps at most by days; a pattern that matches
+    // no date (30 February) is walked year by year, which is quick, and found out here.
+    let now = Utc::now();
+    let horizon = now + chrono::Duration::days(366 * FIRES_WITHIN_YEARS);
+    match cron.find_next_occurrence(&now, false) {
+        Ok(next) if next <= horizon => Ok(cron),
+        _ => Err(format!(
+            "it never fires in the next {FIRES_WITHIN_YEARS} years (a date that does not exist, like 30 February?)"
+        )),
+    }
+}
+
+/// Parses a schedule and refuses the patterns croner accepts that match no time at all (an
+/// empty item in a list such as `, * * * *` leaves the minute field with no value):
+/// searching for their next run walks minute by minute to the year 5000, minutes of CPU.
+/// Cheap (no search), so every next/previous-run lookup goes through it.
+pub fn parse_pattern(text: &str) -> std::result::Result<croner::Cron, String> {
     use std::str::FromStr;
-    let fields: Vec<&str> = text.split_whitespace().collect();
-    for (i, field) in fields.iter().enumerate() {
+    for (i, field) in text.split_whitespace().enumerate() {
         if field.split(',').any(str::is_empty) {
             return Err(format!(
                 "field {} (`{field}`) has an empty item in its list; write the values separated by single commas, like \"0,30\"",
@@ -75,16 +88,7 @@ pub fn parse_schedule(text: &str) -> std::result::Result<croner::Cron, String> {
     if days && weekdays {
         return Err("the day-of-month and day-of-week fields match no day".into());
     }
-    // With every field non-empty, the search steps at most by days; a pattern that matches
-    // no date (30 February) is walked year by year, which is quick, and found out here.
-    let now = Utc::now();
-    let horizon = now + chrono::Duration::days(366 * FIRES_WITHIN_YEARS);
-    match cron.find_next_occurrence(&now, false) {
-        Ok(next) if next <= horizon => Ok(cron),
-        _ => Err(format!(
-            "it never fires in the next {FIRES_WITHIN_YEARS} years (a date that does not exist, like 30 February?)"
-        )),
-    }
+    Ok(cron)
 }
 
 /// How far ahead [`parse_schedule`] looks for a schedule's next run.
