@@ -93,18 +93,7 @@ impl Store {
         self.write("saving an answer", move |conn| {
             Box::pin(async move {
                 let now = now_ms();
-                let done = sqlx::query(
-                    "UPDATE ingress SET state = 'done', response = $2, completed_at = $3 \
-                     WHERE idem_key = $1 AND state = 'processing' AND owner = $4",
-                )
-                .bind(&lease.key)
-                .bind(&response)
-                .bind(now)
-                .bind(&lease.owner)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err("completing an ingress key"))?;
-                if done.rows_affected() != 1 {
+                if !super::ledger::mark_done(conn, &lease, &response, now).await? {
                     return Err(Error::Conflict(format!(
                         "the ingress key `{}` was taken over by another delivery after this one's lease ran out; its answer was not recorded",
                         lease.key

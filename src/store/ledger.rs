@@ -517,14 +517,14 @@ async fn claim_in(
     )))
 }
 
-/// Marks the key `lease` holds `done` with `response`, on `conn` inside a write transaction;
-/// see [`Store::ingress_complete`].
-async fn complete_in(
+/// Marks the key `lease` holds `done` with `response`, only while `lease` holds it (the row
+/// is `processing` and its owner); whether it did.
+pub(super) async fn mark_done(
     conn: &mut AnyConnection,
     lease: &Lease,
     response: &str,
     now: i64,
-) -> Result<()> {
+) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE ingress SET state = 'done', response = $2, completed_at = $3 \
          WHERE idem_key = $1 AND state = 'processing' AND owner = $4",
@@ -536,7 +536,18 @@ async fn complete_in(
     .execute(&mut *conn)
     .await
     .map_err(db_err("completing an ingress key"))?;
-    if done.rows_affected() == 1 {
+    Ok(done.rows_affected() == 1)
+}
+
+/// Marks the key `lease` holds `done` with `response`, on `conn` inside a write transaction;
+/// see [`Store::ingress_complete`].
+async fn complete_in(
+    conn: &mut AnyConnection,
+    lease: &Lease,
+    response: &str,
+    now: i64,
+) -> Result<()> {
+    if mark_done(conn, lease, response, now).await? {
         return Ok(());
     }
     let state: Option<String> = sqlx::query_scalar("SELECT state FROM ingress WHERE idem_key = $1")

@@ -23,6 +23,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use conveyor::channels::chat::check::SplitMix64;
 use conveyor_fuzz::Target;
 use sha2::{Digest, Sha256};
 
@@ -336,7 +337,7 @@ fn fuzz(name: &'static str, f: Target, seed: u64, options: &Options) -> bool {
         _ => 4 * 1024,
     });
     let max_len = max_len.max(longest + longest / 4);
-    let mut rng = Rng::new(seed);
+    let mut rng = rng(seed);
     let mut pool = Pool::new(seeds.clone());
     let started = Instant::now();
     let mut last_report = Instant::now();
@@ -414,34 +415,9 @@ fn fuzz(name: &'static str, f: Target, seed: u64, options: &Options) -> bool {
     ok
 }
 
-/// splitmix64: small, fast, and the same sequence for the same seed everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed ^ 0x9e37_79b9_7f4a_7c15)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (0 when `n` is 0).
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
+/// The shared splitmix64 for `seed`, mixed so that seed 0 does not start at state 0.
+fn rng(seed: u64) -> SplitMix64 {
+    SplitMix64(seed ^ 0x9e37_79b9_7f4a_7c15)
 }
 
 /// Seeds (always kept) plus mutants kept as bases for further mutation.
@@ -460,7 +436,7 @@ impl Pool {
         }
     }
 
-    fn pick(&self, rng: &mut Rng) -> &[u8] {
+    fn pick(&self, rng: &mut SplitMix64) -> &[u8] {
         // Half the time a seed: mutants drift, seeds keep the structure parsers need.
         let i = if rng.chance(2) || self.items.len() == self.seeds {
             rng.below(self.seeds)
@@ -470,7 +446,7 @@ impl Pool {
         &self.items[i]
     }
 
-    fn offer(&mut self, rng: &mut Rng, input: Vec<u8>) {
+    fn offer(&mut self, rng: &mut SplitMix64, input: Vec<u8>) {
         if !rng.chance(8) {
             return;
         }
@@ -678,7 +654,7 @@ const BAD_BYTES: &[&[u8]] = &[
     b"\xf0\x9f\x91", // a cut emoji
 ];
 
-fn mutate(rng: &mut Rng, pool: &Pool, max_len: usize) -> Vec<u8> {
+fn mutate(rng: &mut SplitMix64, pool: &Pool, max_len: usize) -> Vec<u8> {
     let mut data = pool.pick(rng).to_vec();
     let steps = 1 + rng.below(4) * rng.below(3);
     for _ in 0..steps {
@@ -688,7 +664,7 @@ fn mutate(rng: &mut Rng, pool: &Pool, max_len: usize) -> Vec<u8> {
     data
 }
 
-fn token<'a>(rng: &mut Rng) -> &'a [u8] {
+fn token<'a>(rng: &mut SplitMix64) -> &'a [u8] {
     if rng.chance(6) {
         BAD_BYTES[rng.below(BAD_BYTES.len())]
     } else {
@@ -703,7 +679,7 @@ fn insert_at(data: &mut Vec<u8>, at: usize, what: &[u8]) {
 
 /// A position in `data`, mostly on a character boundary (so inserted text lands between
 /// characters, as in real text) and sometimes inside one.
-fn position(rng: &mut Rng, data: &[u8]) -> usize {
+fn position(rng: &mut SplitMix64, data: &[u8]) -> usize {
     let mut at = rng.below(data.len() + 1);
     if !rng.chance(8) {
         while at > 0 && at < data.len() && (data[at] & 0xC0) == 0x80 {
@@ -713,13 +689,13 @@ fn position(rng: &mut Rng, data: &[u8]) -> usize {
     at
 }
 
-fn range(rng: &mut Rng, data: &[u8], most: usize) -> (usize, usize) {
+fn range(rng: &mut SplitMix64, data: &[u8], most: usize) -> (usize, usize) {
     let start = position(rng, data);
     let len = 1 + rng.below(most.max(1));
     (start, (start + len).min(data.len()))
 }
 
-fn mutate_once(rng: &mut Rng, pool: &Pool, data: &mut Vec<u8>, max_len: usize) {
+fn mutate_once(rng: &mut SplitMix64, pool: &Pool, data: &mut Vec<u8>, max_len: usize) {
     match rng.below(16) {
         0 if !data.is_empty() => {
             let i = rng.below(data.len());
@@ -733,13 +709,13 @@ fn mutate_once(rng: &mut Rng, pool: &Pool, data: &mut Vec<u8>, max_len: usize) {
             data[i] = if rng.chance(2) {
                 SPECIAL[rng.below(SPECIAL.len())]
             } else {
-                rng.next() as u8
+                rng.next_u64() as u8
             };
         }
         2 => {
             let at = position(rng, data);
             let n = 1 + rng.below(4);
-            let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
             insert_at(data, at, &bytes);
         }
         3 if !data.is_empty() => {
@@ -843,7 +819,7 @@ fn mutate_once(rng: &mut Rng, pool: &Pool, data: &mut Vec<u8>, max_len: usize) {
 
 /// Rewrites one string (or number) of a JSON input in place, so the input stays JSON and
 /// reaches the code behind the parser.
-fn mutate_json(rng: &mut Rng, data: &mut Vec<u8>) {
+fn mutate_json(rng: &mut SplitMix64, data: &mut Vec<u8>) {
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(data) else {
         let at = position(rng, data);
         let t = token(rng);
