@@ -195,6 +195,14 @@ def main():
     for s in ["0 * * * *", "*/15 * * * *", "*/30 * * * * *", "0 0 29 2 *", "0 0 31 2 *", "0 0 L * *", "0 0 * * 5L", "0 0 * * MON#2", "@hourly", "0 0 1W * *", "59 23 31 12 * 2099", "0 0 ? * *", "1-59/7 0-23/5 1-31/3 */2 1-5"]:
         put("cron", s)
 
+    # BI questions and semantic models.
+    for line in read(os.path.join(REPO, "src", "init", "demo", "bi-questions.jsonl")).decode().splitlines():
+        if line.strip():
+            put("bi_question", json.loads(line)["question"].encode())
+    for q in ["monthly revenue in 2025 vs 2024", "receita por região desde março", "top 3 customers by revenue between 2025-01-01 and 2025-03-31", "İstanbul revenue em março de 2025 🎉", "share of revenue by plan last 7 days", "Q3 2025 vs previous quarter revenue by country"]:
+        put("bi_question", q.encode())
+    put("semantic_model", read(os.path.join(REPO, "src", "init", "demo", "connectors", "shop.semantic.toml")))
+
     # SQL.
     for p in sorted(glob.glob(os.path.join(REPO, "src", "bench", "tpch", "q*.sql"))) + sorted(glob.glob(os.path.join(REPO, "src", "init", "demo", "connectors", "*.sql"))):
         put("sql_guard", read(p))

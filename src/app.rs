@@ -19,6 +19,7 @@ use crate::gateway::Gateway;
 use crate::knowledge::Knowledge;
 use crate::lakehouse::Lakehouse;
 use crate::metrics::Metrics;
+use crate::semantic::Semantic;
 use crate::store::Store;
 use crate::tools::search::SearchKnowledge;
 use crate::tools::{LoadContext, ToolRegistry};
@@ -35,6 +36,8 @@ pub struct App {
     pub knowledge: Knowledge,
     /// The lakehouse (`[lakehouse]`), where scheduled connector runs write.
     pub lake: Lakehouse,
+    /// The semantic model over the lakehouse (`connectors/*.semantic.toml`), when there is one.
+    pub semantic: Option<Arc<Semantic>>,
     /// Which connectors the scheduler of this process runs (set when `serve` starts it).
     pub schedule: Arc<ScheduleStatus>,
     /// Message handling.
@@ -79,14 +82,26 @@ impl App {
         let store = Store::connect(&config.store.url_in(&config.base_dir, env)?).await?;
         let knowledge = Knowledge::open(&config.index, &config.base_dir)?;
         let lake = Lakehouse::open(&config.lakehouse, &config.base_dir)?;
-        let tools = Arc::new(build_tools(&config, &store, &knowledge, env)?);
+        // The semantic model is checked against the tables at start-up: a broken model is a
+        // start-up error naming every problem.
+        let semantic = Semantic::open(&config.connectors_dir(), &lake).await?;
+        let tools = Arc::new(build_tools(
+            &config,
+            &store,
+            &knowledge,
+            semantic.as_ref(),
+            env,
+        )?);
         let metrics = Arc::new(Metrics::default());
         metrics.set_index_chunks(knowledge.index.count().await?);
-        let offline = Arc::new(OfflinePlanner::new(
-            knowledge.retriever(),
-            config.index.top_k,
-            config.answer.clone(),
-        ));
+        let offline = Arc::new(
+            OfflinePlanner::new(
+                knowledge.retriever(),
+                config.index.top_k,
+                config.answer.clone(),
+            )
+            .with_semantic(semantic.clone()),
+        );
         let planner: Arc<dyn Planner> = match config.llm.provider {
             LlmProvider::Offline => offline,
             _ => Arc::new(LlmPlanner::new(
@@ -117,6 +132,7 @@ impl App {
             store,
             knowledge,
             lake,
+            semantic,
             schedule: Arc::new(ScheduleStatus::default()),
             gateway,
             metrics,
@@ -173,6 +189,7 @@ pub fn build_tools(
     config: &Config,
     store: &Store,
     knowledge: &Knowledge,
+    semantic: Option<&Arc<Semantic>>,
     env: &Env,
 ) -> Result<ToolRegistry> {
     // Audit records never hold personal data or secrets: each record is redacted on its own
@@ -182,6 +199,14 @@ pub fn build_tools(
         Arc::new(move |value| redactor.redact_json(value, &mut Vault::default()));
     let mut tools = ToolRegistry::new(store.clone(), &config.tools, redact);
     tools.register(Arc::new(SearchKnowledge::new(knowledge.retriever())))?;
+    if let Some(semantic) = semantic {
+        tools.register(Arc::new(crate::tools::bi::QueryMetrics::new(Arc::clone(
+            semantic,
+        ))))?;
+        tools.register(Arc::new(crate::tools::bi::RunSql::new(Arc::clone(
+            semantic,
+        ))))?;
+    }
     crate::tools::load_dir(
         &config.resolve(&config.tools.dir),
         &LoadContext {

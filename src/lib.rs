@@ -51,6 +51,7 @@ pub mod knowledge;
 pub mod lakehouse;
 pub mod metrics;
 pub mod model;
+pub mod semantic;
 pub mod server;
 pub mod store;
 pub mod tools;

@@ -189,4 +189,67 @@ pub struct Outbound {
     pub citations: Vec<Citation>,
     /// Which planner produced the answer (`offline`, or an LLM provider name).
     pub planner: String,
+    /// The numbers behind a BI answer: the query, the result as a table, a chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataAnswer>,
+    /// Choices offered with a question back ("which one did you mean?"), each a message the
+    /// person can send as it is; platforms with buttons show them as buttons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+}
+
+/// The numbers behind an answer from the data (a BI answer), for every surface: how the
+/// question was understood, the SQL that ran, the result as a formatted table and as CSV, and
+/// a chart where one helps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataAnswer {
+    /// How the question was understood, in words.
+    pub interpretation: String,
+    /// The SQL that ran (over the caller's views).
+    pub sql: String,
+    /// Column headers.
+    pub columns: Vec<String>,
+    /// Which columns hold numbers (right-aligned in tables).
+    pub numeric: Vec<bool>,
+    /// The rows, each cell formatted for people (`$1,234.00`, `12.5%`, `2025-03`).
+    pub rows: Vec<Vec<String>>,
+    /// Whether the rows were cut at the row limit.
+    pub truncated: bool,
+    /// The result as CSV (values as stored, not formatted).
+    pub csv: String,
+    /// The chart, when one helps (a time series, a group-by, shares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<ChartImage>,
+}
+
+/// A chart rendered on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChartImage {
+    /// Its title.
+    pub title: String,
+    /// What it shows, for people who cannot see it.
+    pub alt: String,
+    /// The chart as SVG.
+    pub svg: String,
+    /// The chart as PNG (base64 in JSON).
+    #[serde(with = "base64_bytes")]
+    pub png: Vec<u8>,
+}
+
+/// Bytes as standard base64 text in JSON.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD
+            .decode(text.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("not base64: {e}")))
+    }
 }

@@ -55,6 +55,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("prompts", prompts),
     ("scrub_urls", scrub_urls),
     ("ssrf", ssrf),
+    ("bi_question", bi_question),
+    ("semantic_model", semantic_model),
 ];
 
 /// The target called `name`.
@@ -450,6 +452,8 @@ fn outbound(text: &str, citations: Vec<Citation>) -> Outbound {
         text: text.to_string(),
         citations,
         planner: "offline".into(),
+        data: None,
+        choices: Vec::new(),
     }
 }
 
@@ -759,5 +763,83 @@ pub fn ssrf(data: &[u8]) {
     }
     if let Ok(octets) = <[u8; 4]>::try_from(data.get(..4).unwrap_or_default()) {
         let _ = forbidden_reason(std::net::Ipv4Addr::from(octets).into());
+    }
+}
+
+/// The demo's semantic model (checked without tables) and some values read from its data.
+fn demo_semantic() -> &'static (
+    conveyor::semantic::model::Model,
+    conveyor::semantic::ValueIndex,
+) {
+    static MODEL: std::sync::OnceLock<(
+        conveyor::semantic::model::Model,
+        conveyor::semantic::ValueIndex,
+    )> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let text = include_str!("../../src/init/demo/connectors/shop.semantic.toml");
+        let mut problems = Vec::new();
+        let model = conveyor::semantic::model::from_sources(
+            &[("shop.semantic.toml".into(), text.into())],
+            &mut problems,
+        );
+        let mut values = conveyor::semantic::ValueIndex::default();
+        values.values.insert(
+            "customers.country".into(),
+            ["DE", "GB", "BR", "US", "JP"].map(String::from).to_vec(),
+        );
+        values.values.insert(
+            "customers.plan".into(),
+            ["pro", "enterprise", "starter"].map(String::from).to_vec(),
+        );
+        values.values.insert(
+            "customers.company".into(),
+            ["Atlas Robotics", "Bluefin Studio", "São Paulo Ltda"]
+                .map(String::from)
+                .to_vec(),
+        );
+        (model, values)
+    })
+}
+
+/// A question in chat: time expressions, then the offline parser over the demo model, then
+/// the SQL compiler when it makes a query.
+pub fn bi_question(data: &[u8]) {
+    let text = text(data);
+    let today = chrono::NaiveDate::from_ymd_opt(2025, 12, 4).unwrap_or_default();
+    let found = conveyor::semantic::when::find(&text, today);
+    for span in &found.spans {
+        assert!(
+            text.is_char_boundary(span.start) && text.is_char_boundary(span.end),
+            "a time span is not on char boundaries"
+        );
+    }
+    let (model, values) = demo_semantic();
+    if let conveyor::semantic::parse::Parsed::Query(q) =
+        conveyor::semantic::parse::parse(model, values, &text, today)
+    {
+        let _ = conveyor::semantic::compile::compile(model, &q);
+    }
+}
+
+/// A semantic model file: `data` is its TOML.
+pub fn semantic_model(data: &[u8]) {
+    let text = text(data).into_owned();
+    let mut problems = Vec::new();
+    let model = conveyor::semantic::model::from_sources(
+        &[("fuzz.semantic.toml".into(), text)],
+        &mut problems,
+    );
+    // Every metric compiles or says why.
+    for m in model
+        .measures
+        .iter()
+        .map(|m| m.name.clone())
+        .chain(model.metrics.iter().map(|m| m.name.clone()))
+    {
+        let q = conveyor::semantic::compile::MetricQuery {
+            metrics: vec![m],
+            ..Default::default()
+        };
+        let _ = conveyor::semantic::compile::compile(&model, &q);
     }
 }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::model::{Citation, Inbound};
+use crate::model::{Citation, DataAnswer, Inbound};
 use crate::store::Turn;
 
 /// Everything a planner gets for one message.
@@ -27,12 +27,16 @@ pub struct PlanRequest<'a> {
 }
 
 /// A planner's answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Reply {
     /// Markdown text with `[n]` citation markers.
     pub text: String,
     /// The sources the markers point at.
     pub citations: Vec<Citation>,
+    /// The numbers behind a BI answer.
+    pub data: Option<DataAnswer>,
+    /// Choices offered with a question back.
+    pub choices: Vec<String>,
 }
 
 /// Something that answers messages.

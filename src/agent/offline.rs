@@ -8,6 +8,7 @@
 //! "not found" beats a confident wrong answer.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ use crate::error::Result;
 use crate::knowledge::chunker::sentences;
 use crate::knowledge::{Retriever, SearchHit};
 use crate::model::Citation;
+use crate::semantic::{Outcome, Semantic};
 use crate::store::{Role, Turn};
 
 /// `[answer]`: how the offline planner builds extractive answers.
@@ -76,6 +78,8 @@ pub struct OfflinePlanner {
     top_k: usize,
     config: AnswerConfig,
     question_words: HashSet<u32>,
+    /// The semantic model, when there is one: questions about the data are answered from it.
+    semantic: Option<Arc<Semantic>>,
 }
 
 /// One retrieval and what it covers.
@@ -103,7 +107,15 @@ impl OfflinePlanner {
             top_k,
             config,
             question_words,
+            semantic: None,
         }
+    }
+
+    /// Answers questions about the data from `semantic` (before the documents).
+    #[must_use]
+    pub fn with_semantic(mut self, semantic: Option<Arc<Semantic>>) -> Self {
+        self.semantic = semantic;
+        self
     }
 
     fn terms(&self, text: &str) -> HashSet<u32> {
@@ -251,6 +263,7 @@ impl OfflinePlanner {
         Reply {
             text: out,
             citations,
+            ..Reply::default()
         }
     }
 }
@@ -312,7 +325,7 @@ fn not_found(hits: &[SearchHit], coverage: f64) -> Reply {
     );
     Reply {
         text,
-        citations: Vec::new(),
+        ..Reply::default()
     }
 }
 
@@ -358,15 +371,54 @@ impl Planner for OfflinePlanner {
             };
             return Ok(Reply {
                 text: reply,
-                citations: Vec::new(),
+                ..Reply::default()
             });
         }
         if let Some(reply) = small_talk(text) {
             return Ok(Reply {
                 text: reply.to_string(),
-                citations: Vec::new(),
+                ..Reply::default()
             });
         }
+        if let Some(semantic) = &self.semantic
+            && let Some(reply) = bi_answer(semantic, req).await
+        {
+            return Ok(reply);
+        }
         self.knowledge_answer(req).await
+    }
+}
+
+/// A question about the data, answered from the semantic model: `None` when it is not one
+/// (the documents answer it).
+async fn bi_answer(semantic: &Semantic, req: PlanRequest<'_>) -> Option<Reply> {
+    let today = chrono::Utc::now().date_naive();
+    match semantic.ask(&req.inbound.text, req.roles, today).await {
+        Outcome::NotBi => None,
+        Outcome::Answer(a) => Some(Reply {
+            text: crate::semantic::present::markdown(semantic.model(), &a),
+            data: Some(crate::semantic::present::data_answer(semantic.model(), &a)),
+            ..Reply::default()
+        }),
+        Outcome::Clarify { text, options } => Some(Reply {
+            text: if options.is_empty() {
+                text
+            } else {
+                format!(
+                    "{text}\n\n{}",
+                    options
+                        .iter()
+                        .map(|o| format!("- {o}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            },
+            choices: options,
+            ..Reply::default()
+        }),
+        Outcome::Refused(why) => Some(Reply {
+            text: crate::semantic::present::sentence_case(&why),
+            ..Reply::default()
+        }),
     }
 }

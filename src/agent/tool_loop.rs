@@ -593,7 +593,11 @@ impl Planner for LlmPlanner {
                     text.push_str("\n\n");
                     text.push_str(&note);
                 }
-                Ok(Reply { text, citations })
+                Ok(Reply {
+                    text,
+                    citations,
+                    ..Reply::default()
+                })
             }
             Err(failure) => self.fallback_answer(req, &failure).await,
         }

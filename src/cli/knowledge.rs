@@ -63,7 +63,11 @@ pub async fn index(
 
 /// `conveyor eval …`.
 pub async fn eval(config: &Path, what: EvalCommand) -> Result<ExitCode> {
-    let EvalCommand::Retrieval { dir, json } = what;
+    let EvalCommand::Retrieval { dir, json } = what else {
+        return Err(crate::error::Error::Internal(
+            "eval: only retrieval is evaluated here".into(),
+        ));
+    };
     // The configured pipeline when there is a config, the defaults otherwise.
     let config = if config.exists() {
         Config::load(config)?

@@ -27,6 +27,7 @@ macro_rules! out {
 
 mod access;
 mod bench;
+pub mod bi;
 mod chat;
 mod data;
 mod knowledge;
@@ -191,6 +192,27 @@ pub enum Command {
         /// Most rows to print (at most lakehouse.sql_row_limit).
         #[arg(long)]
         limit: Option<usize>,
+    },
+    /// Ask a question of the data through the semantic model (connectors/*.semantic.toml)
+    /// and print how it was understood, the SQL it ran and the result, without chat.
+    Bi {
+        /// The question, e.g. "revenue by region in 2025".
+        question: String,
+        /// Print the answer (interpretation, SQL, rows) as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Print the interpretation and the SQL only.
+        #[arg(long)]
+        sql: bool,
+        /// Ask as a member of this role (its access rules apply); repeatable.
+        #[arg(long = "as-role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// The date "last month" and "this year" count from (YYYY-MM-DD; default today).
+        #[arg(long)]
+        today: Option<String>,
+        /// Also write the chart to this file (.png or .svg).
+        #[arg(long, value_name = "FILE")]
+        chart: Option<PathBuf>,
     },
     /// Check the configuration, the store, the index and every configured channel (secrets
     /// present and well-formed, the platforms' APIs reachable), with advice for each problem.
@@ -451,6 +473,17 @@ pub enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// BI answers: a JSONL file of questions with expected answers → accuracy, each miss
+    /// printed with how it was understood and its SQL.
+    Bi {
+        /// The question file (one JSON object per line: {"question": …, "value": 123} or
+        /// "rows": [[…]], "clarify": true, "refused": "…", "not_bi": true; optional "today",
+        /// "roles").
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -510,6 +543,28 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             conversation,
         } => chat::ask(config, &question, json, server.as_deref(), conversation).await,
         Command::Bench { what } => bench::bench(config, what).await,
+        Command::Eval {
+            what: EvalCommand::Bi { file, json },
+        } => bi::eval_bi(config, &file, json).await,
         Command::Eval { what } => knowledge::eval(config, what).await,
+        Command::Bi {
+            question,
+            json,
+            sql,
+            roles,
+            today,
+            chart,
+        } => {
+            bi::bi(
+                config,
+                &question,
+                json,
+                sql,
+                &roles,
+                today.as_deref(),
+                chart.as_deref(),
+            )
+            .await
+        }
     }
 }

@@ -430,9 +430,11 @@ pub fn load_dir(dir: &Path, base_dir: &Path) -> Result<Vec<Definition>> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.is_file()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.ends_with(".toml") && !n.starts_with('.'))
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.ends_with(".toml")
+                        && !n.starts_with('.')
+                        && !crate::semantic::model::is_model_file(n)
+                })
         })
         .collect();
     files.sort();

@@ -398,13 +398,15 @@ impl Gateway {
                 role: Role::Assistant,
                 user_id: self.planner.name().to_string(),
                 text: reply.text.clone(),
-                meta: serde_json::json!({ "citations": reply.citations, "reply_to": reply_to }),
+                meta: answer_meta(&reply, &reply_to),
             },
             conversation: inbound.conversation.clone(),
             reply_to,
             text: reply.text,
             citations: reply.citations,
             planner: self.planner.name().to_string(),
+            data: reply.data,
+            choices: reply.choices,
         })
     }
 
@@ -432,6 +434,8 @@ struct Turn {
     text: String,
     citations: Vec<crate::model::Citation>,
     planner: String,
+    data: Option<crate::model::DataAnswer>,
+    choices: Vec<String>,
 }
 
 impl Turn {
@@ -443,8 +447,24 @@ impl Turn {
             text: self.text.clone(),
             citations: self.citations.clone(),
             planner: self.planner.clone(),
+            data: self.data.clone(),
+            choices: self.choices.clone(),
         }
     }
+}
+
+/// What is stored with an answer besides its text: its citations, the message it answers,
+/// and for a BI answer the query it ran (interpretation and SQL, for the audit trail; the
+/// rows and the chart stay in the recorded answer only).
+fn answer_meta(reply: &crate::agent::Reply, reply_to: &str) -> serde_json::Value {
+    let mut meta = serde_json::json!({ "citations": reply.citations, "reply_to": reply_to });
+    if let (Some(d), Some(obj)) = (&reply.data, meta.as_object_mut()) {
+        obj.insert(
+            "query".into(),
+            serde_json::json!({ "interpretation": d.interpretation, "sql": d.sql, "rows": d.rows.len() }),
+        );
+    }
+    meta
 }
 
 fn validate(inbound: &Inbound) -> Result<()> {

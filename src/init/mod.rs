@@ -58,6 +58,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("demo/connectors/orders.toml"),
     ),
     (
+        "connectors/shop.semantic.toml",
+        include_str!("demo/connectors/shop.semantic.toml"),
+    ),
+    (
+        "eval/bi-questions.jsonl",
+        include_str!("demo/bi-questions.jsonl"),
+    ),
+    (
         "connectors/revenue_by_plan.sql",
         include_str!("demo/connectors/revenue_by_plan.sql"),
     ),

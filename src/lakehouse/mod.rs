@@ -24,6 +24,7 @@ mod sql;
 pub mod staged;
 pub mod tpch;
 pub mod typed;
+mod views;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ pub use records::{ColType, SourceRecord};
 pub use sql::{OutputFormat, QueryOutput, check_read_only, is_explain};
 pub use staged::{RecordStager, StagedRecords};
 pub use typed::{ParquetInput, parquet_row_count};
+pub use views::{ColumnInfo, View};
 
 use crate::error::{Error, Result};
 use crate::values::HumanDuration;

@@ -455,7 +455,26 @@ pub(super) async fn run(
 ) -> Result<QueryOutput> {
     let wanted = super::model_inputs(text)?;
     let (ctx, names) = session(lake, &wanted).await?;
+    execute(lake, ctx, &names, text, limit, timeout).await
+}
 
+/// The options every query is planned with: no DDL, no DML, no statements.
+pub(super) fn read_only_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Plans and runs one query in `ctx` (whose tables are `names`, for messages).
+pub(super) async fn execute(
+    lake: &Lakehouse,
+    ctx: SessionContext,
+    names: &[String],
+    text: &str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<QueryOutput> {
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::net::{AllowHosts, ClientOptions, GuardedClient};
-use super::{LoadContext, Tool, ToolPolicy};
+use super::{Caller, LoadContext, Tool, ToolPolicy};
 use crate::error::{Error, Result};
 use crate::values::HumanDuration;
 
@@ -562,7 +562,7 @@ impl Tool for HttpTool {
         self.timeout
     }
 
-    async fn call(&self, args: Value) -> Result<Value> {
+    async fn call(&self, _caller: &Caller, args: Value) -> Result<Value> {
         let empty = Map::new();
         let args = args.as_object().unwrap_or(&empty);
         let url = self.build_url(args)?;

@@ -12,6 +12,7 @@
 //!
 //! Outbound HTTP from tools goes through [`net`], the SSRF guard.
 
+pub mod bi;
 pub mod http;
 pub mod net;
 pub mod search;
@@ -85,7 +86,7 @@ pub trait Tool: Send + Sync {
         None
     }
     /// Runs the tool. Errors are sentences for the model or person who asked.
-    async fn call(&self, args: Value) -> Result<Value>;
+    async fn call(&self, caller: &Caller, args: Value) -> Result<Value>;
 }
 
 /// Who may call a tool.
@@ -490,7 +491,7 @@ impl ToolRegistry {
             );
         }
         let limit = tool.timeout().unwrap_or(self.default_timeout);
-        match tokio::time::timeout(limit, tool.call(args.clone())).await {
+        match tokio::time::timeout(limit, tool.call(caller, args.clone())).await {
             Ok(Ok(v)) => (OutcomeKind::Ok, Ok(v)),
             Ok(Err(e)) => (OutcomeKind::Error, Err(format!("`{name}` failed: {e}"))),
             Err(_) => (

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Tool, ToolPolicy};
+use super::{Caller, Tool, ToolPolicy};
 use crate::error::{Error, Result};
 use crate::knowledge::Retriever;
 
@@ -93,7 +93,7 @@ impl Tool for SearchKnowledge {
         &self.policy
     }
 
-    async fn call(&self, args: Value) -> Result<Value> {
+    async fn call(&self, _caller: &Caller, args: Value) -> Result<Value> {
         let query = args
             .get("query")
             .and_then(Value::as_str)

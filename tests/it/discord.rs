@@ -963,6 +963,8 @@ async fn a_forwarded_webhook_answer_is_posted_once_as_a_new_message() {
         text: "Deploy finished [1].".into(),
         citations: Vec::new(),
         planner: "offline".into(),
+        data: None,
+        choices: Vec::new(),
     };
     let target = conveyor::config::ForwardTarget::parse(&format!("discord:{CHANNEL}")).unwrap();
     bot.app

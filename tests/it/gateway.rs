@@ -31,6 +31,7 @@ impl Planner for Slow {
         Ok(Reply {
             text: format!("answer to {}", req.inbound.text),
             citations: Vec::new(),
+            ..Reply::default()
         })
     }
 }
@@ -172,6 +173,7 @@ impl Planner for SeesRoles {
         Ok(Reply {
             text: "ok".into(),
             citations: Vec::new(),
+            ..Reply::default()
         })
     }
 }

@@ -1,5 +1,6 @@
 mod api;
 mod auth;
+mod bi;
 mod cli;
 mod common;
 mod connectors_sources;

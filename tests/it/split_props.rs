@@ -136,6 +136,8 @@ fn outbound(rng: &mut Rng, text: String) -> Outbound {
         text,
         citations,
         planner: "offline".into(),
+        data: None,
+        choices: Vec::new(),
     }
 }
 

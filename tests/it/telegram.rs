@@ -794,6 +794,8 @@ async fn a_forwarded_webhook_answer_is_posted_into_the_chat_once() {
         text: "Deploy **finished**.".into(),
         citations: Vec::new(),
         planner: "offline".into(),
+        data: None,
+        choices: Vec::new(),
     };
     let target = conveyor::config::ForwardTarget::parse("telegram:-1001234567890").unwrap();
     h.app

@@ -90,6 +90,7 @@ const CORE: &[&str] = &[
     "src/tools/",
     "src/lakehouse/",
     "src/connectors/",
+    "src/semantic/",
     "src/model.rs",
     "src/error.rs",
 ];
@@ -104,6 +105,7 @@ const OWN_THEIR_SECTION: &[&str] = &[
     "src/tools/",
     "src/lakehouse/",
     "src/connectors/",
+    "src/semantic/",
     "src/channels/",
     "src/model.rs",
     "src/values.rs",

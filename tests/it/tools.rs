@@ -907,9 +907,19 @@ fields = ["city", "current.temp"]
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["restricted", "search_knowledge", "weather"]);
-    assert_eq!(list[2]["parameters"]["required"], json!(["city"]));
-    assert_eq!(list[0]["policy"]["users"], json!(["alice"]));
+    // The demo's semantic model adds the two BI tools.
+    assert_eq!(
+        names,
+        [
+            "query_metrics",
+            "restricted",
+            "run_sql",
+            "search_knowledge",
+            "weather"
+        ]
+    );
+    assert_eq!(list[4]["parameters"]["required"], json!(["city"]));
+    assert_eq!(list[1]["policy"]["users"], json!(["alice"]));
 
     // The built-in search over the demo documents.
     let out = run(

@@ -660,6 +660,16 @@ fn answer<P: ChatPlatform>(platform: &P, to: &P::Target, out: &Outbound) -> Repl
     if platform.feedback_buttons() {
         reply.buttons = feedback_buttons(&out.message_id);
     }
+    // A BI answer's chart goes as an image after the text (recorded with it in the egress
+    // ledger, so a retried delivery does not post it twice).
+    if let Some(chart) = out.data.as_ref().and_then(|d| d.chart.as_ref()) {
+        reply.files.push(OutFile {
+            name: "chart.png".into(),
+            mime: "image/png".into(),
+            alt: Some(chart.alt.clone()),
+            bytes: chart.png.clone(),
+        });
+    }
     reply
 }
 

@@ -1,0 +1,197 @@
+//! Governed queries: SQL that sees only named views.
+//!
+//! A [`View`] is a name and a read-only query over the lakehouse's tables (for the semantic
+//! layer: an entity's table with the caller's row filters and without the columns hidden from
+//! them). [`Lakehouse::query_views`] plans each view the query names in a session that holds
+//! the tables, then runs the query in a second session that holds *only* the views, so no text
+//! the query contains can reach a table, a layer schema or a column the views leave out: there
+//! is nothing else to name. Both sessions share the lakehouse's runtime (memory budget, Parquet
+//! metadata cache), and the query passes the same read-only check, row limit and time limit as
+//! `conveyor sql`.
+
+use std::time::Duration;
+
+use deltalake::arrow::datatypes::DataType;
+use deltalake::datafusion::prelude::SessionContext;
+
+use super::{ColType, Lakehouse, Layer, sql};
+use crate::error::{Error, Result};
+
+/// A named read-only query the governed session shows as a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// The name queries use (an entity's name).
+    pub name: String,
+    /// A read-only query over `silver.`/`gold.`/`bronze.` tables (plain names mean silver).
+    pub sql: String,
+}
+
+/// One column of a table or of a query's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    /// Its name.
+    pub name: String,
+    /// Its type as a record type, `None` for types records do not have (lists, binary, …).
+    pub ty: Option<ColType>,
+    /// The engine's own name of the type (`Utf8`, `Decimal128(38, 2)`, …), for messages.
+    pub engine_type: String,
+}
+
+impl ColumnInfo {
+    fn of(name: &str, dt: &DataType) -> Self {
+        let ty = match dt {
+            // Results widen types (a sum of decimals, a count); say what they hold.
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => Some(ColType::Int),
+            DataType::Float32 => Some(ColType::Float),
+            DataType::Utf8View | DataType::LargeUtf8 => Some(ColType::Text),
+            DataType::Date64 => Some(ColType::Date),
+            DataType::Timestamp(..) => Some(ColType::Timestamp),
+            other => ColType::from_arrow(other),
+        };
+        Self {
+            name: name.to_string(),
+            ty,
+            engine_type: dt.to_string(),
+        }
+    }
+
+    /// Whether the column holds numbers.
+    pub fn is_numeric(&self) -> bool {
+        matches!(
+            self.ty,
+            Some(ColType::Int | ColType::Float | ColType::Decimal(..))
+        )
+    }
+}
+
+impl Lakehouse {
+    /// The columns of `LAYER.NAME` (conveyor's own `_` columns left out); `None` when the
+    /// table does not exist.
+    pub async fn columns(&self, layer: Layer, name: &str) -> Result<Option<Vec<ColumnInfo>>> {
+        let Some(table) = self.load_current(layer, name).await? else {
+            return Ok(None);
+        };
+        let snapshot = table.snapshot().map_err(|e| {
+            Error::upstream(
+                format!("reading the schema of {}.{name}", layer.as_str()),
+                e,
+            )
+        })?;
+        Ok(Some(
+            snapshot
+                .snapshot()
+                .arrow_schema()
+                .fields()
+                .iter()
+                .filter(|f| !super::is_meta(f.name()))
+                .map(|f| ColumnInfo::of(f.name(), f.data_type()))
+                .collect(),
+        ))
+    }
+
+    /// Runs `text` (one read-only query) in a session whose only tables are `views`, under
+    /// `limit` rows and `timeout`. A query naming anything else fails with the names it may use.
+    pub async fn query_views(
+        &self,
+        views: &[View],
+        text: &str,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<super::QueryOutput> {
+        let started = tokio::time::Instant::now();
+        let (ctx, names) = tokio::time::timeout(timeout, self.view_session(views, text))
+            .await
+            .map_err(|_| too_slow(timeout))??;
+        let left = timeout.saturating_sub(started.elapsed());
+        sql::execute(self, ctx, &names, text, limit.max(1), left).await
+    }
+
+    /// Plans `text` over `views` without running it: the columns of its result, or the
+    /// planner's error (what a model is given back to correct its SQL).
+    pub async fn plan_views(&self, views: &[View], text: &str) -> Result<Vec<ColumnInfo>> {
+        let (ctx, names) = self.view_session(views, text).await?;
+        let df = ctx
+            .sql_with_options(text, sql::read_only_options())
+            .await
+            .map_err(|e| plan_error(&e.to_string(), &names))?;
+        Ok(df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| ColumnInfo::of(f.name(), f.data_type()))
+            .collect())
+    }
+
+    /// The session of `views` for `text`: the views `text` names, each planned over the
+    /// tables, registered in a session of their own. Returns the names of every view, for
+    /// messages.
+    async fn view_session(
+        &self,
+        views: &[View],
+        text: &str,
+    ) -> Result<(SessionContext, Vec<String>)> {
+        // The same check as `conveyor sql`, before anything is planned.
+        let named = super::model_inputs(text)?;
+        let used: Vec<&View> = views
+            .iter()
+            .filter(|v| {
+                named
+                    .iter()
+                    .any(|t| t.layer == Layer::Silver && t.name.eq_ignore_ascii_case(&v.name))
+            })
+            .collect();
+        let mut wanted = Vec::new();
+        for v in &used {
+            wanted.extend(super::model_inputs(&v.sql).map_err(|e| {
+                Error::Internal(format!(
+                    "the view `{}` is not a read-only query: {e}",
+                    v.name
+                ))
+            })?);
+        }
+        let base = if used.is_empty() {
+            None
+        } else {
+            Some(sql::session(self, &wanted).await?.0)
+        };
+        let ctx = self.query_engine()?;
+        for v in used {
+            let Some(base) = &base else { break };
+            let df = base
+                .sql_with_options(&v.sql, sql::read_only_options())
+                .await
+                .map_err(|e| {
+                    Error::BadInput(format!("the view `{}` cannot be planned: {e}", v.name))
+                })?;
+            ctx.register_table(v.name.as_str(), df.into_view())
+                .map_err(|e| Error::internal("registering a view", e))?;
+        }
+        Ok((ctx, views.iter().map(|v| v.name.clone()).collect()))
+    }
+}
+
+fn too_slow(timeout: Duration) -> Error {
+    Error::BadInput(format!(
+        "the query did not finish within {}s (lakehouse.sql_timeout); add a filter or a LIMIT",
+        timeout.as_secs_f64()
+    ))
+}
+
+/// A planning error, with the tables the query may use when it named another.
+fn plan_error(error: &str, names: &[String]) -> Error {
+    let mut msg = format!("the query failed: {error}");
+    if msg.contains("not found") {
+        if names.is_empty() {
+            msg.push_str(" (no tables are available to you)");
+        } else {
+            msg.push_str(&format!(" (tables: {})", names.join(", ")));
+        }
+    }
+    Error::BadInput(msg)
+}

@@ -1,0 +1,266 @@
+//! The BI tools an LLM may call: `query_metrics` (a structured metric query over the semantic
+//! model; preferred) and `run_sql` (read-only SQL over the caller's views).
+//!
+//! Both run with the caller's access rules: row filters and hidden columns of their roles are
+//! in the views the query sees, so neither the model's choice of metrics nor any SQL text can
+//! reach rows or columns the caller may not see. `run_sql` plans the query before running it
+//! and gives a planning error back to the model to correct, at most [`MAX_CORRECTIONS`] times
+//! per conversation turn; after that the model is told to stop and explain the error.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{Caller, Tool, ToolPolicy};
+use crate::error::{Error, Result};
+use crate::semantic::compile::MetricQuery;
+use crate::semantic::{Semantic, present};
+
+/// Failed `run_sql` calls a conversation gets before it is told to stop.
+pub const MAX_CORRECTIONS: u32 = 3;
+/// Most rows `run_sql` returns to the model.
+const SQL_ROWS: usize = 200;
+/// Failures older than this no longer count (a new turn).
+const FAILURE_WINDOW: Duration = Duration::from_secs(300);
+
+/// `query_metrics`.
+pub struct QueryMetrics {
+    semantic: Arc<Semantic>,
+    description: String,
+    parameters: Value,
+    policy: ToolPolicy,
+}
+
+impl QueryMetrics {
+    /// The tool over `semantic`.
+    pub fn new(semantic: Arc<Semantic>) -> Self {
+        let model = semantic.model();
+        let metrics: Vec<String> = model
+            .measures
+            .iter()
+            .map(|m| format!("{} ({})", m.name, m.describe()))
+            .chain(
+                model
+                    .metrics
+                    .iter()
+                    .map(|m| format!("{} ({})", m.name, m.label)),
+            )
+            .collect();
+        let dims: Vec<String> = model
+            .dimensions
+            .iter()
+            .map(|d| format!("{}{}", d.key(), if d.time { " (time)" } else { "" }))
+            .collect();
+        let segments: Vec<String> = model
+            .segments
+            .iter()
+            .map(|s| format!("{}.{}", s.entity, s.name))
+            .collect();
+        let description = format!(
+            "Answer a numbers question from the business data through the semantic model (preferred over run_sql). Returns how the query was understood, the SQL and the rows. Metrics: {}. Dimensions: {}. Segments: {}. Periods are ISO dates, end exclusive.",
+            metrics.join("; "),
+            dims.join(", "),
+            if segments.is_empty() {
+                "none".into()
+            } else {
+                segments.join(", ")
+            }
+        );
+        let period = json!({
+            "type": "object",
+            "properties": {
+                "start": {"type": "string", "description": "first day, YYYY-MM-DD"},
+                "end": {"type": "string", "description": "day after the last, YYYY-MM-DD"},
+                "label": {"type": "string"}
+            },
+            "required": ["start", "end"]
+        });
+        let filter = json!({
+            "type": "object",
+            "properties": {
+                "dimension": {"type": "string"},
+                "values": {"type": "array", "items": {"type": "string"}}
+            },
+            "required": ["dimension", "values"]
+        });
+        let parameters = json!({
+            "type": "object",
+            "properties": {
+                "metrics": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "dimensions": {"type": "array", "items": {"type": "string"}},
+                "filters": {"type": "array", "items": filter},
+                "segments": {"type": "array", "items": {"type": "string"}},
+                "time": period,
+                "compare": period,
+                "grain": {"type": "string", "enum": ["day", "week", "month", "quarter", "year"]},
+                "share": {"type": "boolean"},
+                "order": {"type": "object", "properties": {"by": {"type": "string"}, "desc": {"type": "boolean"}}, "required": ["by"]},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 1000}
+            },
+            "required": ["metrics"]
+        });
+        Self {
+            semantic,
+            description,
+            parameters,
+            policy: ToolPolicy::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl Tool for QueryMetrics {
+    fn name(&self) -> &str {
+        "query_metrics"
+    }
+    fn description(&self) -> &str {
+        &self.description
+    }
+    fn parameters(&self) -> &Value {
+        &self.parameters
+    }
+    fn policy(&self) -> &ToolPolicy {
+        &self.policy
+    }
+    async fn call(&self, caller: &Caller, args: Value) -> Result<Value> {
+        let q: MetricQuery = serde_json::from_value(args)
+            .map_err(|e| Error::BadInput(format!("the arguments are not a metric query: {e}")))?;
+        let grants = self.semantic.grants(&caller.roles);
+        let a = self
+            .semantic
+            .run(&q, &grants)
+            .await
+            .map_err(Error::BadInput)?;
+        let data = present::data_answer(self.semantic.model(), &a);
+        Ok(json!({
+            "interpretation": a.interpretation,
+            "sql": a.sql,
+            "columns": data.columns,
+            "rows": data.rows,
+            "row_count": a.rows.len(),
+            "truncated": a.truncated,
+            "no_data": present::is_empty(&a),
+        }))
+    }
+}
+
+/// `run_sql`.
+pub struct RunSql {
+    semantic: Arc<Semantic>,
+    description: String,
+    parameters: Value,
+    policy: ToolPolicy,
+    failures: Mutex<HashMap<String, (u32, Instant, String)>>,
+}
+
+impl RunSql {
+    /// The tool over `semantic`'s views.
+    pub fn new(semantic: Arc<Semantic>) -> Self {
+        let summary = semantic.describe_for_llm(&crate::semantic::Grants::default());
+        let description = format!(
+            "Run one read-only SQL query (DataFusion dialect) over the business data when query_metrics cannot express the question. The only tables are these views (columns hidden from the caller are absent, and rows are filtered by their access rules):\n{summary}At most {SQL_ROWS} rows are returned. A query that fails is returned with the error so you can correct it, at most {MAX_CORRECTIONS} times."
+        );
+        let parameters = json!({
+            "type": "object",
+            "properties": {
+                "sql": {"type": "string", "description": "one SELECT query over the views"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": SQL_ROWS}
+            },
+            "required": ["sql"]
+        });
+        Self {
+            semantic,
+            description,
+            parameters,
+            policy: ToolPolicy::default(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a failure for `conversation`; the error for the model.
+    fn failed(&self, conversation: &str, error: &str) -> Error {
+        let count = match self.failures.lock() {
+            Ok(mut f) => {
+                f.retain(|_, (_, at, _)| at.elapsed() < FAILURE_WINDOW);
+                let entry =
+                    f.entry(conversation.to_string())
+                        .or_insert((0, Instant::now(), String::new()));
+                entry.0 += 1;
+                entry.1 = Instant::now();
+                entry.2 = error.to_string();
+                entry.0
+            }
+            Err(_) => MAX_CORRECTIONS,
+        };
+        if count >= MAX_CORRECTIONS {
+            Error::BadInput(format!(
+                "the SQL failed {count} times; do not call run_sql again for this question. Tell the user plainly that the query could not be run and why: {error}"
+            ))
+        } else {
+            Error::BadInput(format!(
+                "the SQL failed (attempt {count} of {MAX_CORRECTIONS}): {error}. Correct the query and call run_sql again."
+            ))
+        }
+    }
+
+    fn over_limit(&self, conversation: &str) -> Option<String> {
+        let f = self.failures.lock().ok()?;
+        let (count, at, last) = f.get(conversation)?;
+        (*count >= MAX_CORRECTIONS && at.elapsed() < FAILURE_WINDOW).then(|| last.clone())
+    }
+}
+
+#[async_trait]
+impl Tool for RunSql {
+    fn name(&self) -> &str {
+        "run_sql"
+    }
+    fn description(&self) -> &str {
+        &self.description
+    }
+    fn parameters(&self) -> &Value {
+        &self.parameters
+    }
+    fn policy(&self) -> &ToolPolicy {
+        &self.policy
+    }
+    async fn call(&self, caller: &Caller, args: Value) -> Result<Value> {
+        let sql = args.get("sql").and_then(Value::as_str).unwrap_or_default();
+        let limit = args
+            .get("limit")
+            .and_then(Value::as_u64)
+            .map_or(SQL_ROWS, |n| usize::try_from(n).unwrap_or(SQL_ROWS))
+            .min(SQL_ROWS);
+        if let Some(last) = self.over_limit(&caller.conversation) {
+            return Err(Error::BadInput(format!(
+                "run_sql already failed {MAX_CORRECTIONS} times for this question; tell the user plainly that the query could not be run and why: {last}"
+            )));
+        }
+        let grants = self.semantic.grants(&caller.roles);
+        // Planned first: a wrong column or table comes back to the model without running.
+        if let Err(e) = self.semantic.plan_sql(sql, &grants).await {
+            return Err(self.failed(&caller.conversation, &e.to_string()));
+        }
+        let started = Instant::now();
+        let out = match self.semantic.run_sql(sql, &grants, limit).await {
+            Ok(out) => out,
+            Err(e) => return Err(self.failed(&caller.conversation, &e.to_string())),
+        };
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(&caller.conversation);
+        }
+        let rows = out.json_rows()?;
+        Ok(json!({
+            "sql": sql,
+            "columns": out.columns,
+            "rows": rows,
+            "row_count": out.rows,
+            "truncated": out.truncated,
+            "row_limit": limit,
+            "elapsed_ms": started.elapsed().as_secs_f64() * 1000.0,
+        }))
+    }
+}
