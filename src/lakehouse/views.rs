@@ -71,6 +71,16 @@ impl ColumnInfo {
 }
 
 impl Lakehouse {
+    /// Most rows a query returns (`lakehouse.sql_row_limit`).
+    pub fn row_limit(&self) -> usize {
+        self.row_limit
+    }
+
+    /// Longest a query may run (`lakehouse.sql_timeout`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// The columns of `LAYER.NAME` (conveyor's own `_` columns left out); `None` when the
     /// table does not exist.
     pub async fn columns(&self, layer: Layer, name: &str) -> Result<Option<Vec<ColumnInfo>>> {

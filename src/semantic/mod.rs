@@ -50,9 +50,9 @@ pub struct Semantic {
     /// Entities whose tables do not exist yet (a sync has not run), with the table.
     missing: Vec<(String, String)>,
     values: Mutex<Option<(Instant, Arc<ValueIndex>)>>,
-    /// Most rows an answer returns.
+    /// Most rows an answer returns (`lakehouse.sql_row_limit`).
     pub row_limit: usize,
-    /// Longest a query may run.
+    /// Longest a query may run (`lakehouse.sql_timeout`).
     pub timeout: Duration,
 }
 
@@ -71,6 +71,8 @@ impl std::fmt::Debug for Semantic {
 pub struct ValueIndex {
     /// Dimension key → its values as stored.
     pub values: BTreeMap<String, Vec<String>>,
+    /// The parser's vocabulary over the model and these values (built on first use).
+    vocabulary: std::sync::OnceLock<parse::Vocabulary>,
 }
 
 /// What a caller may see.
@@ -148,8 +150,8 @@ impl Semantic {
             lake: lake.clone(),
             missing,
             values: Mutex::new(None),
-            row_limit: 1_000,
-            timeout: Duration::from_secs(30),
+            row_limit: lake.row_limit(),
+            timeout: lake.timeout(),
         })))
     }
 

@@ -353,6 +353,15 @@ fn words(text: &str) -> Vec<(usize, usize)> {
     out
 }
 
+/// The vocabulary of a model and its values, built once per [`ValueIndex`] (every question
+/// reads it; values are re-read from the data every minute, into a new index).
+#[derive(Debug)]
+pub struct Vocabulary(HashMap<String, Vec<Item>>);
+
+/// Longest question the parser reads; a longer message is not a question about the data
+/// (its words would only multiply the phrase lookups).
+pub const MAX_QUESTION_BYTES: usize = 1_000;
+
 /// The vocabulary: a phrase (normalised words joined by spaces) → what it can mean.
 fn vocabulary(model: &Model, values: &ValueIndex) -> HashMap<String, Vec<Item>> {
     let mut v: HashMap<String, Vec<Item>> = HashMap::new();
@@ -432,6 +441,9 @@ const MAX_PHRASE: usize = 6;
 /// Parses `question` against `model` (`values`: the dimension values in the data), with
 /// `today` for relative periods.
 pub fn parse(model: &Model, values: &ValueIndex, question: &str, today: NaiveDate) -> Parsed {
+    if question.len() > MAX_QUESTION_BYTES {
+        return Parsed::NotBi;
+    }
     let found = when::find(question, today);
     let in_time = |s: usize, e: usize| found.spans.iter().any(|r| s < r.end && r.start < e);
     let toks: Vec<Tok<'_>> = words(question)
@@ -444,7 +456,10 @@ pub fn parse(model: &Model, values: &ValueIndex, question: &str, today: NaiveDat
             })
         })
         .collect();
-    let vocab = vocabulary(model, values);
+    let vocab = &values
+        .vocabulary
+        .get_or_init(|| Vocabulary(vocabulary(model, values)))
+        .0;
 
     // Longest match first, left to right, over words outside time expressions.
     let mut matches: Vec<Match> = Vec::new();
@@ -501,7 +516,6 @@ pub fn parse(model: &Model, values: &ValueIndex, question: &str, today: NaiveDat
 
     let mut q = MetricQuery::default();
     let mut filters: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut grouped_entities: Vec<String> = Vec::new();
     let mut ambiguous: Option<(String, Vec<String>)> = None;
     let mut bi_cue =
         found.range.is_some() || found.grain.is_some() || counting || sharing || has(BI_CUES);
@@ -583,7 +597,6 @@ pub fn parse(model: &Model, values: &ValueIndex, question: &str, today: NaiveDat
                         if !q.dimensions.contains(&d) {
                             q.dimensions.push(d);
                         }
-                        grouped_entities.push(e.clone());
                     }
                     None => {
                         return Parsed::Refused(format!(
@@ -862,7 +875,6 @@ pub fn parse(model: &Model, values: &ValueIndex, question: &str, today: NaiveDat
             }
         }
     }
-    let _ = grouped_entities;
     Parsed::Query(Box::new(q))
 }
 
