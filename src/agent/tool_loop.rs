@@ -36,7 +36,7 @@ use super::{PlanRequest, Planner, Reply};
 use crate::agent::llm::{LlmConfig, LlmProvider};
 use crate::error::Result;
 use crate::knowledge::Retriever;
-use crate::model::Citation;
+use crate::model::{Citation, DataAnswer};
 use crate::store::Role;
 use crate::tools::{Caller, ToolRegistry};
 
@@ -231,6 +231,7 @@ impl LlmPlanner {
         req: PlanRequest<'_>,
         privacy: &mut Privacy<'_>,
         sources: &mut Vec<Source>,
+        data: &mut Option<(usize, Box<DataAnswer>)>,
     ) -> std::result::Result<Outcome, Failure> {
         let started = Instant::now();
         let deadline = started + self.config.turn_timeout.0;
@@ -356,7 +357,7 @@ impl LlmPlanner {
             let mut results = Vec::with_capacity(calls.len());
             for call in &calls {
                 results.push(
-                    self.run_tool(&caller, call, &mut repaired, privacy, sources)
+                    self.run_tool(&caller, call, &mut repaired, privacy, sources, data)
                         .await,
                 );
             }
@@ -410,6 +411,7 @@ impl LlmPlanner {
         repaired: &mut bool,
         privacy: &mut Privacy<'_>,
         sources: &mut Vec<Source>,
+        data: &mut Option<(usize, Box<DataAnswer>)>,
     ) -> ToolResultMessage {
         let answer = |content: String, is_error: bool| ToolResultMessage {
             id: call.id.clone(),
@@ -439,10 +441,29 @@ impl LlmPlanner {
             };
         }
         let args = privacy.restore_json(&call.arguments);
-        let outcome = self.tools.invoke(caller, &call.name, args).await;
+        let mut outcome = self.tools.invoke(caller, &call.name, args).await;
         let mut value = outcome.for_model();
         if call.name == SEARCH_TOOL && outcome.is_ok() {
             number_results(&mut value, sources);
+        }
+        // A data tool's result is a source like a document: the answer cites the query (its
+        // audit record holds the arguments and the SQL) and shows its table and chart.
+        if let Some(d) = outcome.data.take() {
+            sources.push(Source {
+                title: d.interpretation.clone(),
+                source: call.name.clone(),
+                doc_id: outcome
+                    .audit_id
+                    .map(|id| format!("audit:{id}"))
+                    .unwrap_or_default(),
+                chunk_id: format!("query:{}", call.id),
+                text: d.sql.clone(),
+            });
+            let n = sources.len();
+            if let Some(obj) = value.as_object_mut() {
+                obj.insert("cite_as".into(), Value::from(format!("[{n}]")));
+            }
+            *data = Some((n, d));
         }
         let text = serde_json::to_string(&value).unwrap_or_else(|_| value.to_string());
         answer(privacy.redact(&text), !outcome.is_ok())
@@ -532,14 +553,7 @@ fn cite(text: &str, sources: &[Source]) -> (String, Vec<Citation>) {
         match n.checked_sub(1).and_then(|i| sources.get(i)) {
             Some(s) => {
                 out.push_str(&format!("[{n}]"));
-                cited.entry(n).or_insert_with(|| Citation {
-                    n,
-                    title: s.title.clone(),
-                    source: s.source.clone(),
-                    doc_id: s.doc_id.clone(),
-                    chunk_id: s.chunk_id.clone(),
-                    snippet: s.text.clone(),
-                });
+                cited.entry(n).or_insert_with(|| citation(n, s));
             }
             None => {
                 // A marker that points nowhere goes, with the space before it.
@@ -551,6 +565,17 @@ fn cite(text: &str, sources: &[Source]) -> (String, Vec<Citation>) {
     }
     out.push_str(rest);
     (out, cited.into_values().collect())
+}
+
+fn citation(n: usize, s: &Source) -> Citation {
+    Citation {
+        n,
+        title: s.title.clone(),
+        source: s.source.clone(),
+        doc_id: s.doc_id.clone(),
+        chunk_id: s.chunk_id.clone(),
+        snippet: s.text.clone(),
+    }
 }
 
 #[async_trait]
@@ -585,17 +610,27 @@ impl Planner for LlmPlanner {
             redactor: self.redactor.as_ref(),
             vault: Vault::default(),
         };
-        match self.run(req, &mut privacy, &mut sources).await {
+        let mut data = None;
+        match self.run(req, &mut privacy, &mut sources, &mut data).await {
             Ok(outcome) => {
                 let restored = privacy.restore(&outcome.text);
-                let (mut text, citations) = cite(&restored, &sources);
+                let (mut text, mut citations) = cite(&restored, &sources);
                 if let Some(note) = outcome.note {
                     text.push_str("\n\n");
                     text.push_str(&note);
                 }
+                // The table shown with the answer is always cited, marker or not.
+                if let Some((n, _)) = &data
+                    && !citations.iter().any(|c| c.n == *n)
+                    && let Some(s) = n.checked_sub(1).and_then(|i| sources.get(i))
+                {
+                    citations.push(citation(*n, s));
+                    citations.sort_by_key(|c| c.n);
+                }
                 Ok(Reply {
                     text,
                     citations,
+                    data: data.map(|(_, d)| *d),
                     ..Reply::default()
                 })
             }

@@ -10,7 +10,10 @@
 //!   after 1% changed, and optionally the index feed (documents per second).
 //! - [`tpch`]: TPC-H at a scale factor: generated as Parquet, synced, the 22 queries run and
 //!   checked against the official answers, and timed against DuckDB when it is installed.
+//! - [`bi`]: business questions over TPC-H through the semantic model, offline: how many are
+//!   right (against reference SQL) and questions per second with p99.
 
+pub mod bi;
 pub mod tpch;
 
 use std::sync::Arc;

@@ -365,7 +365,7 @@ fn median(times: &mut [f64]) -> f64 {
 }
 
 /// `conveyor sync --json` in a child process; its peak memory as it reported it.
-async fn sync_in_child(exe: &Path, root: &Path) -> Result<Option<u64>> {
+pub(super) async fn sync_in_child(exe: &Path, root: &Path) -> Result<Option<u64>> {
     let out = tokio::process::Command::new(exe)
         .arg("--config")
         .arg(root.join("conveyor.toml"))
@@ -388,7 +388,7 @@ async fn sync_in_child(exe: &Path, root: &Path) -> Result<Option<u64>> {
 }
 
 /// The sync in this process, through the same pipeline as `conveyor sync`.
-async fn sync_here(root: &Path) -> Result<()> {
+pub(super) async fn sync_here(root: &Path) -> Result<()> {
     use crate::connectors::pipeline::{IndexAccess, Pipeline};
     let config = crate::config::Config::load(&root.join("conveyor.toml"))?;
     let defs = crate::connectors::load_dir(&config.connectors_dir(), &config.base_dir)?;

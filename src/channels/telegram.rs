@@ -353,14 +353,23 @@ impl chat::markdown::Style for TelegramStyle {
         Some(format!("<code>{escaped}</code>"))
     }
 
+    fn code_block(&self, escaped: &str) -> Option<String> {
+        // Telegram refuses an empty entity: an empty block is nothing.
+        Some(if escaped.trim().is_empty() {
+            String::new()
+        } else {
+            format!("<pre>{escaped}</pre>")
+        })
+    }
+
     fn link(&self, text: &str, url: &str) -> Option<String> {
         chat::markdown::is_web_url(url)
             .then(|| format!("<a href=\"{}\">{}</a>", escape(url), escape(text)))
     }
 }
 
-/// Markdown → Telegram HTML (see [`TelegramStyle`]). Tags never span lines, so splitting the
-/// result at line breaks keeps it well-formed.
+/// Markdown → Telegram HTML (see [`TelegramStyle`]). Only `<pre>` (a fenced block) spans
+/// lines; the splitter closes and reopens a tag open at a cut.
 pub fn to_html(markdown: &str) -> String {
     chat::markdown::convert(markdown, &TelegramStyle)
 }

@@ -124,6 +124,66 @@ pub async fn bench(config: &Path, what: BenchCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Bi {
+            sf,
+            dir,
+            rounds,
+            concurrency,
+            json,
+        } => {
+            let opts = crate::bench::bi::BiOptions {
+                sf,
+                dir,
+                rounds,
+                concurrency,
+                sync_exe: std::env::current_exe().ok(),
+            };
+            let r = crate::bench::bi::bi(opts, &|line: &str| eprintln!("{line}")).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                for m in &r.misses {
+                    out!(
+                        "MISS: {}\n  {}\n  understood as: {}\n",
+                        m["question"].as_str().unwrap_or(""),
+                        m["why"].as_str().unwrap_or(""),
+                        m["interpretation"].as_str().unwrap_or("")
+                    );
+                }
+                out!(
+                    "TPC-H SF{} in {}: {}/{} questions answered as the reference SQL says",
+                    r.sf,
+                    r.dir,
+                    r.correct,
+                    r.questions
+                );
+                out!("pass          tasks  questions  q/s     p50 ms  p99 ms  max ms  unanswered");
+                for (name, t) in [
+                    ("first", &r.first),
+                    ("sequential", &r.sequential),
+                    ("concurrent", &r.concurrent),
+                ] {
+                    out!(
+                        "{name:<12} {:>6} {:>10} {:>6.1} {:>8.2} {:>7.2} {:>7.2} {:>11}",
+                        t.concurrency,
+                        t.questions,
+                        t.per_second,
+                        t.p50_ms,
+                        t.p99_ms,
+                        t.max_ms,
+                        t.unanswered
+                    );
+                }
+                if let Some(b) = r.peak_rss_bytes {
+                    out!("peak RSS {:.0} MiB", b as f64 / 1048576.0);
+                }
+            }
+            Ok(if r.correct == r.questions {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         BenchCommand::Tpch {
             sf,
             dir,

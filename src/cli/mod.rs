@@ -439,6 +439,26 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Business questions over TPC-H through a semantic model, offline: generate and sync
+    /// the tables (or reuse --dir), check 30 questions against reference SQL, then ask them
+    /// over and over and report questions/s with p50/p99.
+    Bi {
+        /// Scale factor (0.1 = 600,572 lineitem rows).
+        #[arg(long, default_value_t = 0.1)]
+        sf: f64,
+        /// Keep the project here, and reuse its data on the next run at the same scale factor.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Timed passes over all the questions.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Questions asked at once in the concurrent pass.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Personal-data redaction and restore throughput (MB/s) on a mixed sample text.
     Redact {
         /// Size of the sample text in MiB.

@@ -398,7 +398,7 @@ impl Gateway {
                 role: Role::Assistant,
                 user_id: self.planner.name().to_string(),
                 text: reply.text.clone(),
-                meta: answer_meta(&reply, &reply_to),
+                meta: answer_meta(&reply, &reply_to, &inbound.ledger_key()),
             },
             conversation: inbound.conversation.clone(),
             reply_to,
@@ -454,15 +454,17 @@ impl Turn {
 }
 
 /// What is stored with an answer besides its text: its citations, the message it answers,
-/// and for a BI answer the query it ran (interpretation and SQL, for the audit trail; the
-/// rows and the chart stay in the recorded answer only).
-fn answer_meta(reply: &crate::agent::Reply, reply_to: &str) -> serde_json::Value {
+/// and for a BI answer the query it ran (interpretation and SQL, for the audit trail) and the
+/// ingress key whose recorded answer holds the rows, the CSV and the chart (what
+/// `GET /v1/messages/{id}/chart.png` serves).
+fn answer_meta(reply: &crate::agent::Reply, reply_to: &str, ingress: &str) -> serde_json::Value {
     let mut meta = serde_json::json!({ "citations": reply.citations, "reply_to": reply_to });
     if let (Some(d), Some(obj)) = (&reply.data, meta.as_object_mut()) {
         obj.insert(
             "query".into(),
             serde_json::json!({ "interpretation": d.interpretation, "sql": d.sql, "rows": d.rows.len() }),
         );
+        obj.insert("ingress".into(), serde_json::Value::from(ingress));
     }
     meta
 }

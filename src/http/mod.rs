@@ -26,7 +26,7 @@ pub(crate) use hooks::resume as resume_delivery;
 use crate::app::App;
 use crate::channels::web;
 use crate::error::Error;
-use crate::model::{Channel, Citation, ConversationKey, Inbound, Outbound, UserRef};
+use crate::model::{Channel, Citation, ConversationKey, DataAnswer, Inbound, Outbound, UserRef};
 use crate::store::Scope;
 
 /// An [`Error`] on its way to becoming a response.
@@ -112,6 +112,7 @@ pub fn router(app: App) -> Router {
     // signatures (chat platforms, hooks) or say nothing private (the page shell, health).
     let chat_scope = Router::new()
         .route("/v1/messages", post(post_message))
+        .route("/v1/messages/{message_id}/{file}", get(get_answer_file))
         .route_layer(axum::middleware::from_fn_with_state(
             (app.clone(), Scope::Chat),
             auth::require,
@@ -348,11 +349,81 @@ pub struct MessageResponse {
     pub citations: Vec<Citation>,
     /// Which planner answered.
     pub planner: String,
+    /// The numbers behind a BI answer: how the question was understood, the SQL, the table,
+    /// the CSV and the chart (SVG inline, PNG and SVG at their URLs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<ApiData>,
+    /// Choices offered with a question back; each can be sent as the next message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+}
+
+/// A BI answer's numbers in the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiData {
+    /// How the question was understood.
+    pub interpretation: String,
+    /// The SQL that ran over the caller's views.
+    pub sql: String,
+    /// Column headers.
+    pub columns: Vec<String>,
+    /// Which columns hold numbers.
+    pub numeric: Vec<bool>,
+    /// The rows, formatted for people.
+    pub rows: Vec<Vec<String>>,
+    /// Whether the rows were cut at the row limit.
+    pub truncated: bool,
+    /// The result as CSV (values as stored).
+    pub csv: String,
+    /// The CSV as a download (same key as this request).
+    pub csv_url: String,
+    /// The chart, when the answer has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<ApiChart>,
+}
+
+/// A BI answer's chart in the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiChart {
+    /// Its title.
+    pub title: String,
+    /// What it shows, in words.
+    pub alt: String,
+    /// The chart as SVG.
+    pub svg: String,
+    /// The chart as PNG.
+    pub png_url: String,
+    /// The chart as an SVG file.
+    pub svg_url: String,
+}
+
+impl ApiData {
+    fn new(d: DataAnswer, message_id: &str) -> Self {
+        let base = format!("/v1/messages/{message_id}");
+        Self {
+            interpretation: d.interpretation,
+            sql: d.sql,
+            columns: d.columns,
+            numeric: d.numeric,
+            rows: d.rows,
+            truncated: d.truncated,
+            csv: d.csv,
+            csv_url: format!("{base}/data.csv"),
+            chart: d.chart.map(|c| ApiChart {
+                title: c.title,
+                alt: c.alt,
+                svg: c.svg,
+                png_url: format!("{base}/chart.png"),
+                svg_url: format!("{base}/chart.svg"),
+            }),
+        }
+    }
 }
 
 impl MessageResponse {
     fn new(out: Outbound, idempotency_key: String) -> Self {
         Self {
+            data: out.data.map(|d| ApiData::new(d, &out.message_id)),
             conversation_id: out.conversation.id,
             message_id: out.message_id,
             reply_to: out.reply_to,
@@ -360,8 +431,99 @@ impl MessageResponse {
             text: out.text,
             citations: out.citations,
             planner: out.planner,
+            choices: out.choices,
         }
     }
+}
+
+/// `GET /v1/messages/{id}/chart.png` (also `chart.svg`, `data.csv`): a BI answer's chart or
+/// CSV, from its recorded answer, for the key that asked (or anyone on an open API).
+async fn get_answer_file(
+    State(app): State<App>,
+    Extension(caller): Extension<auth::Caller>,
+    Path((message_id, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let missing = || {
+        Error::NotFound(format!(
+            "no answer {message_id} with a {file}: the id is a `message_id` of POST /v1/messages whose answer has `data`"
+        ))
+    };
+    if !matches!(file.as_str(), "chart.png" | "chart.svg" | "data.csv") {
+        return Err(Error::NotFound(format!(
+            "an answer has chart.png, chart.svg and data.csv, not `{file}`"
+        ))
+        .into());
+    }
+    let (conversation, meta) = app
+        .store
+        .message_meta(&message_id)
+        .await?
+        .ok_or_else(missing)?;
+    // A key sees the answers of its own conversations only (`api:key:ID/…`).
+    if let Some(id) = caller.key_id()
+        && !conversation.starts_with(&format!("{}:{id}/", Channel::API))
+    {
+        return Err(missing().into());
+    }
+    let key = meta
+        .get("ingress")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(missing)?;
+    let Some(crate::store::IngressStatus::Done(recorded)) = app.store.ingress_response(key).await?
+    else {
+        return Err(missing().into());
+    };
+    let out: Outbound = serde_json::from_str(&recorded)
+        .map_err(|e| Error::internal("reading a recorded answer", e))?;
+    let data = out.data.ok_or_else(missing)?;
+    let private = (header::CACHE_CONTROL, "private, max-age=3600".to_string());
+    let nosniff = (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string());
+    let response = match file.as_str() {
+        "data.csv" => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"answer.csv\"".to_string(),
+                ),
+                private,
+                nosniff,
+            ],
+            data.csv,
+        )
+            .into_response(),
+        "chart.svg" => {
+            let chart = data.chart.ok_or_else(missing)?;
+            (
+                [
+                    (header::CONTENT_TYPE, "image/svg+xml".to_string()),
+                    // Shown as a picture: nothing in it may run or load.
+                    (
+                        header::CONTENT_SECURITY_POLICY,
+                        "default-src 'none'; style-src 'unsafe-inline'".to_string(),
+                    ),
+                    private,
+                    nosniff,
+                ],
+                chart.svg,
+            )
+                .into_response()
+        }
+        _ => {
+            let chart = data.chart.ok_or_else(missing)?;
+            (
+                [
+                    (header::CONTENT_TYPE, "image/png".to_string()),
+                    private,
+                    nosniff,
+                    (header::CONTENT_LENGTH, chart.png.len().to_string()),
+                ],
+                chart.png,
+            )
+                .into_response()
+        }
+    };
+    Ok(response)
 }
 
 fn json_rejection(r: JsonRejection) -> Error {

@@ -78,6 +78,23 @@ impl QueryOutput {
         Ok(rows)
     }
 
+    /// The rows as lists of values in column order (numbers and booleans typed, other values
+    /// as text).
+    pub fn value_rows(&self) -> Result<Vec<Vec<serde_json::Value>>> {
+        let mut rows = Vec::with_capacity(self.rows);
+        for batch in &self.batches {
+            let cols: Vec<Cell<'_>> = batch
+                .columns()
+                .iter()
+                .map(|a| Cell::new(a.as_ref()))
+                .collect::<Result<_>>()?;
+            for i in 0..batch.num_rows() {
+                rows.push(cols.iter().map(|c| c.json(i)).collect());
+            }
+        }
+        Ok(rows)
+    }
+
     /// Renders the rows.
     pub fn render(&self, format: OutputFormat) -> Result<String> {
         match format {

@@ -29,18 +29,24 @@ pub struct MetricQuery {
     /// Named segments (`entity.segment` or the segment's name).
     pub segments: Vec<String>,
     /// The period asked about.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<Period>,
     /// A second period to compare with.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub compare: Option<Period>,
     /// A time series grain.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub grain: Option<String>,
     /// Show each metric as its share of the total over the groups.
     pub share: bool,
     /// After shares are computed, keep only these groups ("what share came from DE").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub focus: Vec<Filter>,
     /// Order by a metric.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub order: Option<Order>,
     /// Most rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
 }
 

@@ -13,6 +13,7 @@
 
 pub mod chart;
 pub mod compile;
+pub mod eval;
 pub mod model;
 pub mod parse;
 pub mod present;
@@ -459,6 +460,15 @@ impl Semantic {
                 self.timeout,
             )
             .await
+    }
+
+    /// Runs `sql` over the lakehouse's own tables (no views, no access rules) for reference
+    /// answers: what `conveyor eval bi` compares an answer with when a case gives its SQL.
+    pub async fn reference_rows(&self, sql: &str) -> Result<Vec<Vec<serde_json::Value>>> {
+        self.lake
+            .query_with(sql, self.row_limit, self.timeout)
+            .await?
+            .value_rows()
     }
 
     /// The model and the views' columns as text, for an LLM's system prompt or tool

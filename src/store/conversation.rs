@@ -145,6 +145,20 @@ impl Store {
         Ok(turns)
     }
 
+    /// One message's conversation and meta, by id; `None` when there is no such message.
+    pub async fn message_meta(&self, id: &str) -> Result<Option<(String, serde_json::Value)>> {
+        let row = sqlx::query("SELECT conversation, meta FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("reading a message"))?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((
+            get(&row, "conversation")?,
+            parse_json("messages", "meta", &get::<String>(&row, "meta")?)?,
+        )))
+    }
+
     /// How many messages are stored, across conversations.
     pub async fn message_count(&self) -> Result<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM messages")

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Caller, Tool, ToolPolicy};
+use super::{Caller, Tool, ToolOutput, ToolPolicy};
 use crate::error::{Error, Result};
+use crate::model::DataAnswer;
 use crate::semantic::compile::MetricQuery;
 use crate::semantic::{Semantic, present};
 
@@ -60,7 +61,7 @@ impl QueryMetrics {
             .map(|s| format!("{}.{}", s.entity, s.name))
             .collect();
         let description = format!(
-            "Answer a numbers question from the business data through the semantic model (preferred over run_sql). Returns how the query was understood, the SQL and the rows. Metrics: {}. Dimensions: {}. Segments: {}. Periods are ISO dates, end exclusive.",
+            "Answer a numbers question from the business data through the semantic model (preferred over run_sql). Returns how the query was understood, the SQL, the rows and `cite_as`: put that marker after the numbers you quote (the person sees the table and chart with your answer). Metrics: {}. Dimensions: {}. Segments: {}. Periods are ISO dates, end exclusive.",
             metrics.join("; "),
             dims.join(", "),
             if segments.is_empty() {
@@ -78,7 +79,7 @@ impl QueryMetrics {
             },
             "required": ["start", "end"]
         });
-        let filter = json!({
+        let filter: Value = json!({
             "type": "object",
             "properties": {
                 "dimension": {"type": "string"},
@@ -96,7 +97,8 @@ impl QueryMetrics {
                 "time": period,
                 "compare": period,
                 "grain": {"type": "string", "enum": ["day", "week", "month", "quarter", "year"]},
-                "share": {"type": "boolean"},
+                "share": {"type": "boolean", "description": "each metric as its share of the total over the groups"},
+                "focus": {"type": "array", "items": filter, "description": "after shares: keep only these groups (what share came from X)"},
                 "order": {"type": "object", "properties": {"by": {"type": "string"}, "desc": {"type": "boolean"}}, "required": ["by"]},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 1000}
             },
@@ -126,6 +128,9 @@ impl Tool for QueryMetrics {
         &self.policy
     }
     async fn call(&self, caller: &Caller, args: Value) -> Result<Value> {
+        Ok(self.call_for_answer(caller, args).await?.value)
+    }
+    async fn call_for_answer(&self, caller: &Caller, args: Value) -> Result<ToolOutput> {
         let q: MetricQuery = serde_json::from_value(args)
             .map_err(|e| Error::BadInput(format!("the arguments are not a metric query: {e}")))?;
         let grants = self.semantic.grants(&caller.roles);
@@ -135,7 +140,7 @@ impl Tool for QueryMetrics {
             .await
             .map_err(Error::BadInput)?;
         let data = present::data_answer(self.semantic.model(), &a);
-        Ok(json!({
+        let value = json!({
             "interpretation": a.interpretation,
             "sql": a.sql,
             "columns": data.columns,
@@ -143,7 +148,11 @@ impl Tool for QueryMetrics {
             "row_count": a.rows.len(),
             "truncated": a.truncated,
             "no_data": present::is_empty(&a),
-        }))
+        });
+        Ok(ToolOutput {
+            value,
+            data: Some(Box::new(data)),
+        })
     }
 }
 
@@ -161,7 +170,7 @@ impl RunSql {
     pub fn new(semantic: Arc<Semantic>) -> Self {
         let summary = semantic.describe_for_llm(&crate::semantic::Grants::default());
         let description = format!(
-            "Run one read-only SQL query (DataFusion dialect) over the business data when query_metrics cannot express the question. The only tables are these views (columns hidden from the caller are absent, and rows are filtered by their access rules):\n{summary}At most {SQL_ROWS} rows are returned. A query that fails is returned with the error so you can correct it, at most {MAX_CORRECTIONS} times."
+            "Run one read-only SQL query (DataFusion dialect) over the business data when query_metrics cannot express the question. The only tables are these views (columns hidden from the caller are absent, and rows are filtered by their access rules):\n{summary}At most {SQL_ROWS} rows are returned, with `cite_as`: put that marker after the numbers you quote. A query that fails is returned with the error so you can correct it, at most {MAX_CORRECTIONS} times."
         );
         let parameters = json!({
             "type": "object",
@@ -228,6 +237,9 @@ impl Tool for RunSql {
         &self.policy
     }
     async fn call(&self, caller: &Caller, args: Value) -> Result<Value> {
+        Ok(self.call_for_answer(caller, args).await?.value)
+    }
+    async fn call_for_answer(&self, caller: &Caller, args: Value) -> Result<ToolOutput> {
         let sql = args.get("sql").and_then(Value::as_str).unwrap_or_default();
         let limit = args
             .get("limit")
@@ -252,15 +264,67 @@ impl Tool for RunSql {
         if let Ok(mut f) = self.failures.lock() {
             f.remove(&caller.conversation);
         }
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         let rows = out.json_rows()?;
-        Ok(json!({
+        let data = sql_data(sql, &out)?;
+        let value = json!({
             "sql": sql,
             "columns": out.columns,
             "rows": rows,
             "row_count": out.rows,
             "truncated": out.truncated,
             "row_limit": limit,
-            "elapsed_ms": started.elapsed().as_secs_f64() * 1000.0,
-        }))
+            "elapsed_ms": elapsed_ms,
+        });
+        Ok(ToolOutput {
+            value,
+            data: Some(Box::new(data)),
+        })
     }
+}
+
+/// The table of a `run_sql` result for people: numbers with thousands separators, no chart
+/// (the columns' meaning is the model's, not the semantic model's).
+fn sql_data(sql: &str, out: &crate::lakehouse::QueryOutput) -> Result<DataAnswer> {
+    let values = out.value_rows()?;
+    let numeric: Vec<bool> = (0..out.columns.len())
+        .map(|i| {
+            let mut cells = values
+                .iter()
+                .filter_map(|r| r.get(i))
+                .filter(|v| !v.is_null());
+            let first = cells.next();
+            first.is_some_and(|v| present::number(v).is_some() && !v.is_boolean())
+                && cells.all(|v| present::number(v).is_some())
+        })
+        .collect();
+    let rows = values
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&numeric)
+                .map(|(v, num)| match (v, num) {
+                    (Value::Null, _) => "–".to_string(),
+                    (v, true) => {
+                        let decimals = if v.is_i64() || v.is_u64() { 0 } else { 2 };
+                        present::number(v)
+                            .map(|n| crate::semantic::model::Format::Number { decimals }.show(n))
+                            .unwrap_or_else(|| v.to_string())
+                    }
+                    (Value::String(s), _) => s.clone(),
+                    (v, _) => v.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    Ok(DataAnswer {
+        interpretation: "A query written by the model over your views of the data".into(),
+        sql: sql.to_string(),
+        columns: out.columns.clone(),
+        numeric,
+        rows,
+        truncated: out.truncated,
+        csv: out.render(crate::lakehouse::OutputFormat::Csv)?,
+        chart: None,
+    })
 }

@@ -87,6 +87,24 @@ pub trait Tool: Send + Sync {
     }
     /// Runs the tool. Errors are sentences for the model or person who asked.
     async fn call(&self, caller: &Caller, args: Value) -> Result<Value>;
+    /// Runs the tool for an answer: its value for the model (and the audit log) and, for data
+    /// tools, the table and chart to show people (never sent to the model). Defaults to
+    /// [`Tool::call`] with no data.
+    async fn call_for_answer(&self, caller: &Caller, args: Value) -> Result<ToolOutput> {
+        Ok(ToolOutput {
+            value: self.call(caller, args).await?,
+            data: None,
+        })
+    }
+}
+
+/// What a tool returned for an answer.
+#[derive(Debug, Clone)]
+pub struct ToolOutput {
+    /// What the model (and the audit log) gets.
+    pub value: Value,
+    /// The numbers behind it, formatted for people, with a chart where one helps.
+    pub data: Option<Box<crate::model::DataAnswer>>,
 }
 
 /// Who may call a tool.
@@ -232,6 +250,9 @@ pub struct ToolOutcome {
     pub duration: Duration,
     /// The id of the audit record, when it was written.
     pub audit_id: Option<i64>,
+    /// The table and chart of a data tool's result, for the answer (not for the model).
+    #[serde(skip)]
+    pub data: Option<Box<crate::model::DataAnswer>>,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -386,6 +407,10 @@ impl ToolRegistry {
         let args = if args.is_null() { json!({}) } else { args };
         let (kind, output) = self.run(caller, name, &args).await;
         let duration = started.elapsed();
+        let (output, data) = match output {
+            Ok(out) => (Ok(out.value), out.data),
+            Err(m) => (Err(m), None),
+        };
 
         let audited_result = match &output {
             Ok(v) => (self.redact)(v),
@@ -420,6 +445,7 @@ impl ToolRegistry {
                     message,
                     duration,
                     audit_id: Some(id),
+                    data,
                 }
             }
             Err(error) => {
@@ -435,6 +461,7 @@ impl ToolRegistry {
                     ),
                     duration,
                     audit_id: None,
+                    data: None,
                 }
             }
         }
@@ -446,7 +473,7 @@ impl ToolRegistry {
         caller: &Caller,
         name: &str,
         args: &Value,
-    ) -> (OutcomeKind, std::result::Result<Value, String>) {
+    ) -> (OutcomeKind, std::result::Result<ToolOutput, String>) {
         let Some(entry) = self.tools.get(name) else {
             let known: Vec<&str> = self.tools.keys().map(String::as_str).collect();
             return (
@@ -491,7 +518,7 @@ impl ToolRegistry {
             );
         }
         let limit = tool.timeout().unwrap_or(self.default_timeout);
-        match tokio::time::timeout(limit, tool.call(caller, args.clone())).await {
+        match tokio::time::timeout(limit, tool.call_for_answer(caller, args.clone())).await {
             Ok(Ok(v)) => (OutcomeKind::Ok, Ok(v)),
             Ok(Err(e)) => (OutcomeKind::Error, Err(format!("`{name}` failed: {e}"))),
             Err(_) => (

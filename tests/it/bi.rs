@@ -15,14 +15,7 @@ use crate::common;
 
 /// The `conveyor init` demo, synced, and its semantic model.
 async fn demo() -> (tempfile::TempDir, Config, Arc<Semantic>) {
-    let dir = tempfile::tempdir().unwrap();
-    conveyor::init::init(dir.path(), false).await.unwrap();
-    let out = common::conveyor()
-        .current_dir(dir.path())
-        .arg("sync")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::show(&out));
+    let dir = common::demo(true).await;
     let config = Config::load(&dir.path().join("conveyor.toml")).unwrap();
     let lake = Lakehouse::open(&config.lakehouse, &config.base_dir).unwrap();
     let semantic = Semantic::open(&config.connectors_dir(), &lake)
@@ -47,7 +40,7 @@ const EMEA: [&str; 9] = ["GB", "NL", "NG", "SE", "ES", "DE", "IT", "PT", "FR"];
 async fn the_demo_question_file_is_answered_as_expected() {
     let (dir, _, semantic) = demo().await;
     let report =
-        conveyor::cli::bi::evaluate(&semantic, &dir.path().join("eval/bi-questions.jsonl"))
+        conveyor::semantic::eval::evaluate(&semantic, &dir.path().join("eval/bi-questions.jsonl"))
             .await
             .unwrap();
     assert!(report.questions >= 19, "{report:?}");
@@ -259,4 +252,354 @@ async fn a_chat_answer_carries_the_table_the_query_and_a_chart() {
     let out = app.gateway.handle(inbound).await.unwrap();
     assert!(out.data.is_none());
     assert!(!out.citations.is_empty(), "{}", out.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The LLM path: query_metrics and run_sql called by a scripted model
+// ---------------------------------------------------------------------------------------------
+
+fn with_llm(mut config: Config, url: &str) -> Config {
+    config.llm = conveyor::config::LlmConfig {
+        provider: conveyor::config::LlmProvider::OpenaiCompatible,
+        model: Some("fake-model".into()),
+        base_url: Some(url.into()),
+        stream: false,
+        ..conveyor::config::LlmConfig::default()
+    };
+    config.limits.per_user = conveyor::config::Rate::Off;
+    config.limits.per_conversation = conveyor::config::Rate::Off;
+    config
+}
+
+async fn ask(app: &conveyor::app::App, text: &str) -> conveyor::model::Outbound {
+    app.gateway
+        .handle(conveyor::model::Inbound {
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+            conversation: conveyor::model::ConversationKey::new(
+                conveyor::model::Channel::API,
+                uuid::Uuid::new_v4().to_string(),
+            ),
+            user: conveyor::model::UserRef {
+                id: "ana".into(),
+                name: None,
+            },
+            text: text.into(),
+            attachments: Vec::new(),
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_llm_path_answers_with_the_querys_table_chart_and_citation() {
+    use crate::support::llm_fake::{FakeLlm, Scripted, Wire};
+    let (_dir, config, _) = demo().await;
+    let fake = FakeLlm::start(
+        Wire::OpenAi,
+        vec![
+            Scripted::call(
+                "q1",
+                "query_metrics",
+                r#"{"metrics":["revenue"],"dimensions":["customers.plan"]}"#,
+            ),
+            Scripted::text("Enterprise brings the most revenue."),
+            Scripted::call(
+                "s1",
+                "run_sql",
+                r#"{"sql":"SELECT plan, COUNT(*) AS customers FROM customers GROUP BY plan ORDER BY customers DESC, plan"}"#,
+            ),
+            Scripted::text("Customers per plan are in the table."),
+        ],
+    )
+    .await;
+    let app = conveyor::app::App::build(with_llm(config, &fake.url))
+        .await
+        .unwrap();
+
+    let out = ask(&app, "Which plan brings the most revenue?").await;
+    assert_eq!(out.planner, "openai-compatible", "{}", out.text);
+    let data = out
+        .data
+        .clone()
+        .expect("the query's table goes with the answer");
+    assert_eq!(data.columns, vec!["Plan", "Revenue"]);
+    assert_eq!(data.rows[0], vec!["enterprise", "$47,072.00"]);
+    assert!(data.chart.is_some(), "a group-by gets a chart");
+    let cite = out
+        .citations
+        .iter()
+        .find(|c| c.source == "query_metrics")
+        .unwrap_or_else(|| panic!("the query is cited: {:?}", out.citations));
+    assert!(cite.snippet.contains("GROUP BY"), "{}", cite.snippet);
+    assert!(cite.doc_id.starts_with("audit:"), "{}", cite.doc_id);
+    assert!(cite.title.starts_with("Revenue"), "{}", cite.title);
+    // The model got the rows and the marker to cite, not the chart.
+    let back = fake.requests()[1].to_string();
+    assert!(back.contains("cite_as"), "{back}");
+    assert!(back.contains("47,072.00"), "{back}");
+    assert!(!back.contains("<svg") && !back.contains("iVBOR"), "{back}");
+
+    let out = ask(&app, "How many customers are on each plan?").await;
+    let data = out
+        .data
+        .clone()
+        .expect("run_sql's table goes with the answer");
+    assert_eq!(data.columns, vec!["plan", "customers"]);
+    assert_eq!(data.numeric, vec![false, true]);
+    assert!(data.sql.starts_with("SELECT plan"), "{}", data.sql);
+    assert!(data.csv.starts_with("plan,customers\n"), "{}", data.csv);
+    assert!(
+        out.citations.iter().any(|c| c.source == "run_sql"),
+        "{:?}",
+        out.citations
+    );
+    assert_eq!(fake.hits(), 4);
+}
+
+/// Where the TPC-H benchmark project lives: `CONVEYOR_BENCH_DIR` (kept and reused between
+/// runs), else a temporary folder.
+fn bench_dir() -> (Option<tempfile::TempDir>, std::path::PathBuf) {
+    match std::env::var_os("CONVEYOR_BENCH_DIR") {
+        Some(d) => (None, std::path::PathBuf::from(d)),
+        None => {
+            let t = tempfile::tempdir().unwrap();
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let last = sorted.len().saturating_sub(1);
+    sorted[((last as f64) * p).round() as usize]
+}
+
+/// The TPC-H questions of `conveyor bench bi` through the LLM path against a scripted model
+/// (each question: a `query_metrics` call with what the offline parser understood, then a
+/// final answer), end to end through the gateway, against the same questions through the
+/// offline path. The fake answers at once, so the difference is conveyor's own overhead of the
+/// LLM path: the prompt, two provider round trips, the tool registry and its audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: CONVEYOR_BENCH_DIR=/tmp/bi-bench cargo test --profile bench-fast --test it bi::bench_llm_path -- --ignored --nocapture"]
+async fn bench_llm_path() {
+    use crate::support::llm_fake::{FakeLlm, Scripted, Wire};
+    let sf: f64 = std::env::var("CONVEYOR_BENCH_SF")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.1);
+    let rounds: usize = std::env::var("CONVEYOR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let (_tmp, root) = bench_dir();
+    conveyor::bench::bi::prepare(&root, sf, None, &|l| eprintln!("{l}"))
+        .await
+        .unwrap();
+    let (semantic, file) = conveyor::bench::bi::open_model(&root).await.unwrap();
+    let mut questions = Vec::new();
+    let mut script = Vec::new();
+    for (_, case) in conveyor::semantic::eval::read_cases(&file).unwrap() {
+        let day = case.day().unwrap();
+        let Outcome::Answer(a) = semantic.ask(&case.question, &[], day).await else {
+            panic!("{} is not answered offline", case.question);
+        };
+        questions.push((
+            case.question.clone(),
+            serde_json::to_string(&a.query).unwrap(),
+        ));
+    }
+    for _ in 0..rounds {
+        for (i, (_, args)) in questions.iter().enumerate() {
+            script.push(Scripted::call(&format!("call_{i}"), "query_metrics", args));
+            script.push(Scripted::text("Here are the numbers [1]."));
+        }
+    }
+    let fake = FakeLlm::start(Wire::OpenAi, script).await;
+    let config = Config::load(&root.join("conveyor.toml")).unwrap();
+    let llm_app = conveyor::app::App::build(with_llm(config.clone(), &fake.url))
+        .await
+        .unwrap();
+    let mut offline_config = config;
+    offline_config.limits.per_user = conveyor::config::Rate::Off;
+    offline_config.limits.per_conversation = conveyor::config::Rate::Off;
+    let offline_app = conveyor::app::App::build(offline_config).await.unwrap();
+
+    // One warm-up pass each (tables opened, values read), then the timed rounds.
+    for (q, _) in &questions {
+        ask(&offline_app, q).await;
+    }
+    let mut offline = Vec::new();
+    let mut llm = Vec::new();
+    for round in 0..rounds {
+        for (q, _) in &questions {
+            let t = std::time::Instant::now();
+            let out = ask(&llm_app, q).await;
+            llm.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(out.data.is_some(), "round {round}: {q}: {}", out.text);
+            let t = std::time::Instant::now();
+            let out = ask(&offline_app, q).await;
+            offline.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(out.data.is_some(), "{q}: {}", out.text);
+        }
+    }
+    assert_eq!(fake.hits(), rounds * questions.len() * 2);
+    offline.sort_by(f64::total_cmp);
+    llm.sort_by(f64::total_cmp);
+    let (o50, o99) = (percentile(&offline, 0.5), percentile(&offline, 0.99));
+    let (l50, l99) = (percentile(&llm, 0.5), percentile(&llm, 0.99));
+    eprintln!(
+        "BI at TPC-H SF{sf}, {} questions × {rounds} rounds through the gateway:\n  offline path p50 {o50:.2} ms, p99 {o99:.2} ms\n  LLM path (scripted model answering at once) p50 {l50:.2} ms, p99 {l99:.2} ms\n  overhead of the LLM path per question: p50 {:.2} ms, p99 {:.2} ms",
+        questions.len(),
+        l50 - o50,
+        l99 - o99
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The HTTP API: data, chart and CSV URLs, choices
+// ---------------------------------------------------------------------------------------------
+
+async fn http(
+    router: &axum::Router,
+    req: axum::http::Request<axum::body::Body>,
+) -> (axum::http::StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let res = router.clone().oneshot(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes().to_vec(),
+    )
+}
+
+fn api_request(
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> axum::http::Request<axum::body::Body> {
+    let mut req = axum::http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "127.0.0.1:8080")
+        .header("content-type", "application/json");
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    req.body(match body {
+        Some(b) => axum::body::Body::from(b.to_string()),
+        None => axum::body::Body::empty(),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_api_returns_the_table_and_serves_the_chart_and_csv_to_the_key_that_asked() {
+    let (_dir, mut config, _) = demo().await;
+    config.server.listen = "127.0.0.1:8080".parse().unwrap();
+    config.limits.per_user = conveyor::config::Rate::Off;
+    config.limits.per_conversation = conveyor::config::Rate::Off;
+    let app = conveyor::app::App::build(config).await.unwrap();
+    let router = conveyor::http::router(app.clone());
+    let (a, _) = app
+        .store
+        .api_key_create("a", &[conveyor::store::Scope::Chat], "t")
+        .await
+        .unwrap();
+    let (b, _) = app
+        .store
+        .api_key_create("b", &[conveyor::store::Scope::Chat], "t")
+        .await
+        .unwrap();
+    let ask = json!({"conversation_id": "c1", "user": "ana", "text": "revenue by plan"});
+    let (status, _, body) = http(
+        &router,
+        api_request("POST", "/v1/messages", Some(&a), Some(ask)),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let data = &answer["data"];
+    assert_eq!(data["columns"], json!(["Plan", "Revenue"]), "{answer}");
+    assert_eq!(data["rows"][0], json!(["enterprise", "$47,072.00"]));
+    assert!(data["sql"].as_str().unwrap().contains("GROUP BY"));
+    assert!(data["chart"]["svg"].as_str().unwrap().contains("<svg"));
+    let id = answer["message_id"].as_str().unwrap();
+    assert_eq!(
+        data["chart"]["png_url"],
+        json!(format!("/v1/messages/{id}/chart.png"))
+    );
+
+    let png_url = data["chart"]["png_url"].as_str().unwrap();
+    let (status, headers, png) = http(&router, api_request("GET", png_url, Some(&a), None)).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "image/png");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let (status, headers, svg) = http(
+        &router,
+        api_request(
+            "GET",
+            data["chart"]["svg_url"].as_str().unwrap(),
+            Some(&a),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "image/svg+xml");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(String::from_utf8(svg).unwrap().contains("<svg"));
+    let (status, headers, csv) = http(
+        &router,
+        api_request("GET", data["csv_url"].as_str().unwrap(), Some(&a), None),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert!(
+        String::from_utf8(csv)
+            .unwrap()
+            .starts_with("Plan,Revenue\n")
+    );
+
+    // Another key, no key, and a file that is not there: not found / not let in.
+    let (status, _, _) = http(&router, api_request("GET", png_url, Some(&b), None)).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = http(&router, api_request("GET", png_url, None, None)).await;
+    assert_eq!(status, 401);
+    let (status, _, body) = http(
+        &router,
+        api_request(
+            "GET",
+            &format!("/v1/messages/{id}/secrets.txt"),
+            Some(&a),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+
+    // A question back carries its options.
+    let ask = json!({"conversation_id": "c1", "user": "ana", "text": "revenue by regoin"});
+    let (status, _, body) = http(
+        &router,
+        api_request("POST", "/v1/messages", Some(&a), Some(ask)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert!(answer.get("data").is_none(), "{answer}");
+    assert_eq!(answer["choices"], json!(["revenue by region"]), "{answer}");
 }

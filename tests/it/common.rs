@@ -135,3 +135,19 @@ pub fn reply_with_file_of(text: &str, size: usize) -> conveyor::channels::chat::
     }];
     reply
 }
+
+/// The `conveyor init` demo in a temp folder; with `synced`, its data loaded by
+/// `conveyor sync` (BI questions need the tables).
+pub async fn demo(synced: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    conveyor::init::init(dir.path(), false).await.unwrap();
+    if synced {
+        let out = conveyor()
+            .current_dir(dir.path())
+            .arg("sync")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    dir
+}

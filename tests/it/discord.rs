@@ -67,9 +67,11 @@ struct Harness {
 
 impl Harness {
     async fn start(public_key: &str) -> Self {
+        Self::start_in(crate::common::demo(false).await, public_key).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, public_key: &str) -> Self {
         let fake = FakeDiscord::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        conveyor::init::init(dir.path(), false).await.unwrap();
         let path = dir.path().join("conveyor.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let mut config =
@@ -146,6 +148,11 @@ impl Harness {
 
 /// The docs' slash-command example, turned into `/ask question: …` with `id`.
 fn ask(dir: &Path, id: &str) -> String {
+    ask_this(dir, id, QUESTION)
+}
+
+/// The `/ask` slash command fixture with another id and question.
+fn ask_this(dir: &Path, id: &str, question: &str) -> String {
     let mut v: Value = serde_json::from_str(
         &std::fs::read_to_string(
             dir.join("discord/interaction_type2_slash_command_docs_example.json"),
@@ -155,7 +162,7 @@ fn ask(dir: &Path, id: &str) -> String {
     .unwrap();
     v["id"] = json!(id);
     v["data"]["name"] = json!("ask");
-    v["data"]["options"] = json!([{"type": 3, "name": "question", "value": QUESTION}]);
+    v["data"]["options"] = json!([{"type": 3, "name": "question", "value": question}]);
     v.to_string()
 }
 
@@ -1264,4 +1271,44 @@ async fn pending_file_parts_are_resent_with_the_same_bytes() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_bi_question_gets_its_table_and_the_chart_attached_once() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start_in(crate::common::demo(true).await, PUBLIC_KEY).await;
+    let body = ask_this(&dir, "786008729715219001", "revenue by plan");
+    let (status, deferred) = h.post_signed(&body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deferred, json!({"type": 5}));
+    h.fake.wait_for(2, WAIT).await;
+    h.settle().await;
+    let calls = h.fake.follow_ups();
+    assert_eq!(calls.len(), 2, "the table, then the chart: {calls:?}");
+    let content = calls[0].body["content"].as_str().unwrap();
+    assert!(
+        content.contains("```"),
+        "the table in a code block: {content}"
+    );
+    assert!(
+        content.contains("enterprise") && content.contains("$47,072.00"),
+        "{content}"
+    );
+    assert!(content.chars().count() <= 2_000);
+    let chart = &calls[1];
+    assert!(chart.files[0].bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert_eq!(chart.files[0].content_type.as_deref(), Some("image/png"));
+    let entry = &chart.body["attachments"][0];
+    assert_eq!(entry["filename"], "chart.png");
+    assert!(
+        entry["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bar chart"),
+        "{entry}"
+    );
+    // The same interaction again: no second answer, no second chart.
+    assert_eq!(h.post_signed(&body).await.0, StatusCode::OK);
+    h.settle().await;
+    assert_eq!(h.fake.follow_ups().len(), 2);
 }

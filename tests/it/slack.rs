@@ -104,9 +104,15 @@ impl Harness {
 
     /// Like [`Harness::start`], letting the test change the config first.
     async fn start_with(secret: &str, change: impl FnOnce(&mut Config)) -> Self {
+        Self::start_in(crate::common::demo(false).await, secret, change).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        secret: &str,
+        change: impl FnOnce(&mut Config),
+    ) -> Self {
         let fake = FakeSlack::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        conveyor::init::init(dir.path(), false).await.unwrap();
         let path = dir.path().join("conveyor.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let mut config =
@@ -1556,4 +1562,65 @@ async fn a_file_left_pending_is_uploaded_again_by_the_resender_with_the_same_byt
         .unwrap();
     assert_eq!(report.sent, 0);
     assert_eq!(h.fake.shared_files().len(), 2);
+}
+
+#[tokio::test]
+async fn a_bi_question_gets_its_table_in_the_thread_and_the_chart_uploaded_once() {
+    let h = Harness::start_in(crate::common::demo(true).await, "s3cret", |_| {}).await;
+    let event = mention("EvBI", "revenue by plan");
+    let (status, _) = h.post_signed(&event, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    h.fake
+        .wait_for("files.completeUploadExternal", 1, WAIT)
+        .await;
+    h.settle().await;
+    let order = sends_in_order(&h.fake);
+    assert_eq!(order.len(), 2, "{order:?}");
+    assert!(order[0].starts_with("text: "), "{order:?}");
+    assert!(
+        order[0].contains("```"),
+        "the table in a code block: {}",
+        order[0]
+    );
+    assert!(
+        order[0].contains("enterprise") && order[0].contains("$47,072.00"),
+        "{}",
+        order[0]
+    );
+    assert_eq!(order[1], "file: chart.png");
+    let shared = h.fake.shared_files();
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    assert!(
+        shared[0]
+            .bytes
+            .as_deref()
+            .unwrap()
+            .starts_with(b"\x89PNG\r\n\x1a\n")
+    );
+    assert!(
+        shared[0]
+            .alt_txt
+            .as_deref()
+            .unwrap()
+            .starts_with("Bar chart"),
+        "{:?}",
+        shared[0].alt_txt
+    );
+    let share = shared[0].shared.clone().unwrap();
+    assert_eq!(share.channel, "C111");
+    assert_eq!(share.thread_ts.as_deref(), Some("1595926230.009600"));
+    // Slack retries the event: nothing is posted or uploaded twice.
+    let (status, _) = h
+        .post_signed(
+            &event,
+            &[
+                ("x-slack-retry-num", "1"),
+                ("x-slack-retry-reason", "http_timeout"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    h.settle().await;
+    assert_eq!(sends_in_order(&h.fake).len(), 2);
+    assert_eq!(h.fake.shared_files().len(), 1);
 }

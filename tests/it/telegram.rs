@@ -84,9 +84,20 @@ impl Harness {
         mode: TelegramMode,
         access: Option<conveyor::gateway::access::PlatformAccess>,
     ) -> Self {
+        Self::start_in(crate::common::demo(false).await, mode, access).await
+    }
+
+    /// The demo with its data synced (BI questions have tables to read).
+    async fn start_synced(mode: TelegramMode) -> Self {
+        Self::start_in(crate::common::demo(true).await, mode, None).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        mode: TelegramMode,
+        access: Option<conveyor::gateway::access::PlatformAccess>,
+    ) -> Self {
         let fake = FakeTelegram::start(BOT).await;
-        let dir = tempfile::tempdir().unwrap();
-        conveyor::init::init(dir.path(), false).await.unwrap();
         let path = dir.path().join("conveyor.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let mut config =
@@ -1028,4 +1039,38 @@ async fn a_pending_photo_is_resent_from_its_row_with_the_same_bytes() {
         restarted.resend(store, row).await.unwrap();
     }
     assert_eq!(h.fake.calls_of("sendPhoto").len(), 2);
+}
+
+#[tokio::test]
+async fn a_bi_question_gets_its_table_and_the_chart_as_a_photo_once() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start_synced(TelegramMode::Webhook).await;
+    let update = private(&dir, 306197500, "revenue by plan");
+    assert_eq!(h.post(Some(SECRET), &update).await, StatusCode::OK);
+    h.fake.wait_for("sendPhoto", 1, WAIT).await;
+    h.settle().await;
+    let sends = h.sends();
+    assert_eq!(sends.len(), 1, "{:?}", h.fake.calls());
+    let text = sends[0]["text"].as_str().unwrap();
+    assert!(text.contains("<pre>"), "the table in monospace: {text}");
+    assert!(
+        text.contains("enterprise") && text.contains("$47,072.00"),
+        "{text}"
+    );
+    let photo = &h.fake.calls_of("sendPhoto")[0];
+    assert!(photo.files[0].bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+    assert!(
+        photo.body["caption"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bar chart"),
+        "{}",
+        photo.body
+    );
+    assert_eq!(photo.body["chat_id"], 408258968);
+    // Telegram delivers the same update again: no second answer, no second photo.
+    assert_eq!(h.post(Some(SECRET), &update).await, StatusCode::OK);
+    h.settle().await;
+    assert_eq!(h.fake.calls_of("sendPhoto").len(), 1);
+    assert_eq!(h.sends().len(), 1);
 }

@@ -20,6 +20,11 @@ pub trait Style {
     fn code(&self, _escaped: &str) -> Option<String> {
         None
     }
+    /// A fenced code block's lines (already escaped, joined by line breaks), or `None` when
+    /// the platform writes code blocks as Markdown does (the fences stay).
+    fn code_block(&self, _escaped: &str) -> Option<String> {
+        None
+    }
     /// A link, or `None` when this one cannot be a link (it stays text).
     fn link(&self, text: &str, url: &str) -> Option<String>;
     /// A heading line (`## Title`), from its raw title.
@@ -61,20 +66,42 @@ pub fn convert(markdown: &str, style: &dyn Style) -> String {
     if style.native() {
         return markdown.to_string();
     }
-    markdown
-        .lines()
-        .map(|line| {
-            let trimmed = line.trim_start();
-            let hashes = trimmed.chars().take_while(|c| *c == '#').count();
-            match trimmed.get(hashes..) {
-                Some(title) if (1..=6).contains(&hashes) && title.starts_with(' ') => {
-                    style.heading(title.trim())
+    let mut out: Vec<String> = Vec::new();
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        // A fenced block (an answer's table): its lines are code, escaped but not formatted,
+        // up to the closing fence or the end of the text.
+        if trimmed.starts_with("```") {
+            let mut body: Vec<String> = Vec::new();
+            let mut closing = None;
+            for l in lines.by_ref() {
+                if l.trim_start().starts_with("```") {
+                    closing = Some(l);
+                    break;
                 }
-                _ => inline(line, style),
+                body.push(style.escape(l));
             }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+            let escaped = body.join("\n");
+            match style.code_block(&escaped) {
+                Some(block) => out.push(block),
+                None => {
+                    out.push(style.escape(line));
+                    out.extend(body);
+                    out.push(style.escape(closing.unwrap_or("```")));
+                }
+            }
+            continue;
+        }
+        let hashes = trimmed.chars().take_while(|c| *c == '#').count();
+        out.push(match trimmed.get(hashes..) {
+            Some(title) if (1..=6).contains(&hashes) && title.starts_with(' ') => {
+                style.heading(title.trim())
+            }
+            _ => inline(line, style),
+        });
+    }
+    out.join("\n")
 }
 
 /// One line's inline Markdown in the platform's markup.
@@ -158,9 +185,43 @@ mod tests {
         fn code(&self, escaped: &str) -> Option<String> {
             Some(format!("<code>{escaped}</code>"))
         }
+        fn code_block(&self, escaped: &str) -> Option<String> {
+            Some(format!("<pre>{escaped}</pre>"))
+        }
         fn link(&self, text: &str, url: &str) -> Option<String> {
             is_web_url(url).then(|| format!("<a href=\"{url}\">{}</a>", self.escape(text)))
         }
+    }
+
+    /// A style that keeps Markdown's fences.
+    struct Fenced;
+
+    impl Style for Fenced {
+        fn escape(&self, text: &str) -> String {
+            text.replace('<', "&lt;")
+        }
+        fn bold(&self, escaped: &str) -> String {
+            format!("*{escaped}*")
+        }
+        fn link(&self, _text: &str, _url: &str) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn fenced_blocks_are_code_escaped_but_not_formatted() {
+        let table = "**Revenue**\n```\nPlan  **x** <y>\npro   $1\n```\nafter `c`";
+        assert_eq!(
+            convert(table, &Html),
+            "<b>Revenue</b>\n<pre>Plan  **x** &lt;y>\npro   $1</pre>\nafter <code>c</code>"
+        );
+        assert_eq!(
+            convert(table, &Fenced),
+            "*Revenue*\n```\nPlan  **x** &lt;y>\npro   $1\n```\nafter `c`"
+        );
+        // An unclosed fence runs to the end of the text.
+        assert_eq!(convert("```\na <b", &Html), "<pre>a &lt;b</pre>");
+        assert_eq!(convert("```\na <b", &Fenced), "```\na &lt;b\n```");
     }
 
     #[test]
