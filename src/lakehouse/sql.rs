@@ -60,22 +60,11 @@ pub struct QueryOutput {
 impl QueryOutput {
     /// The rows as JSON objects (numbers and booleans typed, other values as text).
     pub fn json_rows(&self) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
-        let mut rows = Vec::with_capacity(self.rows);
-        for batch in &self.batches {
-            let cols: Vec<Cell<'_>> = batch
-                .columns()
-                .iter()
-                .map(|a| Cell::new(a.as_ref()))
-                .collect::<Result<_>>()?;
-            for i in 0..batch.num_rows() {
-                let mut obj = serde_json::Map::with_capacity(cols.len());
-                for (name, cell) in self.columns.iter().zip(&cols) {
-                    obj.insert(name.clone(), cell.json(i));
-                }
-                rows.push(obj);
-            }
-        }
-        Ok(rows)
+        Ok(self
+            .value_rows()?
+            .into_iter()
+            .map(|row| self.columns.iter().cloned().zip(row).collect())
+            .collect())
     }
 
     /// The rows as lists of values in column order (numbers and booleans typed, other values
