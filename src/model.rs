@@ -217,9 +217,27 @@ pub struct DataAnswer {
     pub truncated: bool,
     /// The result as CSV (values as stored, not formatted).
     pub csv: String,
+    /// Where the API serves the CSV (set in `POST /v1/messages` answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv_url: Option<String>,
     /// The chart, when one helps (a time series, a group-by, shares).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chart: Option<ChartImage>,
+}
+
+impl DataAnswer {
+    /// The answer as the API returns it for stored message `message_id`: the PNG left out
+    /// (served at `chart.png_url`), the files' URLs set.
+    pub fn for_api(mut self, message_id: &str) -> Self {
+        let base = format!("/v1/messages/{message_id}");
+        self.csv_url = Some(format!("{base}/data.csv"));
+        if let Some(c) = &mut self.chart {
+            c.png = Vec::new();
+            c.png_url = Some(format!("{base}/chart.png"));
+            c.svg_url = Some(format!("{base}/chart.svg"));
+        }
+        self
+    }
 }
 
 /// A chart rendered on the server.
@@ -231,9 +249,15 @@ pub struct ChartImage {
     pub alt: String,
     /// The chart as SVG.
     pub svg: String,
-    /// The chart as PNG (base64 in JSON).
-    #[serde(with = "base64_bytes")]
+    /// The chart as PNG (base64 in JSON; left out where `png_url` serves it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "base64_bytes")]
     pub png: Vec<u8>,
+    /// Where the API serves the PNG.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub png_url: Option<String>,
+    /// Where the API serves the SVG as a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub svg_url: Option<String>,
 }
 
 /// Bytes as standard base64 text in JSON.

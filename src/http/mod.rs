@@ -352,78 +352,16 @@ pub struct MessageResponse {
     /// The numbers behind a BI answer: how the question was understood, the SQL, the table,
     /// the CSV and the chart (SVG inline, PNG and SVG at their URLs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<ApiData>,
+    pub data: Option<DataAnswer>,
     /// Choices offered with a question back; each can be sent as the next message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<String>,
 }
 
-/// A BI answer's numbers in the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ApiData {
-    /// How the question was understood.
-    pub interpretation: String,
-    /// The SQL that ran over the caller's views.
-    pub sql: String,
-    /// Column headers.
-    pub columns: Vec<String>,
-    /// Which columns hold numbers.
-    pub numeric: Vec<bool>,
-    /// The rows, formatted for people.
-    pub rows: Vec<Vec<String>>,
-    /// Whether the rows were cut at the row limit.
-    pub truncated: bool,
-    /// The result as CSV (values as stored).
-    pub csv: String,
-    /// The CSV as a download (same key as this request).
-    pub csv_url: String,
-    /// The chart, when the answer has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chart: Option<ApiChart>,
-}
-
-/// A BI answer's chart in the API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ApiChart {
-    /// Its title.
-    pub title: String,
-    /// What it shows, in words.
-    pub alt: String,
-    /// The chart as SVG.
-    pub svg: String,
-    /// The chart as PNG.
-    pub png_url: String,
-    /// The chart as an SVG file.
-    pub svg_url: String,
-}
-
-impl ApiData {
-    fn new(d: DataAnswer, message_id: &str) -> Self {
-        let base = format!("/v1/messages/{message_id}");
-        Self {
-            interpretation: d.interpretation,
-            sql: d.sql,
-            columns: d.columns,
-            numeric: d.numeric,
-            rows: d.rows,
-            truncated: d.truncated,
-            csv: d.csv,
-            csv_url: format!("{base}/data.csv"),
-            chart: d.chart.map(|c| ApiChart {
-                title: c.title,
-                alt: c.alt,
-                svg: c.svg,
-                png_url: format!("{base}/chart.png"),
-                svg_url: format!("{base}/chart.svg"),
-            }),
-        }
-    }
-}
-
 impl MessageResponse {
     fn new(out: Outbound, idempotency_key: String) -> Self {
         Self {
-            data: out.data.map(|d| ApiData::new(d, &out.message_id)),
+            data: out.data.map(|d| d.for_api(&out.message_id)),
             conversation_id: out.conversation.id,
             message_id: out.message_id,
             reply_to: out.reply_to,

@@ -32,10 +32,6 @@ pub struct Case {
     /// the model, so the model's answer is checked against something independent).
     #[serde(default)]
     sql: Option<String>,
-    /// The first column is a period: compare the other columns (periods are labelled
-    /// `2025-03`, `2025-Q1`, … in answers and are dates in reference SQL).
-    #[serde(default)]
-    period: bool,
     /// The answer must be a question back.
     #[serde(default)]
     clarify: bool,
@@ -96,7 +92,6 @@ pub async fn evaluate(semantic: &Semantic, file: &Path) -> Result<EvalReport> {
             })?),
             None => case.rows.clone(),
         };
-        let skip = usize::from(case.period);
         let outcome = semantic.ask(&case.question, &case.roles, day).await;
         let (ok, why) = match &outcome {
             Outcome::Answer(a) => {
@@ -125,8 +120,7 @@ pub async fn evaluate(semantic: &Semantic, file: &Path) -> Result<EvalReport> {
                 } else if let Some(rows) = &expected_rows {
                     let ok = rows.len() == a.rows.len()
                         && rows.iter().zip(&a.rows).all(|(w, g)| {
-                            w.len() <= g.len()
-                                && w.iter().zip(g).skip(skip).all(|(w, g)| same(g, w))
+                            w.len() <= g.len() && w.iter().zip(g).all(|(w, g)| same(g, w))
                         });
                     (
                         ok,

@@ -35,7 +35,7 @@ pub struct EntityDef {
     /// A read-only query instead of a table.
     pub sql: Option<String>,
     /// The column (or columns) that identify a row.
-    pub primary_key: KeyDef,
+    pub primary_key: OneOrMany,
     /// What one row is, for people and for the LLM.
     #[serde(default)]
     pub description: String,
@@ -59,18 +59,18 @@ pub struct EntityDef {
     pub joins: Vec<JoinDef>,
 }
 
-/// A primary key: one column or several.
+/// One string or several: a primary key's columns, an access rule's values.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum KeyDef {
-    /// One column.
+pub enum OneOrMany {
+    /// One.
     One(String),
-    /// Several columns.
+    /// Several.
     Many(Vec<String>),
 }
 
-impl KeyDef {
-    fn columns(&self) -> Vec<String> {
+impl OneOrMany {
+    fn to_vec(&self) -> Vec<String> {
         match self {
             Self::One(c) => vec![c.clone()],
             Self::Many(cs) => cs.clone(),
@@ -183,32 +183,13 @@ pub struct MetricDef {
 pub struct AccessDef {
     /// Row filters by dimension value: `{ "customers.region" = ["EMEA"] }`.
     #[serde(default)]
-    pub rows: BTreeMap<String, ValueList>,
+    pub rows: BTreeMap<String, OneOrMany>,
     /// Row filters as SQL conditions over an entity's columns: `{ customers = "country = 'DE'" }`.
     #[serde(rename = "where", default)]
     pub where_sql: BTreeMap<String, String>,
     /// Columns not shown: `["customers.contact_email"]`.
     #[serde(default)]
     pub hidden: Vec<String>,
-}
-
-/// One value or several.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum ValueList {
-    /// One value.
-    One(String),
-    /// Several values.
-    Many(Vec<String>),
-}
-
-impl ValueList {
-    fn values(&self) -> Vec<String> {
-        match self {
-            Self::One(v) => vec![v.clone()],
-            Self::Many(vs) => vs.clone(),
-        }
-    }
 }
 
 // ----- the checked model -----
@@ -822,7 +803,7 @@ pub fn from_sources(sources: &[(String, String)], problems: &mut Vec<String>) ->
                 Source::Table { layer, name: table }
             }
         };
-        let primary_key = def.primary_key.columns();
+        let primary_key = def.primary_key.to_vec();
         if primary_key.is_empty() {
             problems.push(format!(
                 "{origin}: entities.{name}.primary_key: name at least one column"
@@ -1234,7 +1215,7 @@ pub fn from_sources(sources: &[(String, String)], problems: &mut Vec<String>) ->
             match model.find_dimension(dim) {
                 Ok(d) => {
                     let list: Vec<String> =
-                        values.values().iter().map(|v| quote_literal(v)).collect();
+                        values.to_vec().iter().map(|v| quote_literal(v)).collect();
                     if list.is_empty() {
                         problems.push(format!("{key}.rows.\"{dim}\": list at least one value"));
                         continue;

@@ -290,22 +290,12 @@ const BI_CUES: &[&str] = &[
     "versus",
 ];
 
-/// English and Portuguese number words for "top three".
+/// English and Portuguese number words (or digits) for "top three", 1 to 1,000.
 fn small_number(word: &str) -> Option<usize> {
-    Some(match word {
-        "one" | "um" | "uma" => 1,
-        "two" | "dois" | "duas" => 2,
-        "three" | "três" | "tres" => 3,
-        "four" | "quatro" => 4,
-        "five" | "cinco" => 5,
-        "six" | "seis" => 6,
-        "seven" | "sete" => 7,
-        "eight" | "oito" => 8,
-        "nine" | "nove" => 9,
-        "ten" | "dez" => 10,
-        "twenty" | "vinte" => 20,
-        _ => return word.parse().ok().filter(|n| (1..=1000).contains(n)),
-    })
+    let folded = if word == "três" { "tres" } else { word };
+    when::count_word(folded)
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| *n <= 1000)
 }
 
 /// Lowercased, with a plural `s`/`ies`/`es` taken off (so "orders" meets "order").

@@ -596,6 +596,8 @@ pub fn data_answer(model: &Model, a: &BiAnswer) -> crate::model::DataAnswer {
                 alt,
                 svg: r.svg,
                 png: r.png,
+                png_url: None,
+                svg_url: None,
             }),
             Err(e) => {
                 tracing::warn!(error = ?e, "drawing a chart failed; the answer goes without it");
@@ -615,6 +617,7 @@ pub fn data_answer(model: &Model, a: &BiAnswer) -> crate::model::DataAnswer {
         rows,
         truncated: a.truncated,
         csv: csv(a),
+        csv_url: None,
         chart,
     }
 }

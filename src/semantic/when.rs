@@ -625,8 +625,8 @@ fn unit_word(w: &str) -> Option<(Grain, bool)> {
     })
 }
 
-/// A count: digits (1..=100000) or a number word.
-fn count_word(w: &str) -> Option<u32> {
+/// A count: digits (1..=100000) or a number word (accents folded: `tres`).
+pub(super) fn count_word(w: &str) -> Option<u32> {
     let n = match w {
         "one" | "um" | "uma" => 1,
         "two" | "dois" | "duas" => 2,
@@ -640,6 +640,7 @@ fn count_word(w: &str) -> Option<u32> {
         "ten" | "dez" => 10,
         "eleven" | "onze" => 11,
         "twelve" | "doze" => 12,
+        "twenty" | "vinte" => 20,
         _ => {
             if w.is_empty() || w.len() > 6 || !w.bytes().all(|b| b.is_ascii_digit()) {
                 return None;

@@ -325,6 +325,7 @@ fn sql_data(sql: &str, out: &crate::lakehouse::QueryOutput) -> Result<DataAnswer
         rows,
         truncated: out.truncated,
         csv: out.render(crate::lakehouse::OutputFormat::Csv)?,
+        csv_url: None,
         chart: None,
     })
 }
