@@ -6,8 +6,9 @@
 //! `eval/bi-questions.jsonl`. Each question's expected answer is a reference SQL query over the
 //! tables written by hand, without the model; `conveyor eval bi` checks them. Then every
 //! question is asked again and again through [`Semantic::ask`] — the parser, the compiler, the
-//! governed views and the query — one at a time and from several tasks at once, and the
-//! latencies are reported. The project stays usable: `conveyor --config DIR/conveyor.toml bi
+//! governed views and the query — one at a time and from several tasks at once, with the
+//! result cache off (every query runs) and on (unchanged data: hits), and the latencies are
+//! reported. The project stays usable: `conveyor --config DIR/conveyor.toml bi
 //! "revenue by region in 1995"`.
 
 use std::path::{Path, PathBuf};
@@ -46,12 +47,16 @@ pub struct BiOptions {
 /// Latencies of one pass.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timing {
+    /// What the pass measured: `first`, `uncached`, `cached`.
+    pub pass: &'static str,
     /// Tasks asking at once.
     pub concurrency: usize,
     /// Questions asked.
     pub questions: usize,
     /// Questions that did not get an answer (a refusal or a question back).
     pub unanswered: usize,
+    /// Answers whose rows came from the result cache.
+    pub cached: usize,
     /// Wall time.
     pub seconds: f64,
     /// Questions per second.
@@ -79,13 +84,12 @@ pub struct BiBench {
     pub correct: usize,
     /// The misses: question, why, interpretation, SQL.
     pub misses: Vec<serde_json::Value>,
-    /// The first time each question is asked after start-up (dimension values are read
-    /// before it).
-    pub first: Timing,
-    /// One question at a time, `rounds` passes.
-    pub sequential: Timing,
-    /// `concurrency` tasks at once, `rounds` passes.
-    pub concurrent: Timing,
+    /// The passes: `first` (each question once after start-up; dimension values are read
+    /// before it), then `rounds` passes with the result cache off (`uncached`: every
+    /// question plans and runs its query), one at a time and `concurrency` at once, then the
+    /// same with the cache on and filled (`cached`: the data did not change, so every answer
+    /// is a hit after the table versions are checked).
+    pub passes: Vec<Timing>,
     /// Peak resident memory of this process (bytes).
     pub peak_rss_bytes: Option<u64>,
 }
@@ -176,14 +180,21 @@ pub async fn bi(opts: BiOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<BiB
     // A fresh model: the first time each question is asked after start-up.
     let (semantic, _) = open_model(&root).await?;
     semantic.values().await;
+    semantic.set_result_cache(false);
     progress("first pass (each question once after start-up)");
-    let first = pass(&semantic, &asks, 1, 1).await;
+    let mut passes = vec![pass("first", &semantic, &asks, 1, 1).await];
     let rounds = opts.rounds.max(1);
-    progress(&format!("{rounds} passes, one question at a time"));
-    let sequential = pass(&semantic, &asks, rounds, 1).await;
     let c = opts.concurrency.max(1);
-    progress(&format!("{rounds} passes, {c} questions at a time"));
-    let concurrent = pass(&semantic, &asks, rounds, c).await;
+    for (name, cache) in [("uncached", false), ("cached", true)] {
+        semantic.set_result_cache(cache);
+        if cache {
+            pass(name, &semantic, &asks, 1, 1).await;
+        }
+        progress(&format!("{name}: {rounds} passes, one question at a time"));
+        passes.push(pass(name, &semantic, &asks, rounds, 1).await);
+        progress(&format!("{name}: {rounds} passes, {c} questions at a time"));
+        passes.push(pass(name, &semantic, &asks, rounds, c).await);
+    }
     Ok(BiBench {
         sf: opts.sf,
         dir: root.display().to_string(),
@@ -191,15 +202,14 @@ pub async fn bi(opts: BiOptions, progress: &(dyn Fn(&str) + Sync)) -> Result<BiB
         questions: report.questions,
         correct: report.correct,
         misses: report.misses,
-        first,
-        sequential,
-        concurrent,
+        passes,
         peak_rss_bytes: super::peak_rss_bytes(),
     })
 }
 
 /// Asks every question `rounds` times from `concurrency` tasks; their latencies.
 async fn pass(
+    name: &'static str,
     semantic: &Arc<Semantic>,
     asks: &Arc<Vec<(String, chrono::NaiveDate)>>,
     rounds: usize,
@@ -214,6 +224,7 @@ async fn pass(
         tasks.push(tokio::spawn(async move {
             let mut times = Vec::new();
             let mut unanswered = 0;
+            let mut cached = 0;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
@@ -225,19 +236,23 @@ async fn pass(
                 let t = Instant::now();
                 let outcome = semantic.ask(question, &[], *day).await;
                 times.push(t.elapsed());
-                if !matches!(outcome, Outcome::Answer(_)) {
-                    unanswered += 1;
+                match outcome {
+                    Outcome::Answer(a) if a.cached => cached += 1,
+                    Outcome::Answer(_) => {}
+                    _ => unanswered += 1,
                 }
             }
-            (times, unanswered)
+            (times, unanswered, cached)
         }));
     }
     let mut times: Vec<Duration> = Vec::with_capacity(total);
     let mut unanswered = 0;
+    let mut cached = 0;
     for t in tasks {
-        if let Ok((ts, u)) = t.await {
+        if let Ok((ts, u, h)) = t.await {
             times.extend(ts);
             unanswered += u;
+            cached += h;
         }
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -250,9 +265,11 @@ async fn pass(
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     Timing {
+        pass: name,
         concurrency,
         questions: times.len(),
         unanswered,
+        cached,
         seconds,
         per_second: times.len() as f64 / seconds.max(1e-9),
         p50_ms: ms(0.5),

@@ -122,6 +122,28 @@ impl Lakehouse {
         sql::execute(self, ctx, &names, text, limit.max(1), left).await
     }
 
+    /// The version of every table `text` reads through `views` (`None`: the table does not
+    /// exist), in a stable order: a result computed at these versions is still the result
+    /// while they are unchanged. Costs one log listing per table.
+    pub async fn view_versions(
+        &self,
+        views: &[View],
+        text: &str,
+    ) -> Result<Vec<(String, Option<i64>)>> {
+        let (_, mut wanted) = view_inputs(views, text)?;
+        wanted.sort();
+        let mut out = Vec::with_capacity(wanted.len());
+        for t in wanted {
+            let version = self
+                .load_current(t.layer, &t.name)
+                .await?
+                .and_then(|table| table.version())
+                .map(super::version_i64);
+            out.push((t.to_string(), version));
+        }
+        Ok(out)
+    }
+
     /// Plans `text` over `views` without running it: the columns of its result, or the
     /// planner's error (what a model is given back to correct its SQL).
     pub async fn plan_views(&self, views: &[View], text: &str) -> Result<Vec<ColumnInfo>> {
@@ -146,25 +168,7 @@ impl Lakehouse {
         views: &[View],
         text: &str,
     ) -> Result<(SessionContext, Vec<String>)> {
-        // The same check as `conveyor sql`, before anything is planned.
-        let named = super::model_inputs(text)?;
-        let used: Vec<&View> = views
-            .iter()
-            .filter(|v| {
-                named
-                    .iter()
-                    .any(|t| t.layer == Layer::Silver && t.name.eq_ignore_ascii_case(&v.name))
-            })
-            .collect();
-        let mut wanted = Vec::new();
-        for v in &used {
-            wanted.extend(super::model_inputs(&v.sql).map_err(|e| {
-                Error::Internal(format!(
-                    "the view `{}` is not a read-only query: {e}",
-                    v.name
-                ))
-            })?);
-        }
+        let (used, wanted) = view_inputs(views, text)?;
         let base = if used.is_empty() {
             None
         } else {
@@ -184,6 +188,37 @@ impl Lakehouse {
         }
         Ok((ctx, views.iter().map(|v| v.name.clone()).collect()))
     }
+}
+
+/// The views `text` names and the tables they read. The same check as `conveyor sql` runs on
+/// `text` first, before anything is planned.
+fn view_inputs<'v>(
+    views: &'v [View],
+    text: &str,
+) -> Result<(Vec<&'v View>, Vec<super::TableName>)> {
+    let named = super::model_inputs(text)?;
+    let used: Vec<&View> = views
+        .iter()
+        .filter(|v| {
+            named
+                .iter()
+                .any(|t| t.layer == Layer::Silver && t.name.eq_ignore_ascii_case(&v.name))
+        })
+        .collect();
+    let mut wanted: Vec<super::TableName> = Vec::new();
+    for v in &used {
+        for t in super::model_inputs(&v.sql).map_err(|e| {
+            Error::Internal(format!(
+                "the view `{}` is not a read-only query: {e}",
+                v.name
+            ))
+        })? {
+            if !wanted.contains(&t) {
+                wanted.push(t);
+            }
+        }
+    }
+    Ok((used, wanted))
 }
 
 fn too_slow(timeout: Duration) -> Error {

@@ -43,6 +43,10 @@ const ALL_GRAINS: [when::Grain; 5] = [
 ];
 /// How long dimension values read from the data are reused.
 const VALUES_TTL: Duration = Duration::from_secs(60);
+/// Results kept for repeated questions (the oldest goes first).
+const CACHED_RESULTS: usize = 256;
+/// A result with more rows than this is not kept (memory stays bounded by both numbers).
+const CACHED_ROWS: usize = 1_000;
 
 /// The checked model over the lakehouse.
 pub struct Semantic {
@@ -51,6 +55,10 @@ pub struct Semantic {
     /// Entities whose tables do not exist yet (a sync has not run), with the table.
     missing: Vec<(String, String)>,
     values: Mutex<Option<(Instant, Arc<ValueIndex>)>>,
+    results: Mutex<ResultCache>,
+    /// Whether repeated queries are answered from [`ResultCache`] (on by default; off for
+    /// benchmarks of the uncached path).
+    cache_results: std::sync::atomic::AtomicBool,
     /// Most rows an answer returns (`lakehouse.sql_row_limit`).
     pub row_limit: usize,
     /// Longest a query may run (`lakehouse.sql_timeout`).
@@ -74,6 +82,46 @@ pub struct ValueIndex {
     pub values: BTreeMap<String, Vec<String>>,
     /// The parser's vocabulary over the model and these values (built on first use).
     vocabulary: std::sync::OnceLock<parse::Vocabulary>,
+}
+
+/// Results of earlier queries, by their SQL, views and row limit, each with the versions of
+/// the tables it read: a hit needs every table still at its version, so a sync that commits
+/// to any of them makes the next question run again.
+#[derive(Debug, Default)]
+struct ResultCache {
+    entries: std::collections::HashMap<String, CachedResult>,
+    order: std::collections::VecDeque<String>,
+}
+
+#[derive(Debug)]
+struct CachedResult {
+    versions: Vec<(String, Option<i64>)>,
+    rows: Arc<Vec<Vec<serde_json::Value>>>,
+    truncated: bool,
+}
+
+impl ResultCache {
+    fn get(
+        &self,
+        key: &str,
+        versions: &[(String, Option<i64>)],
+    ) -> Option<(Arc<Vec<Vec<serde_json::Value>>>, bool)> {
+        self.entries
+            .get(key)
+            .filter(|c| c.versions == versions)
+            .map(|c| (c.rows.clone(), c.truncated))
+    }
+
+    fn put(&mut self, key: String, result: CachedResult) {
+        if self.entries.insert(key.clone(), result).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > CACHED_RESULTS {
+            if let Some(old) = self.order.pop_front() {
+                self.entries.remove(&old);
+            }
+        }
+    }
 }
 
 /// What a caller may see.
@@ -105,6 +153,8 @@ pub struct BiAnswer {
     pub truncated: bool,
     /// How long the query took.
     pub elapsed_ms: f64,
+    /// Whether the rows came from the result of the same query at the same table versions.
+    pub cached: bool,
 }
 
 /// What became of a question.
@@ -151,6 +201,8 @@ impl Semantic {
             lake: lake.clone(),
             missing,
             values: Mutex::new(None),
+            results: Mutex::new(ResultCache::default()),
+            cache_results: std::sync::atomic::AtomicBool::new(true),
             row_limit: lake.row_limit(),
             timeout: lake.timeout(),
         })))
@@ -366,33 +418,94 @@ impl Semantic {
         let views = self.views(grants);
         let limit = q.limit.unwrap_or(self.row_limit).min(self.row_limit);
         let started = Instant::now();
-        let out = self
-            .lake
-            .query_views(&views, &compiled.sql, limit, self.timeout)
-            .await
-            .map_err(|e| plain_error(&e))?;
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let rows: Vec<Vec<serde_json::Value>> = out
-            .json_rows()
-            .map_err(|e| plain_error(&e))?
-            .into_iter()
-            .map(|mut r| {
-                compiled
+        let caching = self
+            .cache_results
+            .load(std::sync::atomic::Ordering::Relaxed);
+        // The views carry the caller's filters and columns, so they are part of the key.
+        let key = format!(
+            "{limit}\u{0}{}\u{0}{}",
+            compiled.sql,
+            views
+                .iter()
+                .map(|v| v.sql.as_str())
+                .collect::<Vec<_>>()
+                .join("\u{0}")
+        );
+        let versions = if caching {
+            self.lake
+                .view_versions(&views, &compiled.sql)
+                .await
+                .map_err(|e| plain_error(&e))?
+        } else {
+            Vec::new()
+        };
+        let hit = if caching {
+            self.results
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&key, &versions))
+        } else {
+            None
+        };
+        let (rows, truncated, cached) = match hit {
+            Some((rows, truncated)) => ((*rows).clone(), truncated, true),
+            None => {
+                let out = self
+                    .lake
+                    .query_views(&views, &compiled.sql, limit, self.timeout)
+                    .await
+                    .map_err(|e| plain_error(&e))?;
+                // The query names its columns by the labels.
+                let at: Vec<Option<usize>> = compiled
                     .columns
                     .iter()
-                    .map(|c| r.remove(&c.label).unwrap_or(serde_json::Value::Null))
-                    .collect()
-            })
-            .collect();
+                    .map(|c| out.columns.iter().position(|n| *n == c.label))
+                    .collect();
+                let rows: Vec<Vec<serde_json::Value>> = out
+                    .value_rows()
+                    .map_err(|e| plain_error(&e))?
+                    .into_iter()
+                    .map(|r| {
+                        at.iter()
+                            .map(|i| i.and_then(|i| r.get(i).cloned()).unwrap_or_default())
+                            .collect()
+                    })
+                    .collect();
+                if caching
+                    && rows.len() <= CACHED_ROWS
+                    && let Ok(mut c) = self.results.lock()
+                {
+                    c.put(
+                        key,
+                        CachedResult {
+                            versions,
+                            rows: Arc::new(rows.clone()),
+                            truncated: out.truncated,
+                        },
+                    );
+                }
+                (rows, out.truncated, false)
+            }
+        };
         Ok(BiAnswer {
             interpretation: present::interpretation(&self.model, q),
             query: q.clone(),
             sql: compiled.sql,
             columns: compiled.columns,
             rows,
-            truncated: out.truncated,
-            elapsed_ms,
+            truncated,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            cached,
         })
+    }
+
+    /// Turns the result cache on or off (benchmarks measure the uncached path with it off).
+    pub fn set_result_cache(&self, on: bool) {
+        self.cache_results
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+        if !on && let Ok(mut c) = self.results.lock() {
+            *c = ResultCache::default();
+        }
     }
 
     /// A query over a dimension, measure or filter that reads a column hidden from the caller

@@ -622,3 +622,35 @@ async fn the_api_returns_the_table_and_serves_the_chart_and_csv_to_the_key_that_
     assert!(answer.get("data").is_none(), "{answer}");
     assert_eq!(answer["choices"], json!(["revenue by region"]), "{answer}");
 }
+
+/// "how many orders" for `roles`: the count and whether it came from the result cache.
+async fn order_count(semantic: &Semantic, roles: &[String]) -> (i64, bool) {
+    let today = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+    match semantic.ask("how many orders", roles, today).await {
+        Outcome::Answer(a) => (a.rows[0][0].as_i64().unwrap(), a.cached),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_question_is_answered_from_the_cache_until_a_sync_changes_the_data() {
+    let (dir, _, semantic) = demo().await;
+    assert_eq!(order_count(&semantic, &[]).await, (60, false));
+    assert_eq!(order_count(&semantic, &[]).await, (60, true));
+    // Another caller's views are another query: never the unfiltered result.
+    let (emea, cached) = order_count(&semantic, &["sales_emea".to_string()]).await;
+    assert!(emea < 60 && !cached, "{emea} {cached}");
+    // A sync that commits to orders: the next answer runs again and sees the new row.
+    let orders = dir.path().join("data/orders.csv");
+    let mut text = std::fs::read_to_string(&orders).unwrap();
+    text.push_str("50061,1005,PRD-012,1,99.00,99.00,paid,2025-12-01T10:00:00Z\n");
+    std::fs::write(&orders, text).unwrap();
+    let out = common::conveyor()
+        .current_dir(dir.path())
+        .arg("sync")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::show(&out));
+    assert_eq!(order_count(&semantic, &[]).await, (61, false));
+    assert_eq!(order_count(&semantic, &[]).await, (61, true));
+}
