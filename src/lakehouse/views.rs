@@ -130,7 +130,21 @@ impl Lakehouse {
         views: &[View],
         text: &str,
     ) -> Result<Vec<(String, Option<i64>)>> {
-        let (_, mut wanted) = view_inputs(views, text)?;
+        let (_, wanted) = view_inputs(views, text)?;
+        self.versions(wanted).await
+    }
+
+    /// The version of every table any of `views` reads, like [`Lakehouse::view_versions`].
+    pub async fn views_versions(&self, views: &[View]) -> Result<Vec<(String, Option<i64>)>> {
+        let names: Vec<&str> = views.iter().map(|v| v.name.as_str()).collect();
+        let (_, wanted) = view_inputs(views, &format!("SELECT 1 FROM {}", names.join(", ")))?;
+        self.versions(wanted).await
+    }
+
+    async fn versions(
+        &self,
+        mut wanted: Vec<super::TableName>,
+    ) -> Result<Vec<(String, Option<i64>)>> {
         wanted.sort();
         let mut out = Vec::with_capacity(wanted.len());
         for t in wanted {

@@ -41,8 +41,8 @@ const ALL_GRAINS: [when::Grain; 5] = [
     when::Grain::Quarter,
     when::Grain::Year,
 ];
-/// How long dimension values read from the data are reused.
-const VALUES_TTL: Duration = Duration::from_secs(60);
+/// How often the tables' versions are looked at for new dimension values (at most).
+const VALUES_CHECK: Duration = Duration::from_secs(1);
 /// Results kept for repeated questions (the oldest goes first).
 const CACHED_RESULTS: usize = 256;
 /// A result with more rows than this is not kept (memory stays bounded by both numbers).
@@ -54,7 +54,7 @@ pub struct Semantic {
     lake: Lakehouse,
     /// Entities whose tables do not exist yet (a sync has not run), with the table.
     missing: Vec<(String, String)>,
-    values: Mutex<Option<(Instant, Arc<ValueIndex>)>>,
+    values: Mutex<Option<Values>>,
     results: Mutex<ResultCache>,
     /// Whether repeated queries are answered from [`ResultCache`] (on by default; off for
     /// benchmarks of the uncached path).
@@ -82,6 +82,13 @@ pub struct ValueIndex {
     pub values: BTreeMap<String, Vec<String>>,
     /// The parser's vocabulary over the model and these values (built on first use).
     vocabulary: std::sync::OnceLock<parse::Vocabulary>,
+}
+
+/// The dimension values read from the data, with the table versions they were read at.
+struct Values {
+    checked: Instant,
+    versions: Vec<(String, Option<i64>)>,
+    index: Arc<ValueIndex>,
 }
 
 /// Results of earlier queries, by their SQL, views and row limit, each with the versions of
@@ -281,6 +288,16 @@ impl Semantic {
                         .map(|c| quote_ident(c))
                         .collect::<Vec<_>>()
                         .join(", "),
+                    // A table synced after start-up: its columns were not read, so the hidden
+                    // ones are left out by name (a name that is not there fails the query).
+                    Some(hidden) if !hidden.is_empty() => format!(
+                        "* EXCLUDE ({})",
+                        hidden
+                            .iter()
+                            .map(|c| quote_ident(c))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     _ => "*".to_string(),
                 };
                 View {
@@ -336,18 +353,47 @@ impl Semantic {
                     .any(|j| self.restricted(&j.to, grants, depth + 1)))
     }
 
-    /// The dimension values questions can name (read from the data, refreshed every minute).
+    /// The dimension values questions can name, read from the data again when a table of the
+    /// model got a new version (looked at, at most, every [`VALUES_CHECK`]).
     pub async fn values(&self) -> Arc<ValueIndex> {
         if let Ok(guard) = self.values.lock()
-            && let Some((at, v)) = guard.as_ref()
-            && at.elapsed() < VALUES_TTL
+            && let Some(v) = guard.as_ref()
+            && v.checked.elapsed() < VALUES_CHECK
         {
-            return v.clone();
+            return v.index.clone();
         }
         let views = self.views(&Grants::default());
+        let versions = match self.lake.views_versions(&views).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the model's table versions failed");
+                Vec::new()
+            }
+        };
+        if let Ok(mut guard) = self.values.lock()
+            && let Some(v) = guard.as_mut()
+            && v.versions == versions
+            && !versions.is_empty()
+        {
+            v.checked = Instant::now();
+            return v.index.clone();
+        }
         let mut index = ValueIndex::default();
+        // An entity whose tables do not exist (yet) has no values to read.
+        let mut present = BTreeSet::new();
+        for v in &views {
+            let text = format!("SELECT 1 FROM {}", quote_ident(&v.name));
+            if let Ok(versions) = self
+                .lake
+                .view_versions(std::slice::from_ref(v), &text)
+                .await
+                && versions.iter().all(|(_, version)| version.is_some())
+            {
+                present.insert(v.name.clone());
+            }
+        }
         for d in self.model.dimensions.iter().filter(|d| d.text && !d.time) {
-            if self.missing.iter().any(|(e, _)| *e == d.entity) {
+            if !present.contains(&d.entity) {
                 continue;
             }
             let sql = format!(
@@ -379,7 +425,11 @@ impl Semantic {
         }
         let index = Arc::new(index);
         if let Ok(mut guard) = self.values.lock() {
-            *guard = Some((Instant::now(), index.clone()));
+            *guard = Some(Values {
+                checked: Instant::now(),
+                versions,
+                index: index.clone(),
+            });
         }
         index
     }
@@ -408,13 +458,6 @@ impl Semantic {
     ) -> std::result::Result<BiAnswer, String> {
         self.check_visible(q, grants)?;
         let compiled: Compiled = compile::compile(&self.model, q)?;
-        for e in &compiled.entities {
-            if let Some((_, t)) = self.missing.iter().find(|(m, _)| m == e) {
-                return Err(format!(
-                    "{t} has no data yet; run `conveyor sync` to load it"
-                ));
-            }
-        }
         let views = self.views(grants);
         let limit = q.limit.unwrap_or(self.row_limit).min(self.row_limit);
         let started = Instant::now();
@@ -431,14 +474,18 @@ impl Semantic {
                 .collect::<Vec<_>>()
                 .join("\u{0}")
         );
-        let versions = if caching {
-            self.lake
-                .view_versions(&views, &compiled.sql)
-                .await
-                .map_err(|e| plain_error(&e))?
-        } else {
-            Vec::new()
-        };
+        // The tables the query reads, at their versions: one that does not exist yet is said
+        // plainly (a sync since start-up may have made it).
+        let versions = self
+            .lake
+            .view_versions(&views, &compiled.sql)
+            .await
+            .map_err(|e| plain_error(&e))?;
+        if let Some((t, _)) = versions.iter().find(|(_, v)| v.is_none()) {
+            return Err(format!(
+                "{t} has no data yet; run `conveyor sync` to load it"
+            ));
+        }
         let hit = if caching {
             self.results
                 .lock()
@@ -603,7 +650,8 @@ fn plain_error(e: &Error) -> String {
 
 /// Checks every entity, column and expression of `model` against the tables, filling each
 /// entity's columns and each dimension's kind; a table that does not exist yet goes to
-/// `missing` (its expressions are checked once it exists).
+/// `missing` (its expressions are checked at the next start-up; until then a wrong one fails
+/// the question that uses it, with the planner's message in plain words).
 async fn check_against_tables(
     model: &mut Model,
     lake: &Lakehouse,

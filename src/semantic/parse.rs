@@ -344,7 +344,7 @@ fn words(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// The vocabulary of a model and its values, built once per [`ValueIndex`] (every question
-/// reads it; values are re-read from the data every minute, into a new index).
+/// reads it; values are read again when a table of the model changes, into a new index).
 #[derive(Debug)]
 pub struct Vocabulary(HashMap<String, Vec<Item>>);
 

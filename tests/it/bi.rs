@@ -654,3 +654,55 @@ async fn a_repeated_question_is_answered_from_the_cache_until_a_sync_changes_the
     assert_eq!(order_count(&semantic, &[]).await, (61, false));
     assert_eq!(order_count(&semantic, &[]).await, (61, true));
 }
+
+#[tokio::test]
+async fn tables_synced_after_start_up_are_answered_without_a_restart() {
+    let dir = common::demo(false).await;
+    let config = Config::load(&dir.path().join("conveyor.toml")).unwrap();
+    let lake = Lakehouse::open(&config.lakehouse, &config.base_dir).unwrap();
+    let semantic = Semantic::open(&config.connectors_dir(), &lake)
+        .await
+        .unwrap()
+        .unwrap();
+    let today = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+    match semantic.ask("how many orders", &[], today).await {
+        Outcome::Refused(why) => assert!(why.contains("no data yet"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let out = common::conveyor()
+        .current_dir(dir.path())
+        .arg("sync")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::show(&out));
+    // Past the version check's interval: the new tables and their values are seen.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(order_count(&semantic, &[]).await, (60, false));
+    match semantic.ask("revenue in Germany", &[], today).await {
+        Outcome::Answer(a) => assert_eq!(a.rows[0][0].as_f64().unwrap(), 999.0),
+        other => panic!("{other:?}"),
+    }
+    // Columns hidden from a role stay hidden on tables the model has not read yet.
+    let grants = semantic.grants(&["sales_emea".to_string()]);
+    let err = semantic
+        .run_sql("SELECT contact_email FROM customers", &grants, 10)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("contact_email"), "{err}");
+    let out = semantic
+        .run_sql("SELECT * FROM customers", &grants, 10)
+        .await
+        .unwrap();
+    assert!(
+        out.columns.contains(&"company".to_string()),
+        "{:?}",
+        out.columns
+    );
+    assert!(
+        !out.columns.contains(&"contact_email".to_string()),
+        "{:?}",
+        out.columns
+    );
+    assert!(out.rows > 0);
+}
