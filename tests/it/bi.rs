@@ -375,6 +375,29 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((last as f64) * p).round() as usize]
 }
 
+/// A warm-up pass (tables opened, values read, results cached, so every app times the same
+/// work), then `rounds` timed passes: each answer's milliseconds, sorted.
+async fn timed_passes(
+    app: &conveyor::app::App,
+    questions: &[(String, String)],
+    rounds: usize,
+) -> Vec<f64> {
+    for (q, _) in questions {
+        ask(app, q).await;
+    }
+    let mut times = Vec::new();
+    for round in 0..rounds {
+        for (q, _) in questions {
+            let t = std::time::Instant::now();
+            let out = ask(app, q).await;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(out.data.is_some(), "round {round}: {q}: {}", out.text);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times
+}
+
 /// The TPC-H questions of `conveyor bench bi` through the LLM path against a scripted model
 /// (each question: a `query_metrics` call with what the offline parser understood, then a
 /// final answer), end to end through the gateway, against the same questions through the
@@ -434,40 +457,15 @@ async fn bench_llm_path() {
     let llm_app = conveyor::app::App::build(with_llm(config.clone(), &fake.url))
         .await
         .unwrap();
-    // One app at a time: both would open the same knowledge index. Each gets a warm-up pass
-    // (tables opened, values read, results cached), so both sides time the same work.
-    for (q, _) in &questions {
-        ask(&llm_app, q).await;
-    }
-    let mut llm = Vec::new();
-    for round in 0..rounds {
-        for (q, _) in &questions {
-            let t = std::time::Instant::now();
-            let out = ask(&llm_app, q).await;
-            llm.push(t.elapsed().as_secs_f64() * 1000.0);
-            assert!(out.data.is_some(), "round {round}: {q}: {}", out.text);
-        }
-    }
+    // One app at a time: both would open the same knowledge index.
+    let llm = timed_passes(&llm_app, &questions, rounds).await;
     drop(llm_app);
     let mut offline_config = config;
     offline_config.limits.per_user = conveyor::config::Rate::Off;
     offline_config.limits.per_conversation = conveyor::config::Rate::Off;
     let offline_app = conveyor::app::App::build(offline_config).await.unwrap();
-    for (q, _) in &questions {
-        ask(&offline_app, q).await;
-    }
-    let mut offline = Vec::new();
-    for _ in 0..rounds {
-        for (q, _) in &questions {
-            let t = std::time::Instant::now();
-            let out = ask(&offline_app, q).await;
-            offline.push(t.elapsed().as_secs_f64() * 1000.0);
-            assert!(out.data.is_some(), "{q}: {}", out.text);
-        }
-    }
+    let offline = timed_passes(&offline_app, &questions, rounds).await;
     assert_eq!(fake.hits(), (rounds + 1) * questions.len() * 2);
-    offline.sort_by(f64::total_cmp);
-    llm.sort_by(f64::total_cmp);
     let (o50, o99) = (percentile(&offline, 0.5), percentile(&offline, 0.99));
     let (l50, l99) = (percentile(&llm, 0.5), percentile(&llm, 0.99));
     eprintln!(
