@@ -85,11 +85,25 @@ impl App {
         // The semantic model is checked against the tables at start-up: a broken model is a
         // start-up error naming every problem.
         let semantic = Semantic::open(&config.connectors_dir(), &lake).await?;
+        // With an LLM, the model is indexed so each question describes only what it is about.
+        let catalog = match &semantic {
+            Some(s) if config.llm.provider != crate::config::LlmProvider::Offline => {
+                Some(Arc::new(
+                    crate::semantic::catalog::Catalog::build(
+                        s,
+                        knowledge.open_catalog(&config.index, &config.base_dir)?,
+                        Arc::clone(&knowledge.embedder),
+                    )
+                    .await?,
+                ))
+            }
+            _ => None,
+        };
         let tools = Arc::new(build_tools(
             &config,
             &store,
             &knowledge,
-            semantic.as_ref(),
+            semantic.as_ref().map(|s| (s, catalog)),
             env,
         )?);
         let metrics = Arc::new(Metrics::default());
@@ -125,7 +139,8 @@ impl App {
                 &config.limits,
             )
             .with_access(config.access.clone())
-            .with_roles(config.roles.clone()),
+            .with_roles(config.roles.clone())
+            .with_attributes(config.attributes.clone()),
         );
         Ok(Self {
             config: Arc::new(config),
@@ -189,7 +204,10 @@ pub fn build_tools(
     config: &Config,
     store: &Store,
     knowledge: &Knowledge,
-    semantic: Option<&Arc<Semantic>>,
+    semantic: Option<(
+        &Arc<Semantic>,
+        Option<Arc<crate::semantic::catalog::Catalog>>,
+    )>,
     env: &Env,
 ) -> Result<ToolRegistry> {
     // Audit records never hold personal data or secrets: each record is redacted on its own
@@ -199,13 +217,13 @@ pub fn build_tools(
         Arc::new(move |value| redactor.redact_json(value, &mut Vault::default()));
     let mut tools = ToolRegistry::new(store.clone(), &config.tools, redact);
     tools.register(Arc::new(SearchKnowledge::new(knowledge.retriever())))?;
-    if let Some(semantic) = semantic {
-        tools.register(Arc::new(crate::tools::bi::QueryMetrics::new(Arc::clone(
-            semantic,
-        ))))?;
-        tools.register(Arc::new(crate::tools::bi::RunSql::new(Arc::clone(
-            semantic,
-        ))))?;
+    if let Some((semantic, catalog)) = semantic {
+        tools.register(Arc::new(
+            crate::tools::bi::QueryMetrics::new(Arc::clone(semantic)).with_catalog(catalog.clone()),
+        ))?;
+        tools.register(Arc::new(
+            crate::tools::bi::RunSql::new(Arc::clone(semantic)).with_catalog(catalog),
+        ))?;
     }
     crate::tools::load_dir(
         &config.resolve(&config.tools.dir),

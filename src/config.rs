@@ -72,6 +72,9 @@ pub struct Config {
     pub access: AccessConfig,
     /// Named groups of people for the tool policy: `[roles] finance = ["slack:U0123"]`.
     pub roles: crate::gateway::roles::RolesConfig,
+    /// Facts about people that access rules read: `[attributes."slack:T0123:U0456"]
+    /// region = "EMEA"`.
+    pub attributes: crate::gateway::roles::AttributesConfig,
     /// Delta tables of business data: `[lakehouse]`.
     pub lakehouse: crate::lakehouse::LakehouseConfig,
     /// Connector definitions: `[connectors]`.
@@ -291,6 +294,7 @@ impl Config {
         }
         self.channels.validate(&mut problems);
         self.roles.validate(&mut problems);
+        self.attributes.validate(&mut problems);
         self.access
             .validate(&crate::channels::access_platforms(), &mut problems);
         self.lakehouse.validate(&self.base_dir, &mut problems);

@@ -112,6 +112,30 @@ impl ConversationKey {
     }
 }
 
+/// What is known about a person for access rules (`[attributes."PLATFORM:ID"]` in
+/// conveyor.toml): attribute name → its values (`region = "EMEA"`, or several).
+pub type Attributes = std::collections::BTreeMap<String, Vec<String>>;
+
+/// One attribute value or several (`region = "EMEA"`, `regions = ["EMEA", "APAC"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    /// One value.
+    One(String),
+    /// Several values.
+    Many(Vec<String>),
+}
+
+impl AttributeValue {
+    /// The values.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::One(v) => vec![v.clone()],
+            Self::Many(vs) => vs.clone(),
+        }
+    }
+}
+
 /// Who sent a message, as the channel knows them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UserRef {

@@ -24,6 +24,8 @@ pub struct PlanRequest<'a> {
     pub history: &'a [Turn],
     /// The sender's roles (`[roles]`), for the tool policy.
     pub roles: &'a [String],
+    /// The sender's attributes (`[attributes]`), for the semantic model's access rules.
+    pub attributes: &'a crate::model::Attributes,
 }
 
 /// A planner's answer.

@@ -393,7 +393,11 @@ impl Planner for OfflinePlanner {
 /// (the documents answer it).
 async fn bi_answer(semantic: &Semantic, req: PlanRequest<'_>) -> Option<Reply> {
     let today = chrono::Utc::now().date_naive();
-    match semantic.ask(&req.inbound.text, req.roles, today).await {
+    let who = crate::semantic::Asker {
+        roles: req.roles.to_vec(),
+        attributes: req.attributes.clone(),
+    };
+    match semantic.ask(&req.inbound.text, &who, today).await {
         Outcome::NotBi => None,
         Outcome::Answer(a) => Some(Reply {
             text: crate::semantic::present::markdown(semantic.model(), &a),

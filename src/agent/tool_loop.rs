@@ -241,8 +241,12 @@ impl LlmPlanner {
             channel: inbound.conversation.channel.as_str().to_string(),
             conversation: inbound.conversation.as_storage_key(),
             roles: req.roles.to_vec(),
+            attributes: req.attributes.clone(),
         };
-        let specs = self.tools.specs_for(&caller);
+        let specs = self
+            .tools
+            .specs_for_turn(&caller, inbound.text.trim())
+            .await;
         let input = PromptInput {
             channel: caller.channel.clone(),
             user: inbound

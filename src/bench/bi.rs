@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::lakehouse::{Lakehouse, Layer};
-use crate::semantic::{Outcome, Semantic, eval};
+use crate::semantic::{Asker, Outcome, Semantic, eval};
 
 /// The semantic model of the TPC-H tables.
 pub const MODEL: &str = include_str!("tpch.semantic.toml");
@@ -234,7 +234,7 @@ async fn pass(
                     break;
                 };
                 let t = Instant::now();
-                let outcome = semantic.ask(question, &[], *day).await;
+                let outcome = semantic.ask(question, &Asker::default(), *day).await;
                 times.push(t.elapsed());
                 match outcome {
                     Outcome::Answer(a) if a.cached => cached += 1,

@@ -159,6 +159,11 @@ pub enum Interaction {
     Ping,
     /// `/ask`: answer deferred, then follow up.
     Ask(Box<(Inbound, FollowUp)>),
+    /// A clarifying choice clicked (a message component): asked as the clicker's next
+    /// message once the choice is looked up ([`chat::choice::chosen`]), answered like `/ask`.
+    /// The inbound's conversation and text are the interaction's; the choice's value is
+    /// `value`.
+    Choose(Box<(String, UserRef, FollowUp)>),
     /// Anything else: answered with an ephemeral note, not processed.
     Unsupported,
 }
@@ -204,6 +209,8 @@ struct RawData {
     #[serde(default)]
     name: String,
     #[serde(default)]
+    custom_id: String,
+    #[serde(default)]
     options: Vec<RawOption>,
 }
 
@@ -241,10 +248,23 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
         .map_err(|e| Error::BadInput(format!("the Discord interaction cannot be read ({e})")))?;
     match raw.kind {
         1 => return Ok(Interaction::Ping),
-        2 => {}
+        2 | 3 => {}
         _ => return Ok(Interaction::Unsupported),
     }
-    let Some(data) = raw.data.filter(|d| d.name == "ask") else {
+    if raw.kind == 3 {
+        let prefix = format!("conveyor:{}:", chat::choice::CHOOSE);
+        let Some(value) = raw
+            .data
+            .as_ref()
+            .and_then(|d| d.custom_id.strip_prefix(&prefix))
+            .map(str::to_string)
+        else {
+            return Ok(Interaction::Unsupported);
+        };
+        let (user, to) = where_from(raw);
+        return Ok(Interaction::Choose(Box::new((value, user, to))));
+    }
+    let Some(data) = raw.data.as_ref().filter(|d| d.name == "ask") else {
         return Ok(Interaction::Unsupported);
     };
     let string_of = |o: &RawOption| o.value.as_ref().and_then(Value::as_str).map(str::to_string);
@@ -258,12 +278,30 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
     if question.trim().is_empty() {
         return Ok(Interaction::Unsupported);
     }
+    let (user, to) = where_from(raw);
+    let inbound = Inbound {
+        idempotency_key: to.interaction_id.clone(),
+        conversation: interaction_conversation(&to),
+        user,
+        text: question,
+        attachments: Vec::new(),
+    };
+    Ok(Interaction::Ask(Box::new((inbound, to))))
+}
+
+/// The conversation of an interaction: its channel, in its server (`dm` outside one).
+fn interaction_conversation(to: &FollowUp) -> ConversationKey {
+    let scope = to.guild_id.as_deref().unwrap_or("dm");
+    ConversationKey::new(CHANNEL, format!("{scope}:{}", to.channel_id))
+}
+
+/// Who sent an interaction, and where its follow-ups go.
+fn where_from(raw: RawInteraction) -> (UserRef, FollowUp) {
     let channel_id = raw
         .channel_id
         .or(raw.channel.map(|c| c.id))
         .unwrap_or_else(|| "unknown".into());
     let guild_id = raw.guild_id;
-    let scope = guild_id.clone().unwrap_or_else(|| "dm".into());
     let user = raw
         .member
         .and_then(|m| m.user)
@@ -276,24 +314,19 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
             id: "unknown".into(),
             name: None,
         });
-    let inbound_user_id = user.id.clone();
-    let inbound = Inbound {
-        idempotency_key: raw.id.clone(),
-        conversation: ConversationKey::new(CHANNEL, format!("{scope}:{channel_id}")),
-        user,
-        text: question,
-        attachments: Vec::new(),
+    let to = FollowUp {
+        interaction_id: raw.id,
+        token: raw.token,
+        user_id: user.id.clone(),
+        channel_id,
+        guild_id,
     };
-    Ok(Interaction::Ask(Box::new((
-        inbound,
-        FollowUp {
-            interaction_id: raw.id,
-            token: raw.token,
-            user_id: inbound_user_id,
-            channel_id,
-            guild_id,
-        },
-    ))))
+    (user, to)
+}
+
+/// An interaction answered at once with a note only the clicker sees.
+fn ephemeral(text: &str) -> WebReply {
+    WebReply::Json(json!({"type": 4, "data": {"content": text, "flags": 64}}))
 }
 
 /// Discord renders Markdown itself: answers pass unchanged; source links are written
@@ -663,6 +696,27 @@ impl Platform for Discord {
                 })));
             }
             Interaction::Ask(ask) => *ask,
+            Interaction::Choose(choice) => {
+                let (value, user, to) = *choice;
+                // The question back was answered either to an interaction (its conversation
+                // is the channel in its server) or by the bot (the channel alone).
+                let conversations = [
+                    interaction_conversation(&to),
+                    ConversationKey::new(CHANNEL, to.channel_id.clone()),
+                ];
+                let Some(inbound) =
+                    chat::choice::chosen(&cx.store, &conversations, user, &value).await?
+                else {
+                    return Ok(ephemeral("This choice is no longer available; ask again."));
+                };
+                return match chat::accept(self, &cx, inbound, to).await? {
+                    chat::Accepted::Started => Ok(WebReply::Json(json!({"type": 5}))),
+                    // Clicked before: no second "thinking…" that nothing would ever answer.
+                    chat::Accepted::Duplicate | chat::Accepted::Ignored(_) => {
+                        Ok(ephemeral("Already asked: the answer is above."))
+                    }
+                };
+            }
         };
         // Deferred at once ({"type":5}); the answer follows from a tracked task.
         chat::accept(self, &cx, inbound, to).await?;

@@ -1,7 +1,7 @@
 //! Slack through the Events API: `[channels.slack]`, the event envelope, the Web API calls
 //! (`chat.postMessage`, `reactions.add`, `reactions.remove`, the file upload), Markdown →
-//! mrkdwn, and the interactivity requests (👍/👎 feedback buttons, the `/conveyor` slash
-//! command).
+//! mrkdwn, and the interactivity requests (👍/👎 feedback buttons, clarifying-choice buttons,
+//! the `/conveyor` slash command).
 //!
 //! This is the only file that knows Slack's JSON: an event becomes an [`Inbound`] here, and an
 //! [`Outbound`] becomes Slack messages here. Every reply is recorded in the egress ledger before
@@ -68,6 +68,8 @@ const METADATA_EVENT: &str = "conveyor_reply";
 /// `action_id`s of the feedback buttons under an answer.
 const FEEDBACK_UP: &str = "conveyor_feedback_up";
 const FEEDBACK_DOWN: &str = "conveyor_feedback_down";
+/// `action_id` of a clarifying choice's button.
+const CHOOSE: &str = "conveyor_choose";
 
 /// What `/conveyor` or `/conveyor help` answers.
 const COMMAND_HELP: &str = "Ask me about your documents: `/conveyor what is our refund policy?` \
@@ -508,7 +510,8 @@ impl Slack {
 
     /// `POST /slack/interactions` (and `/slack/commands`) once verified: a 👍/👎 is stored; a
     /// slash command is acknowledged at once (Slack wants an answer within 3 s) and answered
-    /// through its `response_url` by the shared path.
+    /// through its `response_url` by the shared path; a clarifying choice is asked as the
+    /// clicker's next message, answered where the question back was.
     async fn on_interaction(self: Arc<Self>, cx: &ChatContext, body: &[u8]) -> Result<WebReply> {
         match self.parse_interaction(body)? {
             Interaction::Ignored(reason) => {
@@ -540,6 +543,12 @@ impl Slack {
                 let inbound = command_inbound(&cmd);
                 chat::accept(self, cx, inbound, Target::Command(cmd)).await?;
                 // An empty 200: Slack shows nothing until the answer arrives in the channel.
+                Ok(WebReply::Empty)
+            }
+            Interaction::Choose(c) => {
+                if let Some((inbound, target)) = choice_message(&cx.store, *c).await? {
+                    chat::accept(self, cx, inbound, target).await?;
+                }
                 Ok(WebReply::Empty)
             }
         }
@@ -801,8 +810,33 @@ pub enum Interaction {
     },
     /// The `/conveyor` slash command.
     Command(Box<SlashCommand>),
+    /// A clarifying choice clicked: asked as the person's next message.
+    Choose(Box<Choice>),
     /// Acknowledge and otherwise ignore, with why.
     Ignored(&'static str),
+}
+
+/// A click on a clarifying choice ([`chat::choice`]), where it was clicked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The button's value (`{answer id}:{index}`).
+    pub value: String,
+    /// Who clicked.
+    pub user: String,
+    /// Their own workspace (a Slack Connect user's is not the installing one).
+    pub user_team: Option<String>,
+    /// The workspace the click came through.
+    pub team: Option<String>,
+    /// The channel of the message clicked.
+    pub channel: String,
+    /// The message clicked.
+    pub message_ts: String,
+    /// Its thread, when it is in one.
+    pub thread_ts: Option<String>,
+    /// Where a slash command's conversation is answered.
+    pub response_url: Option<String>,
+    /// Slack's id for the click.
+    pub trigger_id: Option<String>,
 }
 
 /// One `/conveyor …` invocation.
@@ -853,16 +887,42 @@ struct BlockActions {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
-    user: Option<IdOnly>,
+    user: Option<ActionUser>,
+    #[serde(default)]
+    team: Option<IdOnly>,
+    #[serde(default)]
+    channel: Option<IdOnly>,
+    #[serde(default)]
+    container: Option<Container>,
     #[serde(default)]
     actions: Vec<Action>,
     #[serde(default)]
     response_url: Option<String>,
+    #[serde(default)]
+    trigger_id: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct IdOnly {
     id: String,
+}
+
+#[derive(Deserialize)]
+struct ActionUser {
+    id: String,
+    #[serde(default)]
+    team_id: Option<String>,
+}
+
+/// The message a block action was clicked in.
+#[derive(Deserialize)]
+struct Container {
+    #[serde(default)]
+    message_ts: Option<String>,
+    #[serde(default)]
+    channel_id: Option<String>,
+    #[serde(default)]
+    thread_ts: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -912,6 +972,32 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction> {
         return Ok(Interaction::Ignored("an interaction without a user"));
     };
     for action in payload.actions {
+        if action.action_id == CHOOSE {
+            let container = payload.container.as_ref();
+            let channel = container
+                .and_then(|c| c.channel_id.clone())
+                .or_else(|| payload.channel.as_ref().map(|c| c.id.clone()));
+            let (Some(channel), Some(message_ts), Some(value)) = (
+                channel,
+                container.and_then(|c| c.message_ts.clone()),
+                action.value.filter(|v| !v.is_empty()),
+            ) else {
+                return Ok(Interaction::Ignored(
+                    "a choice without its message, channel or value",
+                ));
+            };
+            return Ok(Interaction::Choose(Box::new(Choice {
+                value,
+                user: user.id,
+                user_team: user.team_id,
+                team: payload.team.map(|t| t.id),
+                channel,
+                message_ts,
+                thread_ts: container.and_then(|c| c.thread_ts.clone()),
+                response_url: payload.response_url,
+                trigger_id: payload.trigger_id,
+            })));
+        }
         let rating = match action.action_id.as_str() {
             FEEDBACK_UP => 1,
             FEEDBACK_DOWN => -1,
@@ -1042,6 +1128,55 @@ fn command_inbound(cmd: &SlashCommand) -> Inbound {
         text: cmd.text.clone(),
         attachments: Vec::new(),
     }
+}
+
+/// A clicked choice as the clicker's message, and where it is answered: in the thread of the
+/// question back, or through the click's `response_url` when the question answered a slash
+/// command (its conversation is the command's). `None` when the click offers nothing to ask.
+async fn choice_message(store: &Store, c: Choice) -> Result<Option<(Inbound, Target)>> {
+    let team = c.team.clone().unwrap_or_else(|| "-".into());
+    let thread_ts = c.thread_ts.clone().unwrap_or_else(|| c.message_ts.clone());
+    let in_thread = ConversationKey::new(CHANNEL, format!("{team}:{}:{thread_ts}", c.channel));
+    let command = ConversationKey::new(CHANNEL, format!("{team}:{}:cmd:{}", c.channel, c.user));
+    let user = UserRef {
+        id: format!("{team}:{}", c.user),
+        name: None,
+    };
+    let Some(inbound) =
+        chat::choice::chosen(store, &[in_thread.clone(), command.clone()], user, &c.value).await?
+    else {
+        return Ok(None);
+    };
+    let direct = c.channel.starts_with('D');
+    if inbound.conversation == command {
+        let (Some(response_url), Some(trigger_id)) = (c.response_url, c.trigger_id) else {
+            tracing::info!("a choice under a slash command's answer without a response_url");
+            return Ok(None);
+        };
+        let cmd = SlashCommand {
+            text: inbound.text.clone(),
+            user: c.user,
+            user_name: None,
+            team: c.team,
+            channel: c.channel,
+            direct,
+            response_url,
+            trigger_id,
+        };
+        return Ok(Some((inbound, Target::Command(Box::new(cmd)))));
+    }
+    let target = ReplyTarget {
+        event_id: inbound.idempotency_key.clone(),
+        channel: c.channel,
+        ts: c.message_ts,
+        thread_ts,
+        follow_up: false,
+        user: c.user,
+        sender_team: c.user_team.or_else(|| c.team.clone()),
+        team: c.team,
+        direct,
+    };
+    Ok(Some((inbound, Target::Thread(target))))
 }
 
 /// Where a Slack reply goes.

@@ -26,8 +26,8 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use teloxide::payloads::{
-    GetUpdatesSetters, SendChatActionSetters, SendDocumentSetters, SendMessageSetters,
-    SendPhotoSetters,
+    AnswerCallbackQuerySetters, GetUpdatesSetters, SendChatActionSetters, SendDocumentSetters,
+    SendMessageSetters, SendPhotoSetters,
 };
 use teloxide::prelude::{Request, Requester};
 use teloxide::types::{
@@ -141,6 +141,21 @@ pub enum Incoming {
     Ignored(&'static str),
     /// A message to answer.
     Message(Box<(Inbound, ReplyTarget)>),
+    /// A clarifying choice clicked (a `callback_query`): asked as the person's next message.
+    Choice(Box<Choice>),
+}
+
+/// A click on a clarifying choice ([`chat::choice`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// The `callback_query` id, answered (`answerCallbackQuery`) to stop the button's spinner.
+    pub callback_id: String,
+    /// The button's value (`{answer id}:{index}`).
+    pub value: String,
+    /// Who clicked.
+    pub user: UserRef,
+    /// Where: the question back's chat, topic and message (the answer replies to it).
+    pub to: ReplyTarget,
 }
 
 /// Text of the entity at `offset`/`length` (both count UTF-16 code units).
@@ -188,6 +203,7 @@ fn read_update(update: &Update, bot_username: &str) -> Incoming {
     let update_id = i64::from(update.id.0);
     let message = match &update.kind {
         UpdateKind::Message(message) => message,
+        UpdateKind::CallbackQuery(query) => return read_callback(update_id, query),
         // teloxide's catch-all for kinds (or shapes) it cannot read; getUpdates fills in the
         // raw value, a webhook body leaves it empty.
         UpdateKind::Error(raw) => {
@@ -266,6 +282,48 @@ fn read_update(update: &Update, bot_username: &str) -> Incoming {
             message_id: i64::from(message.id.0),
         },
     )))
+}
+
+/// A button click: a clarifying choice under one of conveyor's messages, or nothing to do.
+fn read_callback(update_id: i64, query: &teloxide::types::CallbackQuery) -> Incoming {
+    let Some(value) = query
+        .data
+        .as_deref()
+        .and_then(|d| d.strip_prefix(chat::choice::CHOOSE))
+        .and_then(|d| d.strip_prefix(':'))
+    else {
+        return Incoming::Ignored("a button conveyor does not handle");
+    };
+    let Some(message) = &query.message else {
+        // An inline-mode message: conveyor posts none.
+        return Incoming::Ignored("a button click without its message");
+    };
+    if query.from.is_bot {
+        return Incoming::Ignored("a button clicked by a bot");
+    }
+    let thread_id = message
+        .regular_message()
+        .filter(|m| m.is_topic_message)
+        .and_then(|m| m.thread_id)
+        .map(|t| i64::from(t.0.0));
+    Incoming::Choice(Box::new(Choice {
+        callback_id: query.id.0.clone(),
+        value: value.to_string(),
+        user: UserRef {
+            id: query.from.id.0.to_string(),
+            name: query
+                .from
+                .username
+                .clone()
+                .or_else(|| Some(query.from.first_name.clone()).filter(|n| !n.is_empty())),
+        },
+        to: ReplyTarget {
+            update_id,
+            chat_id: message.chat().id.0,
+            thread_id,
+            message_id: i64::from(message.id().0),
+        },
+    }))
 }
 
 fn contains_ci(haystack: &str, needle: &str) -> bool {
@@ -659,6 +717,36 @@ impl Telegram {
         chat::resend(self, store, row).await
     }
 
+    /// A clicked choice: asked as the clicker's message in the chat of the question back (into
+    /// the inbox, like a message), then the click is answered so its spinner stops (a failure
+    /// there is only logged: the question is already accepted).
+    async fn take_choice(self: Arc<Self>, cx: &ChatContext, c: Choice) -> Result<()> {
+        let conversation = ConversationKey::new(
+            CHANNEL,
+            format!("{}:{}", c.to.chat_id, c.to.thread_id.unwrap_or(0)),
+        );
+        let inbound = chat::choice::chosen(&cx.store, &[conversation], c.user, &c.value).await?;
+        let note = match inbound {
+            Some(inbound) => match chat::accept(Arc::clone(&self), cx, inbound, c.to).await? {
+                chat::Accepted::Started => None,
+                chat::Accepted::Duplicate | chat::Accepted::Ignored(_) => {
+                    Some("Already asked: the answer is above.")
+                }
+            },
+            None => Some("This choice is no longer available; ask again."),
+        };
+        let mut answer = self
+            .bot
+            .answer_callback_query(teloxide::types::CallbackQueryId(c.callback_id));
+        if let Some(text) = note {
+            answer = answer.text(text);
+        }
+        if let Err(e) = answer.send().await {
+            tracing::info!(error = %e, "answering a Telegram button click failed");
+        }
+        Ok(())
+    }
+
     /// One `sendMessage`; Telegram's `message_id` on success.
     async fn send_message(&self, payload: &SendPayload) -> Result<i32> {
         let mut request = self
@@ -781,7 +869,7 @@ impl Telegram {
             .bot
             .get_updates()
             .timeout(u32::try_from(POLL_TIMEOUT_SECS).unwrap_or(u32::MAX))
-            .allowed_updates([AllowedUpdate::Message]);
+            .allowed_updates([AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
         if let Some(o) = offset {
             request = request.offset(i32::try_from(o).map_err(|_| {
                 Error::Upstream(format!("the getUpdates offset {o} is out of range"))
@@ -861,11 +949,20 @@ impl Telegram {
                     Incoming::Ignored(reason) => {
                         tracing::debug!(update_id, reason, "ignored a Telegram update");
                     }
-                    Incoming::Message(m) => {
-                        let (inbound, to) = *m;
+                    incoming @ (Incoming::Message(_) | Incoming::Choice(_)) => {
                         // Written to the inbox before the offset moves past it; when that
                         // fails the offset stays, and the next poll gets the update again.
-                        if let Err(e) = chat::accept(Arc::clone(&self), &cx, inbound, to).await {
+                        let accepted = match incoming {
+                            Incoming::Message(m) => {
+                                let (inbound, to) = *m;
+                                chat::accept(Arc::clone(&self), &cx, inbound, to)
+                                    .await
+                                    .map(drop)
+                            }
+                            Incoming::Choice(c) => Arc::clone(&self).take_choice(&cx, *c).await,
+                            Incoming::Ignored(_) => Ok(()),
+                        };
+                        if let Err(e) = accepted {
                             tracing::warn!(update_id, error = %e, ?backoff, "could not accept a Telegram update; polling it again");
                             tokio::select! {
                                 () = shutdown.cancelled() => return,
@@ -1072,6 +1169,10 @@ impl Platform for Telegram {
                 return Ok(WebReply::Json(json!({"ok": true, "ignored": reason})));
             }
             Incoming::Message(m) => *m,
+            Incoming::Choice(c) => {
+                self.take_choice(&cx, *c).await?;
+                return Ok(WebReply::Json(json!({"ok": true})));
+            }
         };
         // Acknowledged at once (Telegram retries slow or failed deliveries); a tracked task
         // answers, and the ingress ledger answers a redelivery only once.

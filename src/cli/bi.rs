@@ -35,18 +35,38 @@ fn today(given: Option<&str>) -> Result<chrono::NaiveDate> {
     }
 }
 
+/// The asker of `conveyor bi --as-role R --attr NAME=VALUE`.
+pub(super) fn asker(roles: Vec<String>, attributes: &[String]) -> Result<crate::semantic::Asker> {
+    let mut who = crate::semantic::Asker {
+        roles,
+        attributes: crate::model::Attributes::new(),
+    };
+    for a in attributes {
+        let Some((name, value)) = a.split_once('=').filter(|(n, _)| !n.trim().is_empty()) else {
+            return Err(Error::BadInput(format!(
+                "--attr `{a}` is not NAME=VALUE; write e.g. --attr region=EMEA"
+            )));
+        };
+        who.attributes
+            .entry(name.trim().to_string())
+            .or_default()
+            .push(value.to_string());
+    }
+    Ok(who)
+}
+
 /// `conveyor bi QUESTION`.
 pub(super) async fn bi(
     config_path: &Path,
     question: &str,
     json: bool,
     sql_only: bool,
-    roles: &[String],
+    who: &crate::semantic::Asker,
     today_arg: Option<&str>,
     chart: Option<&Path>,
 ) -> Result<ExitCode> {
     let semantic = open(config_path).await?;
-    let outcome = semantic.ask(question, roles, today(today_arg)?).await;
+    let outcome = semantic.ask(question, who, today(today_arg)?).await;
     if json {
         let value = match &outcome {
             Outcome::Answer(a) => {
@@ -76,6 +96,9 @@ pub(super) async fn bi(
                         out!("{}", present::table_text(semantic.model(), a, usize::MAX));
                         if a.truncated {
                             out!("(cut at the row limit of {} rows)", a.rows.len());
+                        }
+                        if let Some(note) = &a.access_note {
+                            out!("{note}");
                         }
                     }
                     out!("({} rows in {:.1} ms)", a.rows.len(), a.elapsed_ms);

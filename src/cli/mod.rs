@@ -207,6 +207,10 @@ pub enum Command {
         /// Ask as a member of this role (its access rules apply); repeatable.
         #[arg(long = "as-role", value_name = "ROLE")]
         roles: Vec<String>,
+        /// Ask with this attribute (what `{{ user.NAME }}` in an access rule reads), e.g.
+        /// `--attr region=EMEA`; repeatable, a name given twice has several values.
+        #[arg(long = "attr", value_name = "NAME=VALUE")]
+        attributes: Vec<String>,
         /// The date "last month" and "this year" count from (YYYY-MM-DD; default today).
         #[arg(long)]
         today: Option<String>,
@@ -572,6 +576,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             json,
             sql,
             roles,
+            attributes,
             today,
             chart,
         } => {
@@ -580,7 +585,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 &question,
                 json,
                 sql,
-                &roles,
+                &bi::asker(roles, &attributes)?,
                 today.as_deref(),
                 chart.as_deref(),
             )

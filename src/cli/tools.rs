@@ -82,6 +82,7 @@ pub(super) async fn tools(config_path: &Path, what: ToolsCommand) -> Result<Exit
                 channel,
                 conversation: format!("cli:tools-{}", uuid::Uuid::new_v4()),
                 roles,
+                attributes: Default::default(),
             };
             let outcome = app.tools.invoke(&caller, &name, args).await;
             app.store.close().await;

@@ -89,6 +89,7 @@ pub struct Gateway {
     locks: ConversationLocks,
     access: access::Access,
     roles: roles::RolesConfig,
+    attributes: roles::AttributesConfig,
     halted: CancellationToken,
 }
 
@@ -112,6 +113,7 @@ impl Gateway {
             locks: ConversationLocks::default(),
             access: access::Access::new(access::AccessConfig::default(), store),
             roles: roles::RolesConfig::default(),
+            attributes: roles::AttributesConfig::default(),
             halted: CancellationToken::new(),
         }
     }
@@ -125,6 +127,13 @@ impl Gateway {
     /// Gives callers the roles `[roles]` names them in (the tool policy reads them).
     pub fn with_roles(mut self, roles: roles::RolesConfig) -> Self {
         self.roles = roles;
+        self
+    }
+
+    /// Gives callers the attributes `[attributes]` lists for them (the semantic model's
+    /// access rules read them).
+    pub fn with_attributes(mut self, attributes: roles::AttributesConfig) -> Self {
+        self.attributes = attributes;
         self
     }
 
@@ -374,12 +383,16 @@ impl Gateway {
         let roles = self
             .roles
             .of(inbound.conversation.channel, &inbound.user.id);
+        let attributes = self
+            .attributes
+            .of(inbound.conversation.channel, &inbound.user.id);
         let reply = self
             .planner
             .answer(PlanRequest {
                 inbound,
                 history: &history,
                 roles: &roles,
+                attributes: &attributes,
             })
             .await?;
         let channel = inbound.conversation.channel.as_str().to_string();
@@ -456,9 +469,15 @@ impl Turn {
 /// What is stored with an answer besides its text: its citations, the message it answers,
 /// and for a BI answer the query it ran (interpretation and SQL, for the audit trail) and the
 /// ingress key whose recorded answer holds the rows, the CSV and the chart (what
-/// `GET /v1/messages/{id}/chart.png` serves).
+/// `GET /v1/messages/{id}/chart.png` serves); for a question back, its options.
 fn answer_meta(reply: &crate::agent::Reply, reply_to: &str, ingress: &str) -> serde_json::Value {
     let mut meta = serde_json::json!({ "citations": reply.citations, "reply_to": reply_to });
+    if !reply.choices.is_empty()
+        && let Some(obj) = meta.as_object_mut()
+    {
+        // What a click on a choice button asks (`channels::chat::choice`).
+        obj.insert("choices".into(), serde_json::json!(reply.choices));
+    }
     if let (Some(d), Some(obj)) = (&reply.data, meta.as_object_mut()) {
         obj.insert(
             "query".into(),

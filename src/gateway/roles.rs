@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Channel;
+use crate::model::{AttributeValue, Channel};
 
 /// `[roles]`: role name → its members.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,8 +55,50 @@ impl RolesConfig {
     }
 }
 
+/// `[attributes."PLATFORM:ID"]`: facts about a person that the semantic model's access rules
+/// read (`rows = { "customers.region" = "{{ user.region }}" }`), e.g.
+/// `[attributes."slack:T0123:U0456"] region = "EMEA"`. Members are written as in `[roles]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AttributesConfig(pub BTreeMap<String, BTreeMap<String, AttributeValue>>);
+
+impl AttributesConfig {
+    /// Adds every problem to `problems`: people without a platform, attribute names that are
+    /// not simple words.
+    pub fn validate(&self, problems: &mut Vec<String>) {
+        for (who, attributes) in &self.0 {
+            if !who
+                .split_once(':')
+                .is_some_and(|(platform, id)| !platform.is_empty() && !id.is_empty())
+            {
+                problems.push(format!(
+                    "attributes.\"{who}\": write a person as PLATFORM:ID, e.g. [attributes.\"slack:T0123:U0456\"] or [attributes.\"telegram:42\"]"
+                ));
+            }
+            for name in attributes.keys() {
+                let word = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !word {
+                    problems.push(format!(
+                        "attributes.\"{who}\".{name}: an attribute name is letters, digits and `_`, starting with a letter (e.g. `region`)"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The attributes of `user_id` on `channel`.
+    pub fn of(&self, channel: Channel, user_id: &str) -> crate::model::Attributes {
+        self.0
+            .get(&format!("{channel}:{user_id}"))
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.to_vec())).collect())
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn roles(entries: &[(&str, &[&str])]) -> RolesConfig {
@@ -80,6 +122,24 @@ mod tests {
         // The same id on another platform, or typed into the API, gets nothing.
         assert!(r.of(Channel::API, "U1").is_empty());
         assert!(r.of(Channel::new("discord"), "42").is_empty());
+    }
+
+    #[test]
+    fn attributes_are_per_person_with_their_platform() {
+        let a: AttributesConfig = toml::from_str(
+            r#"
+            "slack:T1:U1" = { region = "EMEA", regions = ["EMEA", "APAC"] }
+            "U2" = { "bad name" = "x" }
+            "#,
+        )
+        .unwrap();
+        let ana = a.of(Channel::new("slack"), "T1:U1");
+        assert_eq!(ana["region"], vec!["EMEA"]);
+        assert_eq!(ana["regions"], vec!["EMEA", "APAC"]);
+        assert!(a.of(Channel::new("telegram"), "T1:U1").is_empty());
+        let mut problems = Vec::new();
+        a.validate(&mut problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 
     #[test]

@@ -268,6 +268,21 @@ impl Knowledge {
         )
     }
 
+    /// The index of the semantic model's entities ([`crate::semantic::catalog`]): an index of
+    /// its own next to the documents' (`INDEX_PATH/semantic-model`), so it never answers a
+    /// documents question.
+    pub fn open_catalog(
+        &self,
+        config: &IndexConfig,
+        base_dir: &Path,
+    ) -> Result<Arc<dyn VectorIndex>> {
+        Ok(match config.backend {
+            IndexBackend::Embedded => Arc::new(EdgeIndex::open(
+                &config.path_in(base_dir).join("semantic-model"),
+            )?),
+        })
+    }
+
     /// A retriever over this index.
     pub fn retriever(&self) -> Retriever {
         Retriever {

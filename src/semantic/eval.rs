@@ -22,6 +22,9 @@ pub struct Case {
     /// Roles of the asker.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Attributes of the asker (`{"region": "EMEA"}`), for rules with `{{ user.NAME }}`.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, crate::model::AttributeValue>,
     /// One expected number (the first metric of a one-row answer).
     #[serde(default)]
     value: Option<f64>,
@@ -92,7 +95,15 @@ pub async fn evaluate(semantic: &Semantic, file: &Path) -> Result<EvalReport> {
             })?),
             None => case.rows.clone(),
         };
-        let outcome = semantic.ask(&case.question, &case.roles, day).await;
+        let who = super::Asker {
+            roles: case.roles.clone(),
+            attributes: case
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_vec()))
+                .collect(),
+        };
+        let outcome = semantic.ask(&case.question, &who, day).await;
         let (ok, why) = match &outcome {
             Outcome::Answer(a) => {
                 if let Some(v) = case.value {

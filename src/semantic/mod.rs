@@ -11,6 +11,7 @@
 //! too) and without the columns hidden from them. Raw SQL (`run_sql`) runs over the same
 //! views and nothing else. [`present`] turns a result into a sentence, a table and a chart.
 
+pub mod catalog;
 pub mod chart;
 pub mod compile;
 pub mod eval;
@@ -141,6 +142,29 @@ pub struct Grants {
     pub hidden: BTreeMap<String, BTreeSet<String>>,
     /// The access sections that applied (for audit and messages).
     pub rules: Vec<String>,
+    /// Attributes those sections read that the caller does not have (their conditions let no
+    /// row through).
+    pub missing: Vec<String>,
+}
+
+/// Who asks, for the access rules: their roles (`[roles]` in conveyor.toml) and their
+/// attributes (`[attributes."PLATFORM:ID"]`: what `{{ user.NAME }}` in a rule reads).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Asker {
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Attribute name → values.
+    pub attributes: crate::model::Attributes,
+}
+
+impl Asker {
+    /// A caller with `roles` and no attributes.
+    pub fn with_roles(roles: &[String]) -> Self {
+        Self {
+            roles: roles.to_vec(),
+            attributes: crate::model::Attributes::new(),
+        }
+    }
 }
 
 /// A BI answer: what was understood, the SQL run, the result.
@@ -162,6 +186,10 @@ pub struct BiAnswer {
     pub elapsed_ms: f64,
     /// Whether the rows came from the result of the same query at the same table versions.
     pub cached: bool,
+    /// Why the caller may see fewer rows than there are, when their access rules read an
+    /// attribute they do not have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_note: Option<String>,
 }
 
 /// What became of a question.
@@ -225,16 +253,17 @@ impl Semantic {
         &self.missing
     }
 
-    /// What callers with `roles` may see: the `[access.ROLE]` sections of their roles
-    /// combined (a row visible to any of them is visible; a column is hidden only when every
-    /// one hides it), `[access.default]` when they have none, everything when there is no
-    /// default either.
-    pub fn grants(&self, roles: &[String]) -> Grants {
+    /// What `who` may see: the `[access.ROLE]` sections of their roles combined (a row
+    /// visible to any of them is visible; a column is hidden only when every one hides it),
+    /// `[access.default]` when they have none, everything when there is no default either.
+    /// `{{ user.NAME }}` in a row filter is their attribute NAME; a filter naming one they do
+    /// not have lets no row through.
+    pub fn grants(&self, who: &Asker) -> Grants {
         let mut rules: Vec<(&String, &model::AccessRule)> = self
             .model
             .access
             .iter()
-            .filter(|(name, _)| roles.contains(name))
+            .filter(|(name, _)| who.roles.contains(name))
             .collect();
         if rules.is_empty()
             && let Some(d) = self.model.access.get_key_value("default")
@@ -252,7 +281,23 @@ impl Semantic {
             // Unfiltered for one rule → unfiltered.
             let groups: Option<Vec<Vec<String>>> = rules
                 .iter()
-                .map(|(_, r)| r.filters.get(entity).cloned())
+                .map(|(_, r)| {
+                    r.filters.get(entity).map(|conds| {
+                        for c in conds {
+                            for a in model::attributes_read(c) {
+                                if who.attributes.get(a).is_none_or(|v| v.is_empty())
+                                    && !grants.missing.iter().any(|m| m == a)
+                                {
+                                    grants.missing.push(a.to_string());
+                                }
+                            }
+                        }
+                        conds
+                            .iter()
+                            .map(|c| model::fill_user(c, &who.attributes))
+                            .collect()
+                    })
+                })
                 .collect();
             if let Some(groups) = groups {
                 grants.filters.insert(entity.clone(), groups);
@@ -434,11 +479,10 @@ impl Semantic {
         index
     }
 
-    /// Answers `question` for a caller with `roles`, `today` being the date relative periods
-    /// count from.
-    pub async fn ask(&self, question: &str, roles: &[String], today: chrono::NaiveDate) -> Outcome {
+    /// Answers `question` for `who`, `today` being the date relative periods count from.
+    pub async fn ask(&self, question: &str, who: &Asker, today: chrono::NaiveDate) -> Outcome {
         let values = self.values().await;
-        let grants = self.grants(roles);
+        let grants = self.grants(who);
         match parse::parse(&self.model, &values, question, today) {
             parse::Parsed::NotBi => Outcome::NotBi,
             parse::Parsed::Clarify { text, options } => Outcome::Clarify { text, options },
@@ -543,6 +587,18 @@ impl Semantic {
             truncated,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
             cached,
+            access_note: (!grants.missing.is_empty()).then(|| {
+                format!(
+                    "Your access rules ({}) read your {}, which is not set for you, so they let no rows through; an administrator sets it under [attributes] in conveyor.toml.",
+                    grants.rules.join(", "),
+                    grants
+                        .missing
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )
+            }),
         })
     }
 
@@ -632,9 +688,10 @@ impl Semantic {
     }
 
     /// The model and the views' columns as text, for an LLM's system prompt or tool
-    /// description.
-    pub fn describe_for_llm(&self, grants: &Grants) -> String {
-        present::model_summary(&self.model, grants)
+    /// description: the views of `grants` (hidden columns and what reads them left out), of
+    /// the entities `only` names (all when `None`).
+    pub fn describe_for_llm(&self, grants: &Grants, only: Option<&[String]>) -> String {
+        present::model_summary(&self.model, grants, only)
     }
 }
 
@@ -900,6 +957,7 @@ async fn check_against_tables(
                 continue;
             }
             for c in conds {
+                let c = model::fill_sample(c);
                 if let Err(e) = plan(entity, format!("CASE WHEN {c} THEN 1 END")).await {
                     problems.push(format!(
                         "access.{role}: the row filter on {entity}: {}",

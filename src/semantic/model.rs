@@ -638,6 +638,87 @@ pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// Marks a caller's attribute in a checked access condition; [`fill_user`] puts the value in.
+const ATTRIBUTE_MARK: char = '\u{1}';
+
+/// `text` with every `{{ user.NAME }}` replaced by a mark that [`fill_user`] fills in per
+/// caller; `None` (with the problem added) when a `{{ … }}` is not a `user.NAME`.
+fn user_template(text: &str, key: &str, problems: &mut Vec<String>) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            problems.push(format!("{key}: `{{{{` without its `}}}}`"));
+            return None;
+        };
+        let inner = after[..end].trim();
+        match inner.strip_prefix("user.") {
+            Some(name) if is_ident(name) => {
+                out.push(ATTRIBUTE_MARK);
+                out.push_str(name);
+                out.push(ATTRIBUTE_MARK);
+            }
+            _ => {
+                problems.push(format!(
+                    "{key}: `{{{{ {inner} }}}}` is not a caller's attribute; write `{{{{ user.NAME }}}}` with NAME from [attributes] in conveyor.toml (e.g. `{{{{ user.region }}}}`)"
+                ));
+                return None;
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// A checked access condition for a caller with `attributes`: each `{{ user.NAME }}` becomes
+/// the caller's values of NAME as SQL literals (`'EMEA'`, or `'EMEA', 'APAC'` for several);
+/// a condition naming an attribute the caller does not have is `FALSE` (no rows), never
+/// dropped.
+pub fn fill_user(condition: &str, attributes: &BTreeMap<String, Vec<String>>) -> String {
+    fill_with(condition, |name| {
+        let values = attributes.get(name).filter(|v| !v.is_empty())?;
+        let list: Vec<String> = values.iter().map(|v| quote_literal(v)).collect();
+        Some(list.join(", "))
+    })
+}
+
+/// The caller's attributes a checked access condition reads, by name.
+pub fn attributes_read(condition: &str) -> Vec<&str> {
+    condition
+        .split(ATTRIBUTE_MARK)
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// A checked access condition with every caller's attribute as the empty string: what is
+/// planned to check the condition when the model is opened.
+pub fn fill_sample(condition: &str) -> String {
+    fill_with(condition, |_| Some("''".into()))
+}
+
+fn fill_with(condition: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    if !condition.contains(ATTRIBUTE_MARK) {
+        return condition.to_string();
+    }
+    let mut out = String::with_capacity(condition.len());
+    for (i, piece) in condition.split(ATTRIBUTE_MARK).enumerate() {
+        if i % 2 == 0 {
+            out.push_str(piece);
+            continue;
+        }
+        match value(piece) {
+            Some(v) => out.push_str(&v),
+            None => return "FALSE".into(),
+        }
+    }
+    out
+}
+
 /// Whether `name` is a plain identifier: letters, digits, `_`, not starting with a digit.
 fn is_ident(name: &str) -> bool {
     let mut chars = name.chars();
@@ -1214,8 +1295,27 @@ pub fn from_sources(sources: &[(String, String)], problems: &mut Vec<String>) ->
         for (dim, values) in &def.rows {
             match model.find_dimension(dim) {
                 Ok(d) => {
-                    let list: Vec<String> =
-                        values.to_vec().iter().map(|v| quote_literal(v)).collect();
+                    let mut list: Vec<String> = Vec::new();
+                    for v in values.to_vec() {
+                        let at = format!("{key}.rows.\"{dim}\"");
+                        match user_template(&v, &at, problems) {
+                            Some(t) if t != v => {
+                                let t = t.trim();
+                                if t.starts_with(ATTRIBUTE_MARK)
+                                    && t.ends_with(ATTRIBUTE_MARK)
+                                    && t.matches(ATTRIBUTE_MARK).count() == 2
+                                {
+                                    list.push(t.to_string());
+                                } else {
+                                    problems.push(format!(
+                                        "{at}: `{v}` mixes text with a caller's attribute; a value is either text or `{{{{ user.NAME }}}}` alone"
+                                    ));
+                                }
+                            }
+                            Some(_) => list.push(quote_literal(&v)),
+                            None => {}
+                        }
+                    }
                     if list.is_empty() {
                         problems.push(format!("{key}.rows.\"{dim}\": list at least one value"));
                         continue;
@@ -1236,10 +1336,12 @@ pub fn from_sources(sources: &[(String, String)], problems: &mut Vec<String>) ->
                 ));
                 continue;
             }
-            rule.filters
-                .entry(entity.clone())
-                .or_default()
-                .push(format!("({cond})"));
+            if let Some(cond) = user_template(cond, &format!("{key}.where.{entity}"), problems) {
+                rule.filters
+                    .entry(entity.clone())
+                    .or_default()
+                    .push(format!("({cond})"));
+            }
         }
         for h in &def.hidden {
             match h.split_once('.') {

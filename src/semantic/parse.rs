@@ -715,57 +715,52 @@ pub fn parse(model: &Model, values: &ValueIndex, question: &str, today: NaiveDat
                 options,
             };
         }
-        // "in Narnia": a value the data does not have.
+        // "in Narnia": a value the data does not have; "enterprize": a misspelled one.
         let raw = toks.get(k).map_or("", |t| t.raw);
-        if matches!(prev, "in" | "from" | "for" | "em" | "de" | "do" | "da")
+        let named = matches!(prev, "in" | "from" | "for" | "em" | "de" | "do" | "da")
             && raw.chars().next().is_some_and(char::is_uppercase)
-            && k > 1
-        {
-            let mut all: Vec<(String, String)> = Vec::new();
-            for (d, vs) in &values.values {
-                for v in vs {
-                    all.push((d.clone(), v.clone()));
-                }
-            }
-            for d in &model.dimensions {
-                for (v, syns) in &d.values {
-                    for s in syns {
-                        all.push((d.key(), s.clone()));
-                    }
-                    all.push((d.key(), v.clone()));
-                }
-            }
-            let lower = raw.to_lowercase();
-            let mut near: Vec<(usize, String)> = all
-                .iter()
-                .map(|(_, v)| (edit_distance(&lower, &v.to_lowercase()), v.clone()))
-                .filter(|(dist, v)| *dist <= (v.chars().count() / 2).max(1))
-                .collect();
-            near.sort();
-            near.dedup_by(|a, b| a.1 == b.1);
-            let options: Vec<String> = near
-                .iter()
-                .take(3)
-                .map(|(_, v)| question.replacen(raw, v, 1))
-                .collect();
-            return Parsed::Clarify {
-                text: if near.is_empty() {
-                    format!(
-                        "I found no “{raw}” in the data, so I cannot filter by it. Check the spelling, or ask without it."
-                    )
-                } else {
-                    format!(
-                        "I found no “{raw}” in the data. Did you mean {}?",
-                        near.iter()
-                            .take(3)
-                            .map(|(_, v)| format!("“{v}”"))
-                            .collect::<Vec<_>>()
-                            .join(" or ")
-                    )
-                },
-                options,
-            };
+            && k > 1;
+        let lower = raw.to_lowercase();
+        let len = lower.chars().count();
+        if !named && (unknown.len() > 3 || len < 5) {
+            // Too many unknown words to be a question about the data (see below), or too
+            // short to tell a typo from another word.
+            continue;
         }
+        let near = near_values(model, values, &lower, |dist, v| {
+            if named {
+                dist <= (v.chars().count() / 2).max(1)
+            } else {
+                // Any other unknown word only when it is nearly a value: a typo, not a word
+                // the model simply does not need ("show", "please").
+                dist <= if len >= 8 { 2 } else { 1 }
+            }
+        });
+        if !named && near.is_empty() {
+            continue;
+        }
+        let options: Vec<String> = near
+            .iter()
+            .take(3)
+            .map(|v| question.replacen(raw, v, 1))
+            .collect();
+        return Parsed::Clarify {
+            text: if near.is_empty() {
+                format!(
+                    "I found no “{raw}” in the data, so I cannot filter by it. Check the spelling, or ask without it."
+                )
+            } else {
+                format!(
+                    "I found no “{raw}” in the data. Did you mean {}?",
+                    near.iter()
+                        .take(3)
+                        .map(|v| format!("“{v}”"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )
+            },
+            options,
+        };
     }
     if !bi_cue && !unknown.is_empty() {
         return Parsed::NotBi;
@@ -866,6 +861,34 @@ pub fn parse(model: &Model, values: &ValueIndex, question: &str, today: NaiveDat
         }
     }
     Parsed::Query(Box::new(q))
+}
+
+/// The values (and value synonyms) of categorical dimensions within `close(distance, value)`
+/// of `lower`, nearest first, each once.
+fn near_values(
+    model: &Model,
+    values: &super::ValueIndex,
+    lower: &str,
+    close: impl Fn(usize, &str) -> bool,
+) -> Vec<String> {
+    let mut all: Vec<&str> = Vec::new();
+    for vs in values.values.values() {
+        all.extend(vs.iter().map(String::as_str));
+    }
+    for d in &model.dimensions {
+        for (v, syns) in &d.values {
+            all.extend(syns.iter().map(String::as_str));
+            all.push(v);
+        }
+    }
+    let mut near: Vec<(usize, String)> = all
+        .into_iter()
+        .map(|v| (edit_distance(lower, &v.to_lowercase()), v.to_string()))
+        .filter(|(dist, v)| close(*dist, v))
+        .collect();
+    near.sort();
+    near.dedup_by(|a, b| a.1 == b.1);
+    near.into_iter().map(|(_, v)| v).collect()
 }
 
 /// The dimension that names an entity's rows (its `label`).

@@ -247,6 +247,10 @@ pub fn markdown(model: &Model, a: &BiAnswer) -> String {
             table_text(model, a, CHAT_ROWS)
         ));
     }
+    if let Some(note) = &a.access_note {
+        out.push_str(note);
+        out.push('\n');
+    }
     out.push_str(&format!("\n_Understood as: {}._", a.interpretation));
     out
 }
@@ -503,9 +507,10 @@ pub fn chart(model: &Model, a: &BiAnswer) -> Option<(ChartSpec, Format)> {
 
 /// The model for an LLM: entities with their columns, measures, metrics, dimensions and
 /// segments, as the caller may see them.
-pub fn model_summary(model: &Model, grants: &super::Grants) -> String {
+pub fn model_summary(model: &Model, grants: &super::Grants, only: Option<&[String]>) -> String {
     let mut out = String::new();
-    for e in model.entities.values() {
+    let shown = |entity: &str| only.is_none_or(|o| o.iter().any(|n| n == entity));
+    for e in model.entities.values().filter(|e| shown(&e.name)) {
         let hidden = grants.hidden.get(&e.name);
         let cols: Vec<&String> = e
             .columns
@@ -526,13 +531,21 @@ pub fn model_summary(model: &Model, grants: &super::Grants) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        for j in model.joins.iter().filter(|j| j.from == e.name) {
+        for j in model
+            .joins
+            .iter()
+            .filter(|j| j.from == e.name && shown(&j.to))
+        {
             out.push_str(&format!(
                 "  joins {} on {}.{} = {}.{}\n",
                 j.to, j.from, j.from_column, j.to, j.to_column
             ));
         }
-        for d in model.dimensions.iter().filter(|d| d.entity == e.name) {
+        for d in model
+            .dimensions
+            .iter()
+            .filter(|d| d.entity == e.name && !reads_hidden(&d.columns, hidden))
+        {
             out.push_str(&format!(
                 "  dimension {} = {}{}{}\n",
                 d.key(),
@@ -545,7 +558,11 @@ pub fn model_summary(model: &Model, grants: &super::Grants) -> String {
                 }
             ));
         }
-        for m in model.measures.iter().filter(|m| m.entity == e.name) {
+        for m in model
+            .measures
+            .iter()
+            .filter(|m| m.entity == e.name && !reads_hidden(&m.columns, hidden))
+        {
             out.push_str(&format!("  measure {} = {}\n", m.name, m.describe()));
         }
         for s in model.segments.iter().filter(|s| s.entity == e.name) {
@@ -555,10 +572,38 @@ pub fn model_summary(model: &Model, grants: &super::Grants) -> String {
             ));
         }
     }
-    for m in &model.metrics {
+    for m in model.metrics.iter().filter(|m| {
+        metric_uses(m).iter().all(|u| {
+            model
+                .measures
+                .iter()
+                .any(|x| x.name == *u && shown(&x.entity))
+                || model.metrics.iter().any(|x| x.name == *u)
+        })
+    }) {
         out.push_str(&format!("metric {}: {:?}\n", m.name, m.kind));
     }
     out
+}
+
+/// Whether an expression over `columns` reads one of `hidden`.
+pub fn reads_hidden(
+    columns: &[String],
+    hidden: Option<&std::collections::BTreeSet<String>>,
+) -> bool {
+    hidden.is_some_and(|h| columns.iter().any(|c| h.contains(&c.to_lowercase())))
+}
+
+/// The measures (and metrics) a metric is computed from, by name.
+pub fn metric_uses(m: &super::model::Metric) -> Vec<&str> {
+    match &m.kind {
+        super::model::MetricKind::Ratio {
+            numerator,
+            denominator,
+        } => vec![numerator, denominator],
+        super::model::MetricKind::Derived { uses, .. } => uses.iter().map(String::as_str).collect(),
+        super::model::MetricKind::Share { of } => vec![of],
+    }
 }
 
 /// `text` with its first letter in upper case and a full stop at the end.

@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 use super::{Caller, Tool, ToolOutput, ToolPolicy};
 use crate::error::{Error, Result};
 use crate::model::DataAnswer;
+use crate::semantic::catalog::Catalog;
 use crate::semantic::compile::MetricQuery;
-use crate::semantic::{Semantic, present};
+use crate::semantic::{Grants, Semantic, present};
 
 /// Failed `run_sql` calls a conversation gets before it is told to stop.
 pub const MAX_CORRECTIONS: u32 = 3;
@@ -33,43 +34,13 @@ pub struct QueryMetrics {
     description: String,
     parameters: Value,
     policy: ToolPolicy,
+    catalog: Option<Arc<Catalog>>,
 }
 
 impl QueryMetrics {
     /// The tool over `semantic`.
     pub fn new(semantic: Arc<Semantic>) -> Self {
-        let model = semantic.model();
-        let metrics: Vec<String> = model
-            .measures
-            .iter()
-            .map(|m| format!("{} ({})", m.name, m.describe()))
-            .chain(
-                model
-                    .metrics
-                    .iter()
-                    .map(|m| format!("{} ({})", m.name, m.label)),
-            )
-            .collect();
-        let dims: Vec<String> = model
-            .dimensions
-            .iter()
-            .map(|d| format!("{}{}", d.key(), if d.time { " (time)" } else { "" }))
-            .collect();
-        let segments: Vec<String> = model
-            .segments
-            .iter()
-            .map(|s| format!("{}.{}", s.entity, s.name))
-            .collect();
-        let description = format!(
-            "Answer a numbers question from the business data through the semantic model (preferred over run_sql). Returns how the query was understood, the SQL, the rows and `cite_as`: put that marker after the numbers you quote (the person sees the table and chart with your answer). Metrics: {}. Dimensions: {}. Segments: {}. Periods are ISO dates, end exclusive.",
-            metrics.join("; "),
-            dims.join(", "),
-            if segments.is_empty() {
-                "none".into()
-            } else {
-                segments.join(", ")
-            }
-        );
+        let description = metrics_description(&semantic, &Grants::default(), None);
         let period = json!({
             "type": "object",
             "properties": {
@@ -109,6 +80,86 @@ impl QueryMetrics {
             description,
             parameters,
             policy: ToolPolicy::default(),
+            catalog: None,
+        }
+    }
+
+    /// Describes, per question, only the entities `catalog` retrieves for it.
+    pub fn with_catalog(mut self, catalog: Option<Arc<Catalog>>) -> Self {
+        self.catalog = catalog;
+        self
+    }
+}
+
+/// The metrics, dimensions and segments of `entities` (all when `None`) that `grants` let the
+/// caller use, as `query_metrics`' description.
+fn metrics_description(
+    semantic: &Semantic,
+    grants: &Grants,
+    entities: Option<&[String]>,
+) -> String {
+    let model = semantic.model();
+    let shown = |e: &str| entities.is_none_or(|o| o.iter().any(|n| n == e));
+    let open = |entity: &str, columns: &[String]| {
+        shown(entity) && !present::reads_hidden(columns, grants.hidden.get(entity))
+    };
+    let measures: Vec<&crate::semantic::model::Measure> = model
+        .measures
+        .iter()
+        .filter(|m| open(&m.entity, &m.columns))
+        .collect();
+    let metrics: Vec<String> = measures
+        .iter()
+        .map(|m| format!("{} ({})", m.name, m.describe()))
+        .chain(
+            model
+                .metrics
+                .iter()
+                .filter(|m| {
+                    present::metric_uses(m).iter().all(|u| {
+                        measures.iter().any(|x| x.name == *u)
+                            || model.metrics.iter().any(|x| x.name == *u)
+                    })
+                })
+                .map(|m| format!("{} ({})", m.name, m.label)),
+        )
+        .collect();
+    let dims: Vec<String> = model
+        .dimensions
+        .iter()
+        .filter(|d| open(&d.entity, &d.columns))
+        .map(|d| format!("{}{}", d.key(), if d.time { " (time)" } else { "" }))
+        .collect();
+    let segments: Vec<String> = model
+        .segments
+        .iter()
+        .filter(|s| shown(&s.entity))
+        .map(|s| format!("{}.{}", s.entity, s.name))
+        .collect();
+    format!(
+        "Answer a numbers question from the business data through the semantic model (preferred over run_sql). Returns how the query was understood, the SQL, the rows and `cite_as`: put that marker after the numbers you quote (the person sees the table and chart with your answer). Metrics: {}. Dimensions: {}. Segments: {}. Periods are ISO dates, end exclusive.",
+        metrics.join("; "),
+        dims.join(", "),
+        if segments.is_empty() {
+            "none".into()
+        } else {
+            segments.join(", ")
+        }
+    )
+}
+
+/// The entities to describe for `question`: those `catalog` retrieves, or all.
+async fn entities_for(
+    semantic: &Semantic,
+    catalog: Option<&Catalog>,
+    question: &str,
+) -> Option<Vec<String>> {
+    let catalog = catalog?;
+    match catalog.entities_for(semantic.model(), question).await {
+        Ok(entities) => Some(entities),
+        Err(e) => {
+            tracing::warn!(error = %e, "retrieving the semantic model for a question failed; describing all of it");
+            None
         }
     }
 }
@@ -120,6 +171,15 @@ impl Tool for QueryMetrics {
     }
     fn description(&self) -> &str {
         &self.description
+    }
+    async fn describe_for(&self, caller: &Caller, question: &str) -> Option<String> {
+        let entities = entities_for(&self.semantic, self.catalog.as_deref(), question).await;
+        let grants = self.semantic.grants(&asker(caller));
+        Some(metrics_description(
+            &self.semantic,
+            &grants,
+            entities.as_deref(),
+        ))
     }
     fn parameters(&self) -> &Value {
         &self.parameters
@@ -133,7 +193,7 @@ impl Tool for QueryMetrics {
     async fn call_for_answer(&self, caller: &Caller, args: Value) -> Result<ToolOutput> {
         let q: MetricQuery = serde_json::from_value(args)
             .map_err(|e| Error::BadInput(format!("the arguments are not a metric query: {e}")))?;
-        let grants = self.semantic.grants(&caller.roles);
+        let grants = self.semantic.grants(&asker(caller));
         let a = self
             .semantic
             .run(&q, &grants)
@@ -163,15 +223,13 @@ pub struct RunSql {
     parameters: Value,
     policy: ToolPolicy,
     failures: Mutex<HashMap<String, (u32, Instant, String)>>,
+    catalog: Option<Arc<Catalog>>,
 }
 
 impl RunSql {
     /// The tool over `semantic`'s views.
     pub fn new(semantic: Arc<Semantic>) -> Self {
-        let summary = semantic.describe_for_llm(&crate::semantic::Grants::default());
-        let description = format!(
-            "Run one read-only SQL query (DataFusion dialect) over the business data when query_metrics cannot express the question. The only tables are these views (columns hidden from the caller are absent, and rows are filtered by their access rules):\n{summary}At most {SQL_ROWS} rows are returned, with `cite_as`: put that marker after the numbers you quote. A query that fails is returned with the error so you can correct it, at most {MAX_CORRECTIONS} times."
-        );
+        let description = sql_description(&semantic.describe_for_llm(&Grants::default(), None));
         let parameters = json!({
             "type": "object",
             "properties": {
@@ -186,7 +244,14 @@ impl RunSql {
             parameters,
             policy: ToolPolicy::default(),
             failures: Mutex::new(HashMap::new()),
+            catalog: None,
         }
+    }
+
+    /// Describes, per question, only the views of the entities `catalog` retrieves for it.
+    pub fn with_catalog(mut self, catalog: Option<Arc<Catalog>>) -> Self {
+        self.catalog = catalog;
+        self
     }
 
     /// Counts a failure for `conversation`; the error for the model.
@@ -230,6 +295,13 @@ impl Tool for RunSql {
     fn description(&self) -> &str {
         &self.description
     }
+    async fn describe_for(&self, caller: &Caller, question: &str) -> Option<String> {
+        let entities = entities_for(&self.semantic, self.catalog.as_deref(), question).await;
+        let grants = self.semantic.grants(&asker(caller));
+        Some(sql_description(
+            &self.semantic.describe_for_llm(&grants, entities.as_deref()),
+        ))
+    }
     fn parameters(&self) -> &Value {
         &self.parameters
     }
@@ -251,7 +323,7 @@ impl Tool for RunSql {
                 "run_sql already failed {MAX_CORRECTIONS} times for this question; tell the user plainly that the query could not be run and why: {last}"
             )));
         }
-        let grants = self.semantic.grants(&caller.roles);
+        let grants = self.semantic.grants(&asker(caller));
         // Planned first: a wrong column or table comes back to the model without running.
         if let Err(e) = self.semantic.plan_sql(sql, &grants).await {
             return Err(self.failed(&caller.conversation, &e.to_string()));
@@ -328,4 +400,19 @@ fn sql_data(sql: &str, out: &crate::lakehouse::QueryOutput) -> Result<DataAnswer
         csv_url: None,
         chart: None,
     })
+}
+
+/// `run_sql`'s description over the views `summary` describes.
+fn sql_description(summary: &str) -> String {
+    format!(
+        "Run one read-only SQL query (DataFusion dialect) over the business data when query_metrics cannot express the question. The only tables are these views (columns hidden from the caller are absent, and rows are filtered by their access rules):\n{summary}At most {SQL_ROWS} rows are returned, with `cite_as`: put that marker after the numbers you quote. A query that fails is returned with the error so you can correct it, at most {MAX_CORRECTIONS} times."
+    )
+}
+
+/// The access rules' view of a tool's caller.
+fn asker(caller: &Caller) -> crate::semantic::Asker {
+    crate::semantic::Asker {
+        roles: caller.roles.clone(),
+        attributes: caller.attributes.clone(),
+    }
 }

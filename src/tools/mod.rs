@@ -73,6 +73,12 @@ pub trait Tool: Send + Sync {
     }
     /// What the tool does, written for the model that decides whether to call it.
     fn description(&self) -> &str;
+    /// A description for one turn: what `caller` may use of the tool for `question` (the BI
+    /// tools describe the parts of the data model retrieved for the question, as the caller's
+    /// views). `None`, the default, is [`Tool::description`].
+    async fn describe_for(&self, _caller: &Caller, _question: &str) -> Option<String> {
+        None
+    }
     /// The JSON Schema of the arguments object (`"type": "object"` at the top).
     fn parameters(&self) -> &Value;
     /// Sensitive tools are denied unless their policy names who may call them.
@@ -185,6 +191,9 @@ pub struct Caller {
     pub conversation: String,
     /// Roles granted to the user.
     pub roles: Vec<String>,
+    /// The user's attributes (`[attributes]`), for the access rules of BI tools.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: crate::model::Attributes,
 }
 
 /// What an LLM is told about a tool.
@@ -380,6 +389,22 @@ impl ToolRegistry {
             .filter(|r| r.tool.policy().check(caller, r.tool.sensitive()).is_ok())
             .map(|r| spec(r.tool.as_ref()))
             .collect()
+    }
+
+    /// The tools `caller` may call, described for `question` ([`Tool::describe_for`]).
+    pub async fn specs_for_turn(&self, caller: &Caller, question: &str) -> Vec<ToolSpec> {
+        let mut out = Vec::new();
+        for r in self.tools.values() {
+            if r.tool.policy().check(caller, r.tool.sensitive()).is_err() {
+                continue;
+            }
+            let mut s = spec(r.tool.as_ref());
+            if let Some(d) = r.tool.describe_for(caller, question).await {
+                s.description = d;
+            }
+            out.push(s);
+        }
+        out
     }
 
     /// Runs one call: lookup, policy, argument validation, the call under its time limit,
@@ -683,6 +708,7 @@ mod tests {
             channel: channel.into(),
             conversation: "cli:t".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            attributes: Default::default(),
         }
     }
 

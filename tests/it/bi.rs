@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use conveyor::config::Config;
 use conveyor::lakehouse::Lakehouse;
-use conveyor::semantic::{Outcome, Semantic};
+use conveyor::semantic::{Asker, Outcome, Semantic};
 use conveyor::tools::Caller;
 use conveyor::tools::Tool as _;
 use serde_json::{Value, json};
@@ -32,6 +32,7 @@ fn caller(roles: &[&str]) -> Caller {
         channel: "slack".into(),
         conversation: format!("slack:C1:{}", roles.join(",")),
         roles: roles.iter().map(|r| r.to_string()).collect(),
+        attributes: Default::default(),
     }
 }
 
@@ -56,7 +57,7 @@ async fn the_demo_question_file_is_answered_as_expected() {
 async fn row_filters_and_hidden_columns_hold_on_every_path() {
     let (_dir, _, semantic) = demo().await;
     let today = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
-    let rep = ["sales_emea".to_string()];
+    let rep = Asker::with_roles(&["sales_emea".to_string()]);
 
     // What everyone else sees, for comparison: all orders, all regions.
     let everyone = conveyor::tools::bi::RunSql::new(semantic.clone());
@@ -424,7 +425,7 @@ async fn bench_llm_path() {
     let mut script = Vec::new();
     for (_, case) in conveyor::semantic::eval::read_cases(&file).unwrap() {
         let day = case.day().unwrap();
-        let Outcome::Answer(a) = semantic.ask(&case.question, &[], day).await else {
+        let Outcome::Answer(a) = semantic.ask(&case.question, &Asker::default(), day).await else {
             panic!("{} is not answered offline", case.question);
         };
         questions.push((
@@ -628,7 +629,10 @@ async fn the_api_returns_the_table_and_serves_the_chart_and_csv_to_the_key_that_
 /// "how many orders" for `roles`: the count and whether it came from the result cache.
 async fn order_count(semantic: &Semantic, roles: &[String]) -> (i64, bool) {
     let today = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
-    match semantic.ask("how many orders", roles, today).await {
+    match semantic
+        .ask("how many orders", &Asker::with_roles(roles), today)
+        .await
+    {
         Outcome::Answer(a) => (a.rows[0][0].as_i64().unwrap(), a.cached),
         other => panic!("{other:?}"),
     }
@@ -667,7 +671,10 @@ async fn tables_synced_after_start_up_are_answered_without_a_restart() {
         .unwrap()
         .unwrap();
     let today = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
-    match semantic.ask("how many orders", &[], today).await {
+    match semantic
+        .ask("how many orders", &Asker::default(), today)
+        .await
+    {
         Outcome::Refused(why) => assert!(why.contains("no data yet"), "{why}"),
         other => panic!("{other:?}"),
     }
@@ -680,12 +687,15 @@ async fn tables_synced_after_start_up_are_answered_without_a_restart() {
     // Past the version check's interval: the new tables and their values are seen.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(order_count(&semantic, &[]).await, (60, false));
-    match semantic.ask("revenue in Germany", &[], today).await {
+    match semantic
+        .ask("revenue in Germany", &Asker::default(), today)
+        .await
+    {
         Outcome::Answer(a) => assert_eq!(a.rows[0][0].as_f64().unwrap(), 999.0),
         other => panic!("{other:?}"),
     }
     // Columns hidden from a role stay hidden on tables the model has not read yet.
-    let grants = semantic.grants(&["sales_emea".to_string()]);
+    let grants = semantic.grants(&Asker::with_roles(&["sales_emea".to_string()]));
     let err = semantic
         .run_sql("SELECT contact_email FROM customers", &grants, 10)
         .await
@@ -707,4 +717,237 @@ async fn tables_synced_after_start_up_are_answered_without_a_restart() {
         out.columns
     );
     assert!(out.rows > 0);
+}
+
+/// A rep's region from `[attributes]`: one `[access.sales_rep]` rule serves every region.
+#[tokio::test]
+async fn a_rule_reading_the_callers_attribute_filters_every_path_per_person() {
+    let (_dir, mut config, semantic) = demo().await;
+    let today = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+    let rep = |regions: &[&str]| Asker {
+        roles: vec!["sales_rep".into()],
+        attributes: if regions.is_empty() {
+            Default::default()
+        } else {
+            [(
+                "region".to_string(),
+                regions.iter().map(|r| r.to_string()).collect(),
+            )]
+            .into()
+        },
+    };
+    let regions_seen = |outcome: Outcome| -> Vec<String> {
+        let Outcome::Answer(a) = outcome else {
+            panic!("{outcome:?}")
+        };
+        a.rows
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The offline parser: each rep their own region; several values, any of them.
+    let emea = semantic
+        .ask("revenue by region", &rep(&["EMEA"]), today)
+        .await;
+    assert_eq!(regions_seen(emea), vec!["EMEA"]);
+    let two = semantic
+        .ask("revenue by region", &rep(&["EMEA", "Americas"]), today)
+        .await;
+    let mut two = regions_seen(two);
+    two.sort();
+    assert_eq!(two, vec!["Americas", "EMEA"]);
+    // No attribute: no rows, not everyone's, and the answer says why.
+    match semantic.ask("how many orders", &rep(&[]), today).await {
+        Outcome::Answer(a) => {
+            assert_eq!(a.rows[0][0], json!(0), "{a:?}");
+            let note = a.access_note.as_deref().unwrap();
+            assert!(
+                note.contains("`region`") && note.contains("sales_rep"),
+                "{note}"
+            );
+            let text = conveyor::semantic::present::markdown(semantic.model(), &a);
+            assert!(text.contains(note), "{text}");
+        }
+        Outcome::Refused(why) => assert!(why.contains("no data"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // A value with a quote is a literal, not SQL.
+    let odd = semantic
+        .ask("how many orders", &rep(&["EMEA') OR (1=1"]), today)
+        .await;
+    match odd {
+        Outcome::Answer(a) => assert_eq!(a.rows[0][0], json!(0), "{a:?}"),
+        Outcome::Refused(why) => assert!(why.contains("no data"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // query_metrics and run_sql with the caller's attributes.
+    let mut ana = caller(&["sales_rep"]);
+    ana.attributes = rep(&["Americas"]).attributes;
+    let qm = conveyor::tools::bi::QueryMetrics::new(semantic.clone());
+    let out = qm
+        .call(
+            &ana,
+            json!({"metrics": ["revenue"], "dimensions": ["customers.region"]}),
+        )
+        .await
+        .unwrap();
+    let rows = out["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!(rows[0][0], "Americas");
+    let americas = qm
+        .call(
+            &caller(&[]),
+            json!({"metrics": ["customers"], "filters": [{"dimension": "customers.region", "values": ["Americas"]}]}),
+        )
+        .await
+        .unwrap()["rows"][0][0]
+        .clone();
+    let sql = conveyor::tools::bi::RunSql::new(semantic.clone());
+    let out = sql
+        .call(&ana, json!({"sql": "SELECT count(*) AS n FROM customers"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        out["rows"][0]["n"].to_string(),
+        americas
+            .as_str()
+            .map_or(americas.to_string(), str::to_string),
+        "{out}"
+    );
+
+    // Through the gateway: [roles] and [attributes] in conveyor.toml name the person.
+    config.roles = conveyor::gateway::roles::RolesConfig(
+        [("sales_rep".to_string(), vec!["api:ana".to_string()])].into(),
+    );
+    config.attributes = toml::from_str(r#""api:ana" = { region = "EMEA" }"#).unwrap();
+    let app = conveyor::app::App::build(config).await.unwrap();
+    let out = ask(&app, "revenue by region").await;
+    let data = out.data.expect("a BI answer");
+    assert_eq!(data.rows.len(), 1, "{:?}", data.rows);
+    assert_eq!(data.rows[0][0], "EMEA");
+}
+
+#[test]
+fn a_rule_with_an_unknown_template_is_a_clear_problem() {
+    let mut problems = Vec::new();
+    conveyor::semantic::model::from_sources(
+        &[(
+            "shop.semantic.toml".into(),
+            r#"
+            [entities.customers]
+            table = "customers"
+            primary_key = "customer_id"
+            [entities.customers.dimensions.region]
+            [access.rep]
+            rows = { "customers.region" = "x{{ user.region }}" }
+            where = { customers = "region = {{ region }}" }
+            "#
+            .into(),
+        )],
+        &mut problems,
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("mixes text")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`{{ region }}` is not a caller's attribute")),
+        "{problems:?}"
+    );
+}
+
+/// The LLM sees the parts of the model a question is about, retrieved from the index, as the
+/// caller's views: hidden columns are not even named.
+#[tokio::test]
+async fn the_llm_is_told_the_retrieved_part_of_the_model_as_the_callers_views() {
+    use conveyor::semantic::catalog::Catalog;
+    let (_dir, config, semantic) = demo().await;
+    let knowledge = conveyor::knowledge::Knowledge::open(&config.index, &config.base_dir).unwrap();
+    let index = knowledge
+        .open_catalog(&config.index, &config.base_dir)
+        .unwrap();
+    // Built twice (a restart): the second replaces the first.
+    Catalog::build(&semantic, index.clone(), knowledge.embedder.clone())
+        .await
+        .unwrap();
+    let catalog = Catalog::build(&semantic, index.clone(), knowledge.embedder.clone())
+        .await
+        .unwrap()
+        .describe_whole(0);
+    assert_eq!(index.count().await.unwrap(), 3);
+    assert!(
+        config
+            .index
+            .path_in(&config.base_dir)
+            .join("semantic-model")
+            .is_dir()
+    );
+    let model = semantic.model();
+    // An order question: orders, and what orders join to.
+    let e = catalog
+        .entities_for(model, "how many refunds in March?")
+        .await
+        .unwrap();
+    assert_eq!(e[0], "orders", "{e:?}");
+    assert!(e.contains(&"customers".to_string()) && e.contains(&"products".to_string()));
+    // A customer question: customers alone (they join to nothing).
+    let e = catalog
+        .entities_for(model, "which clients signed up in Germany")
+        .await
+        .unwrap();
+    assert_eq!(e, vec!["customers"], "{e:?}");
+    let e = catalog.entities_for(model, "add-ons").await.unwrap();
+    assert_eq!(e[0], "products", "{e:?}");
+
+    let catalog = Some(Arc::new(catalog));
+    let qm = conveyor::tools::bi::QueryMetrics::new(semantic.clone()).with_catalog(catalog.clone());
+    let sql = conveyor::tools::bi::RunSql::new(semantic.clone()).with_catalog(catalog);
+    let question = "which clients signed up in Germany";
+    let everyone = sql.describe_for(&caller(&[]), question).await.unwrap();
+    assert!(everyone.contains("entity customers"), "{everyone}");
+    assert!(!everyone.contains("entity orders"), "{everyone}");
+    assert!(everyone.contains("contact_email"), "{everyone}");
+    let rep = sql
+        .describe_for(&caller(&["sales_emea"]), question)
+        .await
+        .unwrap();
+    assert!(!rep.contains("contact_email"), "{rep}");
+    let metrics = qm
+        .describe_for(&caller(&["sales_emea"]), question)
+        .await
+        .unwrap();
+    assert!(metrics.contains("customers.region"), "{metrics}");
+    assert!(!metrics.contains("revenue"), "{metrics}");
+    let metrics = qm
+        .describe_for(&caller(&[]), "revenue by plan last quarter")
+        .await
+        .unwrap();
+    assert!(metrics.contains("revenue ("), "{metrics}");
+}
+
+/// A misspelled value is asked about, not dropped (which would answer for every value).
+#[tokio::test]
+async fn a_misspelled_value_gets_a_question_back_not_a_total() {
+    let (_dir, _, semantic) = demo().await;
+    let today = chrono::NaiveDate::from_ymd_opt(2025, 12, 31).unwrap();
+    match semantic
+        .ask("revenue for the enterprize plan", &Asker::default(), today)
+        .await
+    {
+        Outcome::Clarify { text, options } => {
+            assert!(text.contains("“enterprize”"), "{text}");
+            assert_eq!(options, vec!["revenue for the enterprise plan"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Words that are not near any value are not taken for one.
+    match semantic
+        .ask("please show total revenue", &Asker::default(), today)
+        .await
+    {
+        Outcome::Answer(_) => {}
+        other => panic!("{other:?}"),
+    }
 }

@@ -1312,3 +1312,69 @@ async fn a_bi_question_gets_its_table_and_the_chart_attached_once() {
     h.settle().await;
     assert_eq!(h.fake.follow_ups().len(), 2);
 }
+
+/// A click on a button (a message component interaction, like the fixture's) by the user of
+/// the `/ask` fixture, in its channel.
+fn click(dir: &Path, id: &str, custom_id: &str) -> String {
+    let ask: Value = serde_json::from_str(&ask_this(dir, "0", "x")).unwrap();
+    let mut v: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("discord/interaction_type3_message_component_min.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    v["id"] = json!(id);
+    v["data"]["custom_id"] = json!(custom_id);
+    for key in ["channel_id", "guild_id", "member", "application_id"] {
+        v[key] = ask[key].clone();
+    }
+    v.to_string()
+}
+
+#[tokio::test]
+async fn a_clarifying_choice_is_a_button_and_a_click_asks_it_once() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start_in(crate::common::demo(true).await, PUBLIC_KEY).await;
+    let (status, _) = h
+        .post_signed(&ask_this(&dir, "786008729715219101", "revenue by regoin"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    h.fake.wait_for(1, WAIT).await;
+    h.settle().await;
+    let calls = h.fake.follow_ups();
+    let content = calls[0].body["content"].as_str().unwrap();
+    assert!(content.contains("Did you mean region?"), "{content}");
+    let buttons = calls[0].body["components"][0]["components"]
+        .as_array()
+        .unwrap();
+    assert_eq!(buttons.len(), 1, "{buttons:?}");
+    assert_eq!(buttons[0]["label"], "revenue by region");
+    let custom_id = buttons[0]["custom_id"].as_str().unwrap().to_string();
+    assert!(custom_id.starts_with("conveyor:choose:"), "{custom_id}");
+
+    let (status, deferred) = h
+        .post_signed(&click(&dir, "786008729715219102", &custom_id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(deferred, json!({"type": 5}));
+    h.fake.wait_for(2, WAIT).await;
+    h.settle().await;
+    let calls = h.fake.follow_ups();
+    let answer = calls[1].body["content"].as_str().unwrap();
+    assert!(
+        answer.contains("region") && answer.contains("```"),
+        "{answer}"
+    );
+    let answered = calls.len();
+    // Clicked again: asked once. A choice never offered: told so, privately, nothing asked.
+    let (_, again) = h
+        .post_signed(&click(&dir, "786008729715219103", &custom_id))
+        .await;
+    assert_eq!(again["type"], 4, "{again}");
+    let (_, note) = h
+        .post_signed(&click(&dir, "786008729715219104", "conveyor:choose:nope:0"))
+        .await;
+    assert_eq!(note["type"], 4, "{note}");
+    assert_eq!(note["data"]["flags"], 64);
+    h.settle().await;
+    assert_eq!(h.fake.follow_ups().len(), answered);
+}

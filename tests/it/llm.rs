@@ -1102,6 +1102,7 @@ async fn planner_overhead_per_turn() {
                 inbound: &inbound,
                 history: &[],
                 roles: &[],
+                attributes: &Default::default(),
             })
             .await
             .unwrap();

@@ -1624,3 +1624,84 @@ async fn a_bi_question_gets_its_table_in_the_thread_and_the_chart_uploaded_once(
     assert_eq!(sends_in_order(&h.fake).len(), 2);
     assert_eq!(h.fake.shared_files().len(), 1);
 }
+
+/// A block_actions payload for a click on a clarifying choice under a reply in a thread.
+fn choose(value: &str, user: &str, thread_ts: &str, response_url: &str) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": "ana", "team_id": "T111"},
+        "api_app_id": "A111",
+        "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C111",
+                      "is_ephemeral": false, "thread_ts": thread_ts},
+        "trigger_id": "123.456.choose",
+        "team": {"id": "T111", "domain": "lumen"},
+        "channel": {"id": "C111", "name": "general"},
+        "response_url": response_url,
+        "actions": [{
+            "action_id": "conveyor_choose",
+            "block_id": "conveyor_actions",
+            "text": {"type": "plain_text", "text": "revenue by region", "emoji": true},
+            "value": value,
+            "type": "button",
+            "action_ts": "1700000001.000000"
+        }]
+    });
+    form(&[("payload", &payload.to_string())])
+}
+
+#[tokio::test]
+async fn a_clarifying_choice_is_a_button_and_a_click_asks_it_in_the_thread_once() {
+    let h = Harness::start_in(crate::common::demo(true).await, "s3cret", |_| {}).await;
+    h.post_signed(&mention("EvAsk", "revenue by regoin"), &[])
+        .await;
+    let posts = h.fake.wait_for("chat.postMessage", 1, WAIT).await;
+    h.settle().await;
+    let question = posts[0].body["text"].as_str().unwrap();
+    assert!(question.contains("Did you mean region?"), "{question}");
+    let buttons = posts[0].body["blocks"][1]["elements"].as_array().unwrap();
+    assert_eq!(buttons.len(), 1, "the choice, not 👍/👎: {buttons:?}");
+    assert_eq!(buttons[0]["action_id"], "conveyor_choose");
+    assert_eq!(buttons[0]["text"]["text"], "revenue by region");
+    let value = buttons[0]["value"].as_str().unwrap().to_string();
+
+    let url = h.response_url("choose1");
+    let click = choose(&value, "W333", "1595926230.009600", &url);
+    let (status, body) = h.post_form("/slack/interactions", &click, "s3cret").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let posts = h.fake.wait_for("chat.postMessage", 2, WAIT).await;
+    h.settle().await;
+    let answer = posts[1].body["text"].as_str().unwrap();
+    assert!(answer.contains("by region"), "{answer}");
+    assert!(answer.contains("```"), "answered with the table: {answer}");
+    assert_eq!(posts[1].body["thread_ts"], "1595926230.009600");
+    // The click is the clicker's message in the same conversation.
+    let turns = h
+        .app
+        .store
+        .recent_turns("slack:T111:C111:1595926230.009600", 10)
+        .await
+        .unwrap();
+    assert_eq!(turns.len(), 4, "{turns:?}");
+    assert_eq!(turns[2].text, "revenue by region");
+    assert_eq!(turns[2].user_id, "T111:W333");
+    // Clicked again (or Slack retrying): asked once.
+    h.post_form("/slack/interactions", &click, "s3cret").await;
+    h.settle().await;
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 2);
+    // A value naming the choice in another thread, or one never offered: nothing is asked.
+    for forged in [
+        choose(&value, "W333", "1111111111.000001", &url),
+        choose(
+            &format!("{}:7", value.rsplit_once(':').unwrap().0),
+            "W333",
+            "1595926230.009600",
+            &url,
+        ),
+        choose("not-an-answer", "W333", "1595926230.009600", &url),
+    ] {
+        let (status, _) = h.post_form("/slack/interactions", &forged, "s3cret").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    h.settle().await;
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 2);
+}

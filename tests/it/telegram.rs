@@ -1074,3 +1074,93 @@ async fn a_bi_question_gets_its_table_and_the_chart_as_a_photo_once() {
     assert_eq!(h.fake.calls_of("sendPhoto").len(), 1);
     assert_eq!(h.sends().len(), 1);
 }
+
+/// The documentation's `callback_query` update, brought up to the current Bot API (a sender
+/// with `is_bot`, a `chat_instance`), as a click under the bot's message `message` (the
+/// Message `sendMessage` answered with).
+fn callback(dir: &Path, update_id: i64, data: &str, message: &Value) -> Value {
+    let mut u = fixture(dir, "docs_examples/12_callback_query.json");
+    u["update_id"] = json!(update_id);
+    let q = &mut u["callback_query"];
+    q["from"]["is_bot"] = json!(false);
+    q["from"]["id"] = json!(408258968);
+    q["chat_instance"] = json!("-5318008");
+    q["data"] = json!(data);
+    q.as_object_mut().unwrap().remove("inline_message_id");
+    q["message"] = message.clone();
+    u
+}
+
+#[tokio::test]
+async fn a_clarifying_choice_is_an_inline_button_and_a_click_asks_it_once() {
+    let Some(dir) = fixtures() else { return };
+    let h = Harness::start_synced(TelegramMode::Webhook).await;
+    let update = private(&dir, 306197600, "revenue by regoin");
+    assert_eq!(h.post(Some(SECRET), &update).await, StatusCode::OK);
+    h.fake.wait_for("sendMessage", 1, WAIT).await;
+    h.settle().await;
+    let sent = h.sends();
+    assert!(
+        sent[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Did you mean region?"),
+        "{sent:?}"
+    );
+    let keyboard = &sent[0]["reply_markup"]["inline_keyboard"][0];
+    assert_eq!(keyboard.as_array().unwrap().len(), 1, "{keyboard}");
+    assert_eq!(keyboard[0]["text"], "revenue by region");
+    let data = keyboard[0]["callback_data"].as_str().unwrap().to_string();
+    assert!(data.starts_with("choose:") && data.len() <= 64, "{data}");
+    // The Message the bot's sendMessage returned, as Telegram puts it in the click.
+    let message = json!({
+        "message_id": 9001, "date": 1581448900,
+        "chat": {"id": 408258968, "type": "private", "first_name": "Hirrolot", "username": "hirrolot"},
+        "from": {"id": 777000111, "is_bot": true, "first_name": "Conveyor", "username": BOT},
+        "text": sent[0]["text"]
+    });
+    let click = callback(&dir, 306197601, &data, &message);
+    assert_eq!(h.post(Some(SECRET), &click).await, StatusCode::OK);
+    h.fake.wait_for("sendMessage", 2, WAIT).await;
+    h.settle().await;
+    let sent = h.sends();
+    let answer = sent[1]["text"].as_str().unwrap();
+    assert!(
+        answer.contains("<pre>") && answer.contains("region"),
+        "{answer}"
+    );
+    assert_eq!(sent[1]["reply_parameters"]["message_id"], 9001);
+    let acks = h.fake.calls_of("answerCallbackQuery");
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].body["callback_query_id"], "4382bfdwdsb323b2d9");
+    assert!(acks[0].body.get("text").is_none(), "{:?}", acks[0].body);
+    // A second click (another update): asked once.
+    let again = callback(&dir, 306197602, &data, &message);
+    assert_eq!(h.post(Some(SECRET), &again).await, StatusCode::OK);
+    // A choice under a message in another chat, or one never offered: nothing is asked, and
+    // the person is told.
+    let mut elsewhere = message.clone();
+    elsewhere["chat"]["id"] = json!(-100123);
+    elsewhere["chat"]["type"] = json!("group");
+    elsewhere["chat"]["title"] = json!("Sales");
+    let forged = callback(&dir, 306197603, &data, &elsewhere);
+    assert_eq!(h.post(Some(SECRET), &forged).await, StatusCode::OK);
+    let unknown = callback(&dir, 306197604, "choose:nope:0", &message);
+    assert_eq!(h.post(Some(SECRET), &unknown).await, StatusCode::OK);
+    h.settle().await;
+    assert_eq!(h.sends().len(), 2, "{:?}", h.sends());
+    let acks = h.fake.calls_of("answerCallbackQuery");
+    assert_eq!(acks.len(), 4);
+    assert!(
+        acks[1].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("Already asked")
+    );
+    assert!(
+        acks[2].body["text"]
+            .as_str()
+            .unwrap()
+            .contains("no longer available")
+    );
+}

@@ -201,6 +201,7 @@ fn caller(user: &str, channel: &str) -> Caller {
         channel: channel.into(),
         conversation: format!("{channel}:conv-1"),
         roles: Vec::new(),
+        attributes: Default::default(),
     }
 }
 

@@ -343,7 +343,7 @@ fn answer(
             inner.next_message_id += 1;
             sent_file(inner.next_message_id, username, &body, field, file)
         }
-        "sendchataction" | "setwebhook" | "deletewebhook" => json!(true),
+        "sendchataction" | "setwebhook" | "deletewebhook" | "answercallbackquery" => json!(true),
         _ => {
             let r = (
                 StatusCode::NOT_FOUND,

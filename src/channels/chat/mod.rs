@@ -30,6 +30,7 @@
 
 #[doc(hidden)]
 pub mod check;
+pub mod choice;
 pub mod markdown;
 pub mod split;
 
@@ -654,10 +655,14 @@ pub fn choose_reply<P: ChatPlatform>(
     }
 }
 
-/// An answer as a reply: rendered, with 👍/👎 under it where the platform has them.
+/// An answer as a reply: rendered, with its clarifying choices as buttons, or else 👍/👎
+/// under it where the platform has them.
 fn answer<P: ChatPlatform>(platform: &P, to: &P::Target, out: &Outbound) -> Reply {
     let mut reply = Reply::text(ReplyKind::Answer, platform.render(out, to));
-    if platform.feedback_buttons() {
+    if !out.choices.is_empty() {
+        // A question back: its options are what to click, not a rating.
+        reply.buttons = choice::choice_buttons(&out.message_id, &out.choices);
+    } else if platform.feedback_buttons() {
         reply.buttons = feedback_buttons(&out.message_id);
     }
     // A BI answer's chart goes as an image after the text (recorded with it in the egress
