@@ -1,6 +1,7 @@
 mod api;
 mod auth;
 mod bi;
+mod browser;
 mod cli;
 mod common;
 mod connectors_sources;
