@@ -11,7 +11,7 @@
 //! documents); one whose words match two metrics, or that names a value or a dimension the
 //! model does not have, gets one question back with the options.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::NaiveDate;
 
@@ -511,10 +511,59 @@ pub fn parse(model: &Model, values: &ValueIndex, question: &str, today: NaiveDat
         found.range.is_some() || found.grain.is_some() || counting || sharing || has(BI_CUES);
     let mut rank: Option<(bool, usize)> = None;
 
-    for m in &matches {
+    // "by supplier nation": the second names what the first has; the first only says whose.
+    let mut whose: BTreeSet<usize> = BTreeSet::new();
+    for (i, pair) in matches.windows(2).enumerate() {
+        let [m1, m2] = pair else { continue };
+        let by = words_before(m1.start, 1).last().copied().unwrap_or("");
+        if m2.start != m1.end || !GROUP.contains(&by) {
+            continue;
+        }
+        let owner = |m: &Match| {
+            // A metric other than an entity's own count ("revenue") is not an owner.
+            if m.items
+                .iter()
+                .any(|x| matches!(x, Item::Metric(n) if !model.entities.contains_key(n.as_str())))
+            {
+                return None;
+            }
+            m.items.iter().find_map(|x| match x {
+                Item::Entity(e) => Some(e.clone()),
+                Item::Dim(d) => model.find_dimension(d).ok().map(|d| d.entity.clone()),
+                _ => None,
+            })
+        };
+        let (Some(a), Some(b)) = (owner(m1), owner(m2)) else {
+            continue;
+        };
+        if a != b && model.join_path(&a, &b).is_none() {
+            let phrase = |m: &Match| {
+                (m.start..m.end)
+                    .filter_map(|k| toks.get(k).map(|t| t.raw))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            return Parsed::Refused(format!(
+                "I cannot split by “{} {}”: the semantic model has no join from {a} to {b}, so it cannot tell a {}'s {}. Ask by {} or by {} alone, or add the join under [entities.{a}] in the model.",
+                phrase(m1),
+                phrase(m2),
+                phrase(m1),
+                phrase(m2),
+                phrase(m1),
+                phrase(m2),
+            ));
+        }
+        whose.insert(i);
+    }
+
+    for (mi, m) in matches.iter().enumerate() {
+        if whose.contains(&mi) {
+            continue;
+        }
         let before = words_before(m.start, 3);
         let prev = before.last().copied().unwrap_or("");
-        let grouped = GROUP.contains(&prev)
+        let grouped = (mi > 0 && whose.contains(&(mi - 1)))
+            || GROUP.contains(&prev)
             || before.windows(2).any(|w| {
                 matches!(
                     w,

@@ -942,6 +942,24 @@ async fn a_misspelled_value_gets_a_question_back_not_a_total() {
         }
         other => panic!("{other:?}"),
     }
+    // "by customer plan": the plan of the customer; "by product region": products have no
+    // region, said so instead of grouping by product.
+    match semantic
+        .ask("revenue by customer plan", &Asker::default(), today)
+        .await
+    {
+        Outcome::Answer(a) => assert_eq!(a.query.dimensions, vec!["customers.plan"]),
+        other => panic!("{other:?}"),
+    }
+    match semantic
+        .ask("revenue by product region", &Asker::default(), today)
+        .await
+    {
+        Outcome::Refused(why) => {
+            assert!(why.contains("no join from products to customers"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
     // Words that are not near any value are not taken for one.
     match semantic
         .ask("please show total revenue", &Asker::default(), today)
