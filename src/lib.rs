@@ -56,5 +56,6 @@ pub mod server;
 pub mod store;
 pub mod tools;
 pub mod values;
+pub mod workflows;
 
 pub use error::{Error, Result};
