@@ -57,6 +57,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ssrf", ssrf),
     ("bi_question", bi_question),
     ("semantic_model", semantic_model),
+    ("workflow", workflow),
 ];
 
 /// The target called `name`.
@@ -841,5 +842,20 @@ pub fn semantic_model(data: &[u8]) {
             ..Default::default()
         };
         let _ = conveyor::semantic::compile::compile(&model, &q);
+    }
+}
+
+/// A workflow file (`tools/*.toml` with `kind = "workflow"`): `data` is its TOML. Either it is
+/// read, or every problem is a sentence naming where it is.
+pub fn workflow(data: &[u8]) {
+    let Ok(table) = toml::from_str::<toml::Table>(&text(data)) else {
+        return;
+    };
+    match conveyor::workflows::def::from_toml(table, "fuzz.toml") {
+        Ok(w) => assert!(!w.steps.is_empty(), "a workflow without steps was accepted"),
+        Err(problems) => assert!(
+            !problems.is_empty() && problems.iter().all(|p| !p.trim().is_empty()),
+            "refused without a reason: {problems:?}"
+        ),
     }
 }
