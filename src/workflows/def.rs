@@ -331,7 +331,12 @@ pub fn from_toml(table: toml::Table, origin: &str) -> Result<Workflow, Vec<Strin
     let file: File = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
         let message = e.inner().to_string();
-        let message = message.split("\nin `").next().unwrap_or("").trim().to_string();
+        let message = message
+            .split("\nin `")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         if path == "." || path.is_empty() {
             vec![message]
         } else {
@@ -647,7 +652,10 @@ fn step(
             t(&text, "text", problems);
             let approvers = d.approvers.clone().unwrap_or_default();
             for a in &approvers {
-                if !a.split_once(':').is_some_and(|(p, id)| !p.is_empty() && !id.is_empty()) {
+                if !a
+                    .split_once(':')
+                    .is_some_and(|(p, id)| !p.is_empty() && !id.is_empty())
+                {
                     problems.push(format!(
                         "{key}.approvers: `{a}` has no platform; write PLATFORM:ID, e.g. `slack:U0123`"
                     ));
@@ -1124,7 +1132,10 @@ mod tests {
             StepKind::Approval { self_approval: false, timeout, approve_on_timeout: false, .. }
                 if *timeout == Duration::from_secs(7200)
         ));
-        let StepKind::ForEach { parallelism, steps, .. } = &w.steps[1].kind else {
+        let StepKind::ForEach {
+            parallelism, steps, ..
+        } = &w.steps[1].kind
+        else {
             panic!()
         };
         assert_eq!(*parallelism, 2);
