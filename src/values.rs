@@ -223,6 +223,24 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Reads `value` as a `T`. An error says where (`steps[0].text`; empty for the top level) and
+/// what is wrong, without the position serde appends, for messages that name the key.
+pub fn from_toml_at<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+) -> std::result::Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        let message = message
+            .split("\nin `")
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        (if path == "." { String::new() } else { path }, message)
+    })
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -183,16 +183,8 @@ fn parse_section<S: DeserializeOwned>(
     name: &str,
     raw: &toml::Value,
 ) -> std::result::Result<S, String> {
-    serde_path_to_error::deserialize::<_, S>(raw.clone()).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.inner().to_string();
-        let message = message
-            .split("\nin `")
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        if path == "." || path.is_empty() {
+    crate::values::from_toml_at::<S>(raw.clone()).map_err(|(path, message)| {
+        if path.is_empty() {
             format!("channels.{name}: {message}")
         } else {
             format!("channels.{name}.{path}: {message}")

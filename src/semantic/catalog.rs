@@ -146,27 +146,22 @@ fn document(
         out.push_str(&format!("also called {}\n", e.synonyms.join(", ")));
     }
     out.push_str(&format!("columns: {}\n", e.columns.join(", ")));
+    // One line per named thing: what it is, its name, label, description and synonyms.
+    let mut line = |what: &str, name: &str, label: &str, description: &str, synonyms: &[String]| {
+        out.push_str(&format!(
+            "{what} {name} ({label}) {description} {}\n",
+            synonyms.join(", ")
+        ));
+    };
     let mut measures: BTreeSet<&str> = BTreeSet::new();
     for m in model.measures.iter().filter(|m| m.entity == name) {
         measures.insert(&m.name);
-        out.push_str(&format!(
-            "measure {} ({}) {} {}\n",
-            m.name,
-            m.label,
-            m.description,
-            m.synonyms.join(", ")
-        ));
+        line("measure", &m.name, &m.label, &m.description, &m.synonyms);
     }
     for m in &model.metrics {
         let uses = super::present::metric_uses(m);
         if uses.iter().any(|u| measures.contains(u)) {
-            out.push_str(&format!(
-                "metric {} ({}) {} {}\n",
-                m.name,
-                m.label,
-                m.description,
-                m.synonyms.join(", ")
-            ));
+            line("metric", &m.name, &m.label, &m.description, &m.synonyms);
         }
     }
     for d in model.dimensions.iter().filter(|d| d.entity == name) {

@@ -291,13 +291,10 @@ impl HttpTool {
         origin: &str,
         cx: &LoadContext<'_>,
     ) -> std::result::Result<Self, Vec<String>> {
-        let file: HttpToolFile = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let message = e.inner().to_string();
-                let message = message.split("\nin `").next().unwrap_or("").trim();
-                if path == "." || path.is_empty() {
-                    vec![message.to_owned()]
+        let file: HttpToolFile =
+            crate::values::from_toml_at(toml::Value::Table(table)).map_err(|(path, message)| {
+                if path.is_empty() {
+                    vec![message]
                 } else {
                     vec![format!("{path}: {message}")]
                 }

@@ -328,21 +328,14 @@ struct RetryDef {
 /// Reads and checks one workflow file's TOML (`kind = "workflow"`). Every problem is returned,
 /// each starting with where it is (`steps.post.text: …`); the caller adds the file.
 pub fn from_toml(table: toml::Table, origin: &str) -> Result<Workflow, Vec<String>> {
-    let file: File = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-        let path = e.path().to_string();
-        let message = e.inner().to_string();
-        let message = message
-            .split("\nin `")
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        if path == "." || path.is_empty() {
-            vec![message]
-        } else {
-            vec![format!("{path}: {message}")]
-        }
-    })?;
+    let file: File =
+        crate::values::from_toml_at(toml::Value::Table(table)).map_err(|(path, message)| {
+            if path.is_empty() {
+                vec![message]
+            } else {
+                vec![format!("{path}: {message}")]
+            }
+        })?;
     let mut problems = Vec::new();
     if file.kind != "workflow" {
         problems.push(format!("kind: `{}` is not \"workflow\"", file.kind));
