@@ -223,11 +223,13 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Reads `value` as a `T`. An error says where (`steps[0].text`; empty for the top level) and
-/// what is wrong, without the position serde appends, for messages that name the key.
+/// Reads `value` as a `T`. An error names the key (`steps[0].text: …`, under `prefix` when it
+/// is not empty: `channels.slack.mode: …`) and what is wrong, without the position serde
+/// appends.
 pub fn from_toml_at<T: serde::de::DeserializeOwned>(
     value: toml::Value,
-) -> std::result::Result<T, (String, String)> {
+    prefix: &str,
+) -> std::result::Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let message = e.inner().to_string();
@@ -237,7 +239,13 @@ pub fn from_toml_at<T: serde::de::DeserializeOwned>(
             .unwrap_or("")
             .trim()
             .to_string();
-        (if path == "." { String::new() } else { path }, message)
+        let path = if path == "." { "" } else { path.as_str() };
+        match (prefix.is_empty(), path.is_empty()) {
+            (true, true) => message,
+            (true, false) => format!("{path}: {message}"),
+            (false, true) => format!("{prefix}: {message}"),
+            (false, false) => format!("{prefix}.{path}: {message}"),
+        }
     })
 }
 

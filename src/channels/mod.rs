@@ -183,13 +183,7 @@ fn parse_section<S: DeserializeOwned>(
     name: &str,
     raw: &toml::Value,
 ) -> std::result::Result<S, String> {
-    crate::values::from_toml_at::<S>(raw.clone()).map_err(|(path, message)| {
-        if path.is_empty() {
-            format!("channels.{name}: {message}")
-        } else {
-            format!("channels.{name}.{path}: {message}")
-        }
-    })
+    crate::values::from_toml_at::<S>(raw.clone(), &format!("channels.{name}"))
 }
 
 fn check_section<S: PlatformSection>(raw: &toml::Value, problems: &mut Vec<String>) {

@@ -35,6 +35,8 @@ pub struct Catalog {
     index: Arc<dyn VectorIndex>,
     embedder: Arc<dyn Embedder>,
     describe_whole: usize,
+    /// The last question's entities: both BI tools describe themselves for the same turn.
+    last: std::sync::Mutex<Option<(String, Vec<String>)>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -84,6 +86,7 @@ impl Catalog {
             index,
             embedder,
             describe_whole: DESCRIBE_WHOLE,
+            last: std::sync::Mutex::new(None),
         })
     }
 
@@ -99,6 +102,12 @@ impl Catalog {
         let all: Vec<String> = model.entities.keys().cloned().collect();
         if all.len() <= self.describe_whole {
             return Ok(all);
+        }
+        if let Ok(last) = self.last.lock()
+            && let Some((q, entities)) = last.as_ref()
+            && q == question
+        {
+            return Ok(entities.clone());
         }
         let query = self.embedder.embed_query(question);
         if query.indices.is_empty() {
@@ -126,6 +135,9 @@ impl Catalog {
                 }
             }
             i += 1;
+        }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((question.to_string(), out.clone()));
         }
         Ok(out)
     }

@@ -292,13 +292,7 @@ impl HttpTool {
         cx: &LoadContext<'_>,
     ) -> std::result::Result<Self, Vec<String>> {
         let file: HttpToolFile =
-            crate::values::from_toml_at(toml::Value::Table(table)).map_err(|(path, message)| {
-                if path.is_empty() {
-                    vec![message]
-                } else {
-                    vec![format!("{path}: {message}")]
-                }
-            })?;
+            crate::values::from_toml_at(toml::Value::Table(table), "").map_err(|e| vec![e])?;
         let mut problems = Vec::new();
 
         if file.description.trim().is_empty() {

@@ -393,18 +393,15 @@ impl ToolRegistry {
 
     /// The tools `caller` may call, described for `question` ([`Tool::describe_for`]).
     pub async fn specs_for_turn(&self, caller: &Caller, question: &str) -> Vec<ToolSpec> {
-        let mut out = Vec::new();
-        for r in self.tools.values() {
-            if r.tool.policy().check(caller, r.tool.sensitive()).is_err() {
-                continue;
-            }
-            let mut s = spec(r.tool.as_ref());
-            if let Some(d) = r.tool.describe_for(caller, question).await {
+        let mut specs = self.specs_for(caller);
+        for s in &mut specs {
+            if let Some(tool) = self.get(&s.name)
+                && let Some(d) = tool.describe_for(caller, question).await
+            {
                 s.description = d;
             }
-            out.push(s);
         }
-        out
+        specs
     }
 
     /// Runs one call: lookup, policy, argument validation, the call under its time limit,

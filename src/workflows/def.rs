@@ -329,13 +329,7 @@ struct RetryDef {
 /// each starting with where it is (`steps.post.text: …`); the caller adds the file.
 pub fn from_toml(table: toml::Table, origin: &str) -> Result<Workflow, Vec<String>> {
     let file: File =
-        crate::values::from_toml_at(toml::Value::Table(table)).map_err(|(path, message)| {
-            if path.is_empty() {
-                vec![message]
-            } else {
-                vec![format!("{path}: {message}")]
-            }
-        })?;
+        crate::values::from_toml_at(toml::Value::Table(table), "").map_err(|e| vec![e])?;
     let mut problems = Vec::new();
     if file.kind != "workflow" {
         problems.push(format!("kind: `{}` is not \"workflow\"", file.kind));
