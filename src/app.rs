@@ -56,6 +56,8 @@ pub struct App {
     /// Work that must finish even when the request that started it is gone (a client that
     /// disconnected, a request timeout); awaited on shutdown.
     pub tasks: TaskTracker,
+    /// The workflows of `tools.dir` and the engine that runs them.
+    pub workflows: crate::workflows::Engine,
 }
 
 impl App {
@@ -99,13 +101,52 @@ impl App {
             }
             _ => None,
         };
-        let tools = Arc::new(build_tools(
+        let mut tools = build_tools(
             &config,
             &store,
             &knowledge,
             semantic.as_ref().map(|s| (s, catalog)),
             env,
-        )?);
+        )?;
+        // Workflows are tools too (the agent may start one), found through a slot filled once
+        // the engine, which needs the registry, exists.
+        let workflow_defs = crate::workflows::load_dir(&config.resolve(&config.tools.dir))?;
+        let slot = Arc::new(crate::workflows::EngineSlot::default());
+        for w in &workflow_defs {
+            tools
+                .register(Arc::new(crate::workflows::WorkflowTool::new(
+                    w,
+                    Arc::clone(&slot),
+                )))
+                .map_err(|e| crate::error::Error::Config(format!("{}: {e}", w.origin)))?;
+        }
+        let problems = crate::workflows::check_references(
+            &workflow_defs,
+            &tools
+                .list()
+                .iter()
+                .map(|t| t.name().to_string())
+                .collect::<Vec<_>>(),
+            &platforms
+                .outboxes()
+                .iter()
+                .map(|o| o.channel().as_str())
+                .collect::<Vec<_>>(),
+            &config
+                .hooks
+                .iter()
+                .map(|(name, h)| (name.clone(), h.workflow.clone()))
+                .collect::<Vec<_>>(),
+        );
+        if !problems.is_empty() {
+            return Err(crate::error::Error::Config(format!(
+                "{} problem{} in the workflow files:\n  - {}",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" },
+                problems.join("\n  - ")
+            )));
+        }
+        let tools = Arc::new(tools);
         let metrics = Arc::new(Metrics::default());
         metrics.set_index_chunks(knowledge.index.count().await?);
         let offline = Arc::new(
@@ -130,6 +171,25 @@ impl App {
                 },
             )?),
         };
+        let workflows = crate::workflows::Engine::new(
+            store.clone(),
+            workflow_defs,
+            crate::workflows::steps::Parts {
+                store: store.clone(),
+                tools: Arc::clone(&tools),
+                semantic: semantic.clone(),
+                lake: Some(lake.clone()),
+                planner: Arc::clone(&planner),
+                outboxes: platforms.outboxes(),
+                http: crate::tools::net::GuardedClient::new(
+                    crate::tools::net::AllowHosts::new(&config.workflows.allow_private),
+                    crate::tools::net::ClientOptions::default(),
+                )?,
+                metrics: Arc::clone(&metrics),
+            },
+            config.workflows.clone(),
+        )?;
+        slot.set(&workflows);
         let gateway = Arc::new(
             Gateway::new(
                 store.clone(),
@@ -156,6 +216,7 @@ impl App {
             hooks,
             platforms,
             tasks: TaskTracker::new(),
+            workflows,
         })
     }
 }

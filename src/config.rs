@@ -79,6 +79,8 @@ pub struct Config {
     pub lakehouse: crate::lakehouse::LakehouseConfig,
     /// Connector definitions: `[connectors]`.
     pub connectors: crate::connectors::ConnectorsConfig,
+    /// How workflow runs are executed: `[workflows]`.
+    pub workflows: crate::workflows::WorkflowsConfig,
     /// Folder the config file lives in; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -293,6 +295,7 @@ impl Config {
             }
         }
         self.channels.validate(&mut problems);
+        problems.extend(self.workflows.validate());
         self.roles.validate(&mut problems);
         self.attributes.validate(&mut problems);
         self.access

@@ -26,7 +26,24 @@ pub struct Metrics {
     duplicates: AtomicU64,
     index_chunks: AtomicU64,
     inbox_queued: Mutex<Vec<(String, i64)>>,
+    workflows: Mutex<BTreeMap<String, WorkflowStats>>,
 }
+
+/// One workflow's counters and run-duration histogram.
+#[derive(Debug, Default)]
+struct WorkflowStats {
+    started: u64,
+    succeeded: u64,
+    failed: u64,
+    buckets: [u64; WORKFLOW_BUCKETS.len()],
+    count: u64,
+    sum_secs: f64,
+}
+
+/// Upper bounds (seconds) of the workflow run-duration buckets (runs wait for people).
+const WORKFLOW_BUCKETS: [f64; 10] = [
+    0.005, 0.025, 0.1, 0.5, 2.5, 10.0, 60.0, 600.0, 3600.0, 86400.0,
+];
 
 impl Metrics {
     /// Counts one handled message by channel and outcome (`ok`, `error`, `rate_limited`,
@@ -65,6 +82,34 @@ impl Metrics {
     pub fn set_inbox_queued(&self, queued: Vec<(String, i64)>) {
         if let Ok(mut q) = self.inbox_queued.lock() {
             *q = queued;
+        }
+    }
+
+    /// Counts a workflow run started.
+    pub fn workflow_started(&self, workflow: &str) {
+        if let Ok(mut m) = self.workflows.lock() {
+            m.entry(workflow.to_string()).or_default().started += 1;
+        }
+    }
+
+    /// Counts a workflow run that finished here, and records how long it took (from its
+    /// last start or resume in this process).
+    pub fn workflow_finished(&self, workflow: &str, succeeded: bool, took: Duration) {
+        if let Ok(mut m) = self.workflows.lock() {
+            let s = m.entry(workflow.to_string()).or_default();
+            if succeeded {
+                s.succeeded += 1;
+            } else {
+                s.failed += 1;
+            }
+            let secs = took.as_secs_f64();
+            for (i, bound) in WORKFLOW_BUCKETS.iter().enumerate() {
+                if secs <= *bound {
+                    s.buckets[i] += 1;
+                }
+            }
+            s.count += 1;
+            s.sum_secs += secs;
         }
     }
 
@@ -144,6 +189,60 @@ impl Metrics {
                 let _ = writeln!(out, "conveyor_inbox_queued{{channel=\"{channel}\"}} {n}");
             }
         }
+        self.render_workflows(&mut out);
         out
+    }
+
+    fn render_workflows(&self, out: &mut String) {
+        let Ok(m) = self.workflows.lock() else { return };
+        let _ = writeln!(
+            out,
+            "# HELP conveyor_workflow_runs_total Workflow runs started here, and finished here by outcome."
+        );
+        let _ = writeln!(out, "# TYPE conveyor_workflow_runs_total counter");
+        for (name, s) in m.iter() {
+            for (outcome, n) in [
+                ("started", s.started),
+                ("succeeded", s.succeeded),
+                ("failed", s.failed),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "conveyor_workflow_runs_total{{workflow=\"{name}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP conveyor_workflow_run_duration_seconds Time from a run's start (or resume) here to its end."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE conveyor_workflow_run_duration_seconds histogram"
+        );
+        for (name, s) in m.iter() {
+            for (i, bound) in WORKFLOW_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "conveyor_workflow_run_duration_seconds_bucket{{workflow=\"{name}\",le=\"{bound}\"}} {}",
+                    s.buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "conveyor_workflow_run_duration_seconds_bucket{{workflow=\"{name}\",le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "conveyor_workflow_run_duration_seconds_sum{{workflow=\"{name}\"}} {}",
+                s.sum_secs
+            );
+            let _ = writeln!(
+                out,
+                "conveyor_workflow_run_duration_seconds_count{{workflow=\"{name}\"}} {}",
+                s.count
+            );
+        }
     }
 }

@@ -17,6 +17,8 @@ impl Channel {
     pub const CLI: Self = Self("cli");
     /// Generic signed webhooks.
     pub const WEBHOOK: Self = Self("webhook");
+    /// Workflow runs (their agent steps' conversations, their default caller).
+    pub const WORKFLOW: Self = Self("workflow");
 
     /// A channel named `name`: lowercase ASCII letters, digits and `-`, as in `[channels.NAME]`.
     pub const fn new(name: &'static str) -> Self {
@@ -220,6 +222,21 @@ pub struct Outbound {
     /// person can send as it is; platforms with buttons show them as buttons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<String>,
+    /// Buttons that do something (a workflow's Approve / Reject), shown instead of the
+    /// rating buttons on platforms that have buttons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+}
+
+/// A button under a message that does something when clicked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    /// The text on the button.
+    pub label: String,
+    /// What clicking does (`wf_approve`, `wf_reject`).
+    pub action: String,
+    /// Its argument (an approval id).
+    pub value: String,
 }
 
 /// The numbers behind an answer from the data (a BI answer), for every surface: how the

@@ -25,8 +25,12 @@ pub struct HookConfig {
     /// bearer token).
     pub secret_env: String,
     /// minijinja template over the JSON payload that produces the message text; empty output
-    /// means "ignore this delivery".
+    /// means "ignore this delivery". Not used with `workflow`.
+    #[serde(default)]
     pub text: String,
+    /// Start this workflow with the payload as its input, instead of answering a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     /// Template for the conversation id.
     #[serde(default = "default_hook_conversation")]
     pub conversation: String,
@@ -128,7 +132,18 @@ impl HookConfig {
                 "hooks.{name}.secret_env: name the environment variable that holds the secret, e.g. secret_env = \"GITHUB_WEBHOOK_SECRET\""
             ));
         }
-        if self.text.trim().is_empty() {
+        if self.workflow.is_some() {
+            if !self.text.trim().is_empty() {
+                problems.push(format!(
+                    "hooks.{name}.text: a hook that starts a workflow passes the payload as the workflow's input; remove text"
+                ));
+            }
+            if self.forward_to.is_some() {
+                problems.push(format!(
+                    "hooks.{name}.forward_to: a hook that starts a workflow answers nothing to forward; post from the workflow with a publish step"
+                ));
+            }
+        } else if self.text.trim().is_empty() {
             problems.push(format!(
                 "hooks.{name}.text: give a template that turns the payload into the message, e.g. text = \"{{{{ issue.title }}}}\""
             ));
@@ -414,6 +429,7 @@ mod tests {
             reply: HookReply::Sync,
             max_body_bytes: None,
             forward_to: None,
+            workflow: None,
         }
     }
 

@@ -34,6 +34,7 @@ mod knowledge;
 mod setup;
 pub mod terminal;
 mod tools;
+mod workflows;
 
 #[derive(Parser)]
 #[command(
@@ -137,6 +138,26 @@ pub enum Command {
         #[command(subcommand)]
         what: KeysCommand,
     },
+    /// Start a workflow run (tools/*.toml with kind = "workflow") and follow it until it
+    /// finishes or waits for an approval or a sleep (a running `serve` resumes it then).
+    Run {
+        /// The workflow.
+        name: String,
+        /// Its input: JSON (`'{"customer": "acme"}'`) or `@file.json`.
+        #[arg(long)]
+        input: Option<String>,
+        /// An idempotency key: a second run with the same key shows the first.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print the run and its steps as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Workflows and their runs: list, runs, show, cancel, retry.
+    Workflows {
+        #[command(subcommand)]
+        what: WorkflowsCommand,
+    },
     /// Messages acknowledged and not answered yet: list them, queue a failed one again.
     Inbox {
         #[command(subcommand)]
@@ -227,6 +248,54 @@ pub enum Command {
         /// Print the checks as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `conveyor workflows …`.
+#[derive(Subcommand)]
+pub enum WorkflowsCommand {
+    /// The workflows of tools.dir with their triggers, steps and runs per state.
+    List {
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Workflow runs, newest first.
+    Runs {
+        /// Only this workflow's.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only runs in this state (queued, running, waiting, succeeded, failed, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        /// Print them as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run with each step's status, input, output and error.
+    Show {
+        /// The run id.
+        run: String,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run that has not finished (and its sub-workflows).
+    Cancel {
+        /// The run id.
+        run: String,
+    },
+    /// Queue a failed or cancelled run again: the steps that did not succeed run again, or
+    /// every step from --from on.
+    Retry {
+        /// The run id.
+        run: String,
+        /// Run again from this top-level step.
+        #[arg(long)]
+        from: Option<String>,
     },
 }
 
@@ -526,6 +595,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Access { what } => access::access(config, what).await,
         Command::Keys { what } => access::keys(config, what).await,
         Command::Inbox { what } => access::inbox(config, what).await,
+        Command::Run {
+            name,
+            input,
+            key,
+            json,
+        } => workflows::run(config, &name, input.as_deref(), key, json).await,
+        Command::Workflows { what } => workflows::workflows(config, what).await,
         Command::Sync { name, full, json } => data::sync(config, name.as_deref(), full, json).await,
         Command::Optimize {
             name,

@@ -462,6 +462,7 @@ impl Turn {
             planner: self.planner.clone(),
             data: self.data.clone(),
             choices: self.choices.clone(),
+            actions: Vec::new(),
         }
     }
 }

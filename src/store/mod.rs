@@ -37,6 +37,8 @@ pub use gold::GoldState;
 mod keys;
 pub use keys::{ApiKey, Scope};
 mod inbox;
+/// Workflow runs and their journal.
+pub mod workflows;
 pub use inbox::{InboxEntry, InboxRow, InboxState};
 
 use std::str::FromStr;

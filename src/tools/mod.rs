@@ -8,7 +8,7 @@
 //!
 //! Built in: [`search::SearchKnowledge`]. Declarative tools are files in `tools.dir`
 //! ([`load_dir`]), one per tool, dispatched on their `kind`: `http` ([`http::HttpTool`]) for
-//! now; SQL and workflow kinds plug into [`load_dir`] the same way.
+//! now; workflow files (`kind = "workflow"`) are skipped here and read by `workflows::load_dir`.
 //!
 //! Outbound HTTP from tools goes through [`net`], the SSRF guard.
 
@@ -622,7 +622,9 @@ pub fn load_dir(dir: &Path, cx: &LoadContext<'_>, registry: &mut ToolRegistry) -
     for file in &files {
         let origin = file.display().to_string();
         let tool: Arc<dyn Tool> = match load_file(file, &origin, cx) {
-            Ok(t) => t,
+            Ok(Some(t)) => t,
+            // A workflow: read by `workflows::load_dir`, registered as a tool by the app.
+            Ok(None) => continue,
             Err(mut ps) => {
                 problems.append(&mut ps);
                 continue;
@@ -672,7 +674,7 @@ fn load_file(
     file: &Path,
     origin: &str,
     cx: &LoadContext<'_>,
-) -> std::result::Result<Arc<dyn Tool>, Vec<String>> {
+) -> std::result::Result<Option<Arc<dyn Tool>>, Vec<String>> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| vec![format!("{origin}: cannot read the file: {e}")])?;
     let table: toml::Table = toml::from_str(&text).map_err(|e| {
@@ -683,13 +685,14 @@ fn load_file(
     })?;
     match table.get("kind").and_then(toml::Value::as_str) {
         Some("http") => http::HttpTool::from_toml(table, origin, cx)
-            .map(|t| Arc::new(t) as Arc<dyn Tool>)
+            .map(|t| Some(Arc::new(t) as Arc<dyn Tool>))
             .map_err(|ps| ps.into_iter().map(|p| format!("{origin}: {p}")).collect()),
+        Some("workflow") => Ok(None),
         Some(other) => Err(vec![format!(
-            "{origin}: kind = \"{other}\" is not a tool kind conveyor knows; use kind = \"http\""
+            "{origin}: kind = \"{other}\" is not a tool kind conveyor knows; use kind = \"http\" or \"workflow\""
         )]),
         None => Err(vec![format!(
-            "{origin}: kind is missing; add kind = \"http\" at the top of the file"
+            "{origin}: kind is missing; add kind = \"http\" (or \"workflow\") at the top of the file"
         )]),
     }
 }

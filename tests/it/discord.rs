@@ -972,6 +972,7 @@ async fn a_forwarded_webhook_answer_is_posted_once_as_a_new_message() {
         planner: "offline".into(),
         data: None,
         choices: Vec::new(),
+        actions: Vec::new(),
     };
     let target = conveyor::config::ForwardTarget::parse(&format!("discord:{CHANNEL}")).unwrap();
     bot.app

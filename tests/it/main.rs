@@ -22,3 +22,4 @@ mod tidy;
 mod tools;
 mod warehouse;
 mod webhooks;
+mod workflows;

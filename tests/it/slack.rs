@@ -1150,6 +1150,7 @@ async fn a_webhook_answer_is_forwarded_into_a_slack_channel_once() {
                 reply: HookReply::Async,
                 max_body_bytes: None,
                 forward_to: Some("slack:C777".into()),
+                workflow: None,
             },
         );
     })

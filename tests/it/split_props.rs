@@ -138,6 +138,7 @@ fn outbound(rng: &mut Rng, text: String) -> Outbound {
         planner: "offline".into(),
         data: None,
         choices: Vec::new(),
+        actions: Vec::new(),
     }
 }
 

@@ -807,6 +807,7 @@ async fn a_forwarded_webhook_answer_is_posted_into_the_chat_once() {
         planner: "offline".into(),
         data: None,
         choices: Vec::new(),
+        actions: Vec::new(),
     };
     let target = conveyor::config::ForwardTarget::parse("telegram:-1001234567890").unwrap();
     h.app

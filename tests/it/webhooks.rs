@@ -84,6 +84,7 @@ fn hook(verify: HookVerify, secret_env: &str, text: &str, reply: HookReply) -> H
         reply,
         max_body_bytes: None,
         forward_to: None,
+        workflow: None,
     }
 }
 

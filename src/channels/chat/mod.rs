@@ -659,10 +659,22 @@ pub fn choose_reply<P: ChatPlatform>(
 /// under it where the platform has them.
 fn answer<P: ChatPlatform>(platform: &P, to: &P::Target, out: &Outbound) -> Reply {
     let mut reply = Reply::text(ReplyKind::Answer, platform.render(out, to));
-    if !out.choices.is_empty() {
+    if !out.actions.is_empty() {
+        // A workflow's question (Approve / Reject): its buttons, nothing else.
+        reply.buttons = out
+            .actions
+            .iter()
+            .map(|a| Button {
+                label: a.label.clone(),
+                action: a.action.clone(),
+                value: a.value.clone(),
+            })
+            .collect();
+    } else if !out.choices.is_empty() {
         // A question back: its options are what to click, not a rating.
         reply.buttons = choice::choice_buttons(&out.message_id, &out.choices);
-    } else if platform.feedback_buttons() {
+    } else if platform.feedback_buttons() && !out.message_id.is_empty() {
+        // (A message posted by a workflow is not a stored answer: nothing to rate.)
         reply.buttons = feedback_buttons(&out.message_id);
     }
     // A BI answer's chart goes as an image after the text (recorded with it in the egress
