@@ -190,6 +190,11 @@ impl App {
             config.workflows.clone(),
         )?;
         slot.set(&workflows);
+        // `/run NAME` in chat starts a workflow; everything else goes to the planner.
+        let planner: Arc<dyn Planner> = Arc::new(crate::workflows::command::CommandPlanner::new(
+            planner,
+            Arc::clone(&slot),
+        ));
         let gateway = Arc::new(
             Gateway::new(
                 store.clone(),
@@ -228,6 +233,7 @@ impl App {
             gateway: Arc::clone(&self.gateway),
             store: self.store.clone(),
             tasks: self.tasks.clone(),
+            decider: Some(Arc::new(self.workflows.clone())),
         }
     }
 

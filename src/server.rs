@@ -150,6 +150,9 @@ pub async fn run(app: App, listener: TcpListener, shutdown: CancellationToken) -
         app.resender()
             .run(app.config.gateway.egress_retry_every.0, shutdown.clone()),
     );
+    // Workflow runs: resumed after a crash or a restart, woken after a sleep or a decision,
+    // queued ones started as slots free up (here or in another process sharing the store).
+    tracker.spawn(app.workflows.clone().run(shutdown.clone()));
     // Each chat platform's own task: long polling, a gateway connection.
     for platform in app.platforms.all() {
         if let Some(task) =

@@ -191,6 +191,8 @@ pub struct Hook {
     pub max_body_bytes: Option<usize>,
     /// The chat the answer is also posted into.
     pub forward_to: Option<crate::channels::webhook::ForwardTarget>,
+    /// The workflow a delivery starts (with the payload as input) instead of a message.
+    pub workflow: Option<String>,
 }
 
 /// A verified delivery turned into a message, or the reason it is ignored.
@@ -270,6 +272,7 @@ impl Hook {
                     .forward_to
                     .as_deref()
                     .and_then(|t| crate::channels::webhook::ForwardTarget::parse(t).ok()),
+                workflow: config.workflow.clone(),
             });
         }
         Err(problems)

@@ -67,6 +67,9 @@ pub(super) async fn post_hook(
         .map_err(|e| Error::BadInput(format!("the webhook body is not valid JSON ({e})")))?;
     let key = hook.delivery_key(&headers, &body)?;
     let event = headers.get("x-github-event").and_then(|v| v.to_str().ok());
+    if let Some(workflow) = &hook.workflow {
+        return start_workflow(&app, &name, workflow, payload, &key, event).await;
+    }
     let inbound = match hook.render(&payload, event, &key)? {
         Rendered::Ignored(reason) => {
             let status = match hook.reply {
@@ -134,6 +137,47 @@ pub(super) async fn post_hook(
                 .into_response())
         }
     }
+}
+
+/// A delivery of a hook with `workflow = "…"`: the payload becomes the run's input, the
+/// delivery key its idempotency key (a redelivery returns the first run). The run is written
+/// before the 202 is sent; a payload that fails the workflow's `[inputs]` is refused with 400
+/// and the reason, and nothing is recorded.
+async fn start_workflow(
+    app: &App,
+    hook: &str,
+    workflow: &str,
+    payload: serde_json::Value,
+    key: &str,
+    event: Option<&str>,
+) -> Result<Response, ApiError> {
+    let started = app
+        .workflows
+        .start(crate::workflows::StartRequest {
+            workflow: workflow.to_string(),
+            input: payload,
+            kind: "hook".into(),
+            trigger: json!({"hook": hook, "delivery": key, "event": event}),
+            by: None,
+            key: Some(format!("hook:{hook}:{key}")),
+            parent: None,
+        })
+        .await?;
+    let (status, first) = match &started {
+        crate::store::workflows::Started::New { .. } => ("started", true),
+        crate::store::workflows::Started::Existing { .. } => ("duplicate", false),
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "status": status,
+            "workflow": workflow,
+            "run": started.id(),
+            "first_delivery": first,
+            "status_url": format!("/v1/workflows/runs/{}", started.id()),
+        })),
+    )
+        .into_response())
 }
 
 /// What a webhook delivery's inbox row holds.

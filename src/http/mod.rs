@@ -20,6 +20,7 @@ pub mod auth;
 mod chat;
 mod connectors;
 mod hooks;
+mod workflows;
 
 pub(crate) use hooks::resume as resume_delivery;
 
@@ -113,6 +114,8 @@ pub fn router(app: App) -> Router {
     let chat_scope = Router::new()
         .route("/v1/messages", post(post_message))
         .route("/v1/messages/{message_id}/{file}", get(get_answer_file))
+        .route("/v1/workflows/{name}/runs", post(workflows::start))
+        .route("/v1/workflows/approvals/{id}", post(workflows::decide))
         .route_layer(axum::middleware::from_fn_with_state(
             (app.clone(), Scope::Chat),
             auth::require,
@@ -128,8 +131,22 @@ pub fn router(app: App) -> Router {
         .route("/v1/runs", get(connectors::get_runs))
         .route("/metrics", get(metrics))
         .route("/hooks/{name}/deliveries/{key}", get(hooks::get_delivery))
+        .route("/v1/workflows", get(workflows::list))
+        .route("/v1/workflows/runs", get(workflows::runs))
+        .route("/v1/workflows/runs/{id}", get(workflows::run))
         .route_layer(axum::middleware::from_fn_with_state(
             (app.clone(), Scope::Read),
+            auth::require,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            limit_per_address,
+        ));
+    let admin_scope = Router::new()
+        .route("/v1/workflows/runs/{id}/cancel", post(workflows::cancel))
+        .route("/v1/workflows/runs/{id}/retry", post(workflows::retry))
+        .route_layer(axum::middleware::from_fn_with_state(
+            (app.clone(), Scope::Admin),
             auth::require,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -145,6 +162,7 @@ pub fn router(app: App) -> Router {
     router
         .merge(chat_scope)
         .merge(read_scope)
+        .merge(admin_scope)
         .merge(session)
         .route("/", get(web_page))
         .route("/healthz", get(healthz))

@@ -356,6 +356,19 @@ pub fn from_toml(table: toml::Table, origin: &str) -> Result<Workflow, Vec<Strin
         problems.push(format!("inputs: not a valid JSON Schema: {e}"));
     }
     let triggers = triggers(&file.triggers, &mut problems);
+    let required: Vec<&str> = inputs
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for (i, t) in triggers.iter().enumerate() {
+        if matches!(t, Trigger::Schedule(_)) && !required.is_empty() {
+            problems.push(format!(
+                "triggers[{i}].schedule: a schedule starts runs with no input, but [inputs] requires {}; give those properties defaults in the steps instead",
+                required.join(", ")
+            ));
+        }
+    }
     if file.steps.is_empty() {
         problems.push("steps: a workflow needs at least one [[steps]]".into());
     }

@@ -523,7 +523,23 @@ impl Engine {
     /// Resumes due runs now and then every `workflows.poll` (sooner when woken) until
     /// `shutdown`; then stops the runs executing here and hands them back.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut since = chrono::Utc::now();
+        match self.catch_up_schedules(since).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                runs = n,
+                "started scheduled workflow runs missed while no process ran"
+            ),
+            Err(e) => tracing::warn!(error = %e, "catching up workflow schedules failed"),
+        }
         loop {
+            let now = chrono::Utc::now();
+            match self.fire_schedules(since, now).await {
+                Ok(_) => since = now,
+                Err(e) => {
+                    tracing::warn!(error = %e, "starting scheduled workflow runs failed; trying again")
+                }
+            }
             match self.resume_due().await {
                 Ok(n) if n > 0 => tracing::debug!(runs = n, "resumed workflow runs"),
                 Ok(_) => {}
@@ -536,6 +552,97 @@ impl Engine {
             }
         }
         self.halt().await;
+    }
+
+    /// Starts a run of every schedule trigger with a fire time in (`since`, `now`] — only the
+    /// latest, when several passed. The run's key is `schedule:{fire time}`, unique per
+    /// workflow in the store: however many processes fire it, it runs once. How many runs
+    /// this call started.
+    pub async fn fire_schedules(
+        &self,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize> {
+        let mut started = 0;
+        for (workflow, pattern) in self.schedules() {
+            let Ok(cron) = crate::connectors::schedule::parse_pattern(&pattern) else {
+                continue;
+            };
+            let Ok(fire) = cron.find_previous_occurrence(&now, true) else {
+                continue;
+            };
+            if fire <= since {
+                continue;
+            }
+            if self.fire(&workflow, &pattern, fire).await? {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    /// At start-up: a schedule whose latest fire time passed while no process ran fires once
+    /// now (the same unique key, so several processes starting together fire it once).
+    /// Workflows that never ran on their schedule are left to their next fire time.
+    pub async fn catch_up_schedules(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+        let mut started = 0;
+        for (workflow, pattern) in self.schedules() {
+            let Ok(cron) = crate::connectors::schedule::parse_pattern(&pattern) else {
+                continue;
+            };
+            let Ok(fire) = cron.find_previous_occurrence(&now, true) else {
+                continue;
+            };
+            let Some(last) = self
+                .inner
+                .store
+                .wf_last_started(&workflow, "schedule")
+                .await?
+            else {
+                continue;
+            };
+            if last < fire.timestamp_millis() && self.fire(&workflow, &pattern, fire).await? {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    fn schedules(&self) -> Vec<(String, String)> {
+        schedules(&self.inner.defs.values().cloned().collect::<Vec<_>>())
+    }
+
+    async fn fire(
+        &self,
+        workflow: &str,
+        pattern: &str,
+        fire: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool> {
+        let at = fire.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let started = self
+            .start(StartRequest {
+                workflow: workflow.to_string(),
+                input: json!({}),
+                kind: "schedule".into(),
+                trigger: json!({"schedule": pattern, "fire_time": at}),
+                by: None,
+                key: Some(format!("schedule:{at}")),
+                parent: None,
+            })
+            .await;
+        match started {
+            Ok(Started::New { id, .. }) => {
+                tracing::info!(%workflow, run = %id, fire_time = %at, "started a scheduled workflow run");
+                Ok(true)
+            }
+            Ok(Started::Existing { .. }) => Ok(false),
+            // A workflow whose input the schedule cannot give: said at every fire time.
+            Err(Error::BadInput(why)) => {
+                tracing::error!(%workflow, fire_time = %at, "a scheduled run cannot start: {why}");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Stops every run executing here; each hands its lease back so another process (or the

@@ -9,6 +9,7 @@
 //! `template.rs` renders step inputs. Each workflow is also a tool ([`WorkflowTool`]) the
 //! agent may call under the workflow's `policy`.
 
+pub mod command;
 pub mod def;
 pub mod engine;
 pub mod steps;
@@ -319,5 +320,34 @@ impl Tool for WorkflowTool {
             "output": run.output,
             "error": run.error,
         }))
+    }
+}
+
+#[async_trait]
+impl crate::channels::chat::Decider for Engine {
+    async fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        who: &str,
+    ) -> Result<crate::channels::chat::Decided> {
+        let verb = if approve { "approved" } else { "rejected" };
+        let (recorded, message) = match Engine::decide(self, id, approve, who).await? {
+            Decided::Recorded => (true, format!("{verb} by {who}")),
+            Decided::Already { decision, by } => (
+                false,
+                format!(
+                    "This was already decided: {} by {by}.",
+                    if decision == "approve" {
+                        "approved"
+                    } else {
+                        "rejected"
+                    }
+                ),
+            ),
+            Decided::NotAllowed(why) => (false, format!("You cannot decide this: {why}.")),
+            Decided::Unknown => (false, "This approval is no longer open.".to_string()),
+        };
+        Ok(crate::channels::chat::Decided { recorded, message })
     }
 }

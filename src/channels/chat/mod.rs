@@ -69,6 +69,26 @@ pub struct ChatContext {
     pub store: Store,
     /// Answers in flight; awaited on shutdown.
     pub tasks: TaskTracker,
+    /// Where a click on a workflow's Approve / Reject button goes (the workflow engine).
+    pub decider: Option<Arc<dyn Decider>>,
+}
+
+/// Decides workflow approvals (implemented by the workflow engine; the platforms only pass
+/// clicks on `wf_approve` / `wf_reject` buttons through).
+#[async_trait::async_trait]
+pub trait Decider: Send + Sync {
+    /// Records `who`'s (`PLATFORM:ID`) decision on approval `id` when they may decide, and
+    /// says what happened in a sentence for that person.
+    async fn decide(&self, id: &str, approve: bool, who: &str) -> Result<Decided>;
+}
+
+/// What a click on an approval button came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// Whether the decision was recorded (the run goes on).
+    pub recorded: bool,
+    /// A sentence for the person who clicked.
+    pub message: String,
 }
 
 /// A platform's message limits for one target.
