@@ -131,6 +131,7 @@ impl App {
                 .outboxes()
                 .iter()
                 .map(|o| o.channel().as_str())
+                .chain([crate::workflows::feed::WEB.as_str()])
                 .collect::<Vec<_>>(),
             &config
                 .hooks
@@ -138,6 +139,12 @@ impl App {
                 .map(|(name, h)| (name.clone(), h.workflow.clone()))
                 .collect::<Vec<_>>(),
         );
+        for warning in crate::workflows::hook_warnings(
+            &workflow_defs,
+            &config.hooks.keys().cloned().collect::<Vec<_>>(),
+        ) {
+            tracing::warn!("{warning}");
+        }
         if !problems.is_empty() {
             return Err(crate::error::Error::Config(format!(
                 "{} problem{} in the workflow files:\n  - {}",
@@ -180,7 +187,12 @@ impl App {
                 semantic: semantic.clone(),
                 lake: Some(lake.clone()),
                 planner: Arc::clone(&planner),
-                outboxes: platforms.outboxes(),
+                outboxes: platforms
+                    .outboxes()
+                    .into_iter()
+                    .chain([Arc::new(crate::workflows::feed::WebFeed)
+                        as Arc<dyn crate::gateway::egress::Outbox>])
+                    .collect(),
                 http: crate::tools::net::GuardedClient::new(
                     crate::tools::net::AllowHosts::new(&config.workflows.allow_private),
                     crate::tools::net::ClientOptions::default(),
@@ -257,11 +269,9 @@ impl App {
 
     /// The egress resender over the platforms' outboxes.
     pub fn resender(&self) -> crate::gateway::egress::Resender {
-        crate::gateway::egress::Resender::new(
-            self.store.clone(),
-            self.platforms.outboxes(),
-            &self.config.gateway,
-        )
+        let mut outboxes = self.platforms.outboxes();
+        outboxes.push(Arc::new(crate::workflows::feed::WebFeed));
+        crate::gateway::egress::Resender::new(self.store.clone(), outboxes, &self.config.gateway)
     }
 }
 

@@ -134,6 +134,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/workflows", get(workflows::list))
         .route("/v1/workflows/runs", get(workflows::runs))
         .route("/v1/workflows/runs/{id}", get(workflows::run))
+        .route("/v1/workflows/feed/{name}", get(workflows::feed))
         .route_layer(axum::middleware::from_fn_with_state(
             (app.clone(), Scope::Read),
             auth::require,

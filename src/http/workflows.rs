@@ -275,3 +275,26 @@ pub(super) async fn decide(
         Decided::Unknown => Err(Error::NotFound(format!("no approval `{id}`")).into()),
     }
 }
+
+/// `GET /v1/workflows/feed/{name}`: what workflows posted to `web:NAME`, newest first.
+pub(super) async fn feed(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rows = app
+        .store
+        .egress_of(&format!("{}:{name}", crate::workflows::feed::WEB), 100)
+        .await?;
+    let posts: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "at": r.created_at,
+                "key": r.dedupe_key,
+                "text": r.payload.get("text").cloned().unwrap_or(Value::Null),
+                "actions": r.payload.get("actions").cloned().unwrap_or_else(|| json!([])),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"feed": name, "posts": posts})))
+}

@@ -26,6 +26,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../tools/weather.toml.example"),
     ),
     (
+        "tools/weekly_digest.toml",
+        include_str!("../../tools/weekly_digest.toml"),
+    ),
+    (
+        "tools/ticket_triage.toml",
+        include_str!("../../tools/ticket_triage.toml"),
+    ),
+    (
         "docs/plans-and-pricing.md",
         include_str!("demo/plans-and-pricing.md"),
     ),

@@ -1617,6 +1617,58 @@ impl Lakehouse {
         )))
     }
 
+    /// The rows of `silver.NAME` inserted or changed after version `since` that match the
+    /// SQL condition `filter`, each with the version that wrote it (`_commit_version`;
+    /// conveyor's other `_` columns left out), and the current version. `Ok(None)` when the
+    /// table does not exist or has no change data feed.
+    pub async fn silver_new_rows(
+        &self,
+        name: &str,
+        since: i64,
+        filter: Option<&str>,
+    ) -> Result<Option<(i64, Vec<serde_json::Map<String, serde_json::Value>>)>> {
+        let Some(table) = self.load(Layer::Silver, name).await? else {
+            return Ok(None);
+        };
+        let Some(current) = table.version().map(version_i64) else {
+            return Ok(None);
+        };
+        let enabled = table
+            .snapshot()
+            .ok()
+            .and_then(|s| {
+                s.metadata()
+                    .configuration()
+                    .get(CHANGE_DATA_FEED)
+                    .map(|v| v.eq_ignore_ascii_case("true"))
+            })
+            .unwrap_or(false);
+        if !enabled {
+            return Ok(None);
+        }
+        if current <= since {
+            return Ok(Some((current, Vec::new())));
+        }
+        let Ok(start) = u64::try_from(since + 1) else {
+            return Ok(None);
+        };
+        let mut rows = sql::new_rows_where(table, start, filter, self.timeout).await?;
+        for row in &mut rows {
+            row.remove("_change_type");
+            row.remove("_commit_timestamp");
+            row.retain(|k, _| k == "_commit_version" || !is_meta(k));
+        }
+        Ok(Some((current, rows)))
+    }
+
+    /// The current version of `silver.NAME`, `None` when it does not exist.
+    pub async fn silver_version(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self
+            .load(Layer::Silver, name)
+            .await?
+            .and_then(|t| t.version().map(version_i64)))
+    }
+
     /// Every row of `silver.NAME` as JSON objects (without conveyor's `_` columns); empty
     /// when the table does not exist yet. Not cut at the SQL row limit: the index feed reads
     /// the whole table.

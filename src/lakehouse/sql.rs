@@ -578,6 +578,43 @@ pub(super) async fn change_rows(
     json_rows_within(df, timeout, what).await
 }
 
+/// The rows inserted or updated (post-images) in `table` from version `start` on that match
+/// the SQL condition `filter` over the table's columns, each a JSON object with its
+/// `_commit_version`. A condition that does not parse or names unknown columns is
+/// [`Error::BadInput`] with DataFusion's reason.
+pub(super) async fn new_rows_where(
+    table: deltalake::DeltaTable,
+    start: u64,
+    filter: Option<&str>,
+    timeout: Duration,
+) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    use deltalake::datafusion::prelude::{col, lit};
+    let what = "change data feed";
+    let provider = deltalake::delta_datafusion::DeltaCdfTableProvider::try_new(
+        table.scan_cdf().with_starting_version(start),
+    )
+    .map_err(|e| Error::upstream(what, e))?;
+    let ctx = SessionContext::new();
+    let mut df = ctx
+        .read_table(Arc::new(provider))
+        .map_err(|e| Error::upstream(what, e))?
+        .filter(
+            col("_change_type")
+                .eq(lit("insert"))
+                .or(col("_change_type").eq(lit("update_postimage"))),
+        )
+        .map_err(|e| Error::upstream(what, e))?;
+    if let Some(f) = filter.filter(|f| !f.trim().is_empty()) {
+        let expr = df
+            .parse_sql_expr(f)
+            .map_err(|e| Error::BadInput(format!("filter `{f}` does not read: {e}")))?;
+        df = df
+            .filter(expr)
+            .map_err(|e| Error::BadInput(format!("filter `{f}` cannot apply: {e}")))?;
+    }
+    json_rows_within(df, timeout, what).await
+}
+
 /// Collects `df` under the time limit, every row as a JSON object.
 async fn json_rows_within(
     df: deltalake::datafusion::dataframe::DataFrame,

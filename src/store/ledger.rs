@@ -314,6 +314,21 @@ impl Store {
         Ok(())
     }
 
+    /// The newest `limit` rows of one conversation, newest first (the web feed of workflow
+    /// messages reads its posts this way).
+    pub async fn egress_of(&self, conversation: &str, limit: i64) -> Result<Vec<EgressRow>> {
+        let rows = sqlx::query(
+            "SELECT id, channel, conversation, dedupe_key, payload, attempts, created_at \
+             FROM egress WHERE conversation = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(conversation)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err("listing a conversation's outbound messages"))?;
+        rows.iter().map(egress_row).collect()
+    }
+
     /// Replies of `channel` recorded but not confirmed, oldest first: what to send again after
     /// a crash.
     pub async fn egress_pending(&self, channel: &str) -> Result<Vec<EgressRow>> {

@@ -823,6 +823,61 @@ impl Store {
         .await
     }
 
+    /// How far the data trigger of `workflow` on `source` has read (a silver version).
+    pub async fn wf_cursor(&self, workflow: &str, source: &str) -> Result<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT version FROM workflow_cursors WHERE workflow = $1 AND source = $2",
+        )
+        .bind(workflow)
+        .bind(source)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("reading a data trigger's cursor"))
+    }
+
+    /// Moves the cursor from `from` (`None`: there was none) to `to`; `false` when another
+    /// process moved it first (it started those runs).
+    pub async fn wf_cursor_move(
+        &self,
+        workflow: &str,
+        source: &str,
+        from: Option<i64>,
+        to: i64,
+    ) -> Result<bool> {
+        let (workflow, source) = (workflow.to_string(), source.to_string());
+        self.write_statements("moving a data trigger's cursor", move |conn| {
+            Box::pin(async move {
+                let now = now_ms();
+                let moved = match from {
+                    None => sqlx::query(
+                        "INSERT INTO workflow_cursors (workflow, source, version, updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (workflow, source) DO NOTHING",
+                    )
+                    .bind(&workflow)
+                    .bind(&source)
+                    .bind(to)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await,
+                    Some(old) => sqlx::query(
+                        "UPDATE workflow_cursors SET version = $3, updated_at = $5 \
+                         WHERE workflow = $1 AND source = $2 AND version = $4",
+                    )
+                    .bind(&workflow)
+                    .bind(&source)
+                    .bind(to)
+                    .bind(old)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await,
+                }
+                .map_err(db_err("moving a data trigger's cursor"))?;
+                Ok(moved.rows_affected() == 1)
+            })
+        })
+        .await
+    }
+
     /// An approval.
     pub async fn wf_signal(&self, id: &str) -> Result<Option<WorkflowSignal>> {
         let row = sqlx::query(

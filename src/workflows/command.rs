@@ -43,12 +43,11 @@ pub fn parse_args(rest: &str) -> Value {
         return v;
     }
     let mut out = Map::new();
-    let mut chars = rest.char_indices().peekable();
     let mut pairs = Vec::new();
     // Split on whitespace outside double quotes.
     let mut start = None;
     let mut quoted = false;
-    while let Some((i, c)) = chars.next() {
+    for (i, c) in rest.char_indices() {
         match c {
             '"' => {
                 quoted = !quoted;

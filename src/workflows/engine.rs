@@ -532,12 +532,19 @@ impl Engine {
             ),
             Err(e) => tracing::warn!(error = %e, "catching up workflow schedules failed"),
         }
+        let mut data_checked = tokio::time::Instant::now() - DATA_EVERY;
         loop {
             let now = chrono::Utc::now();
             match self.fire_schedules(since, now).await {
                 Ok(_) => since = now,
                 Err(e) => {
                     tracing::warn!(error = %e, "starting scheduled workflow runs failed; trying again")
+                }
+            }
+            if data_checked.elapsed() >= DATA_EVERY {
+                data_checked = tokio::time::Instant::now();
+                if let Err(e) = self.check_data_triggers().await {
+                    tracing::warn!(error = %e, "reading changed rows for data triggers failed; trying again");
                 }
             }
             match self.resume_due().await {
@@ -603,6 +610,87 @@ impl Engine {
             };
             if last < fire.timestamp_millis() && self.fire(&workflow, &pattern, fire).await? {
                 started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    /// Starts a run for every row of a data trigger's silver table inserted or changed since
+    /// the trigger last looked that matches its filter (input: the row). The first look only
+    /// notes where the table is: rows synced before the workflow existed start nothing (a
+    /// table that does not exist yet starts from its first sync). Each run's key is the
+    /// table, the version and the row, so a repeated pass (a crash before the cursor moved,
+    /// another process) starts nothing twice. How many runs started.
+    pub async fn check_data_triggers(&self) -> Result<usize> {
+        let Some(lake) = &self.inner.parts.lake else {
+            return Ok(0);
+        };
+        let mut started = 0;
+        for w in self.inner.defs.values() {
+            for t in &w.triggers {
+                let Trigger::Data { table, filter } = t else {
+                    continue;
+                };
+                let name = table.strip_prefix("silver.").unwrap_or(table);
+                let store = &self.inner.store;
+                let Some(cursor) = store.wf_cursor(&w.name, table).await? else {
+                    let at = lake.silver_version(name).await?.unwrap_or(-1);
+                    store.wf_cursor_move(&w.name, table, None, at).await?;
+                    continue;
+                };
+                if lake.silver_version(name).await? == Some(cursor) {
+                    continue;
+                }
+                let (current, rows) = match lake
+                    .silver_new_rows(name, cursor, filter.as_deref())
+                    .await
+                {
+                    Ok(Some(found)) => found,
+                    Ok(None) => {
+                        tracing::warn!(workflow = %w.name, %table, "the data trigger's table has no change data feed (or its versions are gone); rebuild it with `conveyor sync --full`");
+                        continue;
+                    }
+                    Err(Error::BadInput(why)) => {
+                        tracing::error!(workflow = %w.name, %table, "the data trigger's filter is wrong: {why}");
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                for mut row in rows {
+                    let version = row
+                        .remove("_commit_version")
+                        .and_then(|v| v.as_i64())
+                        .unwrap_or(current);
+                    let row = Value::Object(row);
+                    let digest = {
+                        use sha2::Digest;
+                        let d = sha2::Sha256::digest(row.to_string().as_bytes());
+                        d.iter()
+                            .take(12)
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<String>()
+                    };
+                    let req = StartRequest {
+                        workflow: w.name.clone(),
+                        input: row,
+                        kind: "data".into(),
+                        trigger: json!({"table": table, "version": version, "filter": filter}),
+                        by: None,
+                        key: Some(format!("data:{table}:v{version}:{digest}")),
+                        parent: None,
+                    };
+                    match self.start(req).await {
+                        Ok(Started::New { .. }) => started += 1,
+                        Ok(Started::Existing { .. }) => {}
+                        Err(Error::BadInput(why)) => {
+                            tracing::error!(workflow = %w.name, %table, "a changed row does not fit the workflow's input; skipped: {why}");
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                store
+                    .wf_cursor_move(&w.name, table, Some(cursor), current)
+                    .await?;
             }
         }
         Ok(started)
@@ -1130,7 +1218,18 @@ impl Exec {
                         Some(Outcome::Failed(f)) => {
                             return self.fail(step, path, attempt, f.message).await;
                         }
-                        Some(_) => return Ok(Flow::Suspend(wake_at)),
+                        Some(Outcome::Suspend { note, .. }) => {
+                            // What it waits for, for `workflows show` and the API.
+                            self.push(JournalOp::End {
+                                path: path.into(),
+                                attempt,
+                                state: StepState::Waiting,
+                                output: note,
+                                error: None,
+                            });
+                            return Ok(Flow::Suspend(wake_at));
+                        }
+                        Some(Outcome::Signal { .. }) => return Ok(Flow::Suspend(wake_at)),
                     }
                 }
                 Outcome::Failed(failure) => {
@@ -1411,6 +1510,9 @@ pub(super) fn now_ms() -> i64 {
 pub(super) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// How often `serve` looks for rows that data triggers start runs for.
+const DATA_EVERY: Duration = Duration::from_secs(5);
 
 /// The schedule triggers of the workflows: (workflow, cron pattern).
 pub fn schedules(defs: &[Arc<Workflow>]) -> Vec<(String, String)> {

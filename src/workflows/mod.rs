@@ -12,6 +12,7 @@
 pub mod command;
 pub mod def;
 pub mod engine;
+pub mod feed;
 pub mod steps;
 pub mod template;
 
@@ -196,10 +197,9 @@ pub fn check_references(
         for (i, t) in w.triggers.iter().enumerate() {
             if let Trigger::Hook(h) = t {
                 match hooks.iter().find(|(name, _)| name == h) {
-                    None => problems.push(format!(
-                        "{}: triggers[{i}].hook: no [hooks.{h}] in conveyor.toml; add one with workflow = \"{}\"",
-                        w.origin, w.name
-                    )),
+                    // Not configured (it needs a secret): the trigger is off until it is;
+                    // `hook_warnings` says so at start-up.
+                    None => {}
                     Some((_, Some(target))) if target != &w.name => problems.push(format!(
                         "{}: triggers[{i}].hook: [hooks.{h}] starts workflow `{target}`, not `{}`",
                         w.origin, w.name
@@ -214,6 +214,25 @@ pub fn check_references(
         }
     }
     problems
+}
+
+/// Hook triggers whose `[hooks.NAME]` is not configured: the workflow runs by its other
+/// triggers, and this says how to turn the webhook on (logged at start-up and by `doctor`).
+pub fn hook_warnings(defs: &[Workflow], hooks: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for w in defs {
+        for t in &w.triggers {
+            if let Trigger::Hook(h) = t
+                && !hooks.contains(h)
+            {
+                out.push(format!(
+                    "{}: the webhook trigger is off: there is no [hooks.{h}] in conveyor.toml; add one with workflow = \"{}\", verify and secret_env to start runs with POST /hooks/{h}",
+                    w.origin, w.name
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn leaf_steps<'a>(steps: &'a [Step], at: &str, out: &mut Vec<(String, &'a Step)>) {

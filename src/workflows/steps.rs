@@ -462,7 +462,7 @@ async fn publish(call: &Call<'_>) -> Outcome {
         .post(&call.parts.store, &chat, &call.effect_key(), &out)
         .await
     {
-        Ok(()) => Outcome::Done(json!({"to": to, "key": call.effect_key()})),
+        Ok(()) => Outcome::Done(json!({"to": to, "text": out.text, "key": call.effect_key()})),
         Err(e) => Outcome::Failed(Failure::from_error(&e)),
     }
 }

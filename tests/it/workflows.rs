@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use conveyor::app::App;
@@ -19,7 +21,9 @@ use conveyor::config::{Config, Env, Rate};
 use conveyor::store::workflows::{JournalOp, NewRun, RunState, Started, StepState};
 use conveyor::tools::Caller;
 use conveyor::workflows::{Decided, StartRequest};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 use crate::support::slack::FakeSlack;
 
@@ -78,7 +82,18 @@ struct Harness {
 /// The demo project with `files` (name, text) added to its tools folder, Slack configured
 /// against the fake, `http` steps allowed to reach 127.0.0.1, and `store` (a URL) when given.
 async fn harness(files: &[(&str, String)], store: Option<String>) -> Harness {
-    let dir = crate::common::demo(false).await;
+    harness_with(files, store, false, |_| {}).await
+}
+
+/// [`harness`] on a demo whose data is synced (with `synced`), with `change` applied to the
+/// config before the app is built.
+async fn harness_with(
+    files: &[(&str, String)],
+    store: Option<String>,
+    synced: bool,
+    change: impl FnOnce(&mut Config),
+) -> Harness {
+    let dir = crate::common::demo(synced).await;
     let slack = FakeSlack::start().await;
     let (http, url) = Recorder::start().await;
     for (name, text) in files {
@@ -108,7 +123,9 @@ async fn harness(files: &[(&str, String)], store: Option<String>) -> Harness {
             feedback_buttons: true,
         })
         .unwrap();
+    change(&mut config);
     let env = |name: &str| match name {
+        "TEST_HOOK_TOKEN" => Some("hook-token".to_string()),
         "TEST_SLACK_SIGNING_SECRET" => Some("s3cret".to_string()),
         "TEST_SLACK_BOT_TOKEN" => Some("xoxb-test".to_string()),
         _ => None,
@@ -764,4 +781,320 @@ async fn an_orphaned_run_resumes_at_its_first_unfinished_step_on_sqlite() {
 #[tokio::test]
 async fn an_orphaned_run_resumes_at_its_first_unfinished_step_on_postgres() {
     crate::common::with_pg_schema(|url| async move { orphaned_run_resumes(Some(url)).await }).await;
+}
+
+/// One request to the app's router: status and JSON body.
+async fn call(app: &App, req: Request<Body>) -> (StatusCode, Value) {
+    let res = conveyor::http::router(app.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn post_json(path: &str, body: &Value) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_workflows_run_offline_through_the_api_and_chat() {
+    let h = harness_with(&[], None, true, |_| {}).await;
+    let (status, list) = call(&h.app, get("/v1/workflows")).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["ticket_triage", "weekly_digest"]);
+
+    // The digest: a metric query, posted to the web feed.
+    let run = h.run("weekly_digest", json!({})).await;
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    let (_, feed) = call(&h.app, get("/v1/workflows/feed/digest")).await;
+    let text = feed["posts"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("Revenue by plan") && text.contains("enterprise"),
+        "{text}"
+    );
+
+    // `/run digest` in chat starts it again and answers with its output.
+    let (status, answer) = call(
+        &h.app,
+        post_json(
+            "/v1/messages",
+            &json!({"conversation_id": "c1", "user": "ana", "text": "/run digest"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.contains("`weekly_digest` finished"), "{text}");
+    let (_, answer) = call(
+        &h.app,
+        post_json(
+            "/v1/messages",
+            &json!({"conversation_id": "c1", "user": "ana", "text": "/run nope"}),
+        ),
+    )
+    .await;
+    let text = answer["text"].as_str().unwrap();
+    assert!(
+        text.contains("no workflow `nope`") && text.contains("/run triage"),
+        "{text}"
+    );
+
+    // The triage: a bad input is refused with the reason and records nothing.
+    let (status, err) = call(
+        &h.app,
+        post_json(
+            "/v1/workflows/ticket_triage/runs",
+            &json!({"input": {"body": "x"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(err.to_string().contains("title"), "{err}");
+    let (status, started) = call(
+        &h.app,
+        post_json(
+            "/v1/workflows/ticket_triage/runs",
+            &json!({"input": {"title": "Can I get a refund?", "customer": "Acme"}, "wait": 10}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    assert_eq!(started["run"]["state"], "waiting");
+    let id = started["run"]["id"].as_str().unwrap().to_string();
+    let (_, detail) = call(&h.app, get(&format!("/v1/workflows/runs/{id}"))).await;
+    let steps = detail["steps"].as_array().unwrap();
+    let states: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| (s["path"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("context", "succeeded"),
+            ("summary", "succeeded"),
+            ("approve", "waiting")
+        ]
+    );
+    let summary = steps[1]["output"]["text"].as_str().unwrap();
+    assert!(summary.to_lowercase().contains("refund"), "{summary}");
+    let approval = steps[2]["output"]["approval"].as_str().unwrap().to_string();
+    // The question is on the triage feed with its buttons.
+    let (_, feed) = call(&h.app, get("/v1/workflows/feed/triage")).await;
+    assert_eq!(feed["posts"][0]["actions"][0]["value"], approval.as_str());
+    let (status, decided) = call(
+        &h.app,
+        post_json(
+            &format!("/v1/workflows/approvals/{approval}"),
+            &json!({"decision": "approve"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    let (status, _) = call(
+        &h.app,
+        post_json(
+            &format!("/v1/workflows/approvals/{approval}"),
+            &json!({"decision": "reject"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let run = h.resume(&id).await;
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    let (_, feed) = call(&h.app, get("/v1/workflows/feed/triage")).await;
+    let posted = feed["posts"][0]["text"].as_str().unwrap();
+    assert!(
+        posted.contains("approved by api:local") && posted.contains("Acme"),
+        "{posted}"
+    );
+    let (_, runs) = call(
+        &h.app,
+        get("/v1/workflows/runs?workflow=ticket_triage&state=succeeded"),
+    )
+    .await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1);
+    let (status, _) = call(&h.app, get("/v1/workflows/runs?state=sideways")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A finished run cannot be cancelled; metrics count the runs.
+    let (status, _) = call(
+        &h.app,
+        post_json(&format!("/v1/workflows/runs/{id}/cancel"), &json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let res = conveyor::http::router(h.app.clone())
+        .oneshot(get("/metrics"))
+        .await
+        .unwrap();
+    let metrics =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(
+        metrics.contains(
+            "conveyor_workflow_runs_total{workflow=\"weekly_digest\",outcome=\"succeeded\"} 2"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_hook_starts_its_workflow_once_per_delivery_and_refuses_bad_payloads() {
+    use conveyor::config::{HookConfig, HookReply, HookVerify};
+    let h = harness_with(&[("triage.toml", TRIAGE.into())], None, false, |c| {
+        c.hooks.insert(
+            "alerts".into(),
+            HookConfig {
+                verify: HookVerify::Bearer,
+                secret_env: "TEST_HOOK_TOKEN".into(),
+                text: String::new(),
+                conversation: "{{ hook }}".into(),
+                user: "webhook:{{ hook }}".into(),
+                reply: HookReply::Async,
+                max_body_bytes: None,
+                forward_to: None,
+                workflow: Some("triage".into()),
+            },
+        );
+    })
+    .await;
+    let deliver = |body: Value, token: &str| {
+        Request::post("/hooks/alerts")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .header("idempotency-key", "delivery-1")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, _) = call(&h.app, deliver(json!({"title": "x"}), "wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, bad) = call(&h.app, deliver(json!({"severity": 1}), "hook-token")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert!(bad.to_string().contains("title"));
+    assert!(
+        h.app
+            .store
+            .wf_runs(&Default::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let (status, first) = call(
+        &h.app,
+        deliver(json!({"title": "printer on fire"}), "hook-token"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["status"], "started");
+    let (_, again) = call(
+        &h.app,
+        deliver(json!({"title": "printer on fire"}), "hook-token"),
+    )
+    .await;
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(again["run"], first["run"]);
+    let run = h
+        .app
+        .workflows
+        .wait(first["run"].as_str().unwrap(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    assert_eq!(run.trigger_kind, "hook");
+    assert_eq!(h.http.seen().len(), 1, "one delivery, one run, one request");
+}
+
+#[tokio::test]
+async fn a_schedule_fires_once_per_fire_time_however_often_it_is_checked() {
+    let tick = r#"
+name = "tick"
+kind = "workflow"
+description = "Every minute"
+
+[[triggers]]
+schedule = "* * * * *"
+
+[[steps]]
+id = "call"
+http = { method = "POST", url = "{HTTP}", body = { at = "{{ trigger.fire_time }}" } }
+"#;
+    let h = harness(&[("tick.toml", tick.into())], None).await;
+    let engine = &h.app.workflows;
+    let now = chrono::Utc::now();
+    let since = now - chrono::Duration::seconds(150);
+    // Two fire times passed: only the latest runs. Another process checking the same window
+    // (here: the same engine again) starts nothing.
+    assert_eq!(engine.fire_schedules(since, now).await.unwrap(), 1);
+    assert_eq!(engine.fire_schedules(since, now).await.unwrap(), 0);
+    let runs = h.app.store.wf_runs(&Default::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].trigger_kind, "schedule");
+    assert!(
+        runs[0]
+            .idem_key
+            .as_deref()
+            .unwrap()
+            .starts_with("schedule:")
+    );
+    // A process starting later catches up nothing already fired.
+    assert_eq!(engine.catch_up_schedules(now).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn rows_changed_by_a_sync_start_the_data_trigger_once_per_matching_row() {
+    let watcher = r#"
+name = "big_refunds"
+kind = "workflow"
+description = "Each refunded order over 500 USD"
+
+[[triggers]]
+data = "silver.orders"
+filter = "status = 'refunded' AND total_usd > 500"
+
+[[steps]]
+id = "call"
+http = { method = "POST", url = "{HTTP}", body = { order = "{{ input.order_id }}", total = "{{ input.total_usd }}" } }
+"#;
+    let h = harness_with(&[("watch.toml", watcher.into())], None, true, |_| {}).await;
+    let engine = &h.app.workflows;
+    // The first look notes where the table is: rows synced before start nothing.
+    assert_eq!(engine.check_data_triggers().await.unwrap(), 0);
+    assert_eq!(engine.check_data_triggers().await.unwrap(), 0);
+    let csv = h._dir.path().join("data/orders.csv");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    text.push_str("59001,1013,PRD-003,7,120.00,840.00,refunded,2025-07-20T15:00:00Z\n");
+    text.push_str("59002,1013,PRD-003,1,120.00,120.00,refunded,2025-07-20T15:00:00Z\n");
+    text.push_str("59003,1013,PRD-003,9,120.00,1080.00,paid,2025-07-20T15:00:00Z\n");
+    std::fs::write(&csv, text).unwrap();
+    let out = crate::common::conveyor()
+        .current_dir(h._dir.path())
+        .args(["sync", "orders"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::common::show(&out));
+    assert_eq!(engine.check_data_triggers().await.unwrap(), 1);
+    assert_eq!(engine.check_data_triggers().await.unwrap(), 0);
+    let runs = h.app.store.wf_runs(&Default::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].input["order_id"], 59001);
+    let run = engine
+        .wait(&runs[0].id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    assert_eq!(h.http.seen()[0].1["order"], 59001);
 }

@@ -73,3 +73,13 @@ CREATE TABLE workflow_signals (
 );
 
 CREATE INDEX workflow_signals_run ON workflow_signals (run_id);
+
+-- Where each data trigger (a workflow started by new or changed rows of a silver table) has
+-- read the table's change data feed up to: the silver version.
+CREATE TABLE workflow_cursors (
+    workflow    TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    version     BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (workflow, source)
+);
