@@ -1,5 +1,6 @@
 //! Discord interactions (`[channels.discord]`): the Ed25519 check of `POST
-//! /discord/interactions`, reading interactions, and the `/ask` answer sent as follow-ups.
+//! /discord/interactions`, reading interactions, the `/ask` answer sent as follow-ups, and
+//! clicks on buttons (clarifying choices, workflow approvals).
 //!
 //! This is the only file that knows serenity's types (the signature [`Verifier`]) and
 //! Discord's JSON. Interactions are read leniently with small serde structs of our own.
@@ -164,9 +165,30 @@ pub enum Interaction {
     /// The inbound's conversation and text are the interaction's; the choice's value is
     /// `value`.
     Choose(Box<(String, UserRef, FollowUp)>),
+    /// A workflow approval's Approve or Reject button clicked (a message component): decided
+    /// by the workflow engine, answered at once.
+    Approval(Box<Approval>),
     /// Anything else: answered with an ephemeral note, not processed.
     Unsupported,
 }
+
+/// A click on a workflow approval's Approve or Reject button.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// The approval's id (the button's value).
+    pub id: String,
+    /// Approve (else reject).
+    pub approve: bool,
+    /// Who clicked.
+    pub user: UserRef,
+    /// The interaction.
+    pub to: FollowUp,
+}
+
+/// The `custom_id` prefixes of a workflow approval's buttons (the approval step's actions,
+/// written `conveyor:{action}:{value}` like every button).
+const WF_APPROVE: &str = "conveyor:wf_approve:";
+const WF_REJECT: &str = "conveyor:wf_reject:";
 
 /// Where follow-ups go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,6 +274,37 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
         _ => return Ok(Interaction::Unsupported),
     }
     if raw.kind == 3 {
+        let custom_id = raw.data.as_ref().map_or("", |d| d.custom_id.as_str());
+        let approval = custom_id
+            .strip_prefix(WF_APPROVE)
+            .map(|id| (id.to_string(), true))
+            .or_else(|| {
+                custom_id
+                    .strip_prefix(WF_REJECT)
+                    .map(|id| (id.to_string(), false))
+            });
+        if let Some((id, approve)) = approval {
+            let clicked_by_someone = raw
+                .member
+                .as_ref()
+                .and_then(|m| m.user.as_ref())
+                .or(raw.user.as_ref())
+                .is_some();
+            if !chat::approval::is_id(&id) || !clicked_by_someone {
+                tracing::info!(
+                    custom_id,
+                    "an approval button with a value conveyor did not write, or clicked by nobody"
+                );
+                return Ok(Interaction::Unsupported);
+            }
+            let (user, to) = where_from(raw);
+            return Ok(Interaction::Approval(Box::new(Approval {
+                id,
+                approve,
+                user,
+                to,
+            })));
+        }
         let prefix = format!("conveyor:{}:", chat::choice::CHOOSE);
         let Some(value) = raw
             .data
@@ -322,6 +375,41 @@ fn where_from(raw: RawInteraction) -> (UserRef, FollowUp) {
         guild_id,
     };
     (user, to)
+}
+
+/// A click on a workflow approval's button, decided by the workflow engine
+/// ([`chat::Decider`]) and answered at once (deciding is one write): a recorded decision with a
+/// message everyone in the channel sees ("✅ Approved by @…", without pinging anyone); anything
+/// else (not one of the approvers, already decided) with a note only the clicker sees. The
+/// answer is the interaction's own response, so a second click gets a response of its own and
+/// nothing is posted twice.
+async fn decide(cx: &ChatContext, a: &Approval) -> Result<WebReply> {
+    let Some(decider) = &cx.decider else {
+        tracing::info!(
+            approval = %a.id,
+            "a click on an approval button, but no workflow engine decides here; ignored"
+        );
+        return Ok(ephemeral("This approval cannot be decided here."));
+    };
+    // The person as the gateway writes Discord users (and `[roles]` and approvers name them):
+    // `discord:{user id}`.
+    let who = format!("{CHANNEL}:{}", a.user.id);
+    let decided = decider.decide(&a.id, a.approve, &who).await?;
+    if !decided.recorded {
+        return Ok(ephemeral(&decided.message));
+    }
+    let verdict = if a.approve {
+        "✅ Approved"
+    } else {
+        "❌ Rejected"
+    };
+    Ok(WebReply::Json(json!({
+        "type": 4,
+        "data": {
+            "content": format!("{verdict} by <@{}>", a.user.id),
+            "allowed_mentions": {"parse": []},
+        }
+    })))
 }
 
 /// An interaction answered at once with a note only the clicker sees.
@@ -717,6 +805,7 @@ impl Platform for Discord {
                     }
                 };
             }
+            Interaction::Approval(a) => return decide(&cx, &a).await,
         };
         // Deferred at once ({"type":5}); the answer follows from a tracked task.
         chat::accept(self, &cx, inbound, to).await?;
@@ -856,6 +945,42 @@ mod tests {
         let description = attachments[0]["description"].as_str().unwrap();
         assert_eq!(description.chars().count(), MAX_DESCRIPTION_CHARS);
         assert_eq!(OutFile::from_payload(&recorded).unwrap(), file);
+    }
+
+    #[test]
+    fn approval_clicks_are_read_and_odd_ones_unsupported() {
+        let click = |custom_id: &str, who: &str| {
+            format!(
+                r#"{{"id":"9","type":3,"token":"t","guild_id":"g","channel_id":"c",{who}"data":{{"custom_id":"{custom_id}","component_type":2}}}}"#
+            )
+        };
+        let member = r#""member":{"user":{"id":"u"}},"#;
+        let id = "abcdefghijk23456789m";
+        let Interaction::Approval(a) =
+            parse(click(&format!("conveyor:wf_reject:{id}"), member).as_bytes()).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!((a.id.as_str(), a.approve), (id, false));
+        assert_eq!(a.user.id, "u");
+        assert_eq!(a.to.interaction_id, "9");
+        let dm = r#""user":{"id":"v"},"#;
+        assert!(matches!(
+            parse(click(&format!("conveyor:wf_approve:{id}"), dm).as_bytes()).unwrap(),
+            Interaction::Approval(a) if a.approve && a.user.id == "v"
+        ));
+        // A value conveyor did not write, or a click nobody made.
+        for (custom_id, who) in [
+            ("conveyor:wf_approve:ABC".to_string(), member),
+            ("conveyor:wf_approve:".to_string(), member),
+            (format!("conveyor:wf_approve:{id}"), ""),
+        ] {
+            assert_eq!(
+                parse(click(&custom_id, who).as_bytes()).unwrap(),
+                Interaction::Unsupported,
+                "{custom_id}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Slack through the Events API: `[channels.slack]`, the event envelope, the Web API calls
 //! (`chat.postMessage`, `reactions.add`, `reactions.remove`, the file upload), Markdown →
 //! mrkdwn, and the interactivity requests (👍/👎 feedback buttons, clarifying-choice buttons,
-//! the `/conveyor` slash command).
+//! workflow approval buttons, the `/conveyor` slash command).
 //!
 //! This is the only file that knows Slack's JSON: an event becomes an [`Inbound`] here, and an
 //! [`Outbound`] becomes Slack messages here. Every reply is recorded in the egress ledger before
@@ -70,6 +70,10 @@ const FEEDBACK_UP: &str = "conveyor_feedback_up";
 const FEEDBACK_DOWN: &str = "conveyor_feedback_down";
 /// `action_id` of a clarifying choice's button.
 const CHOOSE: &str = "conveyor_choose";
+/// `action_id`s of a workflow approval's Approve and Reject buttons (the approval step's
+/// actions `wf_approve` and `wf_reject`, in our namespace).
+const WF_APPROVE: &str = "conveyor_wf_approve";
+const WF_REJECT: &str = "conveyor_wf_reject";
 
 /// What `/conveyor` or `/conveyor help` answers.
 const COMMAND_HELP: &str = "Ask me about your documents: `/conveyor what is our refund policy?` \
@@ -511,7 +515,8 @@ impl Slack {
     /// `POST /slack/interactions` (and `/slack/commands`) once verified: a 👍/👎 is stored; a
     /// slash command is acknowledged at once (Slack wants an answer within 3 s) and answered
     /// through its `response_url` by the shared path; a clarifying choice is asked as the
-    /// clicker's next message, answered where the question back was.
+    /// clicker's next message, answered where the question back was; an approval click is
+    /// decided ([`Slack::take_approval`]).
     async fn on_interaction(self: Arc<Self>, cx: &ChatContext, body: &[u8]) -> Result<WebReply> {
         match self.parse_interaction(body)? {
             Interaction::Ignored(reason) => {
@@ -551,6 +556,106 @@ impl Slack {
                 }
                 Ok(WebReply::Empty)
             }
+            Interaction::Approval(a) => {
+                self.take_approval(cx, *a).await?;
+                Ok(WebReply::Empty)
+            }
+        }
+    }
+
+    /// A click on a workflow approval's button: the decision goes to the workflow engine
+    /// ([`chat::Decider`]) before the request is acknowledged, and a tracked task says what
+    /// came of it. A recorded decision is posted where the question is (its thread, or the
+    /// channel), through the egress ledger under `slack:approval:{id}`, so it is posted once
+    /// per approval; anything else (not one of the approvers, already decided) is told only to
+    /// the person who clicked.
+    async fn take_approval(self: Arc<Self>, cx: &ChatContext, a: Approval) -> Result<()> {
+        let Some(decider) = &cx.decider else {
+            tracing::info!(
+                approval = %a.id,
+                "a click on an approval button, but no workflow engine decides here; ignored"
+            );
+            return Ok(());
+        };
+        // The person as the gateway writes Slack users (and `[roles]` and approvers name them):
+        // `slack:{team}:{user}`.
+        let team = a.team.clone().unwrap_or_else(|| "-".into());
+        let who = format!("{CHANNEL}:{team}:{}", a.user);
+        let decided = decider.decide(&a.id, a.approve, &who).await?;
+        let store = cx.store.clone();
+        cx.tasks.spawn(async move {
+            let told = if decided.recorded {
+                self.post_decision(&store, &a, &team).await
+            } else {
+                self.tell_clicker(&a, &decided.message).await
+            };
+            if let Err(e) = told {
+                tracing::warn!(approval = %a.id, error = %e, "could not say what came of an approval click");
+            }
+        });
+        Ok(())
+    }
+
+    /// "✅ Approved by <@U…>" (or rejected) where the approval's question is: in its thread
+    /// when it is in one, else in the channel.
+    async fn post_decision(&self, store: &Store, a: &Approval, team: &str) -> Result<()> {
+        let text = format!(
+            "{} by <@{}>",
+            if a.approve {
+                "✅ Approved"
+            } else {
+                "❌ Rejected"
+            },
+            a.user
+        );
+        let thread = a.thread_ts.clone().unwrap_or_else(|| a.message_ts.clone());
+        let conversation = ConversationKey::new(CHANNEL, format!("{team}:{}:{thread}", a.channel))
+            .as_storage_key();
+        let to = Target::Thread(ReplyTarget {
+            event_id: format!("approval:{}", a.id),
+            channel: a.channel.clone(),
+            // No reaction: there is no message of the clicker's to mark.
+            ts: String::new(),
+            thread_ts: a.thread_ts.clone().unwrap_or_default(),
+            follow_up: false,
+            user: a.user.clone(),
+            team: a.team.clone(),
+            sender_team: a.team.clone(),
+            direct: a.channel.starts_with('D'),
+        });
+        let key = self.reply_key(&to);
+        chat::deliver(
+            self,
+            store,
+            &conversation,
+            &to,
+            &Reply::text(ReplyKind::Notice, text),
+            &key,
+        )
+        .await
+    }
+
+    /// `message` shown only to the person who clicked: through the click's `response_url`, or
+    /// with `chat.postEphemeral` when the click came without one.
+    async fn tell_clicker(&self, a: &Approval, message: &str) -> Result<()> {
+        let text = escape(message);
+        if let Some(url) = &a.response_url {
+            let body = json!({
+                "response_type": "ephemeral",
+                "replace_original": false,
+                "text": text,
+            });
+            return self.post_response_url(url, &body).await;
+        }
+        let mut body = json!({"channel": a.channel, "user": a.user, "text": text});
+        if let Some(thread) = &a.thread_ts {
+            body["thread_ts"] = json!(thread);
+        }
+        match self.call("chat.postEphemeral", &body).await? {
+            Sent::Ok(_) => Ok(()),
+            Sent::Refused(error) => Err(Error::Upstream(format!(
+                "Slack refused chat.postEphemeral ({error})"
+            ))),
         }
     }
 
@@ -812,6 +917,8 @@ pub enum Interaction {
     Command(Box<SlashCommand>),
     /// A clarifying choice clicked: asked as the person's next message.
     Choose(Box<Choice>),
+    /// A workflow approval's Approve or Reject button clicked: decided by the workflow engine.
+    Approval(Box<Approval>),
     /// Acknowledge and otherwise ignore, with why.
     Ignored(&'static str),
 }
@@ -837,6 +944,27 @@ pub struct Choice {
     pub response_url: Option<String>,
     /// Slack's id for the click.
     pub trigger_id: Option<String>,
+}
+
+/// A click on a workflow approval's Approve or Reject button, where it was clicked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// The approval's id (the button's value).
+    pub id: String,
+    /// Approve (else reject).
+    pub approve: bool,
+    /// Who clicked.
+    pub user: String,
+    /// The workspace the click came through.
+    pub team: Option<String>,
+    /// The channel of the message clicked.
+    pub channel: String,
+    /// The message clicked (the approval's question).
+    pub message_ts: String,
+    /// Its thread, when it is in one.
+    pub thread_ts: Option<String>,
+    /// Where to tell only the person who clicked.
+    pub response_url: Option<String>,
 }
 
 /// One `/conveyor …` invocation.
@@ -972,6 +1100,42 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction> {
         return Ok(Interaction::Ignored("an interaction without a user"));
     };
     for action in payload.actions {
+        let approve = match action.action_id.as_str() {
+            WF_APPROVE => Some(true),
+            WF_REJECT => Some(false),
+            _ => None,
+        };
+        if let Some(approve) = approve {
+            let container = payload.container.as_ref();
+            let channel = container
+                .and_then(|c| c.channel_id.clone())
+                .or_else(|| payload.channel.as_ref().map(|c| c.id.clone()));
+            let (Some(channel), Some(message_ts), Some(id)) = (
+                channel,
+                container.and_then(|c| c.message_ts.clone()),
+                action.value.filter(|v| !v.is_empty()),
+            ) else {
+                return Ok(Interaction::Ignored(
+                    "an approval click without its message, channel or value",
+                ));
+            };
+            if !chat::approval::is_id(&id) {
+                tracing::info!(value = %id, "an approval button with a value conveyor did not write");
+                return Ok(Interaction::Ignored(
+                    "an approval button with a value conveyor did not write",
+                ));
+            }
+            return Ok(Interaction::Approval(Box::new(Approval {
+                id,
+                approve,
+                user: user.id,
+                team: payload.team.map(|t| t.id),
+                channel,
+                message_ts,
+                thread_ts: container.and_then(|c| c.thread_ts.clone()),
+                response_url: payload.response_url,
+            })));
+        }
         if action.action_id == CHOOSE {
             let container = payload.container.as_ref();
             let channel = container
@@ -1652,6 +1816,47 @@ mod tests {
             chat::split("short", MAX_MESSAGE_CHARS, Markup::SlackMrkdwn),
             vec!["short"]
         );
+    }
+
+    #[test]
+    fn approval_clicks_are_read_with_their_place_and_odd_values_ignored() {
+        let body = |action: &str, value: &str| {
+            let payload = json!({
+                "type": "block_actions", "user": {"id": "U1", "team_id": "T1"}, "team": {"id": "T1"},
+                "container": {"type": "message", "message_ts": "1.2", "channel_id": "C1", "thread_ts": "1.0"},
+                "response_url": "https://hooks.slack.com/actions/x",
+                "actions": [{"action_id": action, "value": value, "type": "button"}]
+            });
+            serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap()
+        };
+        let id = "abcdefghijk23456789m";
+        let Interaction::Approval(a) = parse_interaction(body(WF_REJECT, id).as_bytes()).unwrap()
+        else {
+            panic!("not an approval")
+        };
+        assert_eq!(a.id, id);
+        assert!(!a.approve);
+        assert_eq!(
+            (a.user.as_str(), a.team.as_deref(), a.channel.as_str()),
+            ("U1", Some("T1"), "C1")
+        );
+        assert_eq!(
+            (a.message_ts.as_str(), a.thread_ts.as_deref()),
+            ("1.2", Some("1.0"))
+        );
+        assert!(matches!(
+            parse_interaction(body(WF_APPROVE, id).as_bytes()).unwrap(),
+            Interaction::Approval(a) if a.approve
+        ));
+        for odd in ["", "ABC", "a:b", &"a".repeat(65)] {
+            assert!(
+                matches!(
+                    parse_interaction(body(WF_APPROVE, odd).as_bytes()).unwrap(),
+                    Interaction::Ignored(_)
+                ),
+                "{odd}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Telegram through the Bot API: `[channels.telegram]`, updates (webhook or long polling), the
 //! manners in groups, Markdown → Telegram HTML and the sends (`sendMessage`, `sendPhoto`,
-//! `sendDocument`, `sendChatAction`).
+//! `sendDocument`, `sendChatAction`), and button clicks (`callback_query`: clarifying choices
+//! and workflow approvals, answered with `answerCallbackQuery`).
 //!
 //! This is the only file that imports teloxide (teloxide-core's types and `Bot`; not its
 //! dispatcher). Updates are read as teloxide [`Update`]s: kinds teloxide cannot read arrive as
@@ -143,6 +144,9 @@ pub enum Incoming {
     Message(Box<(Inbound, ReplyTarget)>),
     /// A clarifying choice clicked (a `callback_query`): asked as the person's next message.
     Choice(Box<Choice>),
+    /// A workflow approval's Approve or Reject button clicked (a `callback_query`): decided by
+    /// the workflow engine.
+    Approval(Box<Approval>),
 }
 
 /// A click on a clarifying choice ([`chat::choice`]).
@@ -157,6 +161,29 @@ pub struct Choice {
     /// Where: the question back's chat, topic and message (the answer replies to it).
     pub to: ReplyTarget,
 }
+
+/// A click on a workflow approval's Approve or Reject button.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// The `callback_query` id, answered (`answerCallbackQuery`) with what came of the click.
+    pub callback_id: String,
+    /// The approval's id (the button's value).
+    pub id: String,
+    /// Approve (else reject).
+    pub approve: bool,
+    /// Who clicked.
+    pub user: UserRef,
+    /// The approval's question: its chat, topic and message (the decision replies to it).
+    pub to: ReplyTarget,
+}
+
+/// The `callback_data` prefixes of a workflow approval's buttons (the approval step's actions,
+/// written `{action}:{value}` like every button).
+const WF_APPROVE: &str = "wf_approve:";
+const WF_REJECT: &str = "wf_reject:";
+
+/// The longest text `answerCallbackQuery` shows.
+const MAX_CALLBACK_ANSWER_CHARS: usize = 200;
 
 /// Text of the entity at `offset`/`length` (both count UTF-16 code units).
 fn entity_text(text: &str, offset: usize, length: usize) -> String {
@@ -284,15 +311,28 @@ fn read_update(update: &Update, bot_username: &str) -> Incoming {
     )))
 }
 
-/// A button click: a clarifying choice under one of conveyor's messages, or nothing to do.
+/// A button click: a clarifying choice or a workflow approval under one of conveyor's
+/// messages, or nothing to do.
 fn read_callback(update_id: i64, query: &teloxide::types::CallbackQuery) -> Incoming {
-    let Some(value) = query
-        .data
-        .as_deref()
-        .and_then(|d| d.strip_prefix(chat::choice::CHOOSE))
-        .and_then(|d| d.strip_prefix(':'))
-    else {
-        return Incoming::Ignored("a button conveyor does not handle");
+    let data = query.data.as_deref().unwrap_or_default();
+    let choice = data
+        .strip_prefix(chat::choice::CHOOSE)
+        .and_then(|d| d.strip_prefix(':'));
+    let approval = data
+        .strip_prefix(WF_APPROVE)
+        .map(|id| (id, true))
+        .or_else(|| data.strip_prefix(WF_REJECT).map(|id| (id, false)));
+    let value = match (choice, approval) {
+        (Some(value), _) => value,
+        (None, Some((id, _))) if chat::approval::is_id(id) => id,
+        (None, Some((id, _))) => {
+            tracing::info!(
+                value = id,
+                "an approval button with a value conveyor did not write"
+            );
+            return Incoming::Ignored("an approval button with a value conveyor did not write");
+        }
+        (None, None) => return Incoming::Ignored("a button conveyor does not handle"),
     };
     let Some(message) = &query.message else {
         // An inline-mode message: conveyor posts none.
@@ -306,23 +346,34 @@ fn read_callback(update_id: i64, query: &teloxide::types::CallbackQuery) -> Inco
         .filter(|m| m.is_topic_message)
         .and_then(|m| m.thread_id)
         .map(|t| i64::from(t.0.0));
+    let user = UserRef {
+        id: query.from.id.0.to_string(),
+        name: query
+            .from
+            .username
+            .clone()
+            .or_else(|| Some(query.from.first_name.clone()).filter(|n| !n.is_empty())),
+    };
+    let to = ReplyTarget {
+        update_id,
+        chat_id: message.chat().id.0,
+        thread_id,
+        message_id: i64::from(message.id().0),
+    };
+    if let (None, Some((id, approve))) = (choice, approval) {
+        return Incoming::Approval(Box::new(Approval {
+            callback_id: query.id.0.clone(),
+            id: id.to_string(),
+            approve,
+            user,
+            to,
+        }));
+    }
     Incoming::Choice(Box::new(Choice {
         callback_id: query.id.0.clone(),
         value: value.to_string(),
-        user: UserRef {
-            id: query.from.id.0.to_string(),
-            name: query
-                .from
-                .username
-                .clone()
-                .or_else(|| Some(query.from.first_name.clone()).filter(|n| !n.is_empty())),
-        },
-        to: ReplyTarget {
-            update_id,
-            chat_id: message.chat().id.0,
-            thread_id,
-            message_id: i64::from(message.id().0),
-        },
+        user,
+        to,
     }))
 }
 
@@ -747,6 +798,87 @@ impl Telegram {
         Ok(())
     }
 
+    /// A click on a workflow approval's button: the decision goes to the workflow engine
+    /// ([`chat::Decider`]), the click is answered with what came of it (only the person who
+    /// clicked sees that), and a recorded decision is posted in the chat as a reply to the
+    /// question by a tracked task, through the egress ledger under `telegram:approval:{id}`,
+    /// so it is posted once per approval. Without a workflow engine the click is only
+    /// answered (its spinner stops).
+    async fn take_approval(self: Arc<Self>, cx: &ChatContext, a: Approval) -> Result<()> {
+        let Some(decider) = &cx.decider else {
+            tracing::info!(
+                approval = %a.id,
+                "a click on an approval button, but no workflow engine decides here; ignored"
+            );
+            self.answer_click(&a.callback_id, "This approval cannot be decided here.")
+                .await;
+            return Ok(());
+        };
+        // The person as the gateway writes Telegram users (and `[roles]` and approvers name
+        // them): `telegram:{user id}`.
+        let who = format!("{CHANNEL}:{}", a.user.id);
+        let decided = decider.decide(&a.id, a.approve, &who).await?;
+        self.answer_click(&a.callback_id, &decided.message).await;
+        if decided.recorded {
+            let store = cx.store.clone();
+            cx.tasks.spawn(async move {
+                if let Err(e) = self.post_decision(&store, &a).await {
+                    tracing::warn!(approval = %a.id, error = %e, "could not post an approval's decision");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Answers a button click with `text` (cut to what Telegram shows); a failure is only
+    /// logged, the click itself is already handled.
+    async fn answer_click(&self, callback_id: &str, text: &str) {
+        let text = if text.chars().count() <= MAX_CALLBACK_ANSWER_CHARS {
+            text.to_string()
+        } else {
+            let mut cut: String = text.chars().take(MAX_CALLBACK_ANSWER_CHARS - 1).collect();
+            cut.push('…');
+            cut
+        };
+        let answer = self
+            .bot
+            .answer_callback_query(teloxide::types::CallbackQueryId(callback_id.to_string()))
+            .text(text);
+        if let Err(e) = answer.send().await {
+            tracing::info!(error = %e, "answering a Telegram button click failed");
+        }
+    }
+
+    /// "✅ Approved by …" (or rejected), naming the person with a mention link, as a reply to
+    /// the approval's question in its chat and topic.
+    async fn post_decision(&self, store: &Store, a: &Approval) -> Result<()> {
+        let name = a.user.name.as_deref().unwrap_or(&a.user.id);
+        let text = format!(
+            "{} by <a href=\"tg://user?id={}\">{}</a>",
+            if a.approve {
+                "✅ Approved"
+            } else {
+                "❌ Rejected"
+            },
+            escape(&a.user.id),
+            escape(name)
+        );
+        let conversation = ConversationKey::new(
+            CHANNEL,
+            format!("{}:{}", a.to.chat_id, a.to.thread_id.unwrap_or(0)),
+        )
+        .as_storage_key();
+        chat::deliver(
+            self,
+            store,
+            &conversation,
+            &a.to,
+            &Reply::text(ReplyKind::Notice, text),
+            &format!("telegram:approval:{}", a.id),
+        )
+        .await
+    }
+
     /// One `sendMessage`; Telegram's `message_id` on success.
     async fn send_message(&self, payload: &SendPayload) -> Result<i32> {
         let mut request = self
@@ -949,7 +1081,9 @@ impl Telegram {
                     Incoming::Ignored(reason) => {
                         tracing::debug!(update_id, reason, "ignored a Telegram update");
                     }
-                    incoming @ (Incoming::Message(_) | Incoming::Choice(_)) => {
+                    incoming @ (Incoming::Message(_)
+                    | Incoming::Choice(_)
+                    | Incoming::Approval(_)) => {
                         // Written to the inbox before the offset moves past it; when that
                         // fails the offset stays, and the next poll gets the update again.
                         let accepted = match incoming {
@@ -960,6 +1094,7 @@ impl Telegram {
                                     .map(drop)
                             }
                             Incoming::Choice(c) => Arc::clone(&self).take_choice(&cx, *c).await,
+                            Incoming::Approval(a) => Arc::clone(&self).take_approval(&cx, *a).await,
                             Incoming::Ignored(_) => Ok(()),
                         };
                         if let Err(e) = accepted {
@@ -1171,6 +1306,10 @@ impl Platform for Telegram {
             Incoming::Message(m) => *m,
             Incoming::Choice(c) => {
                 self.take_choice(&cx, *c).await?;
+                return Ok(WebReply::Json(json!({"ok": true})));
+            }
+            Incoming::Approval(a) => {
+                self.take_approval(&cx, *a).await?;
                 return Ok(WebReply::Json(json!({"ok": true})));
             }
         };
@@ -1426,6 +1565,51 @@ mod tests {
             body: PartBody::File(&huge),
         };
         assert!(matches!(t.payload(&to, &part), Err(Error::TooLarge(_))));
+    }
+
+    #[test]
+    fn approval_clicks_are_read_with_their_message_and_odd_values_ignored() {
+        let click = |data: &str| {
+            json!({"update_id": 7, "callback_query": {
+                "id": "cb7", "chat_instance": "-1",
+                "from": {"id": 42, "is_bot": false, "first_name": "Ana", "username": "ana"},
+                "data": data,
+                "message": {"message_id": 1001, "date": 1581448900,
+                    "chat": {"id": -100123, "type": "supergroup", "title": "Refunds"},
+                    "from": {"id": 777, "is_bot": true, "first_name": "Conveyor", "username": "conv_bot"},
+                    "text": "Refund?"}
+            }})
+            .to_string()
+        };
+        let id = "abcdefghijk23456789m";
+        let Incoming::Approval(a) =
+            parse(click(&format!("wf_approve:{id}")).as_bytes(), "conv_bot").unwrap()
+        else {
+            panic!("not an approval")
+        };
+        assert_eq!((a.id.as_str(), a.approve), (id, true));
+        assert_eq!(a.callback_id, "cb7");
+        assert_eq!(a.user.id, "42");
+        assert_eq!(a.user.name.as_deref(), Some("ana"));
+        assert_eq!((a.to.chat_id, a.to.message_id), (-100123, 1001));
+        assert!(matches!(
+            parse(click(&format!("wf_reject:{id}")).as_bytes(), "conv_bot").unwrap(),
+            Incoming::Approval(a) if !a.approve
+        ));
+        for odd in [
+            "wf_approve:",
+            "wf_approve:ABC",
+            "wf_reject:a b",
+            "wf_approvex:abc",
+        ] {
+            assert!(
+                matches!(
+                    parse(click(odd).as_bytes(), "conv_bot").unwrap(),
+                    Incoming::Ignored(_)
+                ),
+                "{odd}"
+            );
+        }
     }
 
     #[test]

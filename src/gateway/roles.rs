@@ -2,7 +2,7 @@
 //! tool's `[policy]`).
 //!
 //! A member is an identity as the gateway knows it, always with its platform:
-//! `slack:U0123`, `telegram:42`, `discord:1234`, `cli:alice`, or `api:key:0123456789ab` for an
+//! `slack:T0123:U0456` (team and user), `telegram:42`, `discord:1234`, `cli:alice`, or `api:key:0123456789ab` for an
 //! API key. A bare id is refused when the config is loaded: the same number can be a
 //! Telegram user and a Discord user, and an API caller must never get a chat user's roles.
 

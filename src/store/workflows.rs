@@ -315,7 +315,7 @@ pub struct RunFilter {
     pub state: Option<RunState>,
     /// Only runs started by this run.
     pub parent: Option<String>,
-    /// At most this many (newest first).
+    /// At most this many (newest first); 0: all.
     pub limit: i64,
 }
 
@@ -695,7 +695,11 @@ impl Store {
             .bind(filter.workflow.clone().unwrap_or_default())
             .bind(filter.state.map(RunState::as_str).unwrap_or_default())
             .bind(filter.parent.clone().unwrap_or_default())
-            .bind(filter.limit.max(1))
+            .bind(if filter.limit <= 0 {
+                i64::MAX
+            } else {
+                filter.limit
+            })
             .fetch_all(&self.pool)
             .await
             .map_err(db_err("listing workflow runs"))?;

@@ -657,7 +657,7 @@ fn step(
                     .is_some_and(|(p, id)| !p.is_empty() && !id.is_empty())
                 {
                     problems.push(format!(
-                        "{key}.approvers: `{a}` has no platform; write PLATFORM:ID, e.g. `slack:U0123`"
+                        "{key}.approvers: `{a}` has no platform; write PLATFORM:ID as in [roles], e.g. `slack:T0123:U0456` or `telegram:42`"
                     ));
                 }
             }

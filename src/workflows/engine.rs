@@ -561,10 +561,10 @@ impl Engine {
         self.halt().await;
     }
 
-    /// Starts a run of every schedule trigger with a fire time in (`since`, `now`] — only the
-    /// latest, when several passed. The run's key is `schedule:{fire time}`, unique per
-    /// workflow in the store: however many processes fire it, it runs once. How many runs
-    /// this call started.
+    /// Starts a run for each fire time of every schedule trigger in (`since`, `now`] — only
+    /// the latest when more than [`MAX_FIRES`] passed (a process that was stopped does not
+    /// start a burst). The run's key is `schedule:{fire time}`, unique per workflow in the
+    /// store: however many processes fire it, it runs once. How many runs this call started.
     pub async fn fire_schedules(
         &self,
         since: chrono::DateTime<chrono::Utc>,
@@ -575,14 +575,28 @@ impl Engine {
             let Ok(cron) = crate::connectors::schedule::parse_pattern(&pattern) else {
                 continue;
             };
-            let Ok(fire) = cron.find_previous_occurrence(&now, true) else {
-                continue;
-            };
-            if fire <= since {
-                continue;
+            let mut fires = Vec::new();
+            let mut at = since;
+            while let Ok(next) = cron.find_next_occurrence(&at, false) {
+                if next > now {
+                    break;
+                }
+                fires.push(next);
+                at = next;
+                if fires.len() > MAX_FIRES {
+                    break;
+                }
             }
-            if self.fire(&workflow, &pattern, fire).await? {
-                started += 1;
+            if fires.len() > MAX_FIRES {
+                fires = cron
+                    .find_previous_occurrence(&now, true)
+                    .map(|t| vec![t])
+                    .unwrap_or_default();
+            }
+            for fire in fires {
+                if self.fire(&workflow, &pattern, fire).await? {
+                    started += 1;
+                }
             }
         }
         Ok(started)
@@ -1117,13 +1131,23 @@ impl Exec {
             None => (1, None),
         };
         loop {
-            if i64::from(step.retry.attempts) < attempt {
-                let why = if last.is_some_and(|l| l.state == StepState::Running) {
-                    "the process running it stopped during its last attempt"
+            // An attempt cut short by a crash is not the step's failure: it is tried again
+            // even without retries, a few times more than its retry budget.
+            let interrupted = resuming.is_none()
+                && attempt > 1
+                && last.is_some_and(|l| l.state == StepState::Running && l.attempt == attempt - 1);
+            let budget =
+                i64::from(step.retry.attempts) + if interrupted { MAX_INTERRUPTIONS } else { 0 };
+            if attempt > budget {
+                let why = if interrupted {
+                    format!(
+                        "the process running it stopped during each of its last attempts ({} in all)",
+                        attempt - 1
+                    )
                 } else {
-                    "no attempts left"
+                    "no attempts left".into()
                 };
-                return self.fail(step, path, attempt - 1, why.into()).await;
+                return self.fail(step, path, attempt - 1, why).await;
             }
             let input = match &resuming {
                 Some(row) => row.input.clone().unwrap_or(Value::Null),
@@ -1510,6 +1534,14 @@ pub(super) fn now_ms() -> i64 {
 pub(super) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// Attempts beyond a step's retry budget allowed when the ones before were cut short by a
+/// crash (a step that keeps killing its process fails after these).
+const MAX_INTERRUPTIONS: i64 = 3;
+
+/// Most fire times of one schedule started in one look; more passed (a process was stopped)
+/// start only the latest.
+const MAX_FIRES: usize = 10;
 
 /// How often `serve` looks for rows that data triggers start runs for.
 const DATA_EVERY: Duration = Duration::from_secs(5);

@@ -467,10 +467,7 @@ async fn publish(call: &Call<'_>) -> Outcome {
     }
 }
 
-/// The action names of approval buttons (each platform adds its namespace).
-pub const APPROVE: &str = "wf_approve";
-/// See [`APPROVE`].
-pub const REJECT: &str = "wf_reject";
+use crate::channels::chat::approval::{APPROVE, REJECT};
 
 async fn approval(call: &Call<'_>) -> Outcome {
     let until = call.input.get("until").and_then(Value::as_i64).unwrap_or(0);

@@ -28,14 +28,14 @@ const HOOK_SECRET: &str = "crash-hook-secret";
 const THINK: Duration = Duration::from_secs(4);
 
 /// A running `conveyor serve`, killed on drop.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
     log: PathBuf,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Serve {
-    async fn start(config: &Path, log: PathBuf) -> Self {
+    pub(crate) async fn start(config: &Path, log: PathBuf) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -87,12 +87,12 @@ impl Serve {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGKILL: no drain, no hand-back, nothing flushed.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }

@@ -1379,3 +1379,206 @@ async fn a_clarifying_choice_is_a_button_and_a_click_asks_it_once() {
     h.settle().await;
     assert_eq!(h.fake.follow_ups().len(), answered);
 }
+
+/// The channel and the clicker of [`click`] (the `/ask` fixture's).
+const ASK_CHANNEL: &str = "645027906669510667";
+const ASK_USER: &str = "53908232506183680";
+
+/// A workflow whose approval asks in the `/ask` fixture's channel and may be decided only by
+/// that fixture's user.
+const REFUND: &str = r#"
+name = "refund"
+kind = "workflow"
+description = "Refund after approval"
+
+[[steps]]
+id = "ask"
+approval = "discord:645027906669510667"
+text = "Refund?"
+approvers = ["discord:53908232506183680"]
+timeout = "1h"
+
+[[steps]]
+id = "done"
+publish = "discord:645027906669510667"
+text = "done by {{ steps.ask.by }}"
+"#;
+
+/// [`click`] by another member of the server.
+fn click_by(dir: &Path, id: &str, custom_id: &str, user: &str) -> String {
+    let mut v: Value = serde_json::from_str(&click(dir, id, custom_id)).unwrap();
+    v["member"]["user"]["id"] = json!(user);
+    v["member"]["user"]["username"] = json!("someone");
+    v.to_string()
+}
+
+#[tokio::test]
+async fn an_approval_click_decides_once_and_only_an_approver_decides() {
+    let Some(dir) = fixtures() else { return };
+    let demo = crate::common::demo(false).await;
+    std::fs::write(demo.path().join("tools/refund.toml"), REFUND).unwrap();
+    let h = Harness::start_in(demo, PUBLIC_KEY).await;
+    let engine = &h.app.workflows;
+    let started = engine
+        .start(conveyor::workflows::StartRequest {
+            workflow: "refund".into(),
+            input: json!({}),
+            kind: "api".into(),
+            trigger: json!({}),
+            by: None,
+            key: None,
+            parent: None,
+        })
+        .await
+        .unwrap();
+    let run = engine.wait(started.id(), WAIT).await.unwrap();
+    assert_eq!(
+        run.state,
+        conveyor::store::workflows::RunState::Waiting,
+        "{run:?}"
+    );
+    // The question is the bot's message in the channel, with the two buttons.
+    let sent = h.fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].channel_id, ASK_CHANNEL);
+    let buttons = sent[0].body["components"][0]["components"]
+        .as_array()
+        .unwrap();
+    assert_eq!(buttons[0]["label"], "Approve");
+    let approve = buttons[0]["custom_id"].as_str().unwrap().to_string();
+    let id = approve
+        .strip_prefix("conveyor:wf_approve:")
+        .unwrap()
+        .to_string();
+    assert_eq!(buttons[1]["custom_id"], format!("conveyor:wf_reject:{id}"));
+    let signal = || async { h.app.store.wf_signal(&id).await.unwrap().unwrap() };
+
+    // Someone who is not an approver: nothing recorded, and a note only they see.
+    let (status, note) = h
+        .post_signed(&click_by(&dir, "786008729715219201", &approve, "1234"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(note["type"], 4, "{note}");
+    assert_eq!(note["data"]["flags"], 64);
+    let text = note["data"]["content"].as_str().unwrap();
+    assert!(text.starts_with("You cannot decide this: "), "{text}");
+    assert!(signal().await.decision.is_none());
+
+    // The approver: recorded, and answered with a message the channel sees (no one pinged).
+    let (status, answer) = h
+        .post_signed(&click(&dir, "786008729715219202", &approve))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        answer,
+        json!({"type": 4, "data": {
+            "content": format!("✅ Approved by <@{ASK_USER}>"),
+            "allowed_mentions": {"parse": []},
+        }})
+    );
+    let decided = signal().await;
+    assert_eq!(decided.decision.as_deref(), Some("approve"));
+    assert_eq!(
+        decided.decided_by.as_deref(),
+        Some(format!("discord:{ASK_USER}").as_str())
+    );
+
+    // Clicked again (approve, or reject): already decided, privately.
+    for (interaction, custom_id) in [
+        ("786008729715219203", approve.clone()),
+        ("786008729715219204", format!("conveyor:wf_reject:{id}")),
+    ] {
+        let (_, again) = h.post_signed(&click(&dir, interaction, &custom_id)).await;
+        assert_eq!(again["data"]["flags"], 64, "{again}");
+        let text = again["data"]["content"].as_str().unwrap();
+        assert!(text.contains("already decided"), "{text}");
+    }
+    // A value conveyor never wrote: a private note, nothing decided.
+    let (_, forged) = h
+        .post_signed(&click(
+            &dir,
+            "786008729715219205",
+            "conveyor:wf_approve:NOT-an-id",
+        ))
+        .await;
+    assert_eq!(forged["data"]["flags"], 64, "{forged}");
+    assert_eq!(signal().await.decision.as_deref(), Some("approve"));
+    h.settle().await;
+    assert!(h.fake.follow_ups().is_empty());
+    assert_eq!(h.fake.sent().len(), 1);
+
+    // The run goes on with who approved it.
+    engine.resume_due().await.unwrap();
+    let run = engine.wait(&run.id, WAIT).await.unwrap();
+    assert_eq!(
+        run.state,
+        conveyor::store::workflows::RunState::Succeeded,
+        "{run:?}"
+    );
+    let sent = h.fake.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(
+        sent[1].body["content"],
+        format!("done by discord:{ASK_USER}")
+    );
+
+    // Where no workflow engine decides, a click is only answered, privately.
+    let run = engine
+        .start(conveyor::workflows::StartRequest {
+            workflow: "refund".into(),
+            input: json!({}),
+            kind: "api".into(),
+            trigger: json!({}),
+            by: None,
+            key: None,
+            parent: None,
+        })
+        .await
+        .unwrap();
+    engine.wait(run.id(), WAIT).await.unwrap();
+    let sent = h.fake.sent();
+    let custom_id = sent[2].body["components"][0]["components"][0]["custom_id"]
+        .as_str()
+        .unwrap();
+    let id = custom_id.strip_prefix("conveyor:wf_approve:").unwrap();
+    let body = click(&dir, "786008729715219206", custom_id);
+    let key = SigningKey::from_bytes(&hex::decode(SECRET_KEY).unwrap().try_into().unwrap());
+    let signature = hex::encode(key.sign(format!("1700000100{body}").as_bytes()).to_bytes());
+    let headers = vec![
+        ("x-signature-ed25519".to_string(), signature),
+        (
+            "x-signature-timestamp".to_string(),
+            "1700000100".to_string(),
+        ),
+    ];
+    let without = ChatContext {
+        decider: None,
+        ..h.app.chat_context()
+    };
+    let discord = h.app.platforms.get::<Discord>().unwrap();
+    let reply = conveyor::channels::chat::Platform::receive(
+        discord,
+        without,
+        conveyor::channels::chat::WebRequest {
+            path: "/discord/interactions",
+            headers: &headers,
+            body: body.as_bytes(),
+        },
+    )
+    .await
+    .unwrap();
+    let conveyor::channels::chat::WebReply::Json(note) = reply else {
+        panic!("not JSON: {reply:?}")
+    };
+    assert_eq!(note["data"]["flags"], 64, "{note}");
+    assert!(
+        h.app
+            .store
+            .wf_signal(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .decision
+            .is_none()
+    );
+}

@@ -22,4 +22,5 @@ mod tidy;
 mod tools;
 mod warehouse;
 mod webhooks;
+mod workflow_crash;
 mod workflows;

@@ -13,6 +13,7 @@ use axum::http::{Request, StatusCode};
 use conveyor::app::App;
 use conveyor::channels::slack::{Slack, SlackConfig};
 use conveyor::config::{Config, Env, Rate};
+use conveyor::store::workflows::RunState;
 use hmac::{Hmac, Mac};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -1705,4 +1706,170 @@ async fn a_clarifying_choice_is_a_button_and_a_click_asks_it_in_the_thread_once(
     }
     h.settle().await;
     assert_eq!(h.fake.calls_of("chat.postMessage").len(), 2);
+}
+
+/// A workflow whose approval asks in C9 and may be decided only by T111's UA (people are
+/// written as the gateway writes Slack users: `slack:{team}:{user}`).
+const REFUND: &str = r#"
+name = "refund"
+kind = "workflow"
+description = "Refund after approval"
+
+[[steps]]
+id = "ask"
+approval = "slack:C9"
+text = "Refund?"
+approvers = ["slack:T111:UA"]
+timeout = "1h"
+
+[[steps]]
+id = "done"
+publish = "slack:C9"
+text = "done by {{ steps.ask.by }}"
+"#;
+
+/// A block_actions payload for a click on a workflow approval's button under the question
+/// conveyor posted into C9 (the first message the fake answered, outside any thread).
+fn approval_click(action_id: &str, value: &str, user: &str, response_url: &str) -> String {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "username": user.to_lowercase(), "team_id": "T111"},
+        "api_app_id": "A111",
+        "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C9",
+                      "is_ephemeral": false},
+        "trigger_id": "123.456.approve",
+        "team": {"id": "T111", "domain": "lumen"},
+        "channel": {"id": "C9", "name": "refunds"},
+        "response_url": response_url,
+        "actions": [{
+            "action_id": action_id,
+            "block_id": "conveyor_actions",
+            "text": {"type": "plain_text", "text": "Approve", "emoji": true},
+            "value": value,
+            "type": "button",
+            "action_ts": "1700000001.000000"
+        }]
+    });
+    form(&[("payload", &payload.to_string())])
+}
+
+#[tokio::test]
+async fn an_approval_click_decides_once_and_only_an_approver_decides() {
+    let dir = crate::common::demo(false).await;
+    std::fs::write(dir.path().join("tools/refund.toml"), REFUND).unwrap();
+    let h = Harness::start_in(dir, "s3cret", |_| {}).await;
+    let engine = &h.app.workflows;
+    let started = engine
+        .start(conveyor::workflows::StartRequest {
+            workflow: "refund".into(),
+            input: json!({}),
+            kind: "api".into(),
+            trigger: json!({}),
+            by: None,
+            key: None,
+            parent: None,
+        })
+        .await
+        .unwrap();
+    let run = engine.wait(started.id(), WAIT).await.unwrap();
+    assert_eq!(run.state, RunState::Waiting, "{run:?}");
+    let posts = h.fake.calls_of("chat.postMessage");
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0].body["channel"], "C9");
+    let buttons = posts[0].body["blocks"][1]["elements"].as_array().unwrap();
+    assert_eq!(buttons[0]["action_id"], "conveyor_wf_approve");
+    assert_eq!(buttons[1]["action_id"], "conveyor_wf_reject");
+    let id = buttons[0]["value"].as_str().unwrap().to_string();
+    assert_eq!(buttons[1]["value"], id.as_str());
+    let signal = || async { h.app.store.wf_signal(&id).await.unwrap().unwrap() };
+
+    // Someone who is not an approver: nothing recorded, and only they are told why.
+    let url = h.response_url("approveB");
+    let (status, body) = h
+        .post_form(
+            "/slack/interactions",
+            &approval_click("conveyor_wf_approve", &id, "UB", &url),
+            "s3cret",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.settle().await;
+    assert!(signal().await.decision.is_none());
+    let told = h.fake.calls_of("response_url");
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].auth.as_deref(), Some("approveB"));
+    assert_eq!(told[0].body["response_type"], "ephemeral");
+    assert_eq!(told[0].body["replace_original"], false);
+    let text = told[0].body["text"].as_str().unwrap();
+    assert!(text.starts_with("You cannot decide this: "), "{text}");
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 1);
+
+    // The approver: recorded, and said in the channel of the question, once.
+    let url = h.response_url("approveA");
+    let click = approval_click("conveyor_wf_approve", &id, "UA", &url);
+    let (status, _) = h.post_form("/slack/interactions", &click, "s3cret").await;
+    assert_eq!(status, StatusCode::OK);
+    h.settle().await;
+    let decided = signal().await;
+    assert_eq!(decided.decision.as_deref(), Some("approve"));
+    assert_eq!(decided.decided_by.as_deref(), Some("slack:T111:UA"));
+    let posts = h.fake.calls_of("chat.postMessage");
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert_eq!(posts[1].body["channel"], "C9");
+    assert_eq!(posts[1].body["text"], "✅ Approved by <@UA>");
+    assert!(
+        posts[1].body.get("thread_ts").is_none(),
+        "{}",
+        posts[1].body
+    );
+    assert_eq!(
+        h.app
+            .store
+            .egress_state(&format!("slack:approval:{id}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .0,
+        "confirmed"
+    );
+    assert_eq!(h.fake.calls_of("response_url").len(), 1, "nothing private");
+
+    // Clicked again (approve or reject): already decided, said only to the clicker.
+    h.post_form("/slack/interactions", &click, "s3cret").await;
+    h.post_form(
+        "/slack/interactions",
+        &approval_click("conveyor_wf_reject", &id, "UA", &url),
+        "s3cret",
+    )
+    .await;
+    h.settle().await;
+    assert_eq!(h.fake.calls_of("chat.postMessage").len(), 2);
+    let told = h.fake.calls_of("response_url");
+    assert_eq!(told.len(), 3, "{told:?}");
+    for again in &told[1..] {
+        let text = again.body["text"].as_str().unwrap();
+        assert!(text.contains("already decided"), "{text}");
+        assert_eq!(again.body["response_type"], "ephemeral");
+    }
+    assert_eq!(signal().await.decision.as_deref(), Some("approve"));
+
+    // A value conveyor never wrote is acknowledged and ignored.
+    let (status, _) = h
+        .post_form(
+            "/slack/interactions",
+            &approval_click("conveyor_wf_approve", "NOT an id!", "UA", &url),
+            "s3cret",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    h.settle().await;
+    assert_eq!(h.fake.calls_of("response_url").len(), 3);
+
+    // The run goes on with who approved it.
+    engine.resume_due().await.unwrap();
+    let run = engine.wait(&run.id, WAIT).await.unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    let posts = h.fake.calls_of("chat.postMessage");
+    assert_eq!(posts.len(), 3, "{posts:?}");
+    assert_eq!(posts[2].body["text"], "done by slack:T111:UA");
 }

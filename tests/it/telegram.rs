@@ -13,6 +13,7 @@ use axum::http::{Request, StatusCode};
 use conveyor::app::App;
 use conveyor::channels::telegram::{ReplyTarget, Telegram, TelegramConfig, TelegramMode, to_html};
 use conveyor::config::{Config, Env, Rate};
+use conveyor::store::workflows::RunState;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -1163,5 +1164,192 @@ async fn a_clarifying_choice_is_an_inline_button_and_a_click_asks_it_once() {
             .as_str()
             .unwrap()
             .contains("no longer available")
+    );
+}
+
+/// A workflow whose approval asks in a group and may be decided only by user 408258968 (the
+/// sender of the callback fixture, as [`callback`] sets it).
+const REFUND: &str = r#"
+name = "refund"
+kind = "workflow"
+description = "Refund after approval"
+
+[[steps]]
+id = "ask"
+approval = "telegram:-1001234567890"
+text = "Refund?"
+approvers = ["telegram:408258968"]
+timeout = "1h"
+
+[[steps]]
+id = "done"
+publish = "telegram:-1001234567890"
+text = "done by {{ steps.ask.by }}"
+"#;
+
+/// The demo with [`REFUND`] in its tools folder, and a run of it waiting for its approval;
+/// the run's id and the approval's id (from the question's Approve button).
+async fn refund_waiting(mode: TelegramMode) -> (Harness, String, String) {
+    let dir = crate::common::demo(false).await;
+    std::fs::write(dir.path().join("tools/refund.toml"), REFUND).unwrap();
+    let h = Harness::start_in(dir, mode, None).await;
+    let started = h
+        .app
+        .workflows
+        .start(conveyor::workflows::StartRequest {
+            workflow: "refund".into(),
+            input: json!({}),
+            kind: "api".into(),
+            trigger: json!({}),
+            by: None,
+            key: None,
+            parent: None,
+        })
+        .await
+        .unwrap();
+    let run = h.app.workflows.wait(started.id(), WAIT).await.unwrap();
+    assert_eq!(run.state, RunState::Waiting, "{run:?}");
+    let sent = h.sends();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["chat_id"], -1_001_234_567_890_i64);
+    let keyboard = &sent[0]["reply_markup"]["inline_keyboard"][0];
+    assert_eq!(keyboard[0]["text"], "Approve");
+    assert_eq!(keyboard[1]["text"], "Reject");
+    let data = keyboard[0]["callback_data"].as_str().unwrap();
+    let id = data.strip_prefix("wf_approve:").unwrap().to_string();
+    assert_eq!(keyboard[1]["callback_data"], format!("wf_reject:{id}"));
+    (h, run.id, id)
+}
+
+/// A click on the approval's `data` button by `user`, under the question (the fake's first
+/// sendMessage answer: message 1001 in the group).
+fn approval_click(dir: &Path, update_id: i64, data: &str, user: i64) -> Value {
+    let question = json!({
+        "message_id": 1001, "date": 1581448900,
+        "chat": {"id": -1_001_234_567_890_i64, "type": "supergroup", "title": "Refunds"},
+        "from": {"id": 777000111, "is_bot": true, "first_name": "Conveyor", "username": BOT},
+        "text": "Refund?"
+    });
+    let mut u = callback(dir, update_id, data, &question);
+    u["callback_query"]["id"] = json!(format!("cb{update_id}"));
+    u["callback_query"]["from"]["id"] = json!(user);
+    u
+}
+
+#[tokio::test]
+async fn an_approval_click_decides_once_and_only_an_approver_decides() {
+    let Some(dir) = fixtures() else { return };
+    let (h, run, id) = refund_waiting(TelegramMode::Webhook).await;
+    let signal = || async { h.app.store.wf_signal(&id).await.unwrap().unwrap() };
+    let approve = format!("wf_approve:{id}");
+
+    // Someone who is not an approver: nothing recorded, nothing posted, and the click is
+    // answered with why (only the clicker sees that).
+    let click = approval_click(&dir, 306197700, &approve, 5555);
+    assert_eq!(h.post(Some(SECRET), &click).await, StatusCode::OK);
+    h.settle().await;
+    assert!(signal().await.decision.is_none());
+    assert_eq!(h.sends().len(), 1);
+    let acks = h.fake.calls_of("answerCallbackQuery");
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].body["callback_query_id"], "cb306197700");
+    let text = acks[0].body["text"].as_str().unwrap();
+    assert!(text.starts_with("You cannot decide this: "), "{text}");
+
+    // The approver: recorded, answered, and said in the group as a reply to the question.
+    let click = approval_click(&dir, 306197701, &approve, 408258968);
+    assert_eq!(h.post(Some(SECRET), &click).await, StatusCode::OK);
+    h.settle().await;
+    let decided = signal().await;
+    assert_eq!(decided.decision.as_deref(), Some("approve"));
+    assert_eq!(decided.decided_by.as_deref(), Some("telegram:408258968"));
+    let acks = h.fake.calls_of("answerCallbackQuery");
+    assert_eq!(acks.len(), 2);
+    let text = acks[1].body["text"].as_str().unwrap();
+    assert!(text.contains("approved by telegram:408258968"), "{text}");
+    let sent = h.sends();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1]["chat_id"], -1_001_234_567_890_i64);
+    assert_eq!(sent[1]["reply_parameters"]["message_id"], 1001);
+    assert_eq!(
+        sent[1]["text"],
+        "✅ Approved by <a href=\"tg://user?id=408258968\">Testusername</a>"
+    );
+    assert!(sent[1].get("reply_markup").is_none(), "{}", sent[1]);
+
+    // Clicked again (approve, or reject): already decided, only the click is answered.
+    let again = approval_click(&dir, 306197702, &approve, 408258968);
+    assert_eq!(h.post(Some(SECRET), &again).await, StatusCode::OK);
+    let reject = approval_click(&dir, 306197703, &format!("wf_reject:{id}"), 408258968);
+    assert_eq!(h.post(Some(SECRET), &reject).await, StatusCode::OK);
+    // A value conveyor never wrote: acknowledged and ignored.
+    let forged = approval_click(&dir, 306197704, "wf_approve:NOT-an-id", 408258968);
+    assert_eq!(h.post(Some(SECRET), &forged).await, StatusCode::OK);
+    h.settle().await;
+    assert_eq!(h.sends().len(), 2);
+    let acks = h.fake.calls_of("answerCallbackQuery");
+    assert_eq!(acks.len(), 4, "{acks:?}");
+    for ack in &acks[2..] {
+        let text = ack.body["text"].as_str().unwrap();
+        assert!(text.contains("already decided"), "{text}");
+        assert!(text.chars().count() <= 200);
+    }
+    assert_eq!(signal().await.decision.as_deref(), Some("approve"));
+
+    // The run goes on with who approved it.
+    h.app.workflows.resume_due().await.unwrap();
+    let run = h.app.workflows.wait(&run, WAIT).await.unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{run:?}");
+    let sent = h.sends();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(sent[2]["text"], "done by telegram:408258968");
+}
+
+#[tokio::test]
+async fn an_approval_click_is_decided_in_polling_mode_too() {
+    let Some(dir) = fixtures() else { return };
+    let (h, run, id) = refund_waiting(TelegramMode::Polling).await;
+    let reject = format!("wf_reject:{id}");
+    h.fake.push_update(approval_click(&dir, 800, &reject, 5555));
+    h.fake
+        .push_update(approval_click(&dir, 801, &reject, 408258968));
+    let telegram = h.app.platforms.get::<Telegram>().unwrap();
+    let shutdown = CancellationToken::new();
+    h.app
+        .tasks
+        .spawn(telegram.run_polling(h.app.chat_context(), shutdown.clone()));
+    h.fake.wait_for("answerCallbackQuery", 2, WAIT).await;
+    h.fake.wait_for("sendMessage", 2, WAIT).await;
+    shutdown.cancel();
+    h.settle().await;
+    let acks = h.fake.calls_of("answerCallbackQuery");
+    assert_eq!(acks.len(), 2, "{acks:?}");
+    assert!(
+        acks[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("You cannot decide this: ")
+    );
+    let sent = h.sends();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[1]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("❌ Rejected by "),
+        "{}",
+        sent[1]
+    );
+    let decided = h.app.store.wf_signal(&id).await.unwrap().unwrap();
+    assert_eq!(decided.decision.as_deref(), Some("reject"));
+    assert_eq!(decided.decided_by.as_deref(), Some("telegram:408258968"));
+    // A rejection fails the run with who rejected it.
+    h.app.workflows.resume_due().await.unwrap();
+    let run = h.app.workflows.wait(&run, WAIT).await.unwrap();
+    assert_eq!(run.state, RunState::Failed, "{run:?}");
+    assert!(
+        run.error
+            .unwrap()
+            .contains("rejected by telegram:408258968")
     );
 }

@@ -28,6 +28,7 @@
 //! from the row alone; a file over the platform's limit or [`MAX_LEDGER_FILE_BYTES`] refuses
 //! the reply before anything is recorded.
 
+pub mod approval;
 #[doc(hidden)]
 pub mod check;
 pub mod choice;
