@@ -15,6 +15,7 @@
 
 pub mod bi;
 pub mod tpch;
+pub mod workflows;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

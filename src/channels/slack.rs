@@ -103,10 +103,18 @@ pub struct SlackConfig {
     /// URL `https://YOUR-HOST/slack/interactions`).
     #[serde(default = "yes")]
     pub feedback_buttons: bool,
+    /// Messages per second per channel (Slack allows about one, with short bursts); raise it
+    /// only for a Slack-compatible API that allows more.
+    #[serde(default = "one")]
+    pub sends_per_second_per_channel: u32,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The running Slack channel: secrets, the Web API client and the clock for signatures.
@@ -418,7 +426,12 @@ impl Slack {
             http,
             clock: AtomicI64::new(0),
             feedback_buttons: config.feedback_buttons,
-            per_channel: RateLimiter::keyed(Quota::per_second(NonZeroU32::MIN).allow_burst(burst)),
+            per_channel: RateLimiter::keyed(
+                Quota::per_second(
+                    NonZeroU32::new(config.sends_per_second_per_channel).unwrap_or(NonZeroU32::MIN),
+                )
+                .allow_burst(burst),
+            ),
         })
     }
 

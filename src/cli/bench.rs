@@ -298,5 +298,55 @@ pub async fn bench(config: &Path, what: BenchCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        BenchCommand::Workflows {
+            runs,
+            concurrency,
+            postgres,
+            resume,
+            dir,
+            json,
+        } => {
+            let r = crate::bench::workflows::workflows(
+                crate::bench::workflows::WorkflowBenchOptions {
+                    runs,
+                    concurrency,
+                    store_url: postgres,
+                    resume,
+                    dir,
+                },
+                &|line: &str| eprintln!("{line}"),
+            )
+            .await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                out!(
+                    "workflows on {}: {} runs ({} failed), {} webhooks in flight, {:.2}s: {:.0} runs/s; webhook to done p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    r.store,
+                    r.runs,
+                    r.failed,
+                    r.concurrency,
+                    r.seconds,
+                    r.runs_per_second,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.max_ms
+                );
+                if let Some(res) = &r.resume {
+                    out!(
+                        "resume: {} runs in flight; all resumed after {:.0} ms, all finished after {:.0} ms ({} failed)",
+                        res.runs,
+                        res.all_resumed_ms,
+                        res.all_finished_ms,
+                        res.failed
+                    );
+                }
+            }
+            Ok(if r.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }

@@ -554,6 +554,30 @@ pub enum BenchCommand {
         #[arg(long)]
         temp: bool,
     },
+    /// Workflows: signed webhook → a three-step workflow (a tool, a metric query, a post to a
+    /// local chat API) → done, runs/s with p50/p99 on SQLite (or PostgreSQL with --postgres);
+    /// then --resume N runs left in flight by a dead process and the time a new engine takes
+    /// to resume and finish them. A temporary demo project unless --dir is given.
+    Workflows {
+        /// Webhook deliveries (one run each).
+        #[arg(long, default_value_t = 5000)]
+        runs: usize,
+        /// Deliveries in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Use this PostgreSQL database for the store (also CONVEYOR_BENCH_POSTGRES_URL).
+        #[arg(long, env = "CONVEYOR_BENCH_POSTGRES_URL")]
+        postgres: Option<String>,
+        /// Runs in flight for the resume benchmark (0: skip it).
+        #[arg(long, default_value_t = 10_000)]
+        resume: usize,
+        /// Keep the project in this folder (it must not exist yet).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

@@ -719,6 +719,18 @@ impl Store {
             .collect()
     }
 
+    /// Runs that need a process and have none: queued, or running under a lease that ran out
+    /// (its process died). A gauge of what a crash left, and of a backlog.
+    pub async fn wf_orphans(&self) -> Result<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM workflow_runs WHERE state IN ('queued', 'running') AND lease_until < $1",
+        )
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err("counting workflow runs without a process"))
+    }
+
     /// When the last run of `workflow` started by `trigger_kind` was created (unix ms).
     pub async fn wf_last_started(&self, workflow: &str, trigger_kind: &str) -> Result<Option<i64>> {
         sqlx::query_scalar(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tokio::sync::{Notify, Semaphore, broadcast};
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -136,8 +136,9 @@ pub struct EngineHandle {
     wake: Notify,
     /// Bounds the runs executing at once.
     slots: Arc<Semaphore>,
-    /// Run ids as they finish or suspend here, for [`Engine::wait`].
-    settled: broadcast::Sender<String>,
+    /// Callers of [`Engine::wait`], by run: told when that run settles here (finishes or
+    /// suspends).
+    waiters: Mutex<HashMap<String, Vec<tokio::sync::oneshot::Sender<()>>>>,
     tasks: TaskTracker,
 }
 
@@ -180,7 +181,6 @@ impl Engine {
             validators.insert(w.name.clone(), v);
             map.insert(w.name.clone(), Arc::new(w));
         }
-        let (settled, _) = broadcast::channel(4096);
         Ok(Self {
             inner: Arc::new(EngineHandle {
                 store,
@@ -192,7 +192,7 @@ impl Engine {
                 config,
                 local: Mutex::new(HashMap::new()),
                 wake: Notify::new(),
-                settled,
+                waiters: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
             }),
         })
@@ -343,9 +343,14 @@ impl Engine {
 
     /// Waits until run `id` has finished or suspended, at most `limit`; the run as it is then.
     pub async fn wait(&self, id: &str, limit: Duration) -> Result<WorkflowRun> {
-        let mut settled = self.inner.settled.subscribe();
         let until = tokio::time::Instant::now() + limit;
         loop {
+            self.forget_waiters(id);
+            // Registered before the look, so a settle in between is not missed.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if let Ok(mut w) = self.inner.waiters.lock() {
+                w.entry(id.to_string()).or_default().push(tx);
+            }
             let run = self
                 .inner
                 .store
@@ -357,19 +362,30 @@ impl Engine {
                 || (run.state == RunState::Waiting && !busy_here)
                 || tokio::time::Instant::now() >= until
             {
+                drop(rx);
+                self.forget_waiters(id);
                 return Ok(run);
             }
-            // Woken when a run settles here; other processes' runs are polled.
+            // Woken when the run settles here; a run in another process is polled.
             let nap = tokio::time::sleep_until(
                 until.min(tokio::time::Instant::now() + Duration::from_millis(250)),
             );
             tokio::select! {
-                got = settled.recv() => {
-                    if let Err(broadcast::error::RecvError::Closed) = got {
-                        return Ok(run);
-                    }
-                }
+                _ = rx => {}
                 () = nap => {}
+            }
+        }
+    }
+
+    /// Drops the registrations of `id` whose waiter is gone (it returned, or napped and
+    /// registers again), so runs that never settle here leave nothing behind.
+    fn forget_waiters(&self, id: &str) {
+        if let Ok(mut w) = self.inner.waiters.lock()
+            && let Some(list) = w.get_mut(id)
+        {
+            list.retain(|tx| !tx.is_closed());
+            if list.is_empty() {
+                w.remove(id);
             }
         }
     }
@@ -785,7 +801,16 @@ impl Engine {
                 local.remove(&id);
             }
             drop(permit);
-            let _ = engine.inner.settled.send(id);
+            let told = engine
+                .inner
+                .waiters
+                .lock()
+                .ok()
+                .and_then(|mut w| w.remove(&id))
+                .unwrap_or_default();
+            for tx in told {
+                let _ = tx.send(());
+            }
             // A slot is free: queued runs may go.
             engine.inner.wake.notify_one();
         });

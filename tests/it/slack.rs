@@ -128,6 +128,7 @@ impl Harness {
                 api_base_url: fake.url.clone(),
                 bot_user_id: None,
                 feedback_buttons: true,
+                sends_per_second_per_channel: 1,
             })
             .unwrap();
         change(&mut config);

@@ -121,6 +121,7 @@ async fn harness_with(
             api_base_url: slack.url.clone(),
             bot_user_id: None,
             feedback_buttons: true,
+            sends_per_second_per_channel: 1,
         })
         .unwrap();
     change(&mut config);
