@@ -58,6 +58,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("bi_question", bi_question),
     ("semantic_model", semantic_model),
     ("workflow", workflow),
+    ("run_args", run_args),
 ];
 
 /// The target called `name`.
@@ -272,6 +273,7 @@ fn hooks() -> &'static Option<Hooks> {
             reply: HookReply::Sync,
             max_body_bytes: None,
             forward_to: None,
+            workflow: None,
         };
         let configs: BTreeMap<String, HookConfig> = [
             (
@@ -363,6 +365,7 @@ fn slack_channel() -> &'static Option<slack::Slack> {
             api_base_url: "http://127.0.0.1:9".into(),
             bot_user_id: Some(SLACK_BOT.into()),
             feedback_buttons: true,
+            sends_per_second_per_channel: 1,
         };
         let env = Env::from_pairs([
             ("SLACK_SIGNING_SECRET", SLACK_SECRET),
@@ -455,6 +458,7 @@ fn outbound(text: &str, citations: Vec<Citation>) -> Outbound {
         planner: "offline".into(),
         data: None,
         choices: Vec::new(),
+        actions: Vec::new(),
     }
 }
 
@@ -857,5 +861,25 @@ pub fn workflow(data: &[u8]) {
             !problems.is_empty() && problems.iter().all(|p| !p.trim().is_empty()),
             "refused without a reason: {problems:?}"
         ),
+    }
+}
+
+/// The arguments of `/run NAME …` in chat (`key=value` pairs, JSON or text): always an object,
+/// and every pair's key comes from the text as typed.
+pub fn run_args(data: &[u8]) {
+    let t = text(data);
+    let v = conveyor::workflows::command::parse_args(&t);
+    let Value::Object(map) = &v else {
+        panic!("the input of /run is not an object: {v}");
+    };
+    // Pairs: each key is a slice of the text (a JSON object's keys may be escaped).
+    if t.trim_start().starts_with('{') {
+        return;
+    }
+    for key in map.keys() {
+        assert!(
+            key == "text" || t.contains(key.as_str()),
+            "key {key:?} is not in the text {t:?}"
+        );
     }
 }
