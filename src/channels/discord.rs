@@ -317,17 +317,34 @@ pub fn parse(body: &[u8]) -> Result<Interaction> {
         let (user, to) = where_from(raw);
         return Ok(Interaction::Choose(Box::new((value, user, to))));
     }
-    let Some(data) = raw.data.as_ref().filter(|d| d.name == "ask") else {
+    let Some(data) = raw
+        .data
+        .as_ref()
+        .filter(|d| d.name == "ask" || d.name == "run")
+    else {
         return Ok(Interaction::Unsupported);
     };
     let string_of = |o: &RawOption| o.value.as_ref().and_then(Value::as_str).map(str::to_string);
-    let question = data
-        .options
-        .iter()
-        .find(|o| o.name == "question")
-        .and_then(string_of)
-        .or_else(|| data.options.iter().find_map(string_of))
-        .unwrap_or_default();
+    let question = if data.name == "run" {
+        // `/run workflow: NAME args: …` starts a workflow (the planner in front reads `/run`).
+        let named = |n: &str| {
+            data.options
+                .iter()
+                .find(|o| o.name == n)
+                .and_then(string_of)
+                .unwrap_or_default()
+        };
+        format!("/run {} {}", named("workflow"), named("args"))
+            .trim_end()
+            .to_string()
+    } else {
+        data.options
+            .iter()
+            .find(|o| o.name == "question")
+            .and_then(string_of)
+            .or_else(|| data.options.iter().find_map(string_of))
+            .unwrap_or_default()
+    };
     if question.trim().is_empty() {
         return Ok(Interaction::Unsupported);
     }
@@ -993,5 +1010,15 @@ mod tests {
         assert_eq!(ask.0.conversation.id, "g:c");
         assert_eq!(ask.0.user.id, "u");
         assert_eq!(ask.1.interaction_id, "9");
+    }
+
+    #[test]
+    fn run_becomes_a_run_command_with_its_arguments() {
+        let body = br#"{"id":"10","type":2,"token":"t","channel_id":"c","user":{"id":"u"},"data":{"name":"run","options":[{"name":"workflow","type":3,"value":"digest"},{"name":"args","type":3,"value":"week=3"}]}}"#;
+        let Interaction::Ask(ask) = parse(body).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(ask.0.text, "/run digest week=3");
+        assert_eq!(ask.0.conversation.id, "dm:c");
     }
 }

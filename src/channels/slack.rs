@@ -1302,7 +1302,12 @@ fn command_inbound(cmd: &SlashCommand) -> Inbound {
             id: format!("{team}:{}", cmd.user),
             name: cmd.user_name.clone(),
         },
-        text: cmd.text.clone(),
+        // `/conveyor run NAME args` starts a workflow (the planner in front reads `/run`).
+        text: match cmd.text.split_once(char::is_whitespace) {
+            Some((word, rest)) if word.eq_ignore_ascii_case("run") => format!("/run {rest}"),
+            _ if cmd.text.eq_ignore_ascii_case("run") => "/run".to_string(),
+            _ => cmd.text.clone(),
+        },
         attachments: Vec::new(),
     }
 }
@@ -1800,6 +1805,29 @@ pub async fn doctor(config: &SlackConfig, env: &Env, online: bool) -> Vec<crate:
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conveyor_run_is_the_run_command() {
+        let cmd = |text: &str| SlashCommand {
+            text: text.into(),
+            user: "U1".into(),
+            user_name: None,
+            team: Some("T1".into()),
+            channel: "C1".into(),
+            direct: false,
+            response_url: "https://hooks.slack.com/x".into(),
+            trigger_id: "1.2".into(),
+        };
+        assert_eq!(
+            command_inbound(&cmd("run digest week=1")).text,
+            "/run digest week=1"
+        );
+        assert_eq!(command_inbound(&cmd("RUN")).text, "/run");
+        assert_eq!(
+            command_inbound(&cmd("runway pricing?")).text,
+            "runway pricing?"
+        );
+    }
 
     #[test]
     fn mrkdwn_conversion() {

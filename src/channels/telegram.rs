@@ -381,20 +381,24 @@ fn contains_ci(haystack: &str, needle: &str) -> bool {
     !mention_ranges(haystack, needle).is_empty()
 }
 
-/// `/ask …` or `/ask@bot …` (for this bot) → the rest; anything else → `None`.
+/// `/ask …` or `/ask@bot …` (for this bot) → the rest; `/run …` or `/run@bot …` → `/run …`
+/// (a workflow to start); anything else → `None`.
 fn strip_command(text: &str, bot_username: &str) -> Option<String> {
     let trimmed = text.trim_start();
     let (command, rest) = trimmed
         .split_once(char::is_whitespace)
         .unwrap_or((trimmed, ""));
     let (name, target) = command.split_once('@').unwrap_or((command, ""));
-    if !name.eq_ignore_ascii_case("/ask") {
-        return None;
-    }
     if !target.is_empty() && !target.eq_ignore_ascii_case(bot_username) {
         return None;
     }
-    Some(rest.to_string())
+    if name.eq_ignore_ascii_case("/ask") {
+        Some(rest.to_string())
+    } else if name.eq_ignore_ascii_case("/run") {
+        Some(format!("/run {rest}"))
+    } else {
+        None
+    }
 }
 
 /// Where `mention` (`@username`, ASCII as every Telegram username) occurs in `text` as a whole
@@ -1436,6 +1440,11 @@ mod tests {
         );
         assert_eq!(strip_command("/ask@other what?", "bot"), None);
         assert_eq!(strip_command("/start", "bot"), None);
+        assert_eq!(
+            strip_command("/run@bot digest week=1", "bot").as_deref(),
+            Some("/run digest week=1")
+        );
+        assert_eq!(strip_command("/run@other digest", "bot"), None);
         assert_eq!(strip_mention("@Bot hi there", "@bot"), "hi there");
     }
 

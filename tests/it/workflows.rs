@@ -40,6 +40,13 @@ impl Recorder {
         let rec = Recorder::default();
         let app = Router::new()
             .route("/call", post(record))
+            .route(
+                "/slow",
+                post(|| async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    "late"
+                }),
+            )
             .with_state(rec.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/call", listener.local_addr().unwrap());
@@ -99,7 +106,8 @@ async fn harness_with(
     for (name, text) in files {
         std::fs::write(
             dir.path().join("tools").join(name),
-            text.replace("{HTTP}", &url),
+            text.replace("{HTTP}", &url)
+                .replace("{SLOW}", &url.replace("/call", "/slow")),
         )
         .unwrap();
     }
@@ -1103,4 +1111,41 @@ http = { method = "POST", url = "{HTTP}", body = { order = "{{ input.order_id }}
         .unwrap();
     assert_eq!(run.state, RunState::Succeeded, "{run:?}");
     assert_eq!(h.http.seen()[0].1["order"], 59001);
+}
+
+#[tokio::test]
+async fn a_step_past_its_timeout_is_retried_on_timeout_then_fails_with_the_reason() {
+    let slow = r#"
+name = "slow"
+kind = "workflow"
+description = "A call that never answers in time"
+
+[[steps]]
+id = "call"
+http = { method = "POST", url = "{SLOW}" }
+timeout = "200ms"
+retry = { attempts = 2, backoff = "10ms", on = ["timeout"] }
+"#;
+    let h = harness(&[("slow.toml", slow.into())], None).await;
+    let started = std::time::Instant::now();
+    let run = h.run("slow", json!({})).await;
+    assert_eq!(run.state, RunState::Failed, "{run:?}");
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap()
+            .contains("took longer than 200ms"),
+        "{run:?}"
+    );
+    assert_eq!(
+        h.steps(&run.id).await,
+        vec![
+            ("call".into(), 1, StepState::Errored),
+            ("call".into(), 2, StepState::Failed),
+        ]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the timeout did not cut the call"
+    );
 }
