@@ -1529,30 +1529,10 @@ impl Lakehouse {
         primary_key: &[String],
         since: i64,
     ) -> Result<Option<(i64, Vec<RowChange>)>> {
-        let Some(table) = self.load(Layer::Silver, name).await? else {
-            return Ok(None);
-        };
-        let Some(current) = table.version().map(version_i64) else {
-            return Ok(None);
-        };
-        let enabled = table
-            .snapshot()
-            .ok()
-            .and_then(|s| {
-                s.metadata()
-                    .configuration()
-                    .get(CHANGE_DATA_FEED)
-                    .map(|v| v.eq_ignore_ascii_case("true"))
-            })
-            .unwrap_or(false);
-        if !enabled {
-            return Ok(None);
-        }
-        if current <= since {
-            return Ok(Some((current, Vec::new())));
-        }
-        let Ok(start) = u64::try_from(since + 1) else {
-            return Ok(None);
+        let (table, current, start) = match self.change_feed(name, since).await? {
+            Feed::Unavailable => return Ok(None),
+            Feed::Unchanged(current) => return Ok(Some((current, Vec::new()))),
+            Feed::From(table, current, start) => (table, current, start),
         };
         let cdf = match sql::change_rows(table, start, self.timeout).await {
             Ok(rows) => rows,
@@ -1617,21 +1597,13 @@ impl Lakehouse {
         )))
     }
 
-    /// The rows of `silver.NAME` inserted or changed after version `since` that match the
-    /// SQL condition `filter`, each with the version that wrote it (`_commit_version`;
-    /// conveyor's other `_` columns left out), and the current version. `Ok(None)` when the
-    /// table does not exist or has no change data feed.
-    pub async fn silver_new_rows(
-        &self,
-        name: &str,
-        since: i64,
-        filter: Option<&str>,
-    ) -> Result<Option<(i64, Vec<serde_json::Map<String, serde_json::Value>>)>> {
+    /// Where the change data feed of `silver.NAME` stands after version `since`.
+    async fn change_feed(&self, name: &str, since: i64) -> Result<Feed> {
         let Some(table) = self.load(Layer::Silver, name).await? else {
-            return Ok(None);
+            return Ok(Feed::Unavailable);
         };
         let Some(current) = table.version().map(version_i64) else {
-            return Ok(None);
+            return Ok(Feed::Unavailable);
         };
         let enabled = table
             .snapshot()
@@ -1644,13 +1616,31 @@ impl Lakehouse {
             })
             .unwrap_or(false);
         if !enabled {
-            return Ok(None);
+            return Ok(Feed::Unavailable);
         }
         if current <= since {
-            return Ok(Some((current, Vec::new())));
+            return Ok(Feed::Unchanged(current));
         }
-        let Ok(start) = u64::try_from(since + 1) else {
-            return Ok(None);
+        match u64::try_from(since + 1) {
+            Ok(start) => Ok(Feed::From(table, current, start)),
+            Err(_) => Ok(Feed::Unavailable),
+        }
+    }
+
+    /// The rows of `silver.NAME` inserted or changed after version `since` that match the
+    /// SQL condition `filter`, each with the version that wrote it (`_commit_version`;
+    /// conveyor's other `_` columns left out), and the current version. `Ok(None)` when the
+    /// table does not exist or has no change data feed.
+    pub async fn silver_new_rows(
+        &self,
+        name: &str,
+        since: i64,
+        filter: Option<&str>,
+    ) -> Result<Option<(i64, Vec<serde_json::Map<String, serde_json::Value>>)>> {
+        let (table, current, start) = match self.change_feed(name, since).await? {
+            Feed::Unavailable => return Ok(None),
+            Feed::Unchanged(current) => return Ok(Some((current, Vec::new()))),
+            Feed::From(table, current, start) => (table, current, start),
         };
         let mut rows = sql::new_rows_where(table, start, filter, self.timeout).await?;
         for row in &mut rows {
@@ -1705,6 +1695,16 @@ impl Lakehouse {
         let limit = limit.unwrap_or(self.row_limit).min(self.row_limit).max(1);
         sql::run(self, text, limit, self.timeout).await
     }
+}
+
+/// Where a table's change data feed stands ([`Lakehouse::change_feed`]).
+enum Feed {
+    /// No table, no feed, or versions it cannot read from.
+    Unavailable,
+    /// Nothing after the version asked for; the current version.
+    Unchanged(i64),
+    /// Changes to read: the table, its current version, the first version to read.
+    From(deltalake::DeltaTable, i64, u64),
 }
 
 /// The silver batch of a run and what it changes in the schema.

@@ -597,25 +597,7 @@ impl<'a> LoadContext<'a> {
 /// Problems are collected across all files and reported in one [`Error::Config`], each with
 /// its file, what is wrong and how to fix it. Returns how many tools were registered.
 pub fn load_dir(dir: &Path, cx: &LoadContext<'_>, registry: &mut ToolRegistry) -> Result<usize> {
-    if !dir.exists() {
-        return Ok(0);
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        Error::Config(format!(
-            "cannot read the tools folder {} (tools.dir): {e}",
-            dir.display()
-        ))
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.ends_with(".toml") && !n.starts_with('.'))
-        })
-        .collect();
-    files.sort();
+    let files = toml_files(dir)?;
 
     let mut problems = Vec::new();
     let mut defined_in: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -666,6 +648,31 @@ pub fn load_dir(dir: &Path, cx: &LoadContext<'_>, registry: &mut ToolRegistry) -
         }
         Err(Error::Config(msg))
     }
+}
+
+/// The `*.toml` files of the tools folder `dir`, sorted (hidden files and other names left
+/// out); none when the folder does not exist.
+pub fn toml_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot read the tools folder {} (tools.dir): {e}",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(".toml") && !n.starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Reads one tool file and builds the tool its `kind` names; problems are prefixed with the

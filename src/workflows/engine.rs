@@ -989,6 +989,24 @@ impl Exec {
         }
     }
 
+    /// Queues the end of an attempt.
+    fn end(
+        &self,
+        path: &str,
+        attempt: i64,
+        state: StepState,
+        output: Option<Value>,
+        error: Option<String>,
+    ) {
+        self.push(JournalOp::End {
+            path: path.into(),
+            attempt,
+            state,
+            output,
+            error,
+        });
+    }
+
     /// Writes the pending operations (and renews the lease); `false` when the lease is gone.
     async fn flush(&self) -> Result<bool> {
         let ops = self
@@ -1123,13 +1141,8 @@ impl Exec {
         if let Some(skip) = &step.skip_if {
             match self.inner().templates.truthy(skip, &ctx) {
                 Ok(true) => {
-                    self.push(JournalOp::End {
-                        path: path.into(),
-                        attempt: last.map_or(1, |l| l.attempt),
-                        state: StepState::Skipped,
-                        output: None,
-                        error: None,
-                    });
+                    let attempt = last.map_or(1, |l| l.attempt);
+                    self.end(path, attempt, StepState::Skipped, None, None);
                     return Ok(Flow::Done(Value::Null));
                 }
                 Ok(false) => {}
@@ -1205,36 +1218,24 @@ impl Exec {
             };
             match outcome {
                 Outcome::Done(output) => {
-                    self.push(JournalOp::End {
-                        path: path.into(),
+                    self.end(
+                        path,
                         attempt,
-                        state: StepState::Succeeded,
-                        output: Some(output.clone()),
-                        error: None,
-                    });
+                        StepState::Succeeded,
+                        Some(output.clone()),
+                        None,
+                    );
                     return Ok(Flow::Done(output));
                 }
                 Outcome::Suspend { wake_at, note } => {
-                    self.push(JournalOp::End {
-                        path: path.into(),
-                        attempt,
-                        state: StepState::Waiting,
-                        output: note,
-                        error: None,
-                    });
+                    self.end(path, attempt, StepState::Waiting, note, None);
                     return Ok(Flow::Suspend(wake_at));
                 }
                 Outcome::Signal { op, wake_at } => {
                     // The approval row and the waiting step in one write, before the
                     // question is posted.
                     self.push(op);
-                    self.push(JournalOp::End {
-                        path: path.into(),
-                        attempt,
-                        state: StepState::Waiting,
-                        output: None,
-                        error: None,
-                    });
+                    self.end(path, attempt, StepState::Waiting, None, None);
                     if !self.flush().await? {
                         return Ok(Flow::Lost);
                     }
@@ -1255,13 +1256,13 @@ impl Exec {
                     {
                         None => return Ok(Flow::Lost),
                         Some(Outcome::Done(output)) => {
-                            self.push(JournalOp::End {
-                                path: path.into(),
+                            self.end(
+                                path,
                                 attempt,
-                                state: StepState::Succeeded,
-                                output: Some(output.clone()),
-                                error: None,
-                            });
+                                StepState::Succeeded,
+                                Some(output.clone()),
+                                None,
+                            );
                             return Ok(Flow::Done(output));
                         }
                         Some(Outcome::Failed(f)) => {
@@ -1269,13 +1270,7 @@ impl Exec {
                         }
                         Some(Outcome::Suspend { note, .. }) => {
                             // What it waits for, for `workflows show` and the API.
-                            self.push(JournalOp::End {
-                                path: path.into(),
-                                attempt,
-                                state: StepState::Waiting,
-                                output: note,
-                                error: None,
-                            });
+                            self.end(path, attempt, StepState::Waiting, note, None);
                             return Ok(Flow::Suspend(wake_at));
                         }
                         Some(Outcome::Signal { .. }) => return Ok(Flow::Suspend(wake_at)),
@@ -1285,13 +1280,13 @@ impl Exec {
                     if attempt < i64::from(step.retry.attempts) && failure.retryable(&step.retry.on)
                     {
                         let pause = backoff(&step.retry, attempt);
-                        self.push(JournalOp::End {
-                            path: path.into(),
+                        self.end(
+                            path,
                             attempt,
-                            state: StepState::Errored,
-                            output: None,
-                            error: Some(failure.message.clone()),
-                        });
+                            StepState::Errored,
+                            None,
+                            Some(failure.message.clone()),
+                        );
                         if pause > self.inner().config.max_inline_wait.0 {
                             // A long pause costs nothing: suspend until it is over.
                             return Ok(Flow::Suspend(now_ms().saturating_add(ms(pause))));
@@ -1315,13 +1310,13 @@ impl Exec {
 
     /// Records the step's final failure: the run goes on with `continue_on_error`, else fails.
     async fn fail(&self, step: &Step, path: &str, attempt: i64, error: String) -> Result<Flow> {
-        self.push(JournalOp::End {
-            path: path.into(),
-            attempt: attempt.max(1),
-            state: StepState::Failed,
-            output: None,
-            error: Some(error.clone()),
-        });
+        self.end(
+            path,
+            attempt.max(1),
+            StepState::Failed,
+            None,
+            Some(error.clone()),
+        );
         if step.continue_on_error {
             return Ok(Flow::Done(json!({"error": error})));
         }
@@ -1417,13 +1412,13 @@ impl Exec {
             }
         }
         let Some(i) = chosen else {
-            self.push(JournalOp::End {
-                path: path.into(),
-                attempt: 1,
-                state: StepState::Succeeded,
-                output: Some(json!({"arm": null})),
-                error: None,
-            });
+            self.end(
+                path,
+                1,
+                StepState::Succeeded,
+                Some(json!({"arm": null})),
+                None,
+            );
             return Ok(Flow::Done(json!({"arm": null})));
         };
         let arm = &arms[i];
@@ -1431,13 +1426,7 @@ impl Exec {
         match self.steps(&arm.steps, prefix, scope).await? {
             Flow::Done(last) => {
                 let out = json!({"arm": i, "output": last});
-                self.push(JournalOp::End {
-                    path: path.into(),
-                    attempt: 1,
-                    state: StepState::Succeeded,
-                    output: Some(out.clone()),
-                    error: None,
-                });
+                self.end(path, 1, StepState::Succeeded, Some(out.clone()), None);
                 Ok(Flow::Done(out))
             }
             other => Ok(other),
@@ -1488,23 +1477,10 @@ impl Exec {
             match flow? {
                 Flow::Done(v) => outputs.push(v),
                 Flow::Failed(e) => {
+                    self.end(path, 1, StepState::Failed, None, Some(e.clone()));
                     return Ok(if step.continue_on_error {
-                        self.push(JournalOp::End {
-                            path: path.into(),
-                            attempt: 1,
-                            state: StepState::Failed,
-                            output: None,
-                            error: Some(e.clone()),
-                        });
                         Flow::Done(json!({"error": e}))
                     } else {
-                        self.push(JournalOp::End {
-                            path: path.into(),
-                            attempt: 1,
-                            state: StepState::Failed,
-                            output: None,
-                            error: Some(e.clone()),
-                        });
                         Flow::Failed(e)
                     });
                 }
@@ -1516,13 +1492,7 @@ impl Exec {
             return Ok(Flow::Suspend(at));
         }
         let out = Value::Array(outputs);
-        self.push(JournalOp::End {
-            path: path.into(),
-            attempt: 1,
-            state: StepState::Succeeded,
-            output: Some(out.clone()),
-            error: None,
-        });
+        self.end(path, 1, StepState::Succeeded, Some(out.clone()), None);
         Ok(Flow::Done(out))
     }
 }

@@ -16,7 +16,7 @@ pub mod feed;
 pub mod steps;
 pub mod template;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -32,25 +32,7 @@ use crate::tools::{Caller, Tool, ToolPolicy};
 /// Reads every `*.toml` of `dir` with `kind = "workflow"` (other kinds are tools). Every
 /// problem of every file is reported at once, each with its file, step and key.
 pub fn load_dir(dir: &Path) -> Result<Vec<Workflow>> {
-    if !dir.exists() {
-        return Ok(Vec::new());
-    }
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        Error::Config(format!(
-            "cannot read the tools folder {} (tools.dir): {e}",
-            dir.display()
-        ))
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.ends_with(".toml") && !n.starts_with('.'))
-        })
-        .collect();
-    files.sort();
+    let files = crate::tools::toml_files(dir)?;
     let mut problems = Vec::new();
     let mut out: Vec<Workflow> = Vec::new();
     for file in &files {
