@@ -908,7 +908,7 @@ fields = ["city", "current.temp"]
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    // The demo's semantic model adds the two BI tools.
+    // The demo's semantic model adds the two BI tools, its workflows one tool each.
     assert_eq!(
         names,
         [
@@ -916,10 +916,14 @@ fields = ["city", "current.temp"]
             "restricted",
             "run_sql",
             "search_knowledge",
-            "weather"
+            "ticket_triage",
+            "weather",
+            "weekly_digest"
         ]
     );
-    assert_eq!(list[4]["parameters"]["required"], json!(["city"]));
+    assert_eq!(list[4]["kind"], "workflow");
+    assert_eq!(list[4]["parameters"]["required"], json!(["title"]));
+    assert_eq!(list[5]["parameters"]["required"], json!(["city"]));
     assert_eq!(list[1]["policy"]["users"], json!(["alice"]));
 
     // The built-in search over the demo documents.
