@@ -1,9 +1,10 @@
-//! The web chat page (plain HTML and JavaScript in `web.html`, compiled into the binary) and
+//! The web chat page (plain HTML and JavaScript in `web.html`, compiled into the binary; its
+//! Workflows tab lists workflows, runs and the `web:NAME` feeds through the workflows API) and
 //! the page that shows a cited passage.
 
 use crate::knowledge::ChunkPayload;
 
-/// The chat page served at `/`.
+/// The chat page served at `/` (with its Workflows tab at `/#workflows`).
 pub const PAGE: &str = include_str!("web.html");
 
 /// Escapes text for HTML element content and attribute values.
@@ -81,5 +82,25 @@ mod tests {
         assert!(!html.contains("<script>x"));
         assert!(html.contains("&lt;script&gt;x"));
         assert!(html.contains("A &amp; B"));
+    }
+
+    #[test]
+    fn the_workflows_view_builds_its_markup_without_inner_html_or_outside_resources() {
+        let script = PAGE
+            .split_once("// ---- the Workflows view")
+            .map_or("", |(_, rest)| rest);
+        assert!(
+            script.contains("/v1/workflows"),
+            "the Workflows view's script"
+        );
+        assert!(
+            !script.contains("innerHTML"),
+            "API text must go through textContent"
+        );
+        assert!(!script.contains("outerHTML") && !script.contains("insertAdjacentHTML"));
+        assert!(PAGE.contains("href=\"#workflows\""));
+        for outside in ["src=\"http", "href=\"http", "url(http", "@import"] {
+            assert!(!PAGE.contains(outside), "{outside}");
+        }
     }
 }

@@ -32,9 +32,15 @@ impl Drop for Serve {
     }
 }
 
-#[tokio::test]
-async fn the_web_page_shows_a_bi_answer_and_asks_a_clicked_choice() {
-    let Some(tools) = browser_tools() else { return };
+/// `conveyor serve` on the synced demo, on a free loopback port, once it is ready.
+struct Served {
+    dir: tempfile::TempDir,
+    log: PathBuf,
+    base: String,
+    _serve: Serve,
+}
+
+async fn serve_demo() -> Served {
     let dir = common::demo(true).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -42,7 +48,7 @@ async fn the_web_page_shows_a_bi_answer_and_asks_a_clicked_choice() {
         .unwrap()
         .port();
     let log = dir.path().join("serve.log");
-    let _serve = Serve(
+    let serve = Serve(
         common::conveyor()
             .current_dir(dir.path())
             .arg("serve")
@@ -68,13 +74,25 @@ async fn the_web_page_shows_a_bi_answer_and_asks_a_clicked_choice() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Served {
+        dir,
+        log,
+        base,
+        _serve: serve,
+    }
+}
+
+/// Runs `tests/browser/SCRIPT` against the server; what it saw (its one line of JSON).
+async fn browse(tools: &std::path::Path, served: &Served, script: &str) -> Value {
     let shots = std::env::var_os("CONVEYOR_TEST_SCREENSHOTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| dir.path().to_path_buf());
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/web_bi.cjs");
+        .unwrap_or_else(|| served.dir.path().to_path_buf());
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
     let out = tokio::process::Command::new("node")
         .arg(&script)
-        .arg(&base)
+        .arg(&served.base)
         .arg(&shots)
         .env("NODE_PATH", tools.join("node_modules"))
         .output()
@@ -85,9 +103,16 @@ async fn the_web_page_shows_a_bi_answer_and_asks_a_clicked_choice() {
         "the browser script failed:\n{}\n{}\n--- serve log\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(&log).unwrap_or_default()
+        std::fs::read_to_string(&served.log).unwrap_or_default()
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_web_page_shows_a_bi_answer_and_asks_a_clicked_choice() {
+    let Some(tools) = browser_tools() else { return };
+    let served = serve_demo().await;
+    let seen = browse(&tools, &served, "web_bi.cjs").await;
     assert_eq!(
         seen["headers"],
         serde_json::json!(["Plan", "Revenue"]),
@@ -131,5 +156,85 @@ async fn the_web_page_shows_a_bi_answer_and_asks_a_clicked_choice() {
         serde_json::json!(["Region", "Revenue"]),
         "{seen}"
     );
+    assert_eq!(seen["page_errors"], serde_json::json!([]), "{seen}");
+}
+
+/// A string field of what the script saw (empty when it is not a string).
+fn text<'a>(seen: &'a Value, field: &str) -> &'a str {
+    seen[field].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_workflows_tab_runs_a_workflow_and_decides_an_approval() {
+    let Some(tools) = browser_tools() else { return };
+    let served = serve_demo().await;
+    let seen = browse(&tools, &served, "web_workflows.cjs").await;
+    assert_eq!(seen["chat_first"], true, "{seen}");
+    assert_eq!(seen["chat_hidden"], true, "{seen}");
+    assert_eq!(
+        seen["workflows"],
+        serde_json::json!(["ticket_triage", "weekly_digest"]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["triage_triggers"],
+        serde_json::json!(["hook tickets", "/run triage"]),
+        "{seen}"
+    );
+    assert_eq!(seen["prefill"], "{}", "{seen}");
+    // weekly_digest: the query, then the post on the digest feed.
+    assert_eq!(seen["digest_state"], "succeeded", "{seen}");
+    assert_eq!(
+        seen["digest_steps"],
+        serde_json::json!(["revenue", "post"]),
+        "{seen}"
+    );
+    assert!(
+        text(&seen, "digest_post").contains("Revenue by plan"),
+        "{seen}"
+    );
+    // ticket_triage: waits for the approval, then goes on when approved in the page.
+    assert_eq!(seen["triage_waiting"], "waiting", "{seen}");
+    assert_eq!(
+        seen["approve_buttons"],
+        serde_json::json!(["Approve", "Reject"]),
+        "{seen}"
+    );
+    assert_eq!(seen["triage_after"], "succeeded", "{seen}");
+    assert_eq!(
+        seen["triage_steps"],
+        serde_json::json!(["context", "summary", "approve", "post"]),
+        "{seen}"
+    );
+    let post = text(&seen, "triage_post");
+    assert!(
+        post.contains("approved by api:local") && post.contains("Acme"),
+        "{seen}"
+    );
+    // A refused input: the reason, naming the missing field.
+    assert!(text(&seen, "bad_input_error").contains("title"), "{seen}");
+    // Hostile text is shown as text, never as markup.
+    assert!(
+        text(&seen, "hostile_post").contains("<img src=x onerror="),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["hostile_markup"],
+        serde_json::json!({"pwned": false, "imgs": 0, "bold": 0}),
+        "{seen}"
+    );
+    // The runs table: every run, newest first; the filter; a click opens one.
+    assert_eq!(
+        seen["runs_workflows"],
+        serde_json::json!(["ticket_triage", "ticket_triage", "weekly_digest"]),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["filtered"],
+        serde_json::json!(["weekly_digest"]),
+        "{seen}"
+    );
+    assert_eq!(seen["clicked_workflow"], "weekly_digest", "{seen}");
+    assert_eq!(seen["chat_back"], true, "{seen}");
     assert_eq!(seen["page_errors"], serde_json::json!([]), "{seen}");
 }
